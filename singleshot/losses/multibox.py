@@ -1,0 +1,138 @@
+"""SSD's multibox loss with 3:1 hard negative mining, batched over the images of a batch."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from singleshot.ops.boxes import cxcywh_to_xyxy
+from singleshot.ops.coders import DEFAULT_VARIANCES, encode
+from singleshot.ops.matcher import match_priors
+from singleshot.structures import BoxTarget
+
+
+@dataclass
+class PaddedTargets:
+    """Ground truths of a batch padded to the longest image.
+
+    Attributes:
+        boxes: Tensor[B, M, 4] xyxy pixels of each image.
+        labels: Tensor[B, M] int64, 0-based class indices (0 where padded).
+        valid: Tensor[B, M] bool.
+        scale: Tensor[B, 4] (w, h, w, h) of each image, to normalise the boxes.
+    """
+
+    boxes: Tensor
+    labels: Tensor
+    valid: Tensor
+    scale: Tensor
+
+
+def pad_targets(targets: Sequence[BoxTarget], device: torch.device) -> PaddedTargets:
+    """Pad the ground truths of a batch to [B, M] (a copy of ragged inputs, no per-image maths)."""
+    b = len(targets)
+    m = max((len(t) for t in targets), default=0)
+    boxes = torch.zeros((b, m, 4), dtype=torch.float32)
+    labels = torch.zeros((b, m), dtype=torch.int64)
+    valid = torch.zeros((b, m), dtype=torch.bool)
+    for i, t in enumerate(targets):
+        n = len(t)
+        boxes[i, :n] = t.boxes.float()
+        labels[i, :n] = t.labels
+        valid[i, :n] = True
+    scale = torch.tensor([[t.size[1], t.size[0], t.size[1], t.size[0]] for t in targets], dtype=torch.float32)
+    return PaddedTargets(boxes.to(device), labels.to(device), valid.to(device), scale.reshape(b, 4).to(device))
+
+
+def assign_targets(
+    padded: PaddedTargets,
+    priors_cxcywh: Tensor,
+    iou_threshold: float = 0.5,
+    variances: tuple[float, float] = DEFAULT_VARIANCES,
+) -> tuple[Tensor, Tensor]:
+    """Per-prior classes and regression targets.
+
+    Returns:
+        labels: Tensor[B, P] int64, 0 = background, 1..C = object class + 1.
+        deltas: Tensor[B, P, 4] encoded matched boxes (meaningful where labels > 0).
+    """
+    priors_px = cxcywh_to_xyxy(priors_cxcywh)[None] * padded.scale[:, None, :]  # [B, P, 4]
+    matched = match_priors(padded.boxes, padded.valid, priors_px, iou_threshold)
+    b, p = matched.shape
+    if padded.boxes.shape[1] == 0:
+        return matched.new_zeros((b, p)), priors_cxcywh.new_zeros((b, p, 4))
+    idx = matched.clamp(min=0)
+    labels = torch.where(matched >= 0, padded.labels.gather(1, idx) + 1, torch.zeros_like(idx))
+    boxes = padded.boxes.gather(1, idx[..., None].expand(b, p, 4)) / padded.scale[:, None, :]
+    return labels, encode(boxes, priors_cxcywh, variances)
+
+
+def hard_negative_mask(ce: Tensor, positive: Tensor, neg_pos_ratio: float) -> Tensor:
+    """Choose, per image, the ``neg_pos_ratio × positives`` background priors with the highest loss.
+
+    Args:
+        ce: Tensor[B, P] per-prior classification loss.
+        positive: Tensor[B, P] bool.
+        neg_pos_ratio: negatives per positive (3 in SSD). An image with no positives gets none.
+
+    Returns:
+        Tensor[B, P] bool mask of the mined negatives (disjoint from ``positive``).
+    """
+    b, p = ce.shape
+    num_pos = positive.sum(dim=1, keepdim=True)
+    num_neg = torch.minimum((num_pos * neg_pos_ratio).long(), p - num_pos)
+    neg_loss = ce.detach().masked_fill(positive, float("-inf"))
+    order = neg_loss.argsort(dim=1, descending=True)
+    rank = torch.empty_like(order).scatter_(1, order, torch.arange(p, device=ce.device).expand(b, p))
+    return rank < num_neg
+
+
+class MultiBoxLoss:
+    """L = (L_conf + alpha · L_loc) / N over a batch, N = number of positive priors.
+
+    ``L_loc`` is smooth-L1 (beta 1) over positive priors; ``L_conf`` is softmax cross-entropy over
+    positives and the hard negatives of :func:`hard_negative_mask`.
+
+    Args:
+        priors: Tensor[P, 4] cxcywh normalised, in the order of the model's outputs.
+        neg_pos_ratio: hard negatives per positive.
+        iou_threshold: matching threshold.
+        alpha: weight of the localisation term.
+        variances: coder variances.
+    """
+
+    def __init__(
+        self,
+        priors: Tensor,
+        neg_pos_ratio: float = 3.0,
+        iou_threshold: float = 0.5,
+        alpha: float = 1.0,
+        variances: tuple[float, float] = DEFAULT_VARIANCES,
+    ) -> None:
+        self.priors = priors
+        self.neg_pos_ratio = neg_pos_ratio
+        self.iou_threshold = iou_threshold
+        self.alpha = alpha
+        self.variances = variances
+
+    def __call__(self, outputs: dict[str, Tensor], targets: Sequence[BoxTarget]) -> dict[str, Tensor]:
+        """Args: outputs with ``cls_logits`` [B, P, C+1] and ``bbox_regression`` [B, P, 4]; targets
+        in the pixels of the network input. Returns ``{"loc": ..., "conf": ...}`` scalars."""
+        logits = outputs["cls_logits"].float()
+        regression = outputs["bbox_regression"].float()
+        device = logits.device
+        priors = self.priors.to(device)
+        padded = pad_targets(targets, device)
+        with torch.no_grad():
+            labels, deltas = assign_targets(padded, priors, self.iou_threshold, self.variances)
+        positive = labels > 0
+        num_pos = positive.sum().clamp(min=1).float()
+        loc = F.smooth_l1_loss(regression[positive], deltas[positive], reduction="sum", beta=1.0)
+        ce = F.cross_entropy(logits.flatten(0, 1), labels.flatten(), reduction="none").view_as(labels)
+        negative = hard_negative_mask(ce, positive, self.neg_pos_ratio)
+        conf = ce[positive | negative].sum()
+        return {"loc": self.alpha * loc / num_pos, "conf": conf / num_pos}

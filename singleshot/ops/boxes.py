@@ -1,0 +1,55 @@
+"""Box conversions and overlaps.
+
+``xyxy`` boxes are (x1, y1, x2, y2); ``cxcywh`` boxes are (centre x, centre y, width, height). All
+functions work on any leading batch shape and any consistent unit (pixels or normalised).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+
+def xyxy_to_cxcywh(boxes: Tensor) -> Tensor:
+    """Tensor[..., 4] xyxy -> Tensor[..., 4] cxcywh."""
+    x1, y1, x2, y2 = boxes.unbind(-1)
+    return torch.stack(((x1 + x2) * 0.5, (y1 + y2) * 0.5, x2 - x1, y2 - y1), dim=-1)
+
+
+def cxcywh_to_xyxy(boxes: Tensor) -> Tensor:
+    """Tensor[..., 4] cxcywh -> Tensor[..., 4] xyxy."""
+    cx, cy, w, h = boxes.unbind(-1)
+    return torch.stack((cx - 0.5 * w, cy - 0.5 * h, cx + 0.5 * w, cy + 0.5 * h), dim=-1)
+
+
+def box_area(boxes: Tensor, plus_one: bool = False) -> Tensor:
+    """Area of Tensor[..., 4] xyxy boxes; ``plus_one`` uses the VOC devkit's inclusive-pixel widths."""
+    one = 1.0 if plus_one else 0.0
+    return (boxes[..., 2] - boxes[..., 0] + one).clamp(min=0) * (boxes[..., 3] - boxes[..., 1] + one).clamp(min=0)
+
+
+def pairwise_iou(a: Tensor, b: Tensor, plus_one: bool = False) -> Tensor:
+    """IoU of every box of ``a`` with every box of ``b``.
+
+    Args:
+        a: Tensor[..., N, 4] xyxy.
+        b: Tensor[..., M, 4] xyxy (leading dims broadcast against ``a``'s).
+        plus_one: count widths as x2 - x1 + 1 (VOC devkit convention for integer pixel boxes).
+
+    Returns:
+        Tensor[..., N, M] IoU in [0, 1]; 0 where the union is empty.
+    """
+    one = 1.0 if plus_one else 0.0
+    lt = torch.maximum(a[..., :, None, :2], b[..., None, :, :2])
+    rb = torch.minimum(a[..., :, None, 2:], b[..., None, :, 2:])
+    wh = (rb - lt + one).clamp(min=0)
+    inter = wh[..., 0] * wh[..., 1]
+    union = box_area(a, plus_one)[..., :, None] + box_area(b, plus_one)[..., None, :] - inter
+    return torch.where(union > 0, inter / union.clamp(min=torch.finfo(inter.dtype).tiny), torch.zeros_like(inter))
+
+
+def clip_boxes(boxes: Tensor, height: float, width: float) -> Tensor:
+    """Clamp Tensor[..., 4] xyxy boxes into an image of (height, width) in the same unit."""
+    x = boxes[..., 0::2].clamp(0, width)
+    y = boxes[..., 1::2].clamp(0, height)
+    return torch.stack((x[..., 0], y[..., 0], x[..., 1], y[..., 1]), dim=-1)

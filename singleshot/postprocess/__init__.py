@@ -1,0 +1,1 @@
+"""Turning raw head outputs into detections: decoding, score filtering, NMS."""

@@ -1,0 +1,46 @@
+from __future__ import annotations
+
+import torch
+from torchvision.models.detection._utils import SSDMatcher
+from torchvision.ops import box_iou
+
+from singleshot.ops.boxes import cxcywh_to_xyxy
+from singleshot.ops.matcher import match_priors
+from singleshot.ops.priors import generate_priors, prior_spec
+
+
+def test_matches_torchvision_ssd_matcher_per_image() -> None:
+    g = torch.Generator().manual_seed(0)
+    priors = cxcywh_to_xyxy(generate_priors(prior_spec("voc300")))
+    counts = [3, 0, 5, 1]
+    m = max(counts)
+    gt = torch.zeros(len(counts), m, 4)
+    valid = torch.zeros(len(counts), m, dtype=torch.bool)
+    for i, n in enumerate(counts):
+        xy = torch.rand(n, 2, generator=g) * 0.7
+        wh = torch.rand(n, 2, generator=g) * 0.3 + 0.02
+        gt[i, :n] = torch.cat((xy, xy + wh), 1)
+        valid[i, :n] = True
+    ours = match_priors(gt, valid, priors)
+    matcher = SSDMatcher(0.5)
+    for i, n in enumerate(counts):
+        if n == 0:
+            assert bool((ours[i] == -1).all())
+            continue
+        theirs = matcher(box_iou(gt[i, :n], priors))
+        assert torch.equal(ours[i], theirs)
+
+
+def test_force_best_prior_below_threshold() -> None:
+    priors = torch.tensor([[0.0, 0.0, 0.5, 0.5], [0.5, 0.5, 1.0, 1.0]])
+    # a small box inside the first prior: IoU 0.04 < 0.5, still matched to it
+    gt = torch.tensor([[[0.1, 0.1, 0.2, 0.2]]])
+    out = match_priors(gt, torch.tensor([[True]]), priors)
+    assert out.tolist() == [[0, -1]]
+
+
+def test_padding_never_matches() -> None:
+    priors = torch.tensor([[0.0, 0.0, 0.5, 0.5]])
+    gt = torch.tensor([[[0.0, 0.0, 0.5, 0.5], [0.0, 0.0, 0.5, 0.5]]])
+    out = match_priors(gt, torch.tensor([[True, False]]), priors)
+    assert out.tolist() == [[0]]
