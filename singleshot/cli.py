@@ -1,0 +1,83 @@
+"""``singleshot TASK MODE key=value ...``: the one command line of every family."""
+
+from __future__ import annotations
+
+import importlib
+import json
+import logging
+import math
+import sys
+import warnings
+from collections.abc import Sequence
+
+from singleshot.config import parse_overrides
+from singleshot.errors import SingleshotError
+from singleshot.tasks import TASKS
+
+USAGE = """usage: singleshot TASK MODE [key=value ...]
+
+tasks: {tasks}
+modes: train, val, predict, score, convert, demo (see README.md)
+
+examples:
+  singleshot detect demo
+  singleshot detect train model=ssd300 data=path/to/VOCdevkit years=2007,2012 epochs=120 batch=32
+  singleshot detect val weights=runs/detect/train/best.safetensors data=path/to/VOCdevkit
+  singleshot detect predict weights=best.safetensors source=image_or_folder_or_video
+  singleshot detect score gt=path/to/VOCdevkit pred=results_dir metric=voc07
+  singleshot detect convert from=torchvision src=ssd300_vgg16_coco.pth dst=ssd300_coco.safetensors
+"""
+
+
+def _json_safe(value: object) -> object:
+    """NaN and infinities become null: the printed line must be strict JSON."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {str(k): _json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_safe(v) for v in value]
+    return value
+
+
+def _setup_logging(verbose: bool) -> None:
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        datefmt="%H:%M:%S",
+        stream=sys.stderr,
+    )
+    logging.captureWarnings(True)
+    warnings.simplefilter("default")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run one task mode; a mode's metrics are printed as one JSON object on the last stdout line."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    if len(args) < 2 or args[0] in ("-h", "--help", "help"):
+        print(USAGE.format(tasks=", ".join(TASKS)), file=sys.stderr if len(args) else sys.stdout)
+        return 0 if args and args[0] in ("-h", "--help", "help") else 2
+    task, mode, rest = args[0], args[1], args[2:]
+    verbose = "verbose=true" in rest
+    rest = [a for a in rest if a != "verbose=true"]
+    _setup_logging(verbose)
+    if task not in TASKS:
+        print(f"error: unknown task {task!r}; tasks: {', '.join(TASKS)}", file=sys.stderr)
+        return 2
+    modes = importlib.import_module(TASKS[task]).MODES
+    if mode not in modes:
+        print(f"error: unknown mode {mode!r} for {task}; modes: {', '.join(modes)}", file=sys.stderr)
+        return 2
+    try:
+        result = modes[mode](parse_overrides(rest))
+    except SingleshotError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    if result is not None:
+        sys.stdout.flush()
+        print(json.dumps(_json_safe(result), default=str, allow_nan=False))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

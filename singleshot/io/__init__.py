@@ -1,0 +1,1 @@
+"""Reading and writing media: images, videos, and drawing results on them."""

@@ -1,0 +1,157 @@
+"""``detect train`` and ``detect demo``: SSD training on the engine."""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+from torch.utils.data import DataLoader
+
+from singleshot.config import config_to_dict
+from singleshot.data.collate import collate_detection
+from singleshot.engine.checkpoint import load_checkpoint
+from singleshot.engine.seed import seed_everything, worker_init_fn
+from singleshot.engine.trainer import TrainConfig, Trainer
+from singleshot.engine.weights import save_weights
+from singleshot.losses.multibox import MultiBoxLoss
+from singleshot.models import build_model
+from singleshot.structures import BoxTarget
+from singleshot.tasks.detect import (
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    DetectConfig,
+    DetectPredictor,
+    arch_kwargs,
+    model_meta,
+    normalize,
+    postprocess_settings,
+)
+from singleshot.tasks.detect_modes import _cfg, build_dataset, class_names_for, evaluate_dataset, run_dir
+
+logger = logging.getLogger(__name__)
+
+
+class PrepareBatch:
+    """Move a collated ``(images [B,3,S,S] in [0,1], targets)`` batch to the device and normalise."""
+
+    def __call__(self, batch: tuple[Tensor, list[BoxTarget]], device: torch.device) -> tuple[Tensor, list[BoxTarget]]:
+        images, targets = batch
+        images = normalize(images.to(device, non_blocking=True), IMAGENET_MEAN, IMAGENET_STD)
+        return images, [t.to(device) for t in targets]
+
+
+def _floats(metrics: dict[str, Any]) -> dict[str, float]:
+    return {k: float(v) for k, v in metrics.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+
+
+def train_detector(cfg: DetectConfig) -> dict:
+    """Train ``cfg.model`` on ``cfg.data``; returns the final metrics plus the output paths."""
+    seed_everything(cfg.seed)
+    classes = class_names_for(cfg)
+    kwargs = arch_kwargs(cfg.model, cfg.imgsz)
+    model = build_model(cfg.model, len(classes), **kwargs)
+    if cfg.pretrained:
+        from singleshot.convert.vgg_decimate import load_vgg16_base
+
+        load_vgg16_base(model, Path(cfg.pretrained))
+    size = int(model.image_size)
+    from singleshot.data.transforms import build_train_transform
+
+    train_set = build_dataset(cfg, cfg.train_set, classes, build_train_transform(size, IMAGENET_MEAN, strong=cfg.augment))
+    val_set = build_dataset(cfg, cfg.val_set, classes)
+    generator = torch.Generator().manual_seed(cfg.seed)
+    loader = DataLoader(
+        train_set, batch_size=cfg.batch, shuffle=True, num_workers=cfg.workers, collate_fn=collate_detection,
+        drop_last=len(train_set) > cfg.batch, worker_init_fn=worker_init_fn, generator=generator,
+        persistent_workers=cfg.workers > 0, pin_memory=cfg.device.startswith("cuda"),
+    )  # fmt: skip
+    steps_per_epoch = math.ceil(len(loader) / cfg.accumulate)
+    out = run_dir(cfg, "train")
+    tcfg = TrainConfig(
+        epochs=cfg.epochs, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay, optimizer=cfg.optimizer,
+        schedule=cfg.schedule, milestones=tuple(m * steps_per_epoch for m in cfg.milestones),
+        warmup_iters=cfg.warmup, accumulate=cfg.accumulate, clip_grad=cfg.clip_grad, eval_every=cfg.eval_every,
+        out_dir=out, seed=cfg.seed, device=cfg.device, resume=cfg.resume,
+        log_every=max(1, len(loader) // 4),
+    )  # fmt: skip
+    meta = model_meta(model, cfg.model, kwargs, classes, train_config=config_to_dict(cfg))
+    settings = postprocess_settings(cfg)
+    metric_key = "map" if cfg.metric == "coco" else "map50"
+
+    def evaluate(m: nn.Module) -> dict[str, float]:
+        predictor = DetectPredictor(m, meta, settings, cfg.device, channels_last=False)
+        return _floats(evaluate_dataset(predictor, val_set, cfg, cfg.metric, classes))
+
+    trainer = Trainer(model, MultiBoxLoss(model.priors), loader, tcfg, PrepareBatch(), evaluate, metric_key)
+    t0 = time.perf_counter()
+    metrics = trainer.train()
+    elapsed = time.perf_counter() - t0
+    best = trainer.best_path if trainer.best_path.exists() else trainer.last_path
+    state = load_checkpoint(best)
+    model.load_state_dict(state["model"])
+    best_metrics = _floats(state.get("metrics") or metrics)
+    weights = out / "best.safetensors"
+    save_weights(weights, model, dict(meta, metrics=best_metrics, epoch=int(state["epoch"])))
+    return dict(best_metrics, epochs=int(state["epoch"]), train_seconds=round(elapsed, 1), weights=str(weights), out=str(out))
+
+
+#: The CPU demo recipe: a slim SSD on 128x128 shapes (tuned to pass mAP 0.88 within 5 minutes on 2 cores).
+DEMO_DEFAULTS: dict[str, Any] = {
+    "model": "ssd_slim",
+    "imgsz": 160,
+    "epochs": 12,
+    "batch": 32,
+    "lr": 0.05,
+    "optimizer": "sgd",
+    "schedule": "cosine",
+    "warmup": 50,
+    "weight_decay": 5e-4,
+    "workers": 2,
+    "train_set": "train",
+    "val_set": "val",
+    "metric": "voc07",
+    "name": "demo",
+    "eval_every": 4,
+    "n_train": 800,
+    "n_val": 200,
+}
+
+
+def run_demo(args: dict[str, str]) -> dict:
+    """Shapes dataset -> train -> evaluate -> pictures; returns the metrics."""
+    from singleshot.data.shapes import SHAPES_CLASSES, write_shapes_dataset
+    from singleshot.tasks.detect_predict import predict_source
+
+    defaults = dict(DEMO_DEFAULTS)
+    cfg = _cfg(dict(args), **defaults)
+    if not cfg.data:
+        data_root = Path(cfg.project) / "demo_data"
+        marker = data_root / f".complete-{cfg.n_train}-{cfg.n_val}-{cfg.seed}"
+        if not marker.exists():
+            logger.info("writing the shapes dataset to %s", data_root)
+            write_shapes_dataset(data_root, cfg.n_train, cfg.n_val, size=160, seed=cfg.seed)
+            marker.touch()
+        cfg.data = str(data_root)
+        cfg.classes = tuple(SHAPES_CLASSES)
+    result = train_detector(cfg)
+    out = Path(result["out"])
+    from singleshot.tasks.detect_modes import load_predictor
+
+    cfg.weights = result["weights"]
+    predictor = load_predictor(cfg)
+    val_images = Path(cfg.data) / "VOC2007" / "JPEGImages"
+    ids = (Path(cfg.data) / "VOC2007" / "ImageSets" / "Main" / f"{cfg.val_set}.txt").read_text().split()[:8]
+    pictures = out / "predictions"
+    pictures.mkdir(exist_ok=True)
+    for image_id in ids:
+        predict_source(predictor, val_images / f"{image_id}.jpg", pictures, 0.5, 1)
+    (pictures / "predictions.json").unlink(missing_ok=True)
+    metrics = {k: v for k, v in result.items()}
+    (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
+    return metrics
