@@ -52,30 +52,48 @@ def assign_targets(
     padded: PaddedTargets,
     priors_cxcywh: Tensor,
     iou_threshold: float = 0.5,
-    variances: tuple[float, float] = DEFAULT_VARIANCES,
 ) -> tuple[Tensor, Tensor]:
-    """Per-prior classes and regression targets.
+    """Match priors to ground truths.
 
     Returns:
         labels: Tensor[B, P] int64, 0 = background, 1..C = object class + 1.
-        deltas: Tensor[B, P, 4] encoded matched boxes (meaningful where labels > 0).
+        matched: Tensor[B, P] int64 index into M of each prior's ground truth (-1 = background).
     """
     priors_px = cxcywh_to_xyxy(priors_cxcywh)[None] * padded.scale[:, None, :]  # [B, P, 4]
     matched = match_priors(padded.boxes, padded.valid, priors_px, iou_threshold)
-    b, p = matched.shape
     if padded.boxes.shape[1] == 0:
-        return matched.new_zeros((b, p)), priors_cxcywh.new_zeros((b, p, 4))
-    idx = matched.clamp(min=0)
-    labels = torch.where(matched >= 0, padded.labels.gather(1, idx) + 1, torch.zeros_like(idx))
-    boxes = padded.boxes.gather(1, idx[..., None].expand(b, p, 4)) / padded.scale[:, None, :]
-    return labels, encode(boxes, priors_cxcywh, variances)
+        return torch.zeros_like(matched), matched
+    labels = torch.where(matched >= 0, padded.labels.gather(1, matched.clamp(min=0)) + 1, 0)
+    return labels, matched
+
+
+def positive_targets(
+    padded: PaddedTargets,
+    matched: Tensor,
+    priors_cxcywh: Tensor,
+    variances: tuple[float, float] = DEFAULT_VARIANCES,
+) -> tuple[Tensor, Tensor]:
+    """Regression targets of the positive priors only (encoding the background is wasted work).
+
+    Returns:
+        index: Tensor[2, N] (image, prior) of the N positive priors, in row-major order.
+        deltas: Tensor[N, 4] encoded matched boxes.
+    """
+    bi, pi = (matched >= 0).nonzero(as_tuple=True)
+    gi = matched[bi, pi]
+    boxes = padded.boxes[bi, gi] / padded.scale[bi]
+    return torch.stack((bi, pi)), encode(boxes, priors_cxcywh[pi], variances)
 
 
 def hard_negative_mask(ce: Tensor, positive: Tensor, neg_pos_ratio: float) -> Tensor:
     """Choose, per image, the ``neg_pos_ratio × positives`` background priors with the highest loss.
 
+    One ``topk`` over the batch (k = the largest quota of any image) replaces the double sort of
+    torchvision; ties between equal losses may be broken differently, which leaves the loss value
+    unchanged.
+
     Args:
-        ce: Tensor[B, P] per-prior classification loss.
+        ce: Tensor[B, P] per-prior background classification loss.
         positive: Tensor[B, P] bool.
         neg_pos_ratio: negatives per positive (3 in SSD). An image with no positives gets none.
 
@@ -84,11 +102,13 @@ def hard_negative_mask(ce: Tensor, positive: Tensor, neg_pos_ratio: float) -> Te
     """
     b, p = ce.shape
     num_pos = positive.sum(dim=1, keepdim=True)
-    num_neg = torch.minimum((num_pos * neg_pos_ratio).long(), p - num_pos)
-    neg_loss = ce.detach().masked_fill(positive, float("-inf"))
-    order = neg_loss.argsort(dim=1, descending=True)
-    rank = torch.empty_like(order).scatter_(1, order, torch.arange(p, device=ce.device).expand(b, p))
-    return rank < num_neg
+    num_neg = torch.minimum((num_pos * neg_pos_ratio).long(), p - num_pos)  # [B, 1]
+    k = int(num_neg.max()) if b else 0
+    negative = torch.zeros_like(positive)
+    if k == 0:
+        return negative
+    idx = ce.detach().masked_fill(positive, float("-inf")).topk(k, dim=1, sorted=True).indices
+    return negative.scatter_(1, idx, torch.arange(k, device=ce.device)[None] < num_neg)
 
 
 class MultiBoxLoss:
@@ -128,11 +148,16 @@ class MultiBoxLoss:
         priors = self.priors.to(device)
         padded = pad_targets(targets, device)
         with torch.no_grad():
-            labels, deltas = assign_targets(padded, priors, self.iou_threshold, self.variances)
+            labels, matched = assign_targets(padded, priors, self.iou_threshold)
+            (bi, pi), deltas = positive_targets(padded, matched, priors, self.variances)
         positive = labels > 0
         num_pos = positive.sum().clamp(min=1).float()
-        loc = F.smooth_l1_loss(regression[positive], deltas[positive], reduction="sum", beta=1.0)
-        ce = F.cross_entropy(logits.flatten(0, 1), labels.flatten(), reduction="none").view_as(labels)
-        negative = hard_negative_mask(ce, positive, self.neg_pos_ratio)
-        conf = ce[positive | negative].sum()
+        loc = F.smooth_l1_loss(regression[bi, pi], deltas, reduction="sum", beta=1.0)
+        # Cross-entropy from log-sum-exp: -log softmax(x)[c] = lse(x) - x[c]. The background term
+        # is needed for every prior (to mine negatives), the class term only for the positives.
+        lse = torch.logsumexp(logits, dim=-1)  # [B, P]
+        background_ce = lse - logits[..., 0]
+        positive_ce = lse[bi, pi] - logits[bi, pi, labels[bi, pi]]
+        negative = hard_negative_mask(background_ce, positive, self.neg_pos_ratio)
+        conf = positive_ce.sum() + torch.where(negative, background_ce, 0.0).sum()
         return {"loc": self.alpha * loc / num_pos, "conf": conf / num_pos}

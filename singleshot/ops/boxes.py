@@ -40,12 +40,14 @@ def pairwise_iou(a: Tensor, b: Tensor, plus_one: bool = False) -> Tensor:
         Tensor[..., N, M] IoU in [0, 1]; 0 where the union is empty.
     """
     one = 1.0 if plus_one else 0.0
-    lt = torch.maximum(a[..., :, None, :2], b[..., None, :, :2])
-    rb = torch.minimum(a[..., :, None, 2:], b[..., None, :, 2:])
-    wh = (rb - lt + one).clamp(min=0)
-    inter = wh[..., 0] * wh[..., 1]
-    union = box_area(a, plus_one)[..., :, None] + box_area(b, plus_one)[..., None, :] - inter
-    return torch.where(union > 0, inter / union.clamp(min=torch.finfo(inter.dtype).tiny), torch.zeros_like(inter))
+    ax1, ay1, ax2, ay2 = (c[..., :, None] for c in a.unbind(-1))
+    bx1, by1, bx2, by2 = (c[..., None, :] for c in b.unbind(-1))
+    # One coordinate at a time: each intermediate is [..., N, M], contiguous along M.
+    iw = (torch.minimum(ax2, bx2) - torch.maximum(ax1, bx1)).add_(one).clamp_(min=0)
+    ih = (torch.minimum(ay2, by2) - torch.maximum(ay1, by1)).add_(one).clamp_(min=0)
+    inter = iw.mul_(ih)
+    union = (box_area(a, plus_one)[..., :, None] + box_area(b, plus_one)[..., None, :]).sub_(inter)
+    return torch.where(union > 0, inter / union.clamp(min=torch.finfo(inter.dtype).tiny), 0.0)
 
 
 def clip_boxes(boxes: Tensor, height: float, width: float) -> Tensor:

@@ -88,3 +88,4 @@ def test_image_without_objects_gives_finite_zero_loss_and_gradients() -> None:
     total = loss["loc"] + loss["conf"]
     total.backward()
     assert total.item() == 0.0 and torch.isfinite(logits.grad).all()
+
