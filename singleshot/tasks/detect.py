@@ -42,6 +42,7 @@ class DetectConfig:
     train_set: str = "trainval"
     val_set: str = "test"
     years: tuple[str, ...] = ("2007",)
+    val_years: tuple[str, ...] = ()  # years of the evaluation split (default: ``years``)
     imgsz: int = 0
     # training
     epochs: int = 120

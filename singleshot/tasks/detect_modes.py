@@ -4,25 +4,18 @@ from __future__ import annotations
 
 import json
 import logging
-import time
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-import torch
 from torch.utils.data import DataLoader, Dataset
 
-from singleshot.config import build_config, config_to_dict
-from singleshot.errors import ConfigError, DataError
+from singleshot.config import build_config
+from singleshot.errors import ConfigError
 from singleshot.tasks.detect import (
     DetectConfig,
     DetectPredictor,
-    arch_kwargs,
     collate_raw,
     model_from_meta,
-    model_meta,
-    normalize,
-    postprocess_settings,
     settings_from_meta,
 )
 
@@ -73,7 +66,8 @@ def build_dataset(cfg: DetectConfig, split: str, classes: list[str], transforms:
         return COCODetection(cfg.images or ann.parent, ann, transforms=transforms)
     from singleshot.data.voc import VOCDetection
 
-    return VOCDetection(path, image_set=split, years=cfg.years, class_names=classes, transforms=transforms)
+    years = cfg.val_years or cfg.years if split == cfg.val_set else cfg.years
+    return VOCDetection(path, image_set=split, years=years, class_names=classes, transforms=transforms)
 
 
 def load_predictor(cfg: DetectConfig) -> DetectPredictor:
@@ -117,7 +111,7 @@ def score(args: dict[str, str]) -> dict:
         from singleshot.data.voc import VOCDetection
 
         classes = class_names_for(cfg)
-        ds = VOCDetection(gt, image_set=cfg.val_set, years=cfg.years, class_names=classes)
+        ds = VOCDetection(gt, image_set=cfg.val_set, years=cfg.val_years or cfg.years, class_names=classes)
         targets = [ds.load_target(i) for i in range(len(ds))]
         return score_files(targets, cfg.pred, cfg.metric, classes, plus_one=cfg.plus_one, split=cfg.val_set)
     return score_files(gt, cfg.pred, cfg.metric, plus_one=cfg.plus_one)

@@ -136,3 +136,7 @@ def test_demo_pipeline_smoke(tmp_path: Path, capsys: pytest.CaptureFixture[str])
     assert len(list((out / "predictions").glob("*.jpg"))) == 8
     _, meta = load_weights(out / "best.safetensors")
     assert meta["classes"] == ["circle", "square", "triangle", "cross", "ring"]
+    # `val` on the same split reproduces the demo's metric from the saved weights alone
+    data = tmp_path / "demo_data"
+    assert main(["detect", "val", f"weights={out / 'best.safetensors'}", f"data={data}", "val_set=val", f"project={tmp_path}"]) == 0
+    assert _last_json(capsys)["map50"] == pytest.approx(got["map50"], abs=1e-6)
