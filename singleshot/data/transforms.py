@@ -1,0 +1,166 @@
+"""SSD data augmentation on ``(image, BoxTarget)`` pairs, built from ``torchvision.transforms.v2``.
+
+Training pipeline (the SSD paper, ssd.pytorch ``SSDAugmentation`` and torchvision's detection
+references, in this order):
+
+1. photometric distortion: brightness, contrast, saturation, hue and a channel permutation, each
+   applied with probability 0.5 (``v2.RandomPhotometricDistort``);
+2. zoom-out: with probability 0.5 the image is placed at a random position on a canvas up to 4x its
+   side, filled with the dataset mean (``v2.RandomZoomOut``);
+3. IoU-constrained random crop (``v2.RandomIoUCrop``): pick a minimum IoU from {0 (any crop), 0.1,
+   0.3, 0.5, 0.7, 0.9, keep the whole image}; sample up to 40 crops with each side in [0.3, 1] of the
+   image and aspect ratio in [0.5, 2]; a crop is accepted when at least one box has its centre
+   strictly inside it and the best IoU of those boxes with the crop reaches the minimum. Boxes whose
+   centre lies inside the crop are kept and clipped to it; the others are zeroed and then removed
+   by step 7;
+4. horizontal flip with probability 0.5 (``x1' = W - x2``, ``x2' = W - x1``, no pixel shift);
+5. resize to ``size x size``;
+6. uint8 -> float32 in [0, 1];
+7. ``v2.SanitizeBoundingBoxes``: drops boxes narrower or shorter than 1 pixel, with their labels and
+   difficult flags.
+
+All random numbers come from torch's generator, which ``DataLoader`` seeds differently per worker.
+Every object here is picklable (no lambdas), so the transforms work in worker processes.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+from torch import Tensor
+from torchvision import tv_tensors
+from torchvision.transforms import v2
+
+from singleshot.structures import BoxTarget
+
+logger = logging.getLogger(__name__)
+
+__all__ = [
+    "DetectionTransform",
+    "build_train_transform",
+    "build_eval_transform",
+    "photometric_distort",
+    "zoom_out",
+    "iou_crop",
+    "horizontal_flip",
+    "resize_to_float",
+    "sanitize_boxes",
+]
+
+
+def _labels_and_difficult(inputs: Any) -> tuple[Tensor, Tensor]:
+    """labels_getter for SanitizeBoundingBoxes: the per-box tensors filtered with the boxes."""
+    target = inputs[1]
+    return target["labels"], target["difficult"]
+
+
+class DetectionTransform:
+    """Apply a ``torchvision.transforms.v2`` transform to ``(image, BoxTarget)``.
+
+    Args:
+        transform: a v2 transform called on ``(tv_tensors.Image, {"boxes": BoundingBoxes(XYXY),
+            "labels": Tensor[N], "difficult": Tensor[N]})``.
+
+    ``__call__(image, target)``: image Tensor[3, H, W] (uint8 or float), target a BoxTarget whose
+    boxes are xyxy pixels of this image. Returns ``(image Tensor[3, H', W'], BoxTarget)`` with boxes
+    in the new pixel frame, ``size = (H', W')``, ``orig_size`` and ``image_id`` unchanged, and labels
+    and difficult flags filtered with the boxes.
+    """
+
+    def __init__(self, transform: v2.Transform) -> None:
+        self.transform = transform
+
+    def __call__(self, image: Tensor, target: BoxTarget) -> tuple[Tensor, BoxTarget]:
+        height, width = int(image.shape[-2]), int(image.shape[-1])
+        boxes = tv_tensors.BoundingBoxes(
+            target.boxes.to(torch.float32).reshape(-1, 4), format="XYXY", canvas_size=(height, width)
+        )
+        sample = (
+            tv_tensors.Image(image),
+            {"boxes": boxes, "labels": target.labels, "difficult": target.difficult},
+        )
+        out_image, out = self.transform(*sample)
+        out_image = out_image.as_subclass(Tensor)
+        return out_image, BoxTarget(
+            boxes=out["boxes"].as_subclass(Tensor).to(torch.float32).reshape(-1, 4),
+            labels=out["labels"],
+            difficult=out["difficult"],
+            image_id=target.image_id,
+            size=(int(out_image.shape[-2]), int(out_image.shape[-1])),
+            orig_size=target.orig_size,
+        )
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.transform!r})"
+
+
+def photometric_distort(p: float = 0.5) -> v2.Transform:
+    """Brightness x[0.875, 1.125], contrast and saturation x[0.5, 1.5], hue +-0.05 turn, channel
+    permutation; each with probability ``p`` (torchvision's SSD settings)."""
+    return v2.RandomPhotometricDistort(p=p)
+
+
+def zoom_out(mean: Sequence[float], max_scale: float = 4.0, p: float = 0.5) -> v2.Transform:
+    """Place the image on a canvas of side ratio uniform in [1, max_scale] filled with ``mean``.
+
+    Args:
+        mean: RGB mean in [0, 1]; the fill of a uint8 image is ``round(255 * mean)``.
+    """
+    if len(mean) != 3:
+        raise ValueError(f"mean must have 3 values (RGB in [0, 1]), got {mean!r}")
+    fill = [int(round(255.0 * float(m))) for m in mean]
+    return v2.RandomZoomOut(fill={tv_tensors.Image: fill, "others": 0}, side_range=(1.0, max_scale), p=p)
+
+
+def iou_crop() -> v2.Transform:
+    """SSD's IoU-constrained crop (see the module docstring); must be followed by sanitize_boxes()."""
+    return v2.RandomIoUCrop(
+        min_scale=0.3, max_scale=1.0, min_aspect_ratio=0.5, max_aspect_ratio=2.0,
+        sampler_options=[0.0, 0.1, 0.3, 0.5, 0.7, 0.9, 1.0], trials=40,
+    )  # fmt: skip
+
+
+def horizontal_flip(p: float = 0.5) -> v2.Transform:
+    """Mirror left-right with probability ``p``; boxes become ``[W - x2, y1, W - x1, y2]``."""
+    return v2.RandomHorizontalFlip(p=p)
+
+
+def resize_to_float(size: int) -> v2.Transform:
+    """Resize to ``size x size`` (bilinear, antialiased) and convert to float32 in [0, 1]."""
+    return v2.Compose([v2.Resize((size, size), antialias=True), v2.ToDtype(torch.float32, scale=True)])
+
+
+def sanitize_boxes() -> v2.Transform:
+    """Drop boxes under 1 pixel wide or high (and zeroed crop leftovers) with their labels/difficult."""
+    return v2.SanitizeBoundingBoxes(min_size=1.0, labels_getter=_labels_and_difficult)
+
+
+def build_train_transform(
+    size: int, mean: tuple[float, float, float], strong: bool = True, *, max_zoom: float = 4.0
+) -> DetectionTransform:
+    """SSD training augmentation.
+
+    Args:
+        size: output side in pixels.
+        mean: RGB mean in [0, 1], the zoom-out fill.
+        strong: the full SSD pipeline (photometric, zoom-out, IoU crop, flip); ``False`` keeps only
+            the horizontal flip.
+        max_zoom: largest zoom-out side ratio (4 in SSD).
+
+    Returns:
+        callable ``(image uint8 Tensor[3, H, W], BoxTarget) -> (float32 Tensor[3, size, size] in
+        [0, 1], BoxTarget in the size x size frame)``.
+    """
+    stages: list[v2.Transform] = []
+    if strong:
+        stages += [photometric_distort(), zoom_out(mean, max_zoom), iou_crop()]
+    stages += [horizontal_flip(), resize_to_float(size), sanitize_boxes()]
+    return DetectionTransform(v2.Compose(stages))
+
+
+def build_eval_transform(size: int) -> DetectionTransform:
+    """Resize to ``size x size`` and scale to float32 [0, 1]; every box is kept (none is filtered)."""
+    return DetectionTransform(resize_to_float(size))

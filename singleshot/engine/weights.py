@@ -1,0 +1,156 @@
+"""Deployable weights: a safetensors file with the run's metadata as JSON in its header.
+
+The safetensors header's metadata is a flat ``str -> str`` map; singleshot stores its whole
+metadata dict (architecture, classes, mean/std, input size, clip length, metrics, ...) as one JSON
+string under the key ``"singleshot"`` (plus ``"format": "pt"`` for other safetensors tools).
+Loading parses no pickle at all.
+
+Weights from other projects come as ``.pth`` pickles: :func:`load_foreign_pth` reads them with
+``torch.load(weights_only=True)`` and refuses anything that would need arbitrary code execution.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import pickle
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError, safe_open
+from safetensors.torch import save as safetensors_save
+from torch import Tensor, nn
+
+from singleshot.engine.checkpoint import atomic_write, unpickling_reason
+from singleshot.errors import WeightsError
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["save_weights", "load_weights", "load_foreign_pth", "unwrap_state_dict", "META_KEY"]
+
+META_KEY = "singleshot"
+_WRAPPER_KEYS = ("state_dict", "model_state_dict", "model", "net", "weights")
+
+
+def _plain_tensors(state: Mapping[str, Any]) -> dict[str, Tensor]:
+    """Detached, contiguous CPU tensors; storages shared between entries are cloned apart.
+
+    safetensors refuses tensors that share memory (tied weights); loading the cloned copies back
+    with ``load_state_dict`` restores the tie because both names receive the same values.
+    """
+    out: dict[str, Tensor] = {}
+    seen: set[tuple[int, int]] = set()
+    for name, value in state.items():
+        if not isinstance(value, Tensor):
+            logger.warning("weights: skipping non-tensor state entry %r (%s)", name, type(value).__name__)
+            continue
+        t = value.detach().to("cpu").contiguous()
+        key = (t.untyped_storage().data_ptr(), t.untyped_storage().nbytes())
+        if t.numel() > 0 and key in seen:
+            t = t.clone()
+        seen.add((t.untyped_storage().data_ptr(), t.untyped_storage().nbytes()))
+        out[name] = t
+    return out
+
+
+def save_weights(path: str | Path, model: nn.Module | Mapping[str, Tensor], meta: dict[str, Any]) -> None:
+    """Write ``model``'s state dict to ``path`` (safetensors) with ``meta`` as JSON metadata.
+
+    ``meta`` must be JSON-serialisable (numbers, strings, lists, dicts). The write is atomic.
+    """
+    path = Path(path)
+    state = model.state_dict() if isinstance(model, nn.Module) else model
+    try:
+        meta_json = json.dumps(meta, sort_keys=True)
+    except (TypeError, ValueError) as exc:
+        raise WeightsError(f"{path}: metadata is not JSON-serialisable ({exc})") from exc
+    data = safetensors_save(_plain_tensors(state), metadata={"format": "pt", META_KEY: meta_json})
+    atomic_write(path, lambda f: f.write(data))
+    logger.debug("saved weights %s (%d tensors)", path, len(state))
+
+
+def load_weights(path: str | Path, device: str | torch.device = "cpu") -> tuple[dict[str, Tensor], dict[str, Any]]:
+    """Read a safetensors file; returns ``(state_dict, meta)``.
+
+    ``meta`` is the parsed ``"singleshot"`` JSON, or ``{}`` (with a warning) for a safetensors
+    file written by another tool. Raises :class:`WeightsError` naming the file on any problem.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise WeightsError(f"{path}: weights file not found")
+    try:
+        with safe_open(str(path), framework="pt", device=str(device)) as f:
+            header = f.metadata() or {}
+            state = {k: f.get_tensor(k) for k in f.keys()}
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise WeightsError(f"{path}: not a readable safetensors file ({exc})") from exc
+    raw = header.get(META_KEY)
+    if raw is None:
+        logger.warning("%s: safetensors file has no %r metadata; returning empty metadata", path, META_KEY)
+        return state, {}
+    try:
+        meta = json.loads(raw)
+    except json.JSONDecodeError as exc:
+        raise WeightsError(f"{path}: the {META_KEY!r} metadata is not valid JSON ({exc})") from exc
+    if not isinstance(meta, dict):
+        raise WeightsError(f"{path}: the {META_KEY!r} metadata must be a JSON object, got {type(meta).__name__}")
+    return state, meta
+
+
+def unwrap_state_dict(obj: Any, source: str = "<object>") -> dict[str, Tensor]:
+    """Find the tensor state dict inside a checkpoint from another project.
+
+    Descends through wrapper dicts (keys tried in order: ``state_dict``, ``model_state_dict``,
+    ``model``, ``net``, ``weights``) until it reaches a dict whose values are all tensors, then
+    strips a ``module.`` prefix (``DataParallel`` / DDP) when every key carries it.
+    ``source`` names the file in error messages.
+    """
+    current = obj
+    for _ in range(8):  # wrappers are never this deep; bounds the loop on odd inputs
+        if not isinstance(current, Mapping):
+            raise WeightsError(f"{source}: expected a dict of tensors, found {type(current).__name__}")
+        if current and all(isinstance(v, Tensor) for v in current.values()):
+            break
+        inner = next((current[k] for k in _WRAPPER_KEYS if isinstance(current.get(k), Mapping)), None)
+        if inner is None:
+            bad = [k for k, v in current.items() if not isinstance(v, Tensor)][:5]
+            raise WeightsError(
+                f"{source}: no tensor state dict found (keys {sorted(map(str, current))[:8]}; "
+                f"non-tensor entries such as {bad} and no wrapper key among {list(_WRAPPER_KEYS)})"
+            )
+        current = inner
+    else:
+        raise WeightsError(f"{source}: state dict nested too deeply")
+    state = {str(k): v for k, v in current.items()}
+    prefix = "module."
+    if state and all(k.startswith(prefix) for k in state):
+        state = {k[len(prefix):]: v for k, v in state.items()}
+    return state
+
+
+def load_foreign_pth(path: str | Path) -> dict[str, Tensor]:
+    """Read another project's ``.pth``/``.pt`` weights safely and return the tensor state dict.
+
+    Uses ``torch.load(weights_only=True)``: files that pickle arbitrary Python objects (a whole
+    ``nn.Module``, an ``argparse.Namespace``, custom classes) are refused with a
+    :class:`WeightsError` that names the file and says why. The result goes through
+    :func:`unwrap_state_dict`.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise WeightsError(f"{path}: weights file not found")
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        raise WeightsError(
+            f"{path}: refused. The file pickles Python objects other than tensors and plain "
+            f"containers ({unpickling_reason(exc)}), so loading it would need arbitrary code "
+            "execution. If you trust the file, re-save just "
+            "its state dict (torch.save(obj['state_dict'] or model.state_dict(), ...)) in the "
+            "environment that made it, and load that instead."
+        ) from exc
+    except (RuntimeError, EOFError, OSError) as exc:
+        raise WeightsError(f"{path}: not a readable PyTorch file ({exc})") from exc
+    return unwrap_state_dict(obj, source=str(path))
