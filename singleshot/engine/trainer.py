@@ -297,7 +297,9 @@ class Trainer:
         if self.metric_key is None:
             return
         if self.metric_key not in self.metrics:
-            raise ConfigError(f"metric_key: {self.metric_key!r} is not among the evaluation metrics {sorted(self.metrics)}")
+            raise ConfigError(
+                f"metric_key: {self.metric_key!r} is not among the evaluation metrics {sorted(self.metrics)}"
+            )
         value = self.metrics[self.metric_key]
         if math.isfinite(value) and (self.best_metric is None or value > self.best_metric):
             self.best_metric = value

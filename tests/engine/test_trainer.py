@@ -236,3 +236,10 @@ def test_config_validation_names_the_key() -> None:
         TrainConfig(optimizer="rmsprop")
     with pytest.raises(ConfigError, match="schedule"):
         TrainConfig(schedule="linear")
+
+
+def test_progress_bar_on_request(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    cfg = TrainConfig(epochs=1, lr=0.01, out_dir=tmp_path, progress_bar=True)
+    Trainer(make_net(), loss_fn, DataLoader(Noisy(8), batch_size=4), cfg, prepare).train()
+    err = capsys.readouterr().err
+    assert "epoch 1/1" in err and "2/2" in err and "mse=" in err and "lr=" in err

@@ -74,7 +74,8 @@ def test_bad_inputs(tmp_path: Path) -> None:
 def test_foreign_pth_with_object_is_refused(tmp_path: Path) -> None:
     path = tmp_path / "other_project.pth"
     torch.save({"state_dict": nn.Linear(2, 2).state_dict(), "args": argparse.Namespace(lr=0.1)}, path)
-    with pytest.raises(WeightsError, match=r"other_project\.pth.*refused.*argparse\.Namespace.*arbitrary code execution"):
+    expected = r"other_project\.pth.*refused.*argparse\.Namespace.*arbitrary code execution"
+    with pytest.raises(WeightsError, match=expected):
         load_foreign_pth(path)
     whole = tmp_path / "whole_module.pth"
     torch.save(nn.Linear(2, 2), whole)
