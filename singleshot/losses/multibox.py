@@ -153,11 +153,11 @@ class MultiBoxLoss:
         positive = labels > 0
         num_pos = positive.sum().clamp(min=1).float()
         loc = F.smooth_l1_loss(regression[bi, pi], deltas, reduction="sum", beta=1.0)
-        # Cross-entropy from log-sum-exp: -log softmax(x)[c] = lse(x) - x[c]. The background term
-        # is needed for every prior (to mine negatives), the class term only for the positives.
-        lse = torch.logsumexp(logits, dim=-1)  # [B, P]
-        background_ce = lse - logits[..., 0]
-        positive_ce = lse[bi, pi] - logits[bi, pi, labels[bi, pi]]
+        # Cross-entropy -log softmax(x)[c]: the background column is needed for every prior (to
+        # mine negatives), the class column only for the positives.
+        log_probs = F.log_softmax(logits, dim=-1)  # [B, P, C+1]
+        background_ce = -log_probs[..., 0]
+        positive_ce = -log_probs[bi, pi, labels[bi, pi]]
         negative = hard_negative_mask(background_ce, positive, self.neg_pos_ratio)
         conf = positive_ce.sum() + torch.where(negative, background_ce, 0.0).sum()
         return {"loc": self.alpha * loc / num_pos, "conf": conf / num_pos}
