@@ -14,11 +14,13 @@ from torch import nn
 from singleshot.errors import ConfigError
 from singleshot.models.small import ssd_slim
 from singleshot.models.ssd import SSD, ssd300, ssd512
+from singleshot.models.tiny import ssd_tiny
 
 MODELS: dict[str, Callable[..., nn.Module]] = {
     "ssd300": ssd300,
     "ssd512": ssd512,
     "ssd_slim": ssd_slim,
+    "ssd_tiny": ssd_tiny,
 }
 
 
@@ -38,4 +40,4 @@ def build_model(name: str, num_classes: int, **kwargs: object) -> nn.Module:
         raise ConfigError(f"model {name!r}: bad arguments {sorted(kwargs)}: {exc}") from exc
 
 
-__all__ = ["MODELS", "SSD", "build_model", "ssd300", "ssd512", "ssd_slim"]
+__all__ = ["MODELS", "SSD", "build_model", "ssd300", "ssd512", "ssd_slim", "ssd_tiny"]
