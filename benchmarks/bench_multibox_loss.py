@@ -10,27 +10,17 @@ what its ``SSD.forward`` does for the loss: per-image IoU + ``SSDMatcher``, then
 from __future__ import annotations
 
 import argparse
-import statistics
-import time
-
 import torch
 from torchvision.models.detection import ssd300_vgg16
 from torchvision.ops import box_iou
+
+from _timing import median_time  # benchmarks/ is on sys.path when run as a script
 
 from singleshot.losses.multibox import MultiBoxLoss
 from singleshot.ops.boxes import cxcywh_to_xyxy
 from singleshot.ops.priors import generate_priors, prior_spec
 from singleshot.structures import BoxTarget
 
-
-def _median_time(fn, repeats: int) -> float:
-    fn()
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
 
 
 def main() -> None:
@@ -62,8 +52,8 @@ def main() -> None:
     a, t = ours(outputs, targets), run_tv()
     print(f"ours: loc={a['loc'].item():.6f} conf={a['conf'].item():.6f}")
     print(f"torchvision: loc={t['bbox_regression'].item():.6f} conf={t['classification'].item():.6f}")
-    t_ours = _median_time(lambda: ours(outputs, targets), args.repeats)
-    t_tv = _median_time(run_tv, args.repeats)
+    t_ours = median_time(lambda: ours(outputs, targets), args.repeats)
+    t_tv = median_time(run_tv, args.repeats)
     print(f"threads={torch.get_num_threads()} batch={b} priors={p}")
     print(f"singleshot {t_ours * 1e3:.1f} ms, torchvision {t_tv * 1e3:.1f} ms, speed-up {t_tv / t_ours:.2f}x")
 

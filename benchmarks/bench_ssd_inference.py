@@ -10,24 +10,14 @@ ours / theirs, and checks that the raw head outputs agree within 1e-4 and the de
 from __future__ import annotations
 
 import argparse
-import statistics
-import time
-
 import torch
 from torchvision.models.detection import ssd300_vgg16
+
+from _timing import median_time  # benchmarks/ is on sys.path when run as a script
 
 from singleshot.convert.torchvision_ssd import load_torchvision_ssd300
 from singleshot.tasks.detect import DetectPredictor, settings_from_meta
 
-
-def _time(fn, repeats: int) -> float:
-    fn()  # warm-up (oneDNN primitive creation)
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
 
 
 def main() -> None:
@@ -73,8 +63,8 @@ def main() -> None:
             with torch.no_grad():
                 tv([f for f in floats])
 
-        t_ours = _time(run_ours, args.repeats)
-        t_tv = _time(run_tv, args.repeats)
+        t_ours = median_time(run_ours, args.repeats)
+        t_tv = median_time(run_tv, args.repeats)
         print(f"{b:>5} {t_ours:>13.3f} {t_tv:>14.3f} {t_ours / t_tv:>6.2f}")
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Union
@@ -84,6 +84,25 @@ def as_state_dict(source: StateSource) -> tuple[dict[str, Tensor], str]:
     if isinstance(source, (str, Path)):
         return load_state_dict_file(source), str(source)
     return normalise_state_dict(source, "<state dict>"), "<state dict>"
+
+
+def rename_keys(
+    sd: Mapping[str, Tensor], map_key: Callable[[str], str | None], source: str, what: str
+) -> tuple[dict[str, Tensor], dict[str, str]]:
+    """Rename every key of ``sd`` with ``map_key``; a key it does not know is a WeightsError.
+
+    Returns:
+        (state dict in singleshot's keys, our key -> the source's key).
+    """
+    out: dict[str, Tensor] = {}
+    origin: dict[str, str] = {}
+    for key, value in sd.items():
+        ours = map_key(key)
+        if ours is None:
+            raise WeightsError(f"{source}: key {key!r} is not part of {what}")
+        out[ours] = value
+        origin[ours] = key
+    return out, origin
 
 
 def require(sd: Mapping[str, Tensor], key: str, source: str, ndim: int | None = None) -> Tensor:

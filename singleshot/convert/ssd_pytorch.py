@@ -25,7 +25,7 @@ from typing import Any
 
 from torch import Tensor
 
-from singleshot.convert._common import ConvertedWeights, StateSource, as_state_dict, load_strict, require
+from singleshot.convert._common import ConvertedWeights, StateSource, as_state_dict, load_strict, rename_keys, require
 from singleshot.errors import ConfigError, WeightsError
 from singleshot.models.ssd import SSD, ssd300
 
@@ -102,14 +102,7 @@ def convert_ssd_pytorch(source: StateSource, priors: str | None = None) -> Conve
     if priors is not None and priors not in ("voc", "coco"):
         raise ConfigError(f"priors must be 'voc' or 'coco' for an ssd.pytorch SSD300, got {priors!r}")
     sd, name = as_state_dict(source)
-    out: dict[str, Tensor] = {}
-    origin: dict[str, str] = {}
-    for key, value in sd.items():
-        ours = map_key(key)
-        if ours is None:
-            raise WeightsError(f"{name}: key {key!r} is not part of an ssd.pytorch SSD300")
-        out[ours] = value
-        origin[ours] = key
+    out, origin = rename_keys(sd, map_key, name, "an ssd.pytorch SSD300")
     conf0 = require(sd, "conf.0.weight", name, ndim=4)
     if conf0.shape[0] % 4:
         raise WeightsError(f"{name}: 'conf.0.weight' has {conf0.shape[0]} outputs, not a multiple of 4 priors per cell")

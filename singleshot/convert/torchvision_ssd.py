@@ -26,7 +26,7 @@ from typing import Any
 
 from torch import Tensor
 
-from singleshot.convert._common import ConvertedWeights, StateSource, as_state_dict, load_strict, require
+from singleshot.convert._common import ConvertedWeights, StateSource, as_state_dict, load_strict, rename_keys, require
 from singleshot.errors import WeightsError
 from singleshot.models.ssd import SSD, ssd300
 
@@ -117,14 +117,7 @@ def convert_torchvision_ssd300(source: StateSource) -> ConvertedWeights:
         WeightsError: a key has no counterpart or the class head is malformed (the key is named).
     """
     sd, name = as_state_dict(source)
-    out: dict[str, Tensor] = {}
-    origin: dict[str, str] = {}
-    for key, value in sd.items():
-        ours = map_key(key)
-        if ours is None:
-            raise WeightsError(f"{name}: key {key!r} is not part of torchvision's ssd300_vgg16")
-        out[ours] = value
-        origin[ours] = key
+    out, origin = rename_keys(sd, map_key, name, "torchvision's ssd300_vgg16")
     cls0 = require(sd, "head.classification_head.module_list.0.weight", name, ndim=4)
     if cls0.shape[0] % 4:
         raise WeightsError(

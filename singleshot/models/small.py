@@ -30,7 +30,44 @@ def _conv_bn(cin: int, cout: int, stride: int) -> list[nn.Module]:
     return [nn.Conv2d(cin, cout, 3, stride=stride, padding=1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True)]
 
 
-class SlimBackbone(nn.Module):
+def vgg_like_stages(c: list[int]) -> tuple[nn.Sequential, nn.Sequential]:
+    """Conv-BN-ReLU stages with channels ``c[0..3]``: stride 8 (ending in c[2]), then 16 (c[3])."""
+    stage8 = nn.Sequential(
+        *_conv_bn(3, c[0], 2), *_conv_bn(c[0], c[1], 2), *_conv_bn(c[1], c[1], 1),
+        *_conv_bn(c[1], c[2], 2), *_conv_bn(c[2], c[2], 1),
+    )  # fmt: skip
+    return stage8, nn.Sequential(*_conv_bn(c[2], c[3], 2), *_conv_bn(c[3], c[3], 1))
+
+
+class TwoStageTrunk(nn.Module):
+    """A conv trunk with a stride-8 and a stride-16 stage followed by SSD extra blocks.
+
+    Sources: the stride-8 map, the stride-16 map, then each extra block's output. Convolutions of
+    the stages get Kaiming init, the extras Xavier (as ssd.pytorch initialises its extras).
+    """
+
+    def __init__(self, stage8: nn.Sequential, stage16: nn.Sequential, blocks: tuple[ExtraBlock, ...], channels: tuple[int, int]) -> None:
+        super().__init__()
+        self.stage8 = stage8
+        self.stage16 = stage16
+        self.extras = extra_layers(channels[1], blocks)
+        xavier_init_([self.extras])
+        for m in [*self.stage8.modules(), *self.stage16.modules()]:
+            if isinstance(m, nn.Conv2d):
+                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+        self.out_channels: list[int] = [channels[0], channels[1]] + [b.out for b in blocks]
+
+    def forward(self, x: Tensor) -> list[Tensor]:
+        s8 = self.stage8(x)
+        x = self.stage16(s8)
+        sources = [s8, x]
+        for block in self.extras:
+            x = block(x)
+            sources.append(x)
+        return sources
+
+
+class SlimBackbone(TwoStageTrunk):
     """Slim VGG-like SSD trunk with five source maps (strides 8, 16, 32, ~64, whole image).
 
     Args:
@@ -42,30 +79,11 @@ class SlimBackbone(nn.Module):
     """
 
     def __init__(self, width: float = 1.0) -> None:
-        super().__init__()
         c = [max(8, int(round(w * width))) for w in (24, 48, 96, 192)]
-        self.stage8 = nn.Sequential(
-            *_conv_bn(3, c[0], 2), *_conv_bn(c[0], c[1], 2), *_conv_bn(c[1], c[1], 1),
-            *_conv_bn(c[1], c[2], 2), *_conv_bn(c[2], c[2], 1),
-        )
-        self.stage16 = nn.Sequential(*_conv_bn(c[2], c[3], 2), *_conv_bn(c[3], c[3], 1))
+        stage8, stage16 = vgg_like_stages(c)
         half, mid = c[3] // 2, c[3] // 3
         blocks = (ExtraBlock(half, c[3], 3, 2, 1), ExtraBlock(mid, 2 * mid, 3, 2, 1), ExtraBlock(mid, 2 * mid, 3, 1, 0))
-        self.extras = extra_layers(c[3], blocks)
-        xavier_init_([self.extras])
-        for m in [*self.stage8.modules(), *self.stage16.modules()]:
-            if isinstance(m, nn.Conv2d):
-                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
-        self.out_channels: list[int] = [c[2], c[3]] + [b.out for b in blocks]
-
-    def forward(self, x: Tensor) -> list[Tensor]:
-        s8 = self.stage8(x)
-        x = self.stage16(s8)
-        sources = [s8, x]
-        for block in self.extras:
-            x = block(x)
-            sources.append(x)
-        return sources
+        super().__init__(stage8, stage16, blocks, (c[2], c[3]))
 
 
 def ssd_prior_sizes(num_maps: int, s_min: float = 0.2, s_max: float = 0.9, first: float = 0.1) -> list[float]:

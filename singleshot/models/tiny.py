@@ -15,13 +15,11 @@ from __future__ import annotations
 
 import logging
 
-from torch import Tensor, nn
 
 from singleshot.errors import ConfigError
-from singleshot.models.heads import xavier_init_
-from singleshot.models.small import probe_feature_maps
+from singleshot.models.small import TwoStageTrunk, probe_feature_maps, vgg_like_stages
 from singleshot.models.ssd import SSD
-from singleshot.models.vgg import ExtraBlock, extra_layers
+from singleshot.models.vgg import ExtraBlock
 from singleshot.ops.priors import spec_from_scales
 
 logger = logging.getLogger(__name__)
@@ -34,11 +32,8 @@ TINY_SCALES: tuple[float, ...] = (0.1, 0.2, 0.35, 0.5, 0.68, 0.9)
 TINY_ASPECT_RATIOS: list[list[int]] = [[2], [2], [2], [2], [2]]
 
 
-def _conv_bn(cin: int, cout: int, stride: int) -> list[nn.Module]:
-    return [nn.Conv2d(cin, cout, 3, stride=stride, padding=1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True)]
 
-
-class TinyBackbone(nn.Module):
+class TinyBackbone(TwoStageTrunk):
     """Tiny SSD trunk with five source maps (strides 8, 16, 32, 64, 128 for a 128x128 input).
 
     Args:
@@ -50,30 +45,10 @@ class TinyBackbone(nn.Module):
     """
 
     def __init__(self, width: float = 1.0) -> None:
-        super().__init__()
         c = [max(8, int(round(w * width))) for w in (16, 32, 64, 128)]
-        self.stage8 = nn.Sequential(
-            *_conv_bn(3, c[0], 2), *_conv_bn(c[0], c[1], 2), *_conv_bn(c[1], c[1], 1),
-            *_conv_bn(c[1], c[2], 2), *_conv_bn(c[2], c[2], 1),
-        )  # fmt: skip
-        self.stage16 = nn.Sequential(*_conv_bn(c[2], c[3], 2), *_conv_bn(c[3], c[3], 1))
+        stage8, stage16 = vgg_like_stages(c)
         half = max(8, c[3] // 2)
-        blocks = tuple(ExtraBlock(half, c[3], 3, 2, 1) for _ in range(3))
-        self.extras = extra_layers(c[3], blocks)
-        xavier_init_([self.extras])
-        for m in [*self.stage8.modules(), *self.stage16.modules()]:
-            if isinstance(m, nn.Conv2d):
-                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
-        self.out_channels: list[int] = [c[2], c[3]] + [b.out for b in blocks]
-
-    def forward(self, x: Tensor) -> list[Tensor]:
-        s8 = self.stage8(x)
-        x = self.stage16(s8)
-        sources = [s8, x]
-        for block in self.extras:
-            x = block(x)
-            sources.append(x)
-        return sources
+        super().__init__(stage8, stage16, tuple(ExtraBlock(half, c[3], 3, 2, 1) for _ in range(3)), (c[2], c[3]))
 
 
 def ssd_tiny(num_classes: int, image_size: int = 128, width: float = 1.0) -> SSD:
