@@ -22,6 +22,7 @@ test: $(STAMP)
 bench: $(STAMP)
 	$(PY) benchmarks/bench_ssd_inference.py
 	$(PY) benchmarks/bench_multibox_loss.py
+	$(PY) benchmarks/bench_data_loading.py
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache

@@ -4,12 +4,16 @@ A checkpoint is a plain dict saved with ``torch.save`` whose contents are limite
 dicts, lists, tuples, numbers, strings, booleans and ``None``, so that
 ``torch.load(weights_only=True)`` reads it back. The trainer stores these keys:
 
-``model`` (state dict), ``optimizer`` (state dict), ``scheduler`` (state dict), ``epoch`` (number
-of *completed* epochs; training resumes at this 0-based epoch index), ``iteration`` (optimizer
-steps taken so far), ``rng`` (see :func:`singleshot.engine.seed.get_rng_state`), ``config``
-(the :class:`~singleshot.engine.trainer.TrainConfig` as a dict), ``best_metric`` (float or
-``None``), ``metric_key`` (str or ``None``), ``metrics`` (last evaluation, dict of floats) and
-``format_version`` (int). Later additions (AMP scaler, EMA, sampler position) are extra keys.
+``model`` (state dict), ``optimizer`` (state dict), ``scheduler`` (state dict), ``scaler`` (the
+float16 gradient scaler's state dict, or ``None``), ``ema`` (``{"model", "updates", "decay"}`` or
+``None``), ``epoch`` (number of *completed* epochs), ``iteration`` (optimizer steps taken so far),
+``sampler`` (the data position: ``{"epoch", "batches"`` consumed in that epoch, ``"batch_size"``
+per process, ``"world_size"}``; ``batches`` is 0 at epoch ends), ``epoch_sums`` (running sums of
+the loss terms over the unfinished epoch, for its log row), ``rng`` (see
+:func:`singleshot.engine.seed.get_rng_state`; ``rng_ranks`` holds one per process under DDP),
+``config`` (the :class:`~singleshot.engine.train_config.TrainConfig` as a dict), ``best_metric``
+(float or ``None``), ``best_epoch``, ``metric_key`` (str or ``None``), ``metrics`` (last
+evaluation, dict of floats) and ``format_version`` (int).
 
 Writes go to a temporary file in the destination folder, are flushed and ``fsync``-ed, then
 renamed over the destination with ``os.replace`` (atomic on POSIX and Windows) and the folder is

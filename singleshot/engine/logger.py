@@ -6,9 +6,9 @@ append; it stays small (one row per epoch). Column names used by the trainer: ``
 the number of completed epochs), ``lr``, ``time_s`` (epoch wall time), ``train/<term>`` (mean of
 each loss term over the epoch's finite steps, plus ``train/total``) and ``metrics/<name>``.
 
-:class:`Progress` shows a tqdm bar per epoch (losses, lr, it/s, ETA) when stderr is a terminal,
-and otherwise logs a plain line every ``log_every`` iterations and at the end of each epoch, so
-CI logs stay readable.
+:class:`Progress` shows a tqdm bar per epoch (losses, lr, images/s, it/s, ETA) when stderr is a
+terminal, and otherwise logs a plain line every ``log_every`` iterations and at the end of each
+epoch, so CI logs stay readable.
 """
 
 from __future__ import annotations
@@ -23,11 +23,13 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from singleshot.engine.checkpoint import atomic_write
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["CSVLog", "Progress", "format_value"]
+__all__ = ["CSVLog", "Progress", "format_value", "num_images", "write_yaml_files"]
 
 
 def format_value(value: Any) -> str:
@@ -35,6 +37,23 @@ def format_value(value: Any) -> str:
     if isinstance(value, float):
         return "nan" if math.isnan(value) else f"{value:.6g}"
     return str(value)
+
+
+def write_yaml_files(folder: str | Path, files: Mapping[str, Any]) -> None:
+    """Write each ``{file name: plain data}`` as YAML into ``folder`` (atomically, keys in order)."""
+    for name, content in files.items():
+        text = yaml.safe_dump(content, sort_keys=False).encode("utf-8")
+        atomic_write(Path(folder) / name, lambda f, t=text: f.write(t))
+
+
+def num_images(inputs: Any) -> int:
+    """Batch size of a model input, for throughput: a tensor's first dimension, a list's length,
+    the first tensor of a dict (0 when unknown)."""
+    if hasattr(inputs, "shape") and hasattr(inputs, "dim"):
+        return int(inputs.shape[0]) if inputs.dim() else 1
+    if isinstance(inputs, Mapping):
+        return next((num_images(v) for v in inputs.values() if hasattr(v, "shape")), 0)
+    return len(inputs) if isinstance(inputs, (list, tuple)) else 0
 
 
 class CSVLog:
@@ -97,36 +116,55 @@ def _as_int(text: str | None) -> int:
 
 
 class Progress:
-    """Per-epoch progress: tqdm bar on a terminal, plain log lines otherwise.
+    """Per-epoch progress: tqdm bar on a terminal, plain log lines otherwise, nothing when disabled.
 
-    Call :meth:`start` at the beginning of an epoch, :meth:`update` after each micro-batch and
-    :meth:`close` at its end.
+    The bar's postfix holds the loss terms, the learning rate and the throughput in images per
+    second (over all processes when the caller counts them so); tqdm adds it/s and the ETA. Call
+    :meth:`start` at the beginning of an epoch, :meth:`update` after each micro-batch and
+    :meth:`close` at its end. ``enabled=False`` (processes other than rank 0) shows nothing.
     """
 
-    def __init__(self, log_every: int = 50, use_bar: bool | None = None) -> None:
+    def __init__(self, log_every: int = 50, use_bar: bool | None = None, enabled: bool = True) -> None:
         self.log_every = max(1, int(log_every))
         self.use_bar = sys.stderr.isatty() if use_bar is None else use_bar
+        self.enabled = enabled
         self._bar: Any = None
         self._epoch = 0
         self._epochs = 0
         self._total = 0
         self._count = 0
+        self._initial = 0
+        self._images = 0
         self._t0 = 0.0
 
-    def start(self, epoch: int, epochs: int, total: int | None) -> None:
-        """Begin epoch ``epoch`` (1-based) of ``epochs`` with ``total`` batches (None if unknown)."""
-        self._epoch, self._epochs, self._total, self._count = epoch, epochs, total or 0, 0
+    def start(self, epoch: int, epochs: int, total: int | None, initial: int = 0) -> None:
+        """Begin epoch ``epoch`` (1-based) of ``epochs`` with ``total`` batches (None if unknown),
+        ``initial`` of them already done (a run resumed mid-epoch)."""
+        self._epoch, self._epochs, self._total = epoch, epochs, total or 0
+        self._count, self._initial, self._images = initial, initial, 0
         self._t0 = time.perf_counter()
-        if self.use_bar:
+        if self.use_bar and self.enabled:
             from tqdm import tqdm
 
-            self._bar = tqdm(total=total, desc=f"epoch {epoch}/{epochs}", unit="it", dynamic_ncols=True, leave=True)
+            self._bar = tqdm(total=total, initial=initial, desc=f"epoch {epoch}/{epochs}", unit="it",
+                             dynamic_ncols=True, leave=True)
 
-    def update(self, losses: Mapping[str, float], lr: float) -> None:
-        """Record one finished micro-batch with its loss terms and the current learning rate."""
+    def images_per_second(self) -> float:
+        """Images counted by :meth:`update` since :meth:`start`, per second of wall time."""
+        return self._images / max(time.perf_counter() - self._t0, 1e-9)
+
+    def update(self, losses: Mapping[str, float], lr: float, images: int = 0) -> None:
+        """Record one finished micro-batch: its loss terms, the current learning rate and its
+        number of images."""
         self._count += 1
+        self._images += int(images)
+        if not self.enabled:
+            return
         if self._bar is not None:
-            self._bar.set_postfix({**{k: f"{v:.4g}" for k, v in losses.items()}, "lr": f"{lr:.3g}"}, refresh=False)
+            post = {**{k: f"{v:.4g}" for k, v in losses.items()}, "lr": f"{lr:.3g}"}
+            if self._images:
+                post["img/s"] = f"{self.images_per_second():.1f}"
+            self._bar.set_postfix(post, refresh=False)
             self._bar.update(1)
         elif self._count % self.log_every == 0:
             logger.info("%s", self._line(losses, lr))
@@ -136,12 +174,17 @@ class Progress:
         if self._bar is not None:
             self._bar.close()
             self._bar = None
-        else:
+        elif self.enabled:
             logger.info("%s (epoch done)", self._line(losses, lr))
 
     def _line(self, losses: Mapping[str, float], lr: float) -> str:
         elapsed = max(time.perf_counter() - self._t0, 1e-9)
-        rate = self._count / elapsed
+        done = self._count - self._initial
+        rate = done / elapsed
         total = f"/{self._total}" if self._total else ""
+        eta = ""
+        if self._total and done:
+            eta = f" eta {max(self._total - self._count, 0) / rate:.0f}s"
         terms = " ".join(f"{k}={v:.4g}" for k, v in losses.items())
-        return f"epoch {self._epoch}/{self._epochs} it {self._count}{total} {terms} lr={lr:.3g} {rate:.2f} it/s"
+        imgs = f" {self._images / elapsed:.1f} img/s" if self._images else ""
+        return f"epoch {self._epoch}/{self._epochs} it {self._count}{total} {terms} lr={lr:.3g} {rate:.2f} it/s{imgs}{eta}"

@@ -62,6 +62,12 @@ class DetectConfig:
     seed: int = 0
     resume: bool = False
     eval_every: int = 1
+    amp: bool = False  # mixed precision: bfloat16 autocast on CPU, float16 + gradient scaler on CUDA
+    ema: float | None = None  # decay of an EMA of the weights (e.g. 0.9998), used for evaluation and saved
+    patience: int | None = None  # early stopping: epochs without a better metric
+    checkpoint_every: int = 1000  # also write last.pt every N iterations (0: at epoch ends only)
+    plot_every: int = 1  # redraw results.png every N epochs (0: never)
+    channels_last: bool | None = None  # channels-last model and inputs (None: on for CUDA)
     project: str = "runs/detect"
     name: str = "train"
     pretrained: str = ""

@@ -5,20 +5,24 @@ from __future__ import annotations
 import json
 import logging
 import math
+import os
 import time
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import Tensor, nn
-from torch.utils.data import DataLoader
 
 from singleshot.config import config_to_dict
 from singleshot.data.collate import collate_detection
 from singleshot.engine.checkpoint import load_checkpoint
-from singleshot.engine.seed import seed_everything, worker_init_fn
+from singleshot.engine.distributed import cleanup, get_world_size, init_distributed, is_main_process
+from singleshot.engine.ema import inference_state_dict
+from singleshot.engine.sampler import build_train_loader
+from singleshot.engine.seed import seed_everything
 from singleshot.engine.trainer import TrainConfig, Trainer
 from singleshot.engine.weights import save_weights
+from singleshot.errors import ConfigError
 from singleshot.losses.multibox import MultiBoxLoss
 from singleshot.models import build_model
 from singleshot.structures import BoxTarget
@@ -50,8 +54,16 @@ def _floats(metrics: dict[str, Any]) -> dict[str, float]:
     return {k: float(v) for k, v in metrics.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
 
 
-def train_detector(cfg: DetectConfig) -> dict:
-    """Train ``cfg.model`` on ``cfg.data``; returns the final metrics plus the output paths."""
+def train_detector(cfg: DetectConfig) -> dict | None:
+    """Train ``cfg.model`` on ``cfg.data``; returns the final metrics plus the output paths.
+
+    Under ``torchrun`` every process calls this; ``batch`` is the global batch, split evenly
+    across the processes. Only rank 0 writes the weights and returns the result (others: None).
+    """
+    device = init_distributed(cfg.device)
+    world = get_world_size()
+    if cfg.batch % world:
+        raise ConfigError(f"batch={cfg.batch}: the global batch must be divisible by the {world} processes")
     seed_everything(cfg.seed)
     classes = class_names_for(cfg)
     kwargs = arch_kwargs(cfg.model, cfg.imgsz)
@@ -65,11 +77,9 @@ def train_detector(cfg: DetectConfig) -> dict:
 
     train_set = build_dataset(cfg, cfg.train_set, classes, build_train_transform(size, IMAGENET_MEAN, strong=cfg.augment))
     val_set = build_dataset(cfg, cfg.val_set, classes)
-    generator = torch.Generator().manual_seed(cfg.seed)
-    loader = DataLoader(
-        train_set, batch_size=cfg.batch, shuffle=True, num_workers=cfg.workers, collate_fn=collate_detection,
-        drop_last=len(train_set) > cfg.batch, worker_init_fn=worker_init_fn, generator=generator,
-        persistent_workers=cfg.workers > 0, pin_memory=cfg.device.startswith("cuda"),
+    loader = build_train_loader(
+        train_set, cfg.batch // world, seed=cfg.seed, drop_last=len(train_set) > cfg.batch, workers=cfg.workers,
+        collate_fn=collate_detection, device=device,
     )  # fmt: skip
     steps_per_epoch = math.ceil(len(loader) / cfg.accumulate)
     out = run_dir(cfg, "train")
@@ -77,27 +87,34 @@ def train_detector(cfg: DetectConfig) -> dict:
         epochs=cfg.epochs, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay, optimizer=cfg.optimizer,
         schedule=cfg.schedule, milestones=tuple(m * steps_per_epoch for m in cfg.milestones),
         warmup_iters=cfg.warmup, accumulate=cfg.accumulate, clip_grad=cfg.clip_grad, eval_every=cfg.eval_every,
-        out_dir=out, seed=cfg.seed, device=cfg.device, resume=cfg.resume,
-        log_every=max(1, len(loader) // 4),
+        out_dir=out, seed=cfg.seed, device=device, resume=cfg.resume, log_every=max(1, len(loader) // 4),
+        amp=cfg.amp, ema_decay=cfg.ema, patience=cfg.patience, checkpoint_every=cfg.checkpoint_every,
+        plot_every=cfg.plot_every,
+        channels_last=device.startswith("cuda") if cfg.channels_last is None else cfg.channels_last,
     )  # fmt: skip
     meta = model_meta(model, cfg.model, kwargs, classes, train_config=config_to_dict(cfg))
     settings = postprocess_settings(cfg)
     metric_key = "map" if cfg.metric == "coco" else "map50"
 
     def evaluate(m: nn.Module) -> dict[str, float]:
-        predictor = DetectPredictor(m, meta, settings, cfg.device, channels_last=False)
+        predictor = DetectPredictor(m, meta, settings, device, channels_last=False)
         return _floats(evaluate_dataset(predictor, val_set, cfg, cfg.metric, classes))
 
-    trainer = Trainer(model, MultiBoxLoss(model.priors), loader, tcfg, PrepareBatch(), evaluate, metric_key)
+    trainer = Trainer(model, MultiBoxLoss(model.priors), loader, tcfg, PrepareBatch(), evaluate, metric_key,
+                      run_config=config_to_dict(cfg))
     t0 = time.perf_counter()
     metrics = trainer.train()
     elapsed = time.perf_counter() - t0
+    if not is_main_process():
+        cleanup()
+        return None
     best = trainer.best_path if trainer.best_path.exists() else trainer.last_path
     state = load_checkpoint(best)
-    model.load_state_dict(state["model"])
+    model.load_state_dict(inference_state_dict(state))  # the EMA weights when ema is on
     best_metrics = _floats(state.get("metrics") or metrics)
     weights = out / "best.safetensors"
     save_weights(weights, model, dict(meta, metrics=best_metrics, epoch=int(state["epoch"])))
+    cleanup()
     return dict(best_metrics, epochs=int(state["epoch"]), train_seconds=round(elapsed, 1), weights=str(weights), out=str(out))
 
 
@@ -132,8 +149,9 @@ def run_demo(args: dict[str, str]) -> dict:
     from singleshot.data.shapes import SHAPES_CLASSES, write_shapes_dataset
     from singleshot.tasks.detect_predict import predict_source
 
-    defaults = dict(DEMO_DEFAULTS)
-    cfg = _cfg(dict(args), **defaults)
+    if get_world_size() > 1 or int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        raise ConfigError("the demo runs in one process; under torchrun use `singleshot detect train`")
+    cfg = _cfg(dict(args), **DEMO_DEFAULTS)
     if not cfg.data:
         data_root = Path(cfg.project) / "demo_data"
         marker = data_root / f".complete-{cfg.n_train}-{cfg.n_val}-{cfg.seed}"
@@ -144,6 +162,7 @@ def run_demo(args: dict[str, str]) -> dict:
         cfg.data = str(data_root)
         cfg.classes = tuple(SHAPES_CLASSES)
     result = train_detector(cfg)
+    assert result is not None  # one process: rank 0
     out = Path(result["out"])
     from singleshot.tasks.detect_modes import load_predictor
 

@@ -88,7 +88,7 @@ class KillAfter(Hook):
 def test_resume_is_bit_exact(tmp_path: Path) -> None:
     def cfg(out: str, resume: bool = False) -> TrainConfig:
         return TrainConfig(epochs=4, lr=0.05, momentum=0.9, weight_decay=1e-4, schedule="cosine", warmup_iters=3,
-                           accumulate=2, clip_grad=5.0, out_dir=tmp_path / out, seed=3, resume=resume)
+                           accumulate=2, clip_grad=5.0, out_dir=tmp_path / out, seed=3, resume=resume, plot_every=0)
 
     def loader() -> DataLoader:
         return DataLoader(Noisy(22), batch_size=4, shuffle=True)  # 6 batches: 3 steps of 2 per epoch
@@ -123,7 +123,8 @@ def test_resume_needs_a_checkpoint(tmp_path: Path) -> None:
 def test_accumulation_matches_large_batch(tmp_path: Path, n: int) -> None:
     def run(batch: int, accumulate: int) -> Trainer:
         data = Noisy(n, augment=False)
-        cfg = TrainConfig(epochs=2, lr=0.1, momentum=0.9, accumulate=accumulate, out_dir=tmp_path / f"a{accumulate}")
+        cfg = TrainConfig(epochs=2, lr=0.1, momentum=0.9, accumulate=accumulate, out_dir=tmp_path / f"a{accumulate}",
+                          plot_every=0)
         t = Trainer(make_net(dropout=0.0), loss_fn, DataLoader(data, batch_size=batch), cfg, prepare)
         t.train()
         return t
@@ -150,7 +151,7 @@ def nan_at(calls: set[int]) -> Callable[[dict[str, Tensor], Tensor], dict[str, T
 
 def test_nonfinite_loss_is_skipped(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     loader = DataLoader(Noisy(24), batch_size=4, shuffle=True)
-    cfg = TrainConfig(epochs=2, lr=0.05, out_dir=tmp_path, seed=1)
+    cfg = TrainConfig(epochs=2, lr=0.05, out_dir=tmp_path, seed=1, plot_every=0)
     with caplog.at_level(logging.WARNING, logger="singleshot.engine.trainer"):
         t = Trainer(make_net(), nan_at({3, 4}), loader, cfg, prepare)
         t.train()
@@ -160,13 +161,13 @@ def test_nonfinite_loss_is_skipped(tmp_path: Path, caplog: pytest.LogCaptureFixt
     assert t.iteration == 12 - 2
     assert all(torch.isfinite(p).all() for p in t.model.parameters())
     # the reference loop skips the same steps and lands on the same weights
-    ref = reference_train(make_net(), nan_at({3, 4}), loader, prepare, epochs=2, lr=0.05, seed=1)
+    ref, _ = reference_train(make_net(), nan_at({3, 4}), loader, prepare, epochs=2, lr=0.05, seed=1)
     assert_same_weights(ref, t.model)
 
 
 def test_repeated_nonfinite_stops_with_intact_last(tmp_path: Path) -> None:
     loader = DataLoader(Noisy(16), batch_size=4)  # 4 batches per epoch
-    cfg = TrainConfig(epochs=3, lr=0.05, out_dir=tmp_path, max_nonfinite=3)
+    cfg = TrainConfig(epochs=3, lr=0.05, out_dir=tmp_path, max_nonfinite=3, plot_every=0)
     t = Trainer(make_net(), nan_at(set(range(6, 100))), loader, cfg, prepare)
     with pytest.raises(TrainingError, match="3 consecutive non-finite losses.*epoch 3, batch 0"):
         t.train()
@@ -191,7 +192,7 @@ def test_logs_plot_and_best_checkpoint(tmp_path: Path, caplog: pytest.LogCapture
 
     steps = 3  # 12 samples / batch 4
     cfg = TrainConfig(epochs=5, lr=0.2, optimizer="adamw", schedule="multistep", milestones=(2 * steps,),
-                      gamma=0.5, eval_every=2, out_dir=tmp_path, log_every=2)
+                      gamma=0.5, eval_every=2, out_dir=tmp_path, log_every=2, plot_every=5)
     with caplog.at_level(logging.INFO, logger="singleshot.engine.logger"):
         t = Trainer(make_net(), loss_fn, DataLoader(Noisy(12), batch_size=4), cfg, prepare, evaluate, "acc")
         final = t.train()
@@ -218,13 +219,13 @@ def test_reference_loop_and_trainer_agree(tmp_path: Path) -> None:
         return DataLoader(Noisy(20), batch_size=4, shuffle=True)
 
     cfg = TrainConfig(epochs=3, lr=0.05, momentum=0.9, weight_decay=1e-3, schedule="cosine", seed=11,
-                      out_dir=tmp_path)
+                      out_dir=tmp_path, plot_every=0)
     t = Trainer(make_net(), loss_fn, loader(), cfg, prepare)
     t.train()
-    ref = reference_train(make_net(), loss_fn, loader(), prepare, epochs=3, lr=0.05, momentum=0.9,
+    ref, _ = reference_train(make_net(), loss_fn, loader(), prepare, epochs=3, lr=0.05, momentum=0.9,
                           weight_decay=1e-3, schedule="cosine", seed=11)
     assert_same_weights(ref, t.model)
-    other = reference_train(make_net(), loss_fn, loader(), prepare, epochs=3, lr=0.05, momentum=0.9,
+    other, _ = reference_train(make_net(), loss_fn, loader(), prepare, epochs=3, lr=0.05, momentum=0.9,
                             weight_decay=1e-3, schedule="cosine", seed=12)
     assert not torch.equal(other.body[0].weight, ref.body[0].weight)  # the seed matters
 
@@ -239,7 +240,7 @@ def test_config_validation_names_the_key() -> None:
 
 
 def test_progress_bar_on_request(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    cfg = TrainConfig(epochs=1, lr=0.01, out_dir=tmp_path, progress_bar=True)
+    cfg = TrainConfig(epochs=1, lr=0.01, out_dir=tmp_path, progress_bar=True, plot_every=0)
     Trainer(make_net(), loss_fn, DataLoader(Noisy(8), batch_size=4), cfg, prepare).train()
     err = capsys.readouterr().err
     assert "epoch 1/1" in err and "2/2" in err and "mse=" in err and "lr=" in err

@@ -1,0 +1,123 @@
+"""The settings of one training run (:class:`TrainConfig`) and the optimizer they name."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from singleshot.engine.schedules import SCHEDULES
+from singleshot.errors import ConfigError
+
+__all__ = ["TrainConfig", "build_optimizer", "OPTIMIZERS", "AMP_DTYPES"]
+
+OPTIMIZERS = ("sgd", "adam", "adamw")
+AMP_DTYPES = ("auto", "bfloat16", "float16")
+
+
+@dataclass
+class TrainConfig:
+    """Settings of one training run. Iteration counts (milestones, warm-up, ``checkpoint_every``)
+    are optimizer steps.
+
+    Optimisation: ``clip_grad`` is the max total gradient L2 norm (``None``: no clipping);
+    ``accumulate`` micro-batches make one step. See :mod:`singleshot.engine.schedules` for the
+    schedule fields.
+
+    Precision and averaging: ``amp`` turns on autocast with ``amp_dtype`` (``"auto"``: bfloat16 on
+    CPU, float16 on CUDA); float16 also uses a gradient scaler. ``ema_decay`` (e.g. 0.9998) keeps
+    an exponential moving average of the weights, used for evaluation and saved in checkpoints.
+
+    Checkpoints and stopping: ``checkpoint_every`` > 0 also writes ``last.pt`` every that many
+    optimizer steps inside an epoch (exact mid-epoch resume needs a loader from
+    :func:`singleshot.engine.sampler.build_train_loader`). ``patience`` stops training after that
+    many epochs without an improvement of ``metric_key`` (checked on evaluation epochs).
+
+    Output: ``plot_every`` redraws ``results.png`` every that many epochs and after the last one
+    (0: never); ``progress_bar`` ``None`` shows a bar only when stderr is a terminal;
+    ``tensorboard`` logs there too when ``torch.utils.tensorboard`` imports.
+
+    Speed (CUDA only, ignored on CPU): ``cudnn_benchmark`` autotunes convolutions;
+    ``channels_last`` converts the model and 4-D inputs to channels-last memory format (also
+    allowed on CPU).
+    """
+
+    epochs: int = 10
+    lr: float = 0.01
+    momentum: float = 0.9
+    weight_decay: float = 0.0
+    optimizer: str = "sgd"
+    schedule: str = "constant"
+    milestones: tuple[int, ...] = ()
+    gamma: float = 0.1
+    warmup_iters: int = 0
+    warmup_factor: float = 0.001
+    power: float = 0.9
+    min_lr_factor: float = 0.0
+    accumulate: int = 1
+    clip_grad: float | None = None
+    amp: bool = False
+    amp_dtype: str = "auto"
+    ema_decay: float | None = None
+    eval_every: int = 1
+    patience: int | None = None
+    out_dir: str | Path = "runs/train"
+    seed: int = 0
+    max_nonfinite: int = 5
+    device: str = "cpu"
+    resume: bool = False
+    checkpoint_every: int = 0
+    log_every: int = 50
+    progress_bar: bool | None = None
+    plot_every: int = 1
+    tensorboard: bool = True
+    cudnn_benchmark: bool = True
+    channels_last: bool = False
+
+    def __post_init__(self) -> None:
+        self.milestones = tuple(int(m) for m in self.milestones)
+        positive = {"epochs": self.epochs, "accumulate": self.accumulate, "eval_every": self.eval_every,
+                    "max_nonfinite": self.max_nonfinite, "log_every": self.log_every}
+        for key, value in positive.items():
+            if int(value) < 1:
+                raise ConfigError(f"{key}: must be >= 1, got {value}")
+        for key, value in {"checkpoint_every": self.checkpoint_every, "plot_every": self.plot_every}.items():
+            if int(value) < 0:
+                raise ConfigError(f"{key}: must be >= 0 (0 turns it off), got {value}")
+        if self.patience is not None and self.patience < 1:
+            raise ConfigError(f"patience: must be >= 1 epoch or None, got {self.patience}")
+        if self.lr <= 0:
+            raise ConfigError(f"lr: must be > 0, got {self.lr}")
+        if self.optimizer not in OPTIMIZERS:
+            raise ConfigError(f"optimizer: unknown optimizer {self.optimizer!r}; expected one of {list(OPTIMIZERS)}")
+        if self.schedule not in SCHEDULES:
+            raise ConfigError(f"schedule: unknown schedule {self.schedule!r}; expected one of {list(SCHEDULES)}")
+        if self.clip_grad is not None and self.clip_grad <= 0:
+            raise ConfigError(f"clip_grad: must be > 0 or None, got {self.clip_grad}")
+        if self.amp_dtype not in AMP_DTYPES:
+            raise ConfigError(f"amp_dtype: unknown {self.amp_dtype!r}; expected one of {list(AMP_DTYPES)}")
+        if self.ema_decay is not None and not 0.0 < self.ema_decay < 1.0:
+            raise ConfigError(f"ema_decay: must lie in (0, 1) or be None, got {self.ema_decay}")
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain dict (paths as strings, tuples as lists) for checkpoints and logs."""
+        out: dict[str, Any] = {}
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            out[f.name] = str(value) if isinstance(value, Path) else list(value) if isinstance(value, tuple) else value
+        return out
+
+
+def build_optimizer(params: Iterable[nn.Parameter], cfg: TrainConfig) -> torch.optim.Optimizer:
+    """The optimizer named by ``cfg.optimizer`` over ``params`` (weight decay on all of them)."""
+    params = list(params)
+    if cfg.optimizer == "sgd":
+        return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+    if cfg.optimizer == "adam":
+        return torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
