@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import logging
 
-
 from singleshot.errors import ConfigError
 from singleshot.models.small import TwoStageTrunk, probe_feature_maps, vgg_like_stages
 from singleshot.models.ssd import SSD
@@ -30,7 +29,6 @@ __all__ = ["TINY_SCALES", "TINY_ASPECT_RATIOS", "TinyBackbone", "ssd_tiny"]
 TINY_SCALES: tuple[float, ...] = (0.1, 0.2, 0.35, 0.5, 0.68, 0.9)
 #: Extra aspect ratios per source map (each ``r`` adds an r:1 and a 1:r box).
 TINY_ASPECT_RATIOS: list[list[int]] = [[2], [2], [2], [2], [2]]
-
 
 
 class TinyBackbone(TwoStageTrunk):
