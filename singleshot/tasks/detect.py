@@ -91,28 +91,31 @@ class DetectConfig:
     n_val: int = 200
 
 
+#: DetectConfig key -> (DetectPostprocess field, keys that may hold it in weights metadata).
+_THRESHOLDS: dict[str, tuple[str, tuple[str, ...]]] = {
+    "conf": ("score_thresh", ("score_thresh",)),
+    "iou": ("nms_thresh", ("nms_thresh",)),
+    "topk": ("topk_candidates", ("topk_candidates",)),
+    "max_det": ("max_detections", ("detections_per_img", "max_detections")),
+}
+
+
 def postprocess_settings(cfg: DetectConfig) -> DetectPostprocess:
-    return DetectPostprocess(score_thresh=cfg.conf, nms_thresh=cfg.iou, topk_candidates=cfg.topk, max_detections=cfg.max_det)
+    return DetectPostprocess(**{field: getattr(cfg, key) for key, (field, _) in _THRESHOLDS.items()})
 
 
 def settings_from_meta(meta: dict[str, Any], cfg: DetectConfig | None = None) -> DetectPostprocess:
     """Thresholds carried in weights metadata; explicit CLI values (non-default) win."""
     post = meta.get("postprocess", {})
     base = DetectConfig()
-    s = DetectPostprocess(
-        score_thresh=float(post.get("score_thresh", base.conf)),
-        nms_thresh=float(post.get("nms_thresh", base.iou)),
-        topk_candidates=int(post.get("topk_candidates", base.topk)),
-        max_detections=int(post.get("detections_per_img", post.get("max_detections", base.max_det))),
-    )
-    if cfg is None:
-        return s
-    return DetectPostprocess(
-        score_thresh=cfg.conf if cfg.conf != base.conf else s.score_thresh,
-        nms_thresh=cfg.iou if cfg.iou != base.iou else s.nms_thresh,
-        topk_candidates=cfg.topk if cfg.topk != base.topk else s.topk_candidates,
-        max_detections=cfg.max_det if cfg.max_det != base.max_det else s.max_detections,
-    )
+    values: dict[str, Any] = {}
+    for key, (field, meta_keys) in _THRESHOLDS.items():
+        default = getattr(base, key)
+        chosen = next((post[k] for k in meta_keys if k in post), default)
+        if cfg is not None and getattr(cfg, key) != default:
+            chosen = getattr(cfg, key)
+        values[field] = type(default)(chosen)
+    return DetectPostprocess(**values)
 
 
 def arch_kwargs(name: str, imgsz: int) -> dict[str, Any]:

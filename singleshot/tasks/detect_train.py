@@ -199,6 +199,5 @@ def _run_demo(cfg: DetectConfig) -> dict:
     for image_id in ids:
         predict_source(predictor, val_images / f"{image_id}.jpg", pictures, 0.5, 1)
     (pictures / "predictions.json").unlink(missing_ok=True)
-    metrics = {k: v for k, v in result.items()}
-    (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
-    return metrics
+    (out / "metrics.json").write_text(json.dumps(result, indent=2))
+    return result

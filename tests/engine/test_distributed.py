@@ -4,7 +4,6 @@ global batch; the helpers are identities for one process; only rank 0 writes fil
 from __future__ import annotations
 
 import csv
-import importlib.util
 import os
 import subprocess
 import sys
@@ -23,14 +22,6 @@ SCRIPT = HERE / "tiny_run.py"
 REPO = HERE.parents[1]
 
 
-def load_tiny_run() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("tiny_run", SCRIPT)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def test_single_process_helpers_are_identities(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("WORLD_SIZE", raising=False)
     assert d.init_distributed("cpu") == "cpu" and not dist.is_initialized()
@@ -44,8 +35,8 @@ def test_single_process_helpers_are_identities(monkeypatch: pytest.MonkeyPatch) 
         d.init_distributed("cpu")
 
 
-def test_only_rank_zero_writes_files(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    tiny = load_tiny_run()
+def test_only_rank_zero_writes_files(tiny_run_module: ModuleType, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    tiny = tiny_run_module
     monkeypatch.setattr(trainer_module, "get_rank", lambda: 1)  # play rank 1 of a (pretend) group
     cfg = trainer_module.TrainConfig(epochs=2, out_dir=tmp_path / "run", checkpoint_every=1, plot_every=1)
     loader = torch.utils.data.DataLoader(tiny.RandomData(8), batch_size=4)
@@ -56,8 +47,8 @@ def test_only_rank_zero_writes_files(tmp_path: Path, monkeypatch: pytest.MonkeyP
 
 @pytest.mark.slow
 @pytest.mark.skipif(not dist.is_available() or not dist.is_gloo_available(), reason="needs torch.distributed with gloo")
-def test_torchrun_two_processes_match_one_process(tmp_path: Path) -> None:
-    tiny = load_tiny_run()
+def test_torchrun_two_processes_match_one_process(tiny_run_module: ModuleType, tmp_path: Path) -> None:
+    tiny = tiny_run_module
     out = tmp_path / "ddp"
     env = {**os.environ, "PYTHONPATH": str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""),
            "OMP_NUM_THREADS": "1"}

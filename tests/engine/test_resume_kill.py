@@ -8,7 +8,6 @@ checkpoint; the resumed run and the uninterrupted reference run in this process 
 from __future__ import annotations
 
 import csv
-import importlib.util
 import os
 import signal
 import subprocess
@@ -29,14 +28,6 @@ from singleshot.errors import WeightsError
 HERE = Path(__file__).resolve().parent
 SCRIPT = HERE / "tiny_run.py"
 REPO = HERE.parents[1]
-
-
-def load_tiny_run() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("tiny_run", SCRIPT)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def env() -> dict[str, str]:
@@ -63,8 +54,8 @@ def _mid_epoch_state(path: Path) -> dict[str, Any] | None:
 
 @pytest.mark.slow
 @pytest.mark.skipif(not hasattr(signal, "SIGKILL"), reason="SIGKILL needs a POSIX system")
-def test_sigkill_mid_epoch_then_resume_is_bit_exact(tmp_path: Path) -> None:
-    tiny = load_tiny_run()
+def test_sigkill_mid_epoch_then_resume_is_bit_exact(tiny_run_module: ModuleType, tmp_path: Path) -> None:
+    tiny = tiny_run_module
     cut = tmp_path / "cut"
     args = [sys.executable, str(SCRIPT), "--out", str(cut), "--checkpoint-every", "1", "--ema", "0.9"]
     proc = subprocess.Popen([*args, "--sleep", "0.15"], env=env(), stderr=subprocess.PIPE, text=True)
@@ -113,10 +104,10 @@ class CrashAt(Hook):
 @pytest.mark.parametrize(
     ("workers", "amp_dtype"), [(1, "auto"), (0, "float16")], ids=["worker-process", "float16-scaler"]
 )
-def test_mid_epoch_resume_with_workers_and_scaler(tmp_path: Path, workers: int, amp_dtype: str) -> None:
+def test_mid_epoch_resume_with_workers_and_scaler(tiny_run_module: ModuleType, tmp_path: Path, workers: int, amp_dtype: str) -> None:
     """In-process variant: a worker process reads the data, or float16 autocast with a gradient
     scaler (the CUDA recipe, here on CPU) whose state must survive the checkpoint."""
-    tiny = load_tiny_run()
+    tiny = tiny_run_module
     opts: dict[str, Any] = {"checkpoint_every": 2, "ema": 0.95, "amp": amp_dtype != "auto", "amp_dtype": amp_dtype}
     ref, _ = tiny.run(tmp_path / "full", workers=0, **opts)
     with pytest.raises(Crash):
