@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -81,3 +82,148 @@ class Detections:
         return replace(
             self, boxes=self.boxes.to(device), scores=self.scores.to(device), labels=self.labels.to(device)
         )
+
+
+# --- action family -------------------------------------------------------------------------------
+# Ground truth and linked tubes are held in NumPy: they come from files, feed the evaluators and are
+# never differentiated. Frame numbers are 1-based, as in every dataset of the family.
+
+
+@dataclass
+class Tube:
+    """A tube: one box per frame of a video, for one action instance (ground truth or detected).
+
+    Attributes:
+        video: the video's name, ``"Class/video"``.
+        label: 0-based class index.
+        frames: ndarray[T] int64, 1-based frame numbers, strictly increasing.
+        boxes: ndarray[T, 4] float32, xyxy pixels in the video's frame size.
+        score: the tube's score (1.0 for ground truth).
+        frame_scores: ndarray[T] float32 per-frame scores (ones for ground truth).
+    """
+
+    video: str
+    label: int
+    frames: np.ndarray
+    boxes: np.ndarray
+    score: float = 1.0
+    frame_scores: np.ndarray | None = None
+
+    def __len__(self) -> int:
+        return int(self.frames.shape[0])
+
+    @property
+    def start(self) -> int:
+        """First frame (1-based)."""
+        return int(self.frames[0])
+
+    @property
+    def end(self) -> int:
+        """Last frame (1-based, inclusive)."""
+        return int(self.frames[-1])
+
+
+@dataclass
+class VideoAnnotation:
+    """Ground truth of one video.
+
+    Attributes:
+        video: ``"Class/video"``.
+        num_frames: number of frames on disk (frames are 1 … num_frames).
+        size: (height, width) of the frames the boxes refer to.
+        tubes: the ground-truth tubes (a video may hold several actors).
+    """
+
+    video: str
+    num_frames: int
+    size: tuple[int, int]
+    tubes: list[Tube] = field(default_factory=list)
+
+    def boxes_at(self, frame: int) -> tuple[np.ndarray, np.ndarray]:
+        """Ground truth on one frame: (boxes ndarray[N, 4] float32 xyxy pixels, labels ndarray[N] int64)."""
+        boxes, labels = [], []
+        for tube in self.tubes:
+            hit = np.nonzero(tube.frames == frame)[0]
+            if hit.size:
+                boxes.append(tube.boxes[hit[0]])
+                labels.append(tube.label)
+        if not boxes:
+            return np.zeros((0, 4), np.float32), np.zeros((0,), np.int64)
+        return np.stack(boxes).astype(np.float32), np.asarray(labels, np.int64)
+
+
+@dataclass
+class ActionAnnotations:
+    """Ground truth of an action dataset, whatever its on-disk format (ACT pickle, YOWO layout,
+    UCF101-24 ``finalAnnots.mat`` / ``pyannot.pkl``).
+
+    Attributes:
+        classes: class names; labels index this list.
+        videos: ``{"Class/video": VideoAnnotation}``.
+        train_videos / test_videos: the split's video names (empty when the source has none).
+        keyframes: optional ``{"Class/video": [1-based frame, ...]}`` of the annotated key frames
+            listed by a YOWO ``testlist.txt``/``trainlist.txt`` (None when the source has no list).
+        source: the file or folder read, for messages.
+    """
+
+    classes: list[str]
+    videos: dict[str, VideoAnnotation]
+    train_videos: list[str] = field(default_factory=list)
+    test_videos: list[str] = field(default_factory=list)
+    keyframes: dict[str, list[int]] | None = None
+    source: str = ""
+
+
+@dataclass
+class TubeletTarget:
+    """Ground truth of one K-frame training sample (ACT) or one clip's key frame (YOWO, K = 1).
+
+    Attributes:
+        boxes: Tensor[N, K, 4] float32, xyxy pixels per frame of the sample.
+        labels: Tensor[N] int64, 0-based class indices.
+        video: the video's name; frames: Tensor[K] int64, the sample's 1-based frame numbers.
+        size: (height, width) of the network input the boxes refer to.
+        orig_size: (height, width) of the frames on disk.
+    """
+
+    boxes: Tensor = field(default_factory=lambda: torch.zeros((0, 1, 4), dtype=torch.float32))
+    labels: Tensor = field(default_factory=_empty_long)
+    video: str = ""
+    frames: Tensor = field(default_factory=_empty_long)
+    size: tuple[int, int] = (0, 0)
+    orig_size: tuple[int, int] = (0, 0)
+
+    def __len__(self) -> int:
+        return int(self.boxes.shape[0])
+
+    def to(self, device: torch.device | str) -> "TubeletTarget":
+        return replace(self, boxes=self.boxes.to(device), labels=self.labels.to(device))
+
+
+# --- grasp family --------------------------------------------------------------------------------
+
+
+@dataclass
+class Grasps:
+    """Grasp rectangles of one depth image (ground truth or predictions).
+
+    Attributes:
+        grasps: Tensor[N, 5] float32 ``(cx, cy, angle, opening, jaw)`` in pixels of an image of
+            ``size``; ``angle`` in radians, counter-clockwise on screen: the opening runs along
+            (cos θ, −sin θ) in (x right, y down) pixels. ``opening`` is the extent along that
+            direction (the gripper's opening), ``jaw`` the extent across it.
+        scores: Tensor[N] float32 quality (ones for ground truth), predictions sorted descending.
+        image_id: the file stem (e.g. ``"pcd0100"``).
+        size: (height, width) of the image the grasps refer to.
+    """
+
+    grasps: Tensor = field(default_factory=lambda: torch.zeros((0, 5), dtype=torch.float32))
+    scores: Tensor = field(default_factory=lambda: torch.zeros((0,), dtype=torch.float32))
+    image_id: str = ""
+    size: tuple[int, int] = (0, 0)
+
+    def __len__(self) -> int:
+        return int(self.grasps.shape[0])
+
+    def to(self, device: torch.device | str) -> "Grasps":
+        return replace(self, grasps=self.grasps.to(device), scores=self.scores.to(device))

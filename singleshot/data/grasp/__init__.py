@@ -1,0 +1,1 @@
+"""Grasp datasets: Cornell and Jacquard readers, depth conversion, splits, augmentation and the synthetic generator."""
