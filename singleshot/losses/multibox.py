@@ -85,6 +85,24 @@ def positive_targets(
     return torch.stack((bi, pi)), encode(boxes, priors_cxcywh[pi], variances)
 
 
+def background_loss(logits: Tensor) -> Tensor:
+    """Per-prior background cross-entropy ``logsumexp(x) − x[0]`` of Tensor[B, P, C+1] logits.
+
+    Returns Tensor[B, P]. One shift per image (its largest logit) instead of one per prior, and
+    the sum over classes as a matrix product: both avoid PyTorch's slow reductions over a short
+    last dimension. A prior whose every logit lies ~87 below its image's largest would underflow
+    to an infinite loss: those rows (if any) are recomputed with the exact ``logsumexp``.
+    """
+    shift = logits.amax(dim=(1, 2), keepdim=True)  # [B, 1, 1]
+    ones = torch.ones((logits.shape[-1], 1), dtype=logits.dtype, device=logits.device)
+    sums = torch.matmul((logits - shift).exp_(), ones).squeeze(-1)  # [B, P]
+    loss = sums.log_().add_(shift.squeeze(-1)).sub_(logits[..., 0])
+    bad = ~torch.isfinite(loss)
+    if bool(bad.any()):
+        loss[bad] = torch.logsumexp(logits[bad], dim=-1) - logits[bad][:, 0]
+    return loss
+
+
 def hard_negative_mask(ce: Tensor, positive: Tensor, neg_pos_ratio: float) -> Tensor:
     """Choose, per image, the ``neg_pos_ratio × positives`` background priors with the highest loss.
 
@@ -150,14 +168,13 @@ class MultiBoxLoss:
         with torch.no_grad():
             labels, matched = assign_targets(padded, priors, self.iou_threshold)
             (bi, pi), deltas = positive_targets(padded, matched, priors, self.variances)
-        positive = labels > 0
+            positive = labels > 0
+            # Mining needs the background loss of every prior but no gradient through it.
+            negative = hard_negative_mask(background_loss(logits.detach()), positive, self.neg_pos_ratio)
         num_pos = positive.sum().clamp(min=1).float()
         loc = F.smooth_l1_loss(regression[bi, pi], deltas, reduction="sum", beta=1.0)
-        # Cross-entropy -log softmax(x)[c]: the background column is needed for every prior (to
-        # mine negatives), the class column only for the positives.
-        log_probs = F.log_softmax(logits, dim=-1)  # [B, P, C+1]
-        background_ce = -log_probs[..., 0]
-        positive_ce = -log_probs[bi, pi, labels[bi, pi]]
-        negative = hard_negative_mask(background_ce, positive, self.neg_pos_ratio)
-        conf = positive_ce.sum() + torch.where(negative, background_ce, 0.0).sum()
+        # The exact cross-entropy (and its gradient) only over the chosen priors: positives
+        # against their class, mined negatives against the background.
+        si, sp = (positive | negative).nonzero(as_tuple=True)
+        conf = F.cross_entropy(logits[si, sp], labels[si, sp], reduction="sum")
         return {"loc": self.alpha * loc / num_pos, "conf": conf / num_pos}

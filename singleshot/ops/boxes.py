@@ -40,14 +40,18 @@ def pairwise_iou(a: Tensor, b: Tensor, plus_one: bool = False) -> Tensor:
         Tensor[..., N, M] IoU in [0, 1]; 0 where the union is empty.
     """
     one = 1.0 if plus_one else 0.0
-    ax1, ay1, ax2, ay2 = (c[..., :, None] for c in a.unbind(-1))
-    bx1, by1, bx2, by2 = (c[..., None, :] for c in b.unbind(-1))
-    # One coordinate at a time: each intermediate is [..., N, M], contiguous along M.
-    iw = (torch.minimum(ax2, bx2) - torch.maximum(ax1, bx1)).add_(one).clamp_(min=0)
-    ih = (torch.minimum(ay2, by2) - torch.maximum(ay1, by1)).add_(one).clamp_(min=0)
-    inter = iw.mul_(ih)
-    union = (box_area(a, plus_one)[..., :, None] + box_area(b, plus_one)[..., None, :]).sub_(inter)
-    return torch.where(union > 0, inter / union.clamp(min=torch.finfo(inter.dtype).tiny), 0.0)
+    # Coordinates as contiguous rows, and few large temporaries reused in place: strided inputs
+    # and fresh [..., N, M] buffers for every step made this several times slower.
+    ax1, ay1, ax2, ay2 = (c.contiguous()[..., :, None] for c in a.unbind(-1))
+    bx1, by1, bx2, by2 = (c.contiguous()[..., None, :] for c in b.unbind(-1))
+    iw = torch.minimum(ax2, bx2)
+    iw -= torch.maximum(ax1, bx1)
+    ih = torch.minimum(ay2, by2)
+    ih -= torch.maximum(ay1, by1)
+    inter = iw.add_(one).clamp_(min=0).mul_(ih.add_(one).clamp_(min=0))
+    union = torch.add(box_area(a, plus_one)[..., :, None], box_area(b, plus_one)[..., None, :], out=ih)
+    # inter <= union, so an empty union (two empty boxes) gives 0 / tiny = 0.
+    return inter.div_(union.sub_(inter).clamp_(min=torch.finfo(inter.dtype).tiny))
 
 
 def clip_boxes(boxes: Tensor, height: float, width: float) -> Tensor:
