@@ -7,6 +7,7 @@ and decoding + NMS live in ``singleshot.losses`` and ``singleshot.postprocess``.
 from __future__ import annotations
 
 import logging
+from dataclasses import replace
 
 from torch import Tensor, nn
 
@@ -91,21 +92,29 @@ def _spec_name(priors: str, size: int) -> str:
     return f"{priors}{size}"
 
 
-def ssd300(num_classes: int, priors: str = "voc") -> SSD:
+def _spec(priors: str, size: int, prior_clip: str | None) -> PriorSpec:
+    spec = prior_spec(_spec_name(priors, size))
+    return spec if prior_clip is None else replace(spec, clip=prior_clip)
+
+
+def ssd300(num_classes: int, priors: str = "voc", prior_clip: str | None = None) -> SSD:
     """SSD300 with the VGG16-reduced trunk (8732 priors).
 
     Args:
         num_classes: object classes C, background excluded.
         priors: ``"voc"`` (ssd.pytorch / paper sizes 30..315) or ``"coco"`` (torchvision scales 0.07..1.05).
+        prior_clip: override the configuration's clipping of priors (``"wh"``, ``"all"``, ``"none"``),
+            e.g. ``"none"`` for the original Caffe models.
     """
-    return SSD(VGGBackbone(EXTRAS_300), num_classes, prior_spec(_spec_name(priors, 300)))
+    return SSD(VGGBackbone(EXTRAS_300), num_classes, _spec(priors, 300, prior_clip))
 
 
-def ssd512(num_classes: int, priors: str = "voc") -> SSD:
+def ssd512(num_classes: int, priors: str = "voc", prior_clip: str | None = None) -> SSD:
     """SSD512 with the VGG16-reduced trunk and conv12_2 (24564 priors).
 
     Args:
         num_classes: object classes C, background excluded.
         priors: ``"voc"`` or ``"coco"`` (the original Caffe SSD512 sizes for each).
+        prior_clip: override the configuration's clipping of priors (see :func:`ssd300`).
     """
-    return SSD(VGGBackbone(EXTRAS_512), num_classes, prior_spec(_spec_name(priors, 512)))
+    return SSD(VGGBackbone(EXTRAS_512), num_classes, _spec(priors, 512, prior_clip))

@@ -86,6 +86,8 @@ class DetectConfig:
     from_: str = ""
     src: str = ""
     dst: str = ""
+    prototxt: str = ""  # convert from=caffe: the net definition
+    caffemodel: str = ""  # convert from=caffe: the weights
     # demo
     n_train: int = 800
     n_val: int = 200

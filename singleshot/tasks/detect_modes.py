@@ -123,13 +123,20 @@ def convert(args: dict[str, str]) -> dict:
     from singleshot.engine.weights import save_weights
 
     cfg = _cfg(args)
-    _require(cfg, "from_", "src", "dst")
-    if cfg.from_ == "torchvision":
+    _require(cfg, "from_", "dst")
+    if cfg.from_ == "caffe":
+        from singleshot.convert.caffe_ssd import convert_caffe_ssd
+
+        _require(cfg, "prototxt", "caffemodel")
+        converted = convert_caffe_ssd(Path(cfg.prototxt), Path(cfg.caffemodel))
+    elif cfg.from_ == "torchvision":
+        _require(cfg, "src")
         converted = torchvision_ssd.convert_torchvision_ssd300(Path(cfg.src))
     elif cfg.from_ == "ssd.pytorch":
+        _require(cfg, "src")
         converted = ssd_pytorch.convert_ssd_pytorch(Path(cfg.src))
     else:
-        raise ConfigError(f"from={cfg.from_!r} is unknown; expected torchvision or ssd.pytorch")
+        raise ConfigError(f"from={cfg.from_!r} is unknown; expected torchvision, ssd.pytorch or caffe")
     model = model_from_meta(converted.metadata)
     model.load_state_dict(converted.state_dict)  # proves the mapping before anything is written
     meta = dict(converted.metadata, task="detect")
