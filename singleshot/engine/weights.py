@@ -18,6 +18,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import save as safetensors_save
@@ -130,6 +131,11 @@ def unwrap_state_dict(obj: Any, source: str = "<object>") -> dict[str, Tensor]:
     return state
 
 
+_NUMPY_SCALAR_GLOBALS: list = [np.dtype, np._core.multiarray.scalar] + [
+    type(np.dtype(c)) for c in ("float64", "float32", "int64", "int32", "bool")
+]
+
+
 def load_foreign_pth(path: str | Path) -> dict[str, Tensor]:
     """Read another project's ``.pth``/``.pt`` weights safely and return the tensor state dict.
 
@@ -142,7 +148,10 @@ def load_foreign_pth(path: str | Path) -> dict[str, Tensor]:
     if not path.is_file():
         raise WeightsError(f"{path}: weights file not found")
     try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
+        # NumPy scalars and dtypes (e.g. a best score saved beside the weights, as YOWO's
+        # checkpoints do) are plain data: allow their reconstruction, nothing else.
+        with torch.serialization.safe_globals(_NUMPY_SCALAR_GLOBALS):
+            obj = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
         raise WeightsError(
             f"{path}: refused. The file pickles Python objects other than tensors and plain "

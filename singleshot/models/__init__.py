@@ -15,12 +15,15 @@ from singleshot.errors import ConfigError
 from singleshot.models.small import ssd_slim
 from singleshot.models.ssd import SSD, ssd300, ssd512
 from singleshot.models.tiny import ssd_tiny
+from singleshot.models.yowo import yowo, yowo_tiny
 
 MODELS: dict[str, Callable[..., nn.Module]] = {
     "ssd300": ssd300,
     "ssd512": ssd512,
     "ssd_slim": ssd_slim,
     "ssd_tiny": ssd_tiny,
+    "yowo": yowo,
+    "yowo_tiny": yowo_tiny,
 }
 
 

@@ -104,3 +104,12 @@ def test_unwrap_state_dict_variants() -> None:
         unwrap_state_dict({"epoch": 3, "optimizer": {}}, source="f.pth")
     with pytest.raises(WeightsError, match="expected a dict"):
         unwrap_state_dict([t], source="g.pth")
+
+
+def test_foreign_pth_with_numpy_score_is_read(tmp_path: Path) -> None:
+    """YOWO saves ``fscore`` as a NumPy float beside the state dict: plain data, not code."""
+    import numpy as np
+
+    path = tmp_path / "yowo_ucf24_16f_best.pth"
+    torch.save({"epoch": 5, "fscore": np.float64(0.87), "state_dict": {"module.w": torch.ones(3)}}, path)
+    assert torch.equal(load_foreign_pth(path)["w"], torch.ones(3))

@@ -1,0 +1,221 @@
+"""YOWO: a 3D clip backbone and a 2D key-frame backbone fused by CFAM into a YOLOv2-style region output.
+
+``model(clip)`` with ``clip`` Tensor[B, 3, T, H, W] (normalised; the key frame is ``clip[:, :, -1]``,
+H and W divisible by 32) returns ``{"out": Tensor[B, A * (5 + C), H/32, W/32]}``. Viewed as
+[B, A, 5 + C, H/32, W/32], the channels of anchor ``a`` are (tx, ty, tw, th, conf, class_0 ..
+class_{C-1}), raw (no activation), as in YOWO. ``model.anchors`` is Tensor[A, 2] (w, h) in grid cells.
+
+Attribute names are YOWO's (``backbone_3d``, ``backbone_2d``, ``cfam``, ``conv_final``), so its
+checkpoints load after removing DataParallel's ``module.`` prefix (``singleshot.convert.yowo``). As in
+YOWO the 3D features come first in the concatenation, and ``conv_final`` is a 1x1 conv without bias.
+
+Freezing (``freeze_2d`` / ``freeze_3d``): ``"all"`` (or True) freezes the whole backbone, ``"partial"``
+all but its ``tail_names()`` (YOWO's choice: ``layer4`` of a 3D ResNet, Darknet's last two convs), and
+``"none"`` (or False) nothing. Frozen parameters get ``requires_grad=False`` (build optimisers from
+``p for p in model.parameters() if p.requires_grad``), and ``YOWO.train()`` switches every frozen
+submodule back to eval mode after ``nn.Module.train`` ran, so frozen BatchNorm layers keep their running
+statistics and normalise with them in training too. (YOWO itself only sets a zero learning rate, so
+its frozen BatchNorm statistics still drift during training.)
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from singleshot.errors import ConfigError
+from singleshot.models.backbones3d import build_backbone3d
+from singleshot.models.cfam import CFAM
+from singleshot.models.darknet import darknet19_yolov2, tiny2d
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["BACKBONES_2D", "JHMDB21_ANCHORS", "UCF24_ANCHORS", "YOWO", "yowo", "yowo_tiny"]
+
+#: YOWO's UCF101-24 anchors (w, h) in grid cells (cfg/ucf24.yaml).
+UCF24_ANCHORS: tuple[tuple[float, float], ...] = (
+    (0.70458, 1.18803), (1.26654, 2.55121), (1.59382, 4.08321), (2.30548, 4.94180), (3.52332, 5.91979),
+)
+#: YOWO's J-HMDB-21 anchors (w, h) in grid cells (cfg/jhmdb.yaml).
+JHMDB21_ANCHORS: tuple[tuple[float, float], ...] = (
+    (0.95878, 3.10197), (1.67204, 4.0040), (1.75482, 5.64937), (3.09299, 5.80857), (4.91803, 6.25225),
+)
+
+BACKBONES_2D: dict[str, Callable[..., nn.Module]] = {"darknet19": darknet19_yolov2, "tiny2d": tiny2d}
+_FREEZE_MODES = {False: "none", True: "all", "none": "none", "all": "all", "partial": "partial"}
+
+
+def _freeze_mode(value: bool | str, name: str) -> str:
+    try:
+        return _FREEZE_MODES[value]
+    except (KeyError, TypeError):
+        raise ConfigError(f"{name} must be one of False, True, 'none', 'all', 'partial'; got {value!r}") from None
+
+
+def _anchor_tensor(anchors: Sequence[Sequence[float]] | Tensor) -> Tensor:
+    t = torch.as_tensor(anchors, dtype=torch.float32, device="cpu").reshape(-1, 2) if len(anchors) else torch.empty(0, 2)
+    if t.shape[0] == 0 or not bool((t > 0).all()):
+        raise ConfigError(f"anchors must be a non-empty list of positive (w, h) pairs in grid cells, got {anchors!r}")
+    return t
+
+
+class YOWO(nn.Module):
+    """You Only Watch Once.
+
+    Args:
+        backbone3d: clip backbone, Tensor[B, 3, T, H, W] -> Tensor[B, C3, H/32, W/32], with ``out_channels``.
+        backbone2d: key-frame backbone, Tensor[B, 3, H, W] -> Tensor[B, C2, H/32, W/32], with ``out_channels``.
+        num_classes: action classes C.
+        anchors: A (w, h) pairs in grid cells (default: YOWO's UCF101-24 anchors).
+        cfam_channels: CFAM's inner and output width (YOWO: 1024).
+        freeze_2d, freeze_3d: ``"none"``/False, ``"all"``/True or ``"partial"`` (see the module docstring).
+        clip_len: the number of frames T the model is meant for (recorded; any T works).
+        dropout: CFAM's Dropout2d probability.
+    """
+
+    def __init__(
+        self,
+        backbone3d: nn.Module,
+        backbone2d: nn.Module,
+        num_classes: int,
+        anchors: Sequence[Sequence[float]] | Tensor = UCF24_ANCHORS,
+        cfam_channels: int = 1024,
+        freeze_2d: bool | str = False,
+        freeze_3d: bool | str = False,
+        clip_len: int = 16,
+        dropout: float = 0.1,
+    ) -> None:
+        super().__init__()
+        if num_classes < 1:
+            raise ConfigError(f"num_classes must be at least 1, got {num_classes}")
+        if clip_len < 1:
+            raise ConfigError(f"clip_len must be at least 1, got {clip_len}")
+        anchor_t = _anchor_tensor(anchors)
+        self.backbone_3d = backbone3d
+        self.backbone_2d = backbone2d
+        c3, c2 = int(backbone3d.out_channels), int(backbone2d.out_channels)
+        self.cfam = CFAM(c3 + c2, cfam_channels, cfam_channels, dropout)
+        self.conv_final = nn.Conv2d(cfam_channels, anchor_t.shape[0] * (5 + num_classes), 1, bias=False)
+        self.register_buffer("anchors", anchor_t, persistent=False)
+        self.num_classes = num_classes
+        self.num_anchors = int(anchor_t.shape[0])
+        self.clip_len = clip_len
+        self.freeze_2d = "none"
+        self.freeze_3d = "none"
+        self.set_freeze(freeze_2d, freeze_3d)
+
+    # -- freezing -----------------------------------------------------------------------------
+    def set_freeze(self, freeze_2d: bool | str = False, freeze_3d: bool | str = False) -> None:
+        """(Re)apply freezing: parameters of frozen parts stop requiring gradients and frozen
+        submodules go to eval mode (and stay there through ``train()``)."""
+        self.freeze_2d = _freeze_mode(freeze_2d, "freeze_2d")
+        self.freeze_3d = _freeze_mode(freeze_3d, "freeze_3d")
+        for backbone, mode in ((self.backbone_2d, self.freeze_2d), (self.backbone_3d, self.freeze_3d)):
+            tail = self._tail(backbone, mode)
+            for name, p in backbone.named_parameters():
+                p.requires_grad_(mode == "none" or _inside(name, tail))
+        self.train(self.training)
+
+    @staticmethod
+    def _tail(backbone: nn.Module, mode: str) -> tuple[str, ...]:
+        if mode != "partial":
+            return ()
+        tail_names = getattr(backbone, "tail_names", None)
+        if tail_names is None:
+            raise ConfigError(f"{type(backbone).__name__} has no tail_names(); use freeze 'all' or 'none'")
+        return tuple(tail_names())
+
+    def frozen_modules(self) -> list[nn.Module]:
+        """The backbone submodules held in eval mode (all of a frozen backbone but its kept tail)."""
+        frozen: list[nn.Module] = []
+        for backbone, mode in ((self.backbone_2d, self.freeze_2d), (self.backbone_3d, self.freeze_3d)):
+            if mode == "none":
+                continue
+            tail = self._tail(backbone, mode)
+            frozen += [m for name, m in backbone.named_modules() if not _inside(name, tail)]
+        return frozen
+
+    def train(self, mode: bool = True) -> YOWO:
+        """``nn.Module.train(mode)``, then frozen submodules are set back to eval (non-recursively,
+        so the trainable tail of a partially frozen backbone follows ``mode``)."""
+        super().train(mode)
+        if mode:
+            for m in self.frozen_modules():
+                m.training = False
+        return self
+
+    # -- forward ------------------------------------------------------------------------------
+    def forward(self, clip: Tensor) -> dict[str, Tensor]:
+        """Tensor[B, 3, T, H, W] -> {"out": Tensor[B, A * (5 + C), H/32, W/32]}."""
+        if clip.dim() != 5:
+            raise ValueError(f"YOWO expects a clip Tensor[B, 3, T, H, W], got shape {tuple(clip.shape)}")
+        h, w = clip.shape[-2:]
+        if h % 32 or w % 32:
+            raise ValueError(f"YOWO needs H and W divisible by 32, got {h}x{w}")
+        f3 = self.backbone_3d(clip)
+        f2 = self.backbone_2d(clip[:, :, -1])
+        x = self.cfam(torch.cat((f3, f2), dim=1))
+        return {"out": self.conv_final(x)}
+
+
+def _inside(name: str, prefixes: tuple[str, ...]) -> bool:
+    return any(name == p or name.startswith(p + ".") for p in prefixes)
+
+
+def yowo(
+    num_classes: int,
+    backbone3d: str = "resnext101",
+    backbone2d: str = "darknet19",
+    clip_len: int = 16,
+    anchors: Sequence[Sequence[float]] | None = None,
+    cfam_channels: int = 1024,
+    freeze_2d: bool | str = False,
+    freeze_3d: bool | str = False,
+    backbone3d_kwargs: dict[str, Any] | None = None,
+    backbone2d_kwargs: dict[str, Any] | None = None,
+) -> YOWO:
+    """YOWO as published: 3D ResNeXt-101 + YOLOv2 Darknet-19, CFAM 1024, UCF101-24 anchors.
+
+    Args:
+        num_classes: action classes C.
+        backbone3d: ``resnext101``, ``resnext``, ``resnet18``, ``shufflenetv2`` or ``tiny3d``.
+        backbone2d: ``darknet19`` (YOLOv2, 425 channels) or ``tiny2d``.
+        clip_len: frames per clip T (16 in YOWO's UCF101-24 recipe).
+        anchors: (w, h) pairs in grid cells; default ``UCF24_ANCHORS``.
+        backbone3d_kwargs, backbone2d_kwargs: passed to the backbone builders (e.g. ``{"width_mult": 1.0}``).
+
+    Raises:
+        ConfigError: unknown backbone names or bad arguments.
+    """
+    b3 = build_backbone3d(backbone3d, **(backbone3d_kwargs or {}))
+    if backbone2d not in BACKBONES_2D:
+        raise ConfigError(f"unknown 2D backbone {backbone2d!r}; valid names: {', '.join(sorted(BACKBONES_2D))}")
+    try:
+        b2 = BACKBONES_2D[backbone2d](**(backbone2d_kwargs or {}))
+    except TypeError as exc:
+        raise ConfigError(f"2D backbone {backbone2d!r}: bad arguments {sorted(backbone2d_kwargs or {})}: {exc}") from exc
+    anchors = UCF24_ANCHORS if anchors is None else anchors
+    model = YOWO(b3, b2, num_classes, anchors, cfam_channels, freeze_2d, freeze_3d, clip_len)
+    logger.debug("yowo(%d classes, %s + %s, T=%d)", num_classes, backbone3d, backbone2d, clip_len)
+    return model
+
+
+def yowo_tiny(
+    num_classes: int,
+    clip_len: int = 8,
+    width: int = 16,
+    anchors: Sequence[Sequence[float]] | None = None,
+    cfam_channels: int = 128,
+    freeze_2d: bool | str = False,
+    freeze_3d: bool | str = False,
+) -> YOWO:
+    """A CPU-sized YOWO: ``tiny3d(width)`` (8 * width channels) + ``tiny2d(width, 8 * width)``, CFAM of
+    ``cfam_channels``; same output layout as ``yowo``."""
+    return yowo(
+        num_classes, "tiny3d", "tiny2d", clip_len, anchors, cfam_channels, freeze_2d, freeze_3d,
+        backbone3d_kwargs={"width": width}, backbone2d_kwargs={"width": width, "out_channels": 8 * width},
+    )  # fmt: skip
