@@ -12,12 +12,16 @@ from collections.abc import Callable
 from torch import nn
 
 from singleshot.errors import ConfigError
+from singleshot.models.act import act_slim, act_tiny, act_vgg16
 from singleshot.models.small import ssd_slim
 from singleshot.models.ssd import SSD, ssd300, ssd512
 from singleshot.models.tiny import ssd_tiny
 from singleshot.models.yowo import yowo, yowo_tiny
 
 MODELS: dict[str, Callable[..., nn.Module]] = {
+    "act_vgg16": act_vgg16,
+    "act_tiny": act_tiny,
+    "act_slim": act_slim,
     "ssd300": ssd300,
     "ssd512": ssd512,
     "ssd_slim": ssd_slim,

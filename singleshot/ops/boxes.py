@@ -44,14 +44,21 @@ def pairwise_iou(a: Tensor, b: Tensor, plus_one: bool = False) -> Tensor:
     # and fresh [..., N, M] buffers for every step made this several times slower.
     ax1, ay1, ax2, ay2 = (c.contiguous()[..., :, None] for c in a.unbind(-1))
     bx1, by1, bx2, by2 = (c.contiguous()[..., None, :] for c in b.unbind(-1))
+    tiny = torch.finfo(a.dtype).tiny
+    area_a, area_b = box_area(a, plus_one)[..., :, None], box_area(b, plus_one)[..., None, :]
+    if torch.is_grad_enabled() and (a.requires_grad or b.requires_grad):  # differentiable, out of place
+        iw = (torch.minimum(ax2, bx2) - torch.maximum(ax1, bx1) + one).clamp(min=0)
+        ih = (torch.minimum(ay2, by2) - torch.maximum(ay1, by1) + one).clamp(min=0)
+        inter = iw * ih
+        return inter / (area_a + area_b - inter).clamp(min=tiny)
     iw = torch.minimum(ax2, bx2)
     iw -= torch.maximum(ax1, bx1)
     ih = torch.minimum(ay2, by2)
     ih -= torch.maximum(ay1, by1)
     inter = iw.add_(one).clamp_(min=0).mul_(ih.add_(one).clamp_(min=0))
-    union = torch.add(box_area(a, plus_one)[..., :, None], box_area(b, plus_one)[..., None, :], out=ih)
+    union = torch.add(area_a, area_b, out=ih)
     # inter <= union, so an empty union (two empty boxes) gives 0 / tiny = 0.
-    return inter.div_(union.sub_(inter).clamp_(min=torch.finfo(inter.dtype).tiny))
+    return inter.div_(union.sub_(inter).clamp_(min=tiny))
 
 
 def clip_boxes(boxes: Tensor, height: float, width: float) -> Tensor:

@@ -19,6 +19,7 @@ from torch import Tensor, nn
 
 from singleshot.errors import ConfigError, WeightsError
 from singleshot.models import build_model
+from singleshot.models.fuse import fuse_conv_relu
 from singleshot.postprocess.detect import DetectPostprocess, postprocess_detections
 from singleshot.structures import BoxTarget, Detections
 
@@ -71,6 +72,14 @@ class DetectConfig:
     project: str = "runs/detect"
     name: str = "train"
     pretrained: str = ""
+    # distillation and auxiliary head (singleshot/tasks/detect_distill.py)
+    teacher: str = ""  # weights of a trained detector whose soft class scores the student learns
+    kd_weight: float = 1.0
+    kd_temperature: float = 2.0
+    kd_mask: str = "matched"  # priors of the KD term: matched (positives + hard negatives), positive, all
+    feat_weight: float = 0.0  # feature imitation of the stride-8/16 maps through a 1x1 adapter
+    aux: bool = False  # auxiliary SSD head on intermediate maps, training only
+    aux_weight: float = 0.4
     # inference
     source: str = ""
     conf: float = 0.01
@@ -179,8 +188,9 @@ class DetectPredictor:
         meta: weights metadata (``input_size``, ``mean``, ``std``, ``channel_order``).
         settings: post-processing thresholds.
         device: where to run.
-        channels_last: convert the model and inputs to channels-last (faster convolutions on CPU);
-            off while evaluating during training, to leave the trained model's layout untouched.
+        channels_last: prepare the model for fast inference: channels-last model and inputs, and
+            each convolution fused with its ReLU (:func:`singleshot.models.fuse.fuse_conv_relu`);
+            off while evaluating during training, to leave the trained model untouched.
     """
 
     def __init__(
@@ -196,6 +206,8 @@ class DetectPredictor:
         self.model = model.eval().to(self.device)
         if channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
+            if isinstance(self.model, nn.Module):
+                fuse_conv_relu(self.model)
         size = meta.get("input_size", getattr(model, "image_size", 300))
         self.size = (int(size[0]), int(size[1])) if isinstance(size, (list, tuple)) else (int(size), int(size))
         self.mean = [float(v) for v in meta.get("mean", IMAGENET_MEAN)]

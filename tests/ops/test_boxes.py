@@ -34,3 +34,12 @@ def test_degenerate_boxes_give_zero_not_nan() -> None:
 def test_clip() -> None:
     out = clip_boxes(torch.tensor([[-5.0, 2.0, 120.0, 90.0]]), height=80, width=100)
     assert out.tolist() == [[0.0, 2.0, 100.0, 80.0]]
+
+
+def test_pairwise_iou_is_differentiable() -> None:
+    a = torch.tensor([[0.0, 0.0, 2.0, 2.0]], requires_grad=True)
+    b = torch.tensor([[1.0, 1.0, 3.0, 3.0], [5.0, 5.0, 6.0, 6.0]])
+    iou = pairwise_iou(a, b)
+    iou.sum().backward()
+    assert torch.allclose(iou.detach(), torch.tensor([[1 / 7, 0.0]]))
+    assert a.grad is not None and torch.isfinite(a.grad).all()

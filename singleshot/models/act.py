@@ -1,0 +1,285 @@
+"""The ACT tubelet detector (Kalogeiton et al., "Action Tubelet Detector for Spatio-Temporal Action
+Localization", ICCV 2017): an SSD run on K frames with one shared trunk, whose heads see the K
+frames' features side by side and regress a tubelet (one box per frame) from each anchor cuboid.
+
+Design, checked against ACT's prototxt generator and Caffe layers (vkalogeiton/caffe):
+
+* every frame goes through the *same* backbone (Caffe: K streams ``conv1_1_stream{k}`` … whose
+  parameters share one name); here the K frames are folded into the batch, [B*K, 3, H, W], so
+  the weights are one parameter set by construction and gradients of all frames add up in it;
+* conv4_3 is L2-normalised with a *separate* learnable scale per stream (Caffe layers
+  ``conv4_3_norm_stream{k}``, initialised to 20, unshared); ``shared_l2norm=True`` keeps the
+  backbone's single scale instead;
+* for every source map the K streams are concatenated along channels in frame order (Caffe
+  ``{source}_concat``, axis 1), so map s feeds the heads K·C_s channels;
+* per anchor the heads give C + 1 class logits and 4K offsets (frame-major: the 4 offsets of
+  frame 0, then frame 1, …), 3x3 convolutions as in SSD;
+* ACT's VGG16 trunk differs from SSD300's in pool5: 2x2 stride 1 without padding (SSD: 3x3
+  stride 1 pad 1), which turns fc7 into an 18x18 map and the extras into 9, 5, 3, 1, hence 8396
+  anchor cuboids instead of 8732; its priors are SSD300's VOC sizes (30 … 315) *not* clipped.
+* ACT trains the shared trunk with lr_mult 1/K (the K streams add K gradients into it):
+  :meth:`ACTDetector.param_groups` gives that grouping.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import torch
+from torch import Tensor, nn
+
+from singleshot.errors import ConfigError
+from singleshot.models.heads import flatten_predictions, xavier_init_
+from singleshot.models.l2norm import L2Norm
+from singleshot.models.small import ssd_slim
+from singleshot.models.tiny import ssd_tiny
+from singleshot.models.vgg import EXTRAS_300, VGGBackbone
+from singleshot.ops.priors import PriorSpec, generate_priors, priors_per_cell
+
+logger = logging.getLogger(__name__)
+
+__all__ = [
+    "ACT_PRIORS_2X2",
+    "ACT_PRIORS_3X3",
+    "POOL5_VARIANTS",
+    "ACTDetector",
+    "StreamL2Norm",
+    "TubeletHead",
+    "act_vgg16",
+    "act_tiny",
+    "act_slim",
+]
+
+#: pool5 index in ``VGGBackbone.vgg``.
+_POOL5_INDEX = 30
+POOL5_VARIANTS = ("2x2s1", "3x3s1p1")
+
+_AR6 = [[2], [2, 3], [2, 3], [2, 3], [2], [2]]
+_MIN_SIZES = [30.0, 60.0, 111.0, 162.0, 213.0, 264.0]
+_MAX_SIZES = [60.0, 111.0, 162.0, 213.0, 264.0, 315.0]
+_STEPS = [8.0, 16.0, 32.0, 64.0, 100.0, 300.0]
+#: ACT's released VGG16 (pool5 2x2/s1): source maps 38, 18, 9, 5, 3, 1 -> 8396 cuboids, priors not clipped.
+ACT_PRIORS_2X2 = PriorSpec(300, [38, 18, 9, 5, 3, 1], _STEPS, _MIN_SIZES, _MAX_SIZES, _AR6, clip="none")
+#: The same priors on SSD300's trunk (pool5 3x3/s1/p1): maps 38, 19, 10, 5, 3, 1 -> 8732 cuboids.
+ACT_PRIORS_3X3 = PriorSpec(300, [38, 19, 10, 5, 3, 1], _STEPS, _MIN_SIZES, _MAX_SIZES, _AR6, clip="none")
+
+
+class StreamL2Norm(nn.Module):
+    """L2 normalisation of a frame-folded batch with one learnable scale vector per stream.
+
+    ``y[b*K + k, c] = weight[k, c] * x[b*K + k, c] / (||x[b*K + k, :]||_2 + eps)``: the input holds
+    the K frames of each sample consecutively (sample-major), as :class:`ACTDetector` folds them.
+
+    Args:
+        channels: C.
+        k: number of streams K.
+        init_scale: initial value of every scale (20 as SSD and ACT).
+        eps: added to the norm (as :class:`~singleshot.models.l2norm.L2Norm`).
+
+    Shapes:
+        x: Tensor[B*K, C, H, W] -> Tensor[B*K, C, H, W]; ``weight`` is Tensor[K, C].
+    """
+
+    def __init__(self, channels: int, k: int, init_scale: float = 20.0, eps: float = 1e-10) -> None:
+        super().__init__()
+        self.k = int(k)
+        self.eps = float(eps)
+        self.weight = nn.Parameter(torch.full((self.k, channels), float(init_scale)))
+
+    @classmethod
+    def from_shared(cls, norm: L2Norm, k: int) -> "StreamL2Norm":
+        """K streams that all start from the scale vector of an existing (shared) ``L2Norm``."""
+        out = cls(norm.weight.shape[0], k, norm.init_scale, norm.eps)
+        with torch.no_grad():
+            out.weight.copy_(norm.weight.detach()[None].expand(k, -1))
+        return out
+
+    def forward(self, x: Tensor) -> Tensor:
+        n, c, h, w = x.shape
+        if n % self.k:
+            raise ValueError(f"StreamL2Norm with K={self.k} got a batch of {n} maps, not a multiple of K")
+        y = x / (x.pow(2).sum(dim=1, keepdim=True).sqrt() + self.eps)
+        return (y.view(n // self.k, self.k, c, h, w) * self.weight.view(1, self.k, c, 1, 1)).view(n, c, h, w)
+
+    def extra_repr(self) -> str:
+        return f"{self.weight.shape[1]}, streams={self.k}, eps={self.eps}"
+
+
+class TubeletHead(nn.Module):
+    """Cuboid prediction convolutions: per anchor 4K offsets (``loc``) and C + 1 logits (``conf``).
+
+    Args:
+        in_channels: channels of each fused source map (K times the backbone's).
+        num_anchors: anchors per cell of each source map.
+        num_logits: C + 1 (background at index 0).
+        k: frames per tubelet K.
+        kernel_size: spatial size of the convolutions (3 in ACT and SSD).
+
+    Attributes ``loc`` / ``conf`` are named as in :class:`~singleshot.models.heads.SSDHead`, so
+    for K = 1 the two heads' state dicts are interchangeable.
+    """
+
+    def __init__(self, in_channels: list[int], num_anchors: list[int], num_logits: int, k: int, kernel_size: int = 3) -> None:
+        super().__init__()
+        if len(in_channels) != len(num_anchors):
+            raise ValueError(f"{len(in_channels)} source maps but {len(num_anchors)} anchor counts")
+        pad = kernel_size // 2
+        self.k = int(k)
+        self.num_logits = int(num_logits)
+        self.loc = nn.ModuleList(
+            nn.Conv2d(c, a * 4 * self.k, kernel_size, padding=pad) for c, a in zip(in_channels, num_anchors)
+        )
+        self.conf = nn.ModuleList(
+            nn.Conv2d(c, a * self.num_logits, kernel_size, padding=pad) for c, a in zip(in_channels, num_anchors)
+        )
+        xavier_init_([self.loc, self.conf])
+
+    def forward(self, features: list[Tensor]) -> tuple[Tensor, Tensor]:
+        """Fused maps Tensor[B, in_channels[s], H_s, W_s] -> (loc Tensor[B, P, 4K], conf Tensor[B, P, C+1])."""
+        if len(features) != len(self.loc):
+            raise ValueError(f"head built for {len(self.loc)} source maps, got {len(features)}")
+        loc = flatten_predictions([layer(f) for layer, f in zip(self.loc, features)], 4 * self.k)
+        conf = flatten_predictions([layer(f) for layer, f in zip(self.conf, features)], self.num_logits)
+        return loc, conf
+
+
+class ACTDetector(nn.Module):
+    """ACT: one shared SSD backbone over K frames, per-source-map fusion by concatenation, cuboid heads.
+
+    Args:
+        backbone: module mapping Tensor[N, 3, S, S] to a list of source maps
+            Tensor[N, out_channels[s], F_s, F_s] (``F_s = prior_spec.feature_maps[s]``), with an
+            ``out_channels`` attribute — any SSD trunk of this package. If it has an ``l2norm``
+            attribute that is an :class:`L2Norm` (the VGG trunk's conv4_3 norm) and
+            ``shared_l2norm`` is False, that module is replaced by a :class:`StreamL2Norm` with K
+            scale vectors starting from its weight.
+        k: frames per sample K.
+        num_classes: action classes C, background excluded.
+        prior_spec: prior geometry; anchor cuboids are these priors repeated over the K frames.
+        shared_l2norm: keep one conv4_3 scale for all streams (the backbone untouched).
+
+    Attributes:
+        priors: non-persistent buffer Tensor[P, 4], cxcywh normalised (each cuboid's box).
+        k, num_classes, prior_spec.
+    """
+
+    def __init__(self, backbone: nn.Module, k: int, num_classes: int, prior_spec: PriorSpec, shared_l2norm: bool = False) -> None:
+        super().__init__()
+        if int(k) < 1:
+            raise ConfigError(f"K (frames per tubelet) must be >= 1, got {k}")
+        if int(num_classes) < 1:
+            raise ConfigError(f"num_classes must be >= 1 (background excluded), got {num_classes}")
+        out_channels = [int(c) for c in getattr(backbone, "out_channels")]
+        if len(out_channels) != len(prior_spec.feature_maps):
+            raise ConfigError(
+                f"backbone has {len(out_channels)} source maps but the prior spec lists "
+                f"{len(prior_spec.feature_maps)} feature maps {prior_spec.feature_maps}"
+            )
+        self.k = int(k)
+        self.num_classes = int(num_classes)
+        self.prior_spec = prior_spec
+        self.shared_l2norm = bool(shared_l2norm)
+        norm = getattr(backbone, "l2norm", None)
+        if isinstance(norm, L2Norm) and not shared_l2norm:
+            backbone.l2norm = StreamL2Norm.from_shared(norm, self.k)
+        self.backbone = backbone
+        self.head = TubeletHead(
+            [self.k * c for c in out_channels], priors_per_cell(prior_spec.aspect_ratios), self.num_classes + 1, self.k
+        )
+        self.register_buffer("priors", generate_priors(prior_spec), persistent=False)
+
+    @property
+    def image_size(self) -> int:
+        """Side S of the square frames the priors were laid out for."""
+        return self.prior_spec.image_size
+
+    def fuse(self, features: list[Tensor], batch: int) -> list[Tensor]:
+        """Concatenate the K streams of every source map along channels, frame 0 first.
+
+        Args:
+            features: per source map Tensor[B*K, C_s, H_s, W_s] (sample-major frame folding).
+            batch: B.
+
+        Returns:
+            per source map Tensor[B, K*C_s, H_s, W_s]; channels ``k*C_s .. (k+1)*C_s - 1`` are frame k's.
+        """
+        return [f.reshape(batch, self.k * f.shape[1], f.shape[2], f.shape[3]) for f in features]
+
+    def forward(self, frames: Tensor) -> dict[str, Tensor]:
+        """Raw cuboid predictions.
+
+        Args:
+            frames: Tensor[B, K, 3, S, S], normalised frames of each sample in temporal order.
+
+        Returns:
+            ``loc`` Tensor[B, P, 4K] (per frame the variance-coded (cx, cy, w, h) offsets from the
+            cuboid's prior, frame-major) and ``conf`` Tensor[B, P, C + 1] (index 0 = background).
+        """
+        size = self.prior_spec.image_size
+        if frames.dim() != 5 or frames.shape[1] != self.k or frames.shape[-2] != size or frames.shape[-1] != size:
+            raise ConfigError(
+                f"input of shape {tuple(frames.shape)} does not fit this ACT detector: expected "
+                f"[B, {self.k}, 3, {size}, {size}] (K={self.k} frames resized to the priors' size)"
+            )
+        b = frames.shape[0]
+        features = self.backbone(frames.flatten(0, 1))
+        for s, (f, n) in enumerate(zip(features, self.prior_spec.feature_maps)):
+            if f.shape[-2] != n or f.shape[-1] != n:
+                raise ConfigError(
+                    f"frames of size {tuple(frames.shape[-2:])} give source map {s} of size "
+                    f"{tuple(f.shape[-2:])}, but the priors expect {n}x{n}"
+                )
+        loc, conf = self.head(self.fuse(features, b))
+        return {"loc": loc, "conf": conf}
+
+    def param_groups(self, lr: float) -> list[dict[str, object]]:
+        """Optimizer groups as ACT trains: the shared trunk at ``lr / K``, everything else at ``lr``.
+
+        The K streams add K gradients into every trunk weight, which ACT's Caffe net offsets with
+        lr_mult 1/K on the trunk and extras; the per-stream conv4_3 scales and the heads are not
+        shared and keep the full rate. Groups without parameters are left out.
+        """
+        trunk = [p for name, p in self.backbone.named_parameters() if p.requires_grad and not name.startswith("l2norm.")]
+        trunk_ids = {id(p) for p in trunk}
+        rest = [p for p in self.parameters() if p.requires_grad and id(p) not in trunk_ids]
+        groups = [{"params": trunk, "lr": lr / self.k}, {"params": rest, "lr": lr}]
+        return [g for g in groups if g["params"]]
+
+
+def act_vgg16(num_classes: int, k: int = 6, pool5: str = "2x2s1", shared_l2norm: bool = False) -> ACTDetector:
+    """ACT's VGG16-SSD300 tubelet detector.
+
+    Args:
+        num_classes: action classes C, background excluded.
+        k: frames per tubelet (6 in ACT; 8 also published).
+        pool5: ``"2x2s1"`` (ACT's released prototxt: 2x2 stride 1, 18x18 fc7, 8396 cuboids) or
+            ``"3x3s1p1"`` (SSD300's: 19x19 fc7, 8732 cuboids, so SSD300 weights line up map for map).
+        shared_l2norm: one conv4_3 scale for all streams instead of ACT's K.
+
+    The trunk layers are those of :class:`~singleshot.models.vgg.VGGBackbone` (conv layers at
+    torchvision's vgg16 indices, decimated fc6/fc7, extras conv6_1 … conv9_2 as ACT names them).
+    """
+    backbone = VGGBackbone(EXTRAS_300)
+    if pool5 == "2x2s1":
+        backbone.vgg[_POOL5_INDEX] = nn.MaxPool2d(kernel_size=2, stride=1)
+        spec = ACT_PRIORS_2X2
+    elif pool5 == "3x3s1p1":
+        spec = ACT_PRIORS_3X3
+    else:
+        raise ConfigError(f"unknown pool5 {pool5!r} for act_vgg16; choose one of {list(POOL5_VARIANTS)}")
+    return ACTDetector(backbone, k, num_classes, spec, shared_l2norm=shared_l2norm)
+
+
+def act_tiny(num_classes: int, k: int = 6, image_size: int = 128, width: float = 1.0) -> ACTDetector:
+    """ACT on the tiny SSD trunk (:func:`~singleshot.models.tiny.ssd_tiny`'s backbone and priors), for CPU work.
+
+    The trunk is BatchNorm based and has no conv4_3 L2 norm, so there are no per-stream scales.
+    """
+    ssd = ssd_tiny(num_classes, image_size=image_size, width=width)
+    return ACTDetector(ssd.backbone, k, num_classes, ssd.prior_spec)
+
+
+def act_slim(num_classes: int, k: int = 6, image_size: int = 160, width: float = 1.0) -> ACTDetector:
+    """ACT on the slim SSD trunk (:func:`~singleshot.models.small.ssd_slim`'s backbone and priors)."""
+    ssd = ssd_slim(num_classes, image_size=image_size, width=width)
+    return ACTDetector(ssd.backbone, k, num_classes, ssd.prior_spec)
