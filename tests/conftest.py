@@ -22,3 +22,15 @@ def shared_data() -> Callable[..., Path]:
         return path
 
     return find
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Under pytest-xdist every worker is a process of its own: one intra-op thread each, so that
+    N workers on N cores do not oversubscribe them (OpenMP threads that busy-wait on a shared core
+    made the small convolutions of these tests 10x slower or worse)."""
+    import os
+
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        import torch
+
+        torch.set_num_threads(1)
