@@ -25,6 +25,7 @@ from singleshot.engine.weights import save_weights
 from singleshot.errors import ConfigError
 from singleshot.losses.multibox import MultiBoxLoss
 from singleshot.models import build_model
+from singleshot.models.aux_heads import deployable
 from singleshot.structures import BoxTarget
 from singleshot.tasks.detect import (
     IMAGENET_MEAN,
@@ -36,6 +37,7 @@ from singleshot.tasks.detect import (
     normalize,
     postprocess_settings,
 )
+from singleshot.tasks.detect_distill import build_training
 from singleshot.tasks.detect_modes import _cfg, build_dataset, class_names_for, evaluate_dataset, run_dir
 
 logger = logging.getLogger(__name__)
@@ -97,10 +99,12 @@ def train_detector(cfg: DetectConfig) -> dict | None:
     metric_key = "map" if cfg.metric == "coco" else "map50"
 
     def evaluate(m: nn.Module) -> dict[str, float]:
-        predictor = DetectPredictor(m, meta, settings, device, channels_last=False)
+        predictor = DetectPredictor(deployable(m), meta, settings, device, channels_last=False)
         return _floats(evaluate_dataset(predictor, val_set, cfg, cfg.metric, classes))
 
-    trainer = Trainer(model, MultiBoxLoss(model.priors), loader, tcfg, PrepareBatch(), evaluate, metric_key,
+    # teacher= / aux=true wrap `model` in train-only parts; `model` itself stays the saved student
+    train_model, loss_fn = build_training(cfg, model, classes, MultiBoxLoss(model.priors))
+    trainer = Trainer(train_model, loss_fn, loader, tcfg, PrepareBatch(), evaluate, metric_key,
                       run_config=config_to_dict(cfg))
     t0 = time.perf_counter()
     metrics = trainer.train()
@@ -110,7 +114,7 @@ def train_detector(cfg: DetectConfig) -> dict | None:
         return None
     best = trainer.best_path if trainer.best_path.exists() else trainer.last_path
     state = load_checkpoint(best)
-    model.load_state_dict(inference_state_dict(state))  # the EMA weights when ema is on
+    trainer.model.load_state_dict(inference_state_dict(state))  # the EMA weights when ema is on; fills `model`
     best_metrics = _floats(state.get("metrics") or metrics)
     weights = out / "best.safetensors"
     save_weights(weights, model, dict(meta, metrics=best_metrics, epoch=int(state["epoch"])))
