@@ -24,6 +24,7 @@ Design, checked against ACT's prototxt generator and Caffe layers (vkalogeiton/c
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 
 import torch
 from torch import Tensor, nn
@@ -33,7 +34,8 @@ from singleshot.models.heads import flatten_predictions, xavier_init_
 from singleshot.models.l2norm import L2Norm
 from singleshot.models.small import ssd_slim
 from singleshot.models.tiny import ssd_tiny
-from singleshot.models.vgg import EXTRAS_300, VGGBackbone
+from singleshot.models.stream_conv import StreamDilatedConv2d
+from singleshot.models.vgg import EXTRAS_300, FC6_INDEX, VGGBackbone
 from singleshot.ops.priors import PriorSpec, generate_priors, priors_per_cell
 
 logger = logging.getLogger(__name__)
@@ -246,7 +248,13 @@ class ACTDetector(nn.Module):
         return [g for g in groups if g["params"]]
 
 
-def act_vgg16(num_classes: int, k: int = 6, pool5: str = "2x2s1", shared_l2norm: bool = False) -> ACTDetector:
+def act_vgg16(
+    num_classes: int,
+    k: int = 6,
+    pool5: str = "2x2s1",
+    shared_l2norm: bool = False,
+    fc6_dilations: Sequence[int] | None = None,
+) -> ACTDetector:
     """ACT's VGG16-SSD300 tubelet detector.
 
     Args:
@@ -255,6 +263,8 @@ def act_vgg16(num_classes: int, k: int = 6, pool5: str = "2x2s1", shared_l2norm:
         pool5: ``"2x2s1"`` (ACT's released prototxt: 2x2 stride 1, 18x18 fc7, 8396 cuboids) or
             ``"3x3s1p1"`` (SSD300's: 19x19 fc7, 8732 cuboids, so SSD300 weights line up map for map).
         shared_l2norm: one conv4_3 scale for all streams instead of ACT's K.
+        fc6_dilations: K dilations of fc6, one per stream (ACT's released models: 6·6^k, see
+            :mod:`singleshot.models.stream_conv`); None: 6 for every stream.
 
     The trunk layers are those of :class:`~singleshot.models.vgg.VGGBackbone` (conv layers at
     torchvision's vgg16 indices, decimated fc6/fc7, extras conv6_1 … conv9_2 as ACT names them).
@@ -267,6 +277,13 @@ def act_vgg16(num_classes: int, k: int = 6, pool5: str = "2x2s1", shared_l2norm:
         spec = ACT_PRIORS_3X3
     else:
         raise ConfigError(f"unknown pool5 {pool5!r} for act_vgg16; choose one of {list(POOL5_VARIANTS)}")
+    if fc6_dilations is not None:
+        if len(fc6_dilations) != k:
+            raise ConfigError(f"fc6_dilations has {len(fc6_dilations)} values for K={k} streams")
+        old = backbone.vgg[FC6_INDEX]
+        fc6 = StreamDilatedConv2d(old.in_channels, old.out_channels, fc6_dilations)
+        fc6.load_state_dict(old.state_dict())
+        backbone.vgg[FC6_INDEX] = fc6
     return ACTDetector(backbone, k, num_classes, spec, shared_l2norm=shared_l2norm)
 
 
