@@ -71,10 +71,14 @@ def build_dataset(cfg: DetectConfig, split: str, classes: list[str], transforms:
 
 
 def load_predictor(cfg: DetectConfig) -> DetectPredictor:
-    """The model and thresholds of a ``.safetensors`` weights file."""
+    """The model and thresholds of a ``.safetensors`` weights file (or an exported ``.onnx`` file)."""
     from singleshot.engine.weights import load_weights
 
     _require(cfg, "weights")
+    if cfg.weights.endswith(".onnx"):
+        from singleshot.export.detect_export import load_onnx_predictor
+
+        return load_onnx_predictor(cfg)
     state, meta = load_weights(cfg.weights)
     model = model_from_meta(meta)
     model.load_state_dict(state)
@@ -178,4 +182,12 @@ def demo(args: dict[str, str]) -> dict:
     return run_demo(args)
 
 
-MODES = {"score": score, "convert": convert, "predict": predict, "val": val, "train": train, "demo": demo}
+def export(args: dict[str, str]) -> dict:
+    """Weights -> ONNX (``format=onnx``; ``nms=true`` decoding + NMS in the graph; ``int8=true calib=...``)."""
+    from singleshot.export.detect_export import export_detector, split_export_args
+
+    opts, rest = split_export_args(args)
+    return export_detector(_cfg(rest), opts)
+
+
+MODES = {"score": score, "export": export, "convert": convert, "predict": predict, "val": val, "train": train, "demo": demo}
