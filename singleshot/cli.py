@@ -17,7 +17,7 @@ from singleshot.tasks import TASKS
 USAGE = """usage: singleshot TASK MODE [key=value ...]
 
 tasks: {tasks}
-modes: train, val, predict, score, convert, demo (see README.md)
+modes: train, val, predict, score, convert, export, demo (see README.md)
 
 examples:
   singleshot detect demo
@@ -26,6 +26,13 @@ examples:
   singleshot detect predict weights=best.safetensors source=image_or_folder_or_video
   singleshot detect score gt=path/to/VOCdevkit pred=results_dir metric=voc07
   singleshot detect convert from=torchvision src=ssd300_vgg16_coco.pth dst=ssd300_coco.safetensors
+  singleshot detect convert from=caffe prototxt=deploy.prototxt caffemodel=VGG_SSD_300x300.caffemodel dst=ssd300.safetensors
+  singleshot detect export weights=best.safetensors format=onnx [nms=true] [int8=true calib=path/to/VOCdevkit]
+  singleshot action demo [model=yowo|act]
+  singleshot action predict weights=best.safetensors source=video.mp4
+  singleshot action score gt=UCF101v2-GT.pkl pred=frames.json [tubes=tubes.json] protocol=yowo|act
+  singleshot grasp demo
+  singleshot grasp score gt=path/to/cornell pred=grasps.json
 """
 
 
