@@ -10,4 +10,6 @@ from __future__ import annotations
 
 TASKS: dict[str, str] = {
     "detect": "singleshot.tasks.detect_modes",
+    "action": "singleshot.tasks.action_modes",
+    "grasp": "singleshot.tasks.grasp_modes",
 }

@@ -1,0 +1,230 @@
+"""ACT evaluation over a test split, and ``action predict`` on a raw video.
+
+:func:`evaluate_act` runs every video once (all its K-frame windows in batches of ``batch``), keeps
+its :class:`~singleshot.tasks.action_act_predict.VideoTubelets`, then scores:
+
+* frame-mAP on the per-frame detections pooled from the tubelets (ACT's way, NMS 0.3 per frame),
+* video-mAP on the tubes of ACT's linking (``linking=act``, or MOC's preset ``moc``),
+
+both under ``cfg.protocol`` (:func:`~singleshot.metrics.action_score.score_action`).
+
+Cache: with ``cache_dir``, a video's tubelets are written to ``<cache_dir>/<video>.npz`` (atomically)
+as soon as it is done, stamped with a key of the model's tensors and every setting that changes
+them; a later call with the same key loads the file instead of running the model, so an interrupted
+evaluation resumes with the videos it had not finished. A file with another key is recomputed.
+
+Workers: ``workers=N`` spreads the videos over N processes (forked where the platform allows, as
+DataLoader workers are, else spawned; one intra-op thread each; the model rebuilt once per process
+from its tensors); ``workers=0`` runs in this process. Both give the same
+tubelets, hence the same metrics.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import logging
+from collections.abc import Sequence
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from singleshot.data.action.frames import read_clip_frames
+from singleshot.engine.checkpoint import atomic_write
+from singleshot.errors import DataError
+from singleshot.metrics.frame_ap import FrameDets
+from singleshot.structures import ActionAnnotations, Tube
+from singleshot.tasks.action_act_predict import ACTPredictor, VideoTubelets
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["cache_key", "load_tubelets", "save_tubelets", "collect_tubelets", "frame_dets_of_tubelets",
+           "evaluate_act", "predict_act"]  # fmt: skip
+
+_FORMAT = "singleshot-act-tubelets-1"
+
+
+def cache_key(predictor: ACTPredictor) -> str:
+    """SHA-1 of the model's tensors and of every setting that changes a video's tubelets."""
+    h = hashlib.sha1(_FORMAT.encode())
+    for name, t in sorted(predictor.model.state_dict().items()):
+        h.update(name.encode())
+        h.update(t.detach().cpu().contiguous().numpy().tobytes())
+    settings = {"k": predictor.k, "size": predictor.size, "mean": predictor.mean.flatten().tolist(),
+                "std": predictor.std.flatten().tolist(), "bgr": predictor.bgr, "post": repr(predictor.settings),
+                "cand": repr(predictor.candidates)}  # fmt: skip
+    h.update(json.dumps(settings, sort_keys=True).encode())
+    return h.hexdigest()
+
+
+def _cache_path(cache_dir: Path, video: str) -> Path:
+    return cache_dir / f"{video}.npz"
+
+
+def save_tubelets(path: Path, vt: VideoTubelets, key: str) -> None:
+    """Write ``vt`` to ``path`` (npz) atomically, stamped with ``key``."""
+    arrays = {name: getattr(vt, name) for name in VideoTubelets.ARRAYS}
+    header = json.dumps({"key": key, "video": vt.video, "num_frames": vt.num_frames, "size": list(vt.size), "k": vt.k})
+
+    def write(f: Any) -> None:
+        buf = io.BytesIO()
+        np.savez(buf, header=np.array(header), **arrays)
+        f.write(buf.getvalue())
+
+    atomic_write(path, write)
+
+
+def load_tubelets(path: Path, key: str) -> VideoTubelets | None:
+    """The cached tubelets at ``path`` when its key is ``key``; None when absent, stale or unreadable."""
+    if not path.is_file():
+        return None
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            header = json.loads(str(data["header"]))
+            if header.get("key") != key:
+                logger.info("%s: made by other weights or settings; recomputing", path)
+                return None
+            vt = VideoTubelets(header["video"], int(header["num_frames"]), tuple(header["size"]), int(header["k"]))
+            for name in VideoTubelets.ARRAYS:
+                setattr(vt, name, data[name])
+    except (OSError, ValueError, KeyError) as e:
+        logger.warning("%s: unreadable tubelet cache (%s); recomputing", path, e)
+        return None
+    return vt
+
+
+def _video_tubelets(predictor: ACTPredictor, ann: ActionAnnotations, root: Path, video: str, batch: int) -> VideoTubelets:
+    va = ann.videos[video]
+    if va.num_frames < 1:
+        raise DataError(f"{root / 'rgb-images' / video}: the annotations give the video no frames")
+    frames = read_clip_frames(root, video, range(1, va.num_frames + 1))
+    h, w = va.size
+    size = (h, w) if h > 0 and w > 0 else (int(frames.shape[-2]), int(frames.shape[-1]))
+    return predictor.detect_video(predictor.prepare(frames), size, video, batch)
+
+
+# ---------------------------------------------------------------- worker processes
+_WORKER: dict[str, Any] = {}
+
+
+def _worker_init(state: dict[str, torch.Tensor], meta: dict[str, Any], settings: Any, linking: str, candidates: Any,
+                 ann: ActionAnnotations, root: str, batch: int, cache_dir: str | None, key: str) -> None:  # fmt: skip
+    from singleshot.tasks.action import model_from_meta
+
+    torch.set_num_threads(1)
+    model = model_from_meta(meta)
+    model.load_state_dict(state)
+    _WORKER.update(predictor=ACTPredictor(model, meta, settings, linking, "cpu", candidates), ann=ann,
+                   root=Path(root), batch=batch, cache_dir=Path(cache_dir) if cache_dir else None, key=key)  # fmt: skip
+
+
+def _worker_run(video: str) -> VideoTubelets:
+    w = _WORKER
+    vt = _video_tubelets(w["predictor"], w["ann"], w["root"], video, w["batch"])
+    if w["cache_dir"] is not None:
+        save_tubelets(_cache_path(w["cache_dir"], video), vt, w["key"])
+    return vt
+
+
+def collect_tubelets(predictor: ACTPredictor, ann: ActionAnnotations, frame_root: str | Path, videos: Sequence[str],
+                     batch: int = 16, workers: int = 0, cache_dir: str | Path | None = None) -> dict[str, VideoTubelets]:  # fmt: skip
+    """Tubelets of each of ``videos`` (from the cache when it holds them, else by running the model)."""
+    root = Path(frame_root)
+    cache = Path(cache_dir) if cache_dir is not None else None
+    key = cache_key(predictor) if cache is not None else ""
+    out: dict[str, VideoTubelets] = {}
+    todo = []
+    for v in videos:
+        cached = load_tubelets(_cache_path(cache, v), key) if cache is not None else None
+        if cached is not None:
+            out[v] = cached
+        else:
+            todo.append(v)
+    if cache is not None:
+        logger.info("tubelet cache %s: %d of %d videos already done", cache, len(out), len(videos))
+    if workers > 0 and len(todo) > 1:
+        # fork where the platform has it (as DataLoader workers; each worker runs one intra-op thread)
+        methods = torch.multiprocessing.get_all_start_methods()
+        ctx = torch.multiprocessing.get_context("fork" if "fork" in methods else "spawn")
+        state = {k: t.detach().cpu() for k, t in predictor.model.state_dict().items()}
+        init = (state, predictor.meta, predictor.settings, predictor.linking, predictor.candidates, ann, str(root),
+                batch, str(cache) if cache is not None else None, key)  # fmt: skip
+        with ProcessPoolExecutor(min(workers, len(todo)), mp_context=ctx, initializer=_worker_init, initargs=init) as pool:
+            for v, vt in zip(todo, pool.map(_worker_run, todo)):
+                out[v] = vt
+        return out
+    for v in todo:
+        out[v] = _video_tubelets(predictor, ann, root, v, batch)
+        if cache is not None:
+            save_tubelets(_cache_path(cache, v), out[v], key)
+    return out
+
+
+# ---------------------------------------------------------------- scoring
+def frame_dets_of_tubelets(videos: Sequence[str], tubelets: dict[str, VideoTubelets]) -> FrameDets:
+    """Per-frame detections (ACT's pooling and NMS 0.3) of ``videos`` as one :class:`FrameDets`."""
+    parts = []
+    for i, v in enumerate(videos):
+        fd = tubelets[v].frame_detections()
+        if len(fd):
+            parts.append((np.full(len(fd), i), fd.frames.numpy(), fd.labels.numpy(), fd.scores.double().numpy(),
+                          fd.boxes.double().numpy()))  # fmt: skip
+    if not parts:
+        return FrameDets(list(videos), *(np.zeros(0),) * 4, np.zeros((0, 4)))
+    return FrameDets(list(videos), *(np.concatenate([p[j] for p in parts]) for j in range(5)))
+
+
+def evaluate_act(predictor: ACTPredictor, ann: ActionAnnotations, frame_root: str | Path, cfg: Any,
+                 videos: Sequence[str] | None = None, cache_dir: str | Path | None = None,
+                 workers: int = 0) -> tuple[dict[str, Any], FrameDets, list[Tube]]:  # fmt: skip
+    """Frame-mAP and video-mAP of an ACT model on ``videos`` (default: the test split, else all).
+
+    ``cfg`` supplies ``batch``, ``protocol`` and ``match_iou``. Returns (metrics of
+    :func:`~singleshot.metrics.action_score.score_action` plus ``"linking"``, frame detections, tubes).
+    """
+    from singleshot.metrics.action_score import score_action
+    from singleshot.metrics.frame_ap import evaluation_videos
+
+    vids = evaluation_videos(ann, videos)
+    tubelets = collect_tubelets(predictor, ann, frame_root, vids, max(1, cfg.batch), max(0, workers), cache_dir)
+    dets = frame_dets_of_tubelets(vids, tubelets)
+    tubes = [t for v in vids for t in tubelets[v].link(predictor.link_params)]
+    metrics = score_action(ann, dets, tubes, cfg.protocol, iou_thresh=cfg.match_iou, videos=vids)
+    metrics["linking"] = f"{predictor.linking} (tubes linked from the K-frame tubelets)"
+    return metrics, dets, tubes
+
+
+# ---------------------------------------------------------------- raw video
+def predict_act(predictor: ACTPredictor, source: Path, out_dir: Path, cfg: Any) -> dict[str, Any]:
+    """ACT on a video file or a folder of frames; writes under ``out_dir`` (as YOWO's predict):
+    ``<stem>.mp4`` (linked tube boxes with tube id, class and per-frame score above ``show_conf``),
+    ``<stem>_frames.json`` (per-frame detections) and ``<stem>_tubes.json`` (tubes by descending score)."""
+    from singleshot.io.video import VideoWriter
+    from singleshot.metrics.action_files import write_frame_detections, write_tubes
+    from singleshot.tasks.action_predict import _frame_source, draw_tube_boxes, tube_boxes_by_frame
+
+    frames_of, fps = _frame_source(source)
+    name = cfg.video_name or source.stem
+    vt, size = predictor.stream(frames_of(), name, max(1, cfg.batch))
+    if vt.num_frames == 0:
+        raise DataError(f"{source}: no frames decoded")
+    dets = frame_dets_of_tubelets([name], {name: vt})
+    tubes = sorted(vt.link(predictor.link_params), key=lambda t: -t.score)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    stem = out_dir / source.stem
+    write_frame_detections(f"{stem}_frames.json", dets)
+    write_tubes(f"{stem}_tubes.json", tubes)
+    drawn = tube_boxes_by_frame(tubes, cfg.show_conf)
+    with VideoWriter(Path(f"{stem}.mp4"), fps, size[1], size[0]) as writer:
+        for f, frame in enumerate(frames_of(), start=1):
+            writer.write(draw_tube_boxes(frame, drawn.get(f, []), predictor.class_names))
+    logger.info("wrote %s.mp4, %s_frames.json and %s_tubes.json", stem, stem, stem)
+    return {
+        "frames": vt.num_frames, "windows": vt.num_frames - predictor.k + 1 if vt.num_frames >= predictor.k else 0,
+        "detections": len(dets), "tubes": len(tubes), "video": f"{stem}.mp4", "frame_detections": f"{stem}_frames.json",
+        "tubes_file": f"{stem}_tubes.json", "out": str(out_dir),
+    }  # fmt: skip

@@ -1,0 +1,244 @@
+"""``grasp train`` and ``grasp demo``: grasp nets on the engine.
+
+Training: :class:`~singleshot.data.grasp.dataset.GraspDataset` views (augmented with the grasps) →
+the model's four maps → :class:`~singleshot.losses.grasp.GraspLoss`, which renders the target maps
+of the whole batch with :func:`~singleshot.losses.grasp.render_grasp_maps` (centre third, cos 2θ,
+sin 2θ, width / 150). Evaluation after each ``eval_every`` epochs: top-1 grasp success rate on the
+held-out views (:class:`~singleshot.metrics.grasp.GraspEvaluator`, metric key ``success_rate``).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import time
+import warnings
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from singleshot.config import config_to_dict
+from singleshot.data.collate import collate_detection
+from singleshot.engine.checkpoint import load_checkpoint
+from singleshot.engine.distributed import cleanup, get_world_size, init_distributed, is_main_process
+from singleshot.engine.ema import inference_state_dict
+from singleshot.engine.sampler import build_train_loader
+from singleshot.engine.seed import seed_everything
+from singleshot.engine.trainer import TrainConfig, Trainer
+from singleshot.engine.weights import save_weights
+from singleshot.errors import ConfigError
+from singleshot.losses.grasp import GraspLoss
+from singleshot.metrics.grasp import wilson_interval
+from singleshot.structures import Grasps
+from singleshot.tasks.grasp import GraspConfig, GraspPredictor, build_grasp_model, model_meta, postprocess_from
+from singleshot.tasks.grasp_modes import _cfg, evaluate_dataset, find_samples, make_dataset, run_dir, split_of
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["DEMO_DEFAULTS", "PrepareBatch", "run_demo", "train_grasp"]
+
+
+class PrepareBatch:
+    """Move a collated ``(views Tensor[B, C, S, S], list of Grasps in view pixels)`` batch to the device."""
+
+    def __call__(self, batch: tuple[Tensor, list[Grasps]], device: torch.device) -> tuple[Tensor, list[Grasps]]:
+        images, targets = batch
+        return images.to(device, non_blocking=True), [t.to(device) for t in targets]
+
+
+def _floats(metrics: dict[str, Any]) -> dict[str, float]:
+    return {k: float(v) for k, v in metrics.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+
+
+def _deployable_state(model: nn.Module) -> dict[str, Tensor]:
+    from singleshot.models.psp_grasp import strip_aux
+
+    return strip_aux(model.state_dict())
+
+
+def train_grasp(cfg: GraspConfig) -> dict | None:
+    """Train ``cfg.model`` on the train side of ``cfg.split`` of ``cfg.data``; returns the best
+    metrics (``success_rate``, ``n``, ``ci95``, ``split``) plus the output paths.
+
+    Under ``torchrun`` only rank 0 writes the weights and returns the result (others: None).
+    ``threads`` > 0 sets torch's intra-op threads for the run (restored after).
+    """
+    threads = torch.get_num_threads()
+    if cfg.threads > 0:
+        torch.set_num_threads(cfg.threads)
+    try:
+        return _train(cfg)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _train(cfg: GraspConfig) -> dict | None:
+    _require_data(cfg)
+    device = init_distributed(cfg.device)
+    world = get_world_size()
+    if cfg.batch % world:
+        raise ConfigError(f"batch={cfg.batch}: the global batch must be divisible by the {world} processes")
+    seed_everything(cfg.seed)
+    if cfg.model in ("ggcnn",) and cfg.size % 12:
+        logger.info("size=%d is not a multiple of 12: GG-CNN's maps are resized to the input", cfg.size)
+    model = build_grasp_model(cfg.model, cfg.input, aux=cfg.aux)
+    train_samples, test_samples, split = split_of(cfg, find_samples(cfg, cfg.data))
+    train_set = make_dataset(cfg, train_samples, train=True)
+    val_set = make_dataset(cfg, test_samples, train=False)
+    loader = build_train_loader(
+        train_set, cfg.batch // world, seed=cfg.seed, drop_last=len(train_set) > cfg.batch, workers=cfg.workers,
+        collate_fn=collate_detection, device=device,
+    )  # fmt: skip
+    steps_per_epoch = math.ceil(len(loader) / cfg.accumulate)
+    out = run_dir(cfg, "train")
+    tcfg = TrainConfig(
+        epochs=cfg.epochs, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay, optimizer=cfg.optimizer,
+        schedule=cfg.schedule, milestones=tuple(m * steps_per_epoch for m in cfg.milestones),
+        warmup_iters=cfg.warmup, accumulate=cfg.accumulate, clip_grad=cfg.clip_grad, eval_every=cfg.eval_every,
+        out_dir=out, seed=cfg.seed, device=device, resume=cfg.resume, log_every=max(1, len(loader) // 4),
+        amp=cfg.amp, ema_decay=cfg.ema, patience=cfg.patience, checkpoint_every=cfg.checkpoint_every,
+        plot_every=cfg.plot_every,
+        channels_last=device.startswith("cuda") if cfg.channels_last is None else cfg.channels_last,
+    )  # fmt: skip
+    meta = model_meta(cfg, train_config=config_to_dict(cfg), split=split)
+    post = postprocess_from(cfg)
+
+    def evaluate(m: nn.Module) -> dict[str, float]:
+        metrics, _ = evaluate_dataset(GraspPredictor(m, meta, post, device), val_set, cfg, split)
+        lo, hi = metrics["ci95"]
+        return dict(_floats(metrics), ci95_lo=lo, ci95_hi=hi)
+
+    loss = GraspLoss(cfg.loss, cfg.aux_weight)  # type: ignore[arg-type]
+    trainer = Trainer(model, loss, loader, tcfg, PrepareBatch(), evaluate, "success_rate", run_config=config_to_dict(cfg))
+    t0 = time.perf_counter()
+    metrics = trainer.train()
+    elapsed = time.perf_counter() - t0
+    if not is_main_process():
+        cleanup()
+        return None
+    best = trainer.best_path if trainer.best_path.exists() else trainer.last_path
+    state = load_checkpoint(best)
+    model.load_state_dict(inference_state_dict(state))  # the EMA weights when ema is on
+    best_metrics = _floats(state.get("metrics") or metrics)
+    n, k = int(best_metrics.get("n", 0)), int(best_metrics.get("n_success", 0))
+    weights = out / "best.safetensors"
+    save_weights(weights, _deployable_state(model), dict(meta, metrics=best_metrics, epoch=int(state["epoch"])))
+    cleanup()
+    result: dict[str, Any] = {
+        "success_rate": best_metrics.get("success_rate", float("nan")), "n": n, "n_success": k,
+        "ci95": list(wilson_interval(k, n)), "split": split, "iou": cfg.iou, "epochs": int(state["epoch"]),
+        "train_seconds": round(elapsed, 1), "weights": str(weights), "out": str(out),
+    }  # fmt: skip
+    return result
+
+
+def _require_data(cfg: GraspConfig) -> None:
+    if not cfg.data:
+        raise ConfigError("missing required key(s): data=... (a Cornell or Jacquard root)")
+
+
+#: The CPU demo recipe (see ``run_demo``): GG-CNN on 400 synthetic Cornell-layout images of
+#: 120 × 160 (objects scale with the image), the centre 120² crop at the network's size (a multiple
+#: of 12: GG-CNN's maps are exact), reference augmentation (quarter turns and zoom in [0.5, 1]),
+#: Adam with a cosine schedule, peak distance and border 8 px (the reference's 20 px at 300 px,
+#: scaled to 120), 20 % of the images held out image-wise.
+DEMO_DEFAULTS: dict[str, Any] = {
+    "model": "ggcnn",
+    "input": "depth",
+    "size": 120,
+    "crop": "center",
+    "crop_size": 120,
+    "n_images": 400,
+    "image_height": 120,
+    "image_width": 160,
+    "split": "image",
+    "test_fraction": 0.2,
+    "epochs": 12,
+    "batch": 8,
+    "lr": 3e-3,
+    "optimizer": "adam",
+    "schedule": "cosine",
+    "warmup": 20,
+    "augment": True,
+    "rotate90": True,
+    "zoom": "0.6,1.0",
+    "cache": True,
+    "workers": 1,
+    "min_distance": 8,
+    "eval_every": 4,
+    "checkpoint_every": 0,
+    "name": "demo",
+}
+
+
+def run_demo(args: dict[str, str]) -> dict:
+    """Synthetic dataset -> train GG-CNN -> held-out success rate -> pictures; returns the metrics.
+
+    Trains with one intra-op thread per core left by the loader worker
+    (:func:`singleshot.tasks.detect_train.demo_threads`) unless ``threads`` is given.
+    """
+    from singleshot.tasks.detect_train import demo_threads
+
+    t0 = time.perf_counter()
+    cfg = _cfg(dict(args), **DEMO_DEFAULTS)
+    if cfg.threads <= 0:
+        cfg.threads = demo_threads(cfg.workers)
+    if get_world_size() > 1 or int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        raise ConfigError("the demo runs in one process; under torchrun use `singleshot grasp train`")
+    if not cfg.data:
+        cfg.data = str(_demo_data(cfg))
+    with warnings.catch_warnings():
+        # the generator plants sensor-like holes in every depth image; the reader repairs them
+        # with one warning per image, which would drown the demo's log
+        warnings.filterwarnings("ignore", message=r".*inpainted \d+ invalid depth pixels")
+        logger.info("depth holes of the synthetic images are inpainted silently")
+        result = train_grasp(cfg)
+    assert result is not None  # one process: rank 0
+    out = Path(result["out"])
+    result["pictures"] = str(_demo_pictures(cfg, result["weights"], out / "predictions"))
+    result["total_seconds"] = round(time.perf_counter() - t0, 1)
+    (out / "metrics.json").write_text(json.dumps(result, indent=2))
+    return result
+
+
+def _demo_data(cfg: GraspConfig) -> Path:
+    from singleshot.data.grasp.synthetic import generate_grasp_dataset
+
+    root = Path(cfg.project) / "demo_data"
+    marker = root / f".complete-{cfg.n_images}-{cfg.image_height}x{cfg.image_width}-{cfg.seed}"
+    if not marker.exists():
+        if root.exists():
+            for old in root.glob(".complete-*"):
+                old.unlink()
+        logger.info("writing %d synthetic grasp images (Cornell layout) to %s", cfg.n_images, root)
+        import shutil
+
+        shutil.rmtree(root, ignore_errors=True)
+        generate_grasp_dataset(root, cfg.n_images, seed=cfg.seed, size=(cfg.image_height, cfg.image_width))
+        marker.touch()
+    return root
+
+
+def _demo_pictures(cfg: GraspConfig, weights: str, out: Path, count: int = 8) -> Path:
+    """Draw the predicted grasps of the first ``count`` held-out images on their RGB images."""
+    from PIL import Image
+
+    from singleshot.data.grasp.dataset import load_sample
+    from singleshot.tasks.grasp_modes import load_predictor
+    from singleshot.tasks.grasp_predict import draw_grasps
+
+    out.mkdir(parents=True, exist_ok=True)
+    cfg.weights = weights
+    predictor = load_predictor(cfg)
+    _, test, _ = split_of(cfg, find_samples(cfg, cfg.data))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the synthetic holes are repaired with a warning each
+        images = [load_sample(s, depth=True, rgb=True) for s in test[:count]]
+    for img, pred in zip(images, predictor(images)):
+        canvas = draw_grasps(img.rgb, pred, 3)  # type: ignore[arg-type]
+        Image.fromarray(canvas).save(out / f"{img.image_id}_grasps.png")
+    return out

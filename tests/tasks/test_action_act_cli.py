@@ -1,0 +1,150 @@
+"""``singleshot action train/val/predict/convert/demo`` with ``model=act`` on a tiny synthetic
+dataset in the real YOWO layout + ACT pickle: the engine wiring, val files that ``score`` reads
+back, predict on an encoded video, the Caffe import's command, and a seconds-long demo smoke run."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from singleshot.cli import main
+from singleshot.convert._common import ConvertedWeights
+from singleshot.data.action.frames import read_clip_frames
+from singleshot.data.action.readers import load_action_annotations
+from singleshot.data.action.synthetic import SYNTH_PICKLE, generate_action_dataset
+from singleshot.engine.weights import load_weights
+from singleshot.io.video import VideoWriter, read_frames
+from singleshot.metrics.action_score import score_action
+from singleshot.models.act import act_tiny
+
+TINY = ["model=act", "arch=act_tiny", "act_width=0.25", "K=3", "imgsz=64", "batch=8", "workers=0", "lr=1e-3",
+        "optimizer=adam", "schedule=constant", "warmup=0"]  # fmt: skip
+
+
+@pytest.fixture(autouse=True)
+def one_thread() -> Iterator[None]:
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def _last_json(capsys: pytest.CaptureFixture[str]) -> dict:
+    return json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """(dataset root, run folder) of two epochs on 3 + 2 tiny videos."""
+    tmp = tmp_path_factory.mktemp("act_cli")
+    root = tmp / "data"
+    generate_action_dataset(root, 3, 2, size=(48, 64), num_frames=(12, 14), seed=0)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        assert main(["action", "train", f"data={root}", *TINY, "epochs=2", "eval_every=2", f"project={tmp}", "name=run"]) == 0
+    finally:
+        torch.set_num_threads(threads)
+    return root, tmp / "run"
+
+
+def test_train_writes_act_weights_logs_and_plots(trained: tuple[Path, Path]) -> None:
+    _, run = trained
+    for name in ("best.safetensors", "last.pt", "results.csv", "results.png", "config.yaml"):
+        assert (run / name).is_file(), name
+    state, meta = load_weights(run / "best.safetensors")
+    assert meta["family"] == "act" and meta["architecture"] == "act_tiny" and meta["K"] == 3
+    assert meta["arch_kwargs"] == {"k": 3, "image_size": 64, "width": 0.25} and meta["input_size"] == [64, 64]
+    assert meta["classes"] == ["Bounce", "Grow", "Slide", "Spin"] and meta["epoch"] == 2
+    assert set(meta["metrics"]) >= {"frame_map", "video_map@0.5"}
+    assert state["head.loc.0.weight"].shape[0] % (4 * 3) == 0  # 4K offsets per anchor
+    rows = (run / "results.csv").read_text().strip().splitlines()
+    assert len(rows) == 3 and "metrics/frame_map" in rows[0]
+
+
+def test_val_is_act_protocol_caches_tubelets_and_scores_back(trained: tuple[Path, Path], tmp_path: Path,
+                                                             capsys: pytest.CaptureFixture[str]) -> None:  # fmt: skip
+    root, run = trained
+    args = ["action", "val", f"weights={run / 'best.safetensors'}", f"data={root / SYNTH_PICKLE}", f"project={tmp_path}",
+            "workers=0", "conf=0.02"]  # fmt: skip
+    capsys.readouterr()
+    assert main(args) == 0
+    got = _last_json(capsys)
+    assert got["protocol"] == "act" and got["linking"].startswith("act")  # ACT's protocol unless asked otherwise
+    ann = load_action_annotations(root / SYNTH_PICKLE)
+    for v in ann.test_videos:
+        assert (tmp_path / "val" / "tubelets" / f"{v}.npz").is_file()
+    again = score_action(root / SYNTH_PICKLE, tmp_path / "val" / "frames.json", tmp_path / "val" / "tubes.json", "act")
+    assert again["frame_map"] == pytest.approx(got["frame_map"]) and again["video_map@0.5"] == pytest.approx(got["video_map@0.5"])
+    assert main([*args, "protocol=yowo", "linking=moc"]) == 0  # an explicit protocol wins; the cache is reused
+    other = _last_json(capsys)
+    assert other["protocol"] == "yowo" and other["linking"].startswith("moc")
+
+
+def test_predict_on_an_encoded_video(trained: tuple[Path, Path], tmp_path: Path) -> None:
+    root, run = trained
+    ann = load_action_annotations(root / SYNTH_PICKLE)
+    video = ann.test_videos[0]
+    n = ann.videos[video].num_frames
+    clip = tmp_path / "clip.mp4"
+    with VideoWriter(clip, 10.0, 64, 48) as writer:
+        for frame in read_clip_frames(root, video, range(1, n + 1)):
+            writer.write(frame.permute(1, 2, 0).numpy())
+    args = ["action", "predict", f"weights={run / 'best.safetensors'}", f"source={clip}", f"project={tmp_path}",
+            "show_conf=0", "conf=0.02"]  # fmt: skip
+    assert main(args) == 0
+    out = tmp_path / "predict"
+    frames = json.loads((out / "clip_frames.json").read_text())
+    tubes = json.loads((out / "clip_tubes.json").read_text())
+    assert all(e["video"] == "clip" and 1 <= e["frame"] <= n for e in frames)
+    assert all(len(t["frames"]) == len(t["boxes"]) and 0 <= t["label"] < 4 for t in tubes)
+    assert [t["score"] for t in tubes] == sorted((t["score"] for t in tubes), reverse=True)
+    drawn = list(read_frames(out / "clip.mp4"))
+    assert len(drawn) == n and drawn[0].shape == (48, 64, 3)
+
+
+def test_convert_from_caffe_writes_act_weights(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                               capsys: pytest.CaptureFixture[str]) -> None:  # fmt: skip
+    # The file mapping itself is proven in tests/convert/test_caffe_act.py; here: the command's wiring.
+    import singleshot.convert.caffe_act as caffe_act
+
+    model = act_tiny(3, k=2, image_size=64, width=0.25)
+    meta = {"family": "act", "architecture": "act_tiny", "arch_kwargs": {"k": 2, "image_size": 64, "width": 0.25},
+            "num_classes": 3, "classes": ["a", "b", "c"], "K": 2, "input_size": [64, 64], "channel_order": "BGR",
+            "mean": [104 / 255, 117 / 255, 123 / 255], "std": [1 / 255] * 3}  # fmt: skip
+    calls: list[tuple[str, str]] = []
+
+    def fake(prototxt: str, caffemodel: str) -> ConvertedWeights:
+        calls.append((str(prototxt), str(caffemodel)))
+        return ConvertedWeights(dict(model.state_dict()), meta, {}, str(caffemodel))
+
+    monkeypatch.setattr(caffe_act, "convert_caffe_act", fake)
+    dst = tmp_path / "act.safetensors"
+    capsys.readouterr()
+    assert main(["action", "convert", "from=caffe", "prototxt=deploy.prototxt", f"dst={dst}"]) == 2
+    assert "from=caffe needs caffemodel=" in capsys.readouterr().err and not dst.exists()
+    assert main(["action", "convert", "from=caffe", "prototxt=d.prototxt", "caffemodel=m.caffemodel", f"dst={dst}",
+                 "classes=x,y,z"]) == 0  # fmt: skip
+    assert calls == [("d.prototxt", "m.caffemodel")] and _last_json(capsys)["K"] == 2
+    state, written = load_weights(dst)
+    assert written["classes"] == ["x", "y", "z"] and written["channel_order"] == "BGR" and written["family"] == "act"
+    for key, value in model.state_dict().items():
+        assert torch.equal(state[key], value), key
+
+
+def test_demo_smoke(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    args = ["action", "demo", "model=act", f"project={tmp_path}", "n_train=3", "n_test=2", "video_size=48,64",
+            "video_frames=12,14", "epochs=1", "imgsz=64", "act_width=0.25", "K=3", "batch=8", "workers=0"]  # fmt: skip
+    capsys.readouterr()
+    assert main(args) == 0
+    got = _last_json(capsys)
+    for key in ("frame_map", "video_map@0.2", "video_map@0.5", "video_map@0.75", "video_map@0.5:0.95", "per_class",
+                "epochs", "train_seconds", "weights", "annotated_video", "demo_seconds"):  # fmt: skip
+        assert key in got, key
+    assert Path(got["annotated_video"]).is_file() and (Path(got["out"]) / "results.png").is_file()
+    assert np.isfinite(got["frame_map"]) and got["epochs"] == 1

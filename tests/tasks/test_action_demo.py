@@ -1,0 +1,74 @@
+"""``singleshot action demo`` end to end at toy scale, the YOWO recipes in configs/, and the
+k-means anchors of the demo."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from singleshot.cli import main
+from singleshot.config import build_config
+from singleshot.engine.weights import load_weights
+from singleshot.io.video import read_frames
+from singleshot.models.yowo import JHMDB21_ANCHORS, UCF24_ANCHORS
+from singleshot.structures import ActionAnnotations, Tube, VideoAnnotation
+from singleshot.tasks.action import ActionConfig, build_action_model
+from singleshot.tasks.action_train import kmeans_anchors
+
+CONFIGS = Path(__file__).resolve().parents[2] / "configs"
+
+
+@pytest.fixture(autouse=True)
+def one_thread() -> Iterator[None]:
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def test_demo_pipeline_at_toy_scale(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    args = ["action", "demo", "epochs=1", "n_train=4", "n_test=2", "video_size=48,64", "video_frames=12,14",
+            "imgsz=64", "clip_len=4", "width=4", "batch=4", "workers=0", f"project={tmp_path}"]  # fmt: skip
+    assert main(args) == 0
+    got = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    for key in ("frame_map", "video_map@0.2", "video_map@0.5", "video_map@0.75", "video_map@0.5:0.95", "per_class"):
+        assert key in got
+    assert set(got["per_class"]) == {"Bounce", "Grow", "Slide", "Spin"}
+    run = tmp_path / "demo"
+    assert (run / "results.png").is_file() and (run / "metrics.json").is_file()
+    assert (tmp_path / "demo_data" / "SynthAction-GT.pkl").is_file() and (tmp_path / "demo_data" / "testlist.txt").is_file()
+    frames = list(read_frames(Path(got["annotated_video"])))
+    assert 12 <= len(frames) <= 14 and frames[0].shape == (48, 64, 3)
+    _, meta = load_weights(run / "best.safetensors")
+    assert len(meta["anchors"]) == 5 and max(max(a) for a in meta["anchors"]) < 2  # k-means: small synthetic boxes
+
+
+def test_kmeans_anchors_recover_two_box_shapes() -> None:
+    tubes = []
+    for i, (w, h) in enumerate([(10, 20)] * 30 + [(40, 30)] * 30):
+        boxes = np.array([[5, 5, 5 + w, 5 + h]], np.float32)
+        tubes.append(Tube(f"v{i}", 0, np.array([1]), boxes))
+    videos = {t.video: VideoAnnotation(t.video, 1, (100, 200), [t]) for t in tubes}
+    ann = ActionAnnotations(["a"], videos)
+    anchors = kmeans_anchors(ann, list(videos), grid=(4, 8), k=2)
+    # widths are fractions of 200 px times 8 columns, heights fractions of 100 px times 4 rows
+    np.testing.assert_allclose(anchors, [[0.4, 0.8], [1.6, 1.2]])
+
+
+@pytest.mark.parametrize("name", ["yowo_ucf24.yaml", "yowo_jhmdb.yaml"])
+def test_published_recipes_build(name: str) -> None:
+    cfg = build_config(ActionConfig, CONFIGS / name, {})
+    assert (cfg.optimizer, cfg.lr, cfg.weight_decay, cfg.batch, cfg.accumulate) == ("adam", 1e-4, 5e-4, 10, 12)
+    assert cfg.milestones == (1, 2, 3, 4) and cfg.gamma == 0.5 and cfg.clip_len == 16 and cfg.imgsz == 224
+    with torch.device("meta"):
+        model, kwargs = build_action_model(cfg, 21 if "jhmdb" in name else 24)
+    assert kwargs["backbone3d"] == "resnext101" and kwargs["backbone2d"] == "darknet19"
+    expected = JHMDB21_ANCHORS if "jhmdb" in name else UCF24_ANCHORS
+    np.testing.assert_allclose(model.anchors.tolist(), expected, rtol=1e-6)
+    frozen_2d = not any(p.requires_grad for p in model.backbone_2d.parameters())
+    assert frozen_2d == ("jhmdb" in name) and all(p.requires_grad for p in model.backbone_3d.parameters())
