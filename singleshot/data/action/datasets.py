@@ -23,6 +23,7 @@ same effect.
 
 from __future__ import annotations
 
+import abc
 import logging
 import warnings
 from collections.abc import Callable, Sequence
@@ -62,7 +63,7 @@ IMAGENET_STD: tuple[float, float, float] = (0.229, 0.224, 0.225)
 ClipTransform = Callable[[Tensor, Tensor, Tensor], tuple[Tensor, Tensor, Tensor]]
 
 
-class _ActionFrames(Dataset):
+class _ActionFrames(Dataset, abc.ABC):
     """What both datasets share: video selection, seeded reads, frame reading, box scaling."""
 
     def __init__(
@@ -106,8 +107,9 @@ class _ActionFrames(Dataset):
             torch.default_generator.manual_seed(int(seed))
             return self._load(int(index))
 
+    @abc.abstractmethod
     def _load(self, index: int) -> tuple[Tensor, TubeletTarget]:
-        raise NotImplementedError
+        """Item ``index`` (each dataset builds its own)."""
 
     def _read(self, video: str, frames: Sequence[int]) -> Tensor:
         """Frames of a video as Tensor[T, 3, H, W] uint8; DataError naming a missing or bad file."""
