@@ -143,9 +143,11 @@ def _require_data(cfg: GraspConfig) -> None:
 
 #: The CPU demo recipe (see ``run_demo``): GG-CNN on 400 synthetic Cornell-layout images of
 #: 120 × 160 (objects scale with the image), the centre 120² crop at the network's size (a multiple
-#: of 12: GG-CNN's maps are exact), reference augmentation (quarter turns and zoom in [0.5, 1]),
-#: Adam with a cosine schedule, peak distance and border 8 px (the reference's 20 px at 300 px,
-#: scaled to 120), 20 % of the images held out image-wise.
+#: of 12: GG-CNN's maps are exact), quarter turns (zoom off: it cost accuracy in this budget),
+#: Adam 6e-3 with a cosine schedule over 16 epochs, peak distance and border 8 px (the reference's
+#: 20 px at 300 px, scaled to 120), 20 % of the images held out image-wise. Measured with the
+#: machine shared (load 4–5), seed 0: success 0.925 (n = 80) in 266 s; the same recipe with zoom
+#: [0.8, 1] and lr 3e-3 reached 0.86.
 DEMO_DEFAULTS: dict[str, Any] = {
     "model": "ggcnn",
     "input": "depth",
@@ -157,19 +159,19 @@ DEMO_DEFAULTS: dict[str, Any] = {
     "image_width": 160,
     "split": "image",
     "test_fraction": 0.2,
-    "epochs": 12,
+    "epochs": 16,
     "batch": 8,
-    "lr": 3e-3,
+    "lr": 6e-3,
     "optimizer": "adam",
     "schedule": "cosine",
     "warmup": 20,
     "augment": True,
     "rotate90": True,
-    "zoom": "0.6,1.0",
+    "zoom": "none",
     "cache": True,
     "workers": 1,
     "min_distance": 8,
-    "eval_every": 4,
+    "eval_every": 2,
     "checkpoint_every": 0,
     "name": "demo",
 }
