@@ -51,6 +51,9 @@ class ActionConfig:
     clip_len: int = 16  # frames per clip T (key frame last)
     K: int = 6  # frames per tubelet (ACT family)
     act_width: float = 1.0  # act_tiny / act_slim trunk channel multiplier
+    modality: str = "rgb"  # ACT: rgb | rgb+diff | rgb+flow (two streams, scores averaged at test time)
+    flow: str = ""  # ACT rgb+flow: folder of precomputed flow images <Class>/<video>/<frame:05d>.jpg
+    flow_weights: str = ""  # ACT val/predict: the motion stream's weights ("": the one named by weights' metadata; none: RGB only)
     imgsz: int = 224  # square network input, divisible by 32
     stride: int = 1  # temporal stride between clip frames at test time
     anchors: tuple[float, ...] = ()  # flat w1,h1,w2,h2,... in grid cells; () = YOWO's UCF101-24 anchors

@@ -39,12 +39,13 @@ from singleshot.engine.schedules import build_scheduler
 from singleshot.engine.seed import seed_everything
 from singleshot.engine.trainer import TrainConfig, Trainer, build_optimizer
 from singleshot.engine.weights import load_weights, save_weights
+from singleshot.postprocess.tubelet import TubeletPostprocess
 from singleshot.errors import ConfigError
 from singleshot.losses.tubelet import TubeletLoss
 from singleshot.models import build_model
-from singleshot.postprocess.tubelet import TubeletPostprocess
 from singleshot.structures import TubeletTarget
 from singleshot.tasks.action import ActionConfig
+from singleshot.tasks.action_act_tubelets import tubelet_settings
 
 logger = logging.getLogger(__name__)
 
@@ -195,6 +196,17 @@ def _floats(metrics: dict[str, Any]) -> dict[str, float]:
     return {k: float(metrics[k]) for k in ACTION_METRIC_KEYS if isinstance(metrics.get(k), (int, float))}
 
 
+def _motion_modality(cfg: ActionConfig) -> str:
+    """``""`` for ``modality=rgb``, else the motion stream's input (``diff`` or ``flow``)."""
+    if cfg.modality == "rgb":
+        return ""
+    if cfg.modality in ("rgb+diff", "rgb+flow"):
+        if cfg.modality == "rgb+flow" and not cfg.flow:
+            raise ConfigError("modality=rgb+flow needs flow=<folder of flow images <Class>/<video>/<frame:05d>.jpg>")
+        return cfg.modality.split("+")[1]
+    raise ConfigError(f"modality={cfg.modality!r}; expected rgb, rgb+diff or rgb+flow")
+
+
 def _pretrained(model: nn.Module, path: str) -> None:
     """Load every tensor of ``path`` whose name and shape fit (the heads differ when the classes do)."""
     state, _ = load_weights(path)
@@ -212,11 +224,13 @@ def train_act(cfg: ActionConfig) -> dict | None:
     Under ``torchrun`` ``batch`` is the global batch; only rank 0 writes weights and returns.
     """
     from singleshot.tasks.action_act_eval import evaluate_act
-    from singleshot.tasks.action_act_predict import ACTPredictor, link_params
+    from singleshot.tasks.action_act_predict import ACTPredictor
+    from singleshot.tasks.action_act_tubelets import link_params
     from singleshot.tasks.action_modes import load_data, run_dir
 
     kwargs = act_arch_kwargs(cfg)
     link_params(cfg.linking, cfg.K)  # fail early on a bad linking name
+    motion = _motion_modality(cfg)
     device = init_distributed(cfg.device)
     world = get_world_size()
     if cfg.batch % world:
@@ -230,10 +244,22 @@ def train_act(cfg: ActionConfig) -> dict | None:
     train_videos = ann.train_videos or sorted(ann.videos)
     if not ann.train_videos:
         warnings.warn(f"{ann.source}: no training split; training on every video", stacklevel=2)
-    transform = (ActClipAugment(cfg.imgsz, cfg.K, IMAGENET_MEAN, cfg.max_zoom, cfg.photometric) if cfg.augment
-                 else ClipResize(cfg.imgsz))  # fmt: skip
-    dataset = CachedActTubeletDataset if _fits_in_memory(ann, train_videos) else ActTubeletDataset
-    train_set = dataset(ann, root, train_videos, cfg.K, cfg.imgsz, True, transform=transform)
+    if motion:
+        from singleshot.tasks.action_act_two_stream import (
+            TwoStreamACT, TwoStreamLoss, TwoStreamTubeletDataset, two_stream_augment)
+
+        model = TwoStreamACT(model, build_model(cfg.arch, len(classes), **kwargs))
+        transform = two_stream_augment(cfg.imgsz, cfg.K, IMAGENET_MEAN, cfg.max_zoom if cfg.augment else 1.0,
+                                       cfg.photometric and cfg.augment, motion)  # fmt: skip
+        train_set = TwoStreamTubeletDataset(ann, root, train_videos, cfg.K, cfg.imgsz, True, transform=transform,
+                                            modality=motion, flow_root=cfg.flow or None)  # fmt: skip
+        loss_fn: Any = TwoStreamLoss(model)
+    else:
+        transform = (ActClipAugment(cfg.imgsz, cfg.K, IMAGENET_MEAN, cfg.max_zoom, cfg.photometric) if cfg.augment
+                     else ClipResize(cfg.imgsz))  # fmt: skip
+        dataset = CachedActTubeletDataset if _fits_in_memory(ann, train_videos) else ActTubeletDataset
+        train_set = dataset(ann, root, train_videos, cfg.K, cfg.imgsz, True, transform=transform)
+        loss_fn = ActLoss(model)
     if len(train_set) == 0:
         raise ConfigError(f"{ann.source}: no K={cfg.K} training window lies inside a ground-truth tube")
     loader = build_train_loader(
@@ -251,20 +277,27 @@ def train_act(cfg: ActionConfig) -> dict | None:
         plot_every=cfg.plot_every, channels_last=False,
     )  # fmt: skip
     meta = act_meta(cfg, kwargs, classes, train_config=config_to_dict(cfg))
+    flow_meta = dict(meta, modality=motion)  # the loader normalises both streams with the same mean/std
+    if motion:
+        meta = dict(meta, flow_weights="best_flow.safetensors")
     best_full: dict[str, Any] = {}
 
     def evaluate(m: nn.Module) -> dict[str, float]:
-        predictor = ACTPredictor(m, meta, TubeletPostprocess(), cfg.linking, str(device))
+        rgb, flow = (m.rgb, m.flow) if motion else (m, None)
+        predictor = ACTPredictor(rgb, meta, tubelet_settings(meta, cfg), cfg.linking, str(device),
+                                 flow_model=flow, flow_meta=flow_meta, flow_root=cfg.flow or None)  # fmt: skip
         full, _, _ = evaluate_act(predictor, ann, root, cfg)
         if not best_full or (full["frame_map"] or 0.0) > (best_full["frame_map"] or 0.0):
             best_full.clear()
             best_full.update(full)
         return _floats(full)
 
-    trainer = Trainer(model, ActLoss(model), loader, tcfg, PrepareBatch(), evaluate, "frame_map",
+    trainer = Trainer(model, loss_fn, loader, tcfg, PrepareBatch(), evaluate, "frame_map",
                       run_config=config_to_dict(cfg))  # fmt: skip
     # ACT's per-group learning rates replace the engine's single group (same schedule).
-    groups = act_param_groups(model, cfg.lr, cfg.weight_decay, caffe=cfg.optimizer == "sgd")
+    caffe = cfg.optimizer == "sgd"
+    streams = [model.rgb, model.flow] if motion else [model]
+    groups = [g for m in streams for g in act_param_groups(m, cfg.lr, cfg.weight_decay, caffe=caffe)]
     trainer.optimizer = build_optimizer(groups, tcfg)  # type: ignore[arg-type]
     trainer.scheduler = build_scheduler(trainer.optimizer, tcfg.schedule, trainer.total_iters, tcfg.warmup_iters,
                                         tcfg.warmup_factor, tcfg.milestones, tcfg.gamma, tcfg.power, tcfg.min_lr_factor)  # fmt: skip
@@ -279,7 +312,9 @@ def train_act(cfg: ActionConfig) -> dict | None:
     model.load_state_dict(inference_state_dict(state))
     best_metrics = _floats(state.get("metrics") or metrics)
     weights = out / "best.safetensors"
-    save_weights(weights, model, dict(meta, metrics=best_metrics, epoch=int(state["epoch"])))
+    save_weights(weights, streams[0], dict(meta, metrics=best_metrics, epoch=int(state["epoch"])))
+    if motion:
+        save_weights(out / "best_flow.safetensors", streams[1], dict(flow_meta, epoch=int(state["epoch"])))
     cleanup()
     result: dict[str, Any] = dict(best_metrics)
     if best_full:

@@ -38,7 +38,8 @@ from singleshot.engine.checkpoint import atomic_write
 from singleshot.errors import DataError
 from singleshot.metrics.frame_ap import FrameDets
 from singleshot.structures import ActionAnnotations, Tube
-from singleshot.tasks.action_act_predict import ACTPredictor, VideoTubelets
+from singleshot.tasks.action_act_predict import ACTPredictor
+from singleshot.tasks.action_act_tubelets import VideoTubelets
 
 logger = logging.getLogger(__name__)
 
@@ -51,12 +52,13 @@ _FORMAT = "singleshot-act-tubelets-1"
 def cache_key(predictor: ACTPredictor) -> str:
     """SHA-1 of the model's tensors and of every setting that changes a video's tubelets."""
     h = hashlib.sha1(_FORMAT.encode())
-    for name, t in sorted(predictor.model.state_dict().items()):
-        h.update(name.encode())
-        h.update(t.detach().cpu().contiguous().numpy().tobytes())
-    settings = {"k": predictor.k, "size": predictor.size, "mean": predictor.mean.flatten().tolist(),
-                "std": predictor.std.flatten().tolist(), "bgr": predictor.bgr, "post": repr(predictor.settings),
-                "cand": repr(predictor.candidates)}  # fmt: skip
+    for i, stream in enumerate(predictor.streams):
+        for name, t in sorted(stream.model.state_dict().items()):
+            h.update(f"{i}.{name}".encode())
+            h.update(t.detach().cpu().contiguous().numpy().tobytes())
+    norms = [(s.mean.flatten().tolist(), s.std.flatten().tolist(), s.bgr) for s in predictor.streams]
+    settings = {"k": predictor.k, "size": predictor.size, "norms": norms, "motion": predictor.motion,
+                "flow_root": str(predictor.flow_root), "post": repr(predictor.settings), "cand": repr(predictor.candidates)}  # fmt: skip
     h.update(json.dumps(settings, sort_keys=True).encode())
     return h.hexdigest()
 
@@ -104,22 +106,35 @@ def _video_tubelets(predictor: ACTPredictor, ann: ActionAnnotations, root: Path,
     frames = read_clip_frames(root, video, range(1, va.num_frames + 1))
     h, w = va.size
     size = (h, w) if h > 0 and w > 0 else (int(frames.shape[-2]), int(frames.shape[-1]))
-    return predictor.detect_video(predictor.prepare(frames), size, video, batch)
+    flow = None
+    if predictor.motion == "flow":
+        from singleshot.data.action.frames import read_frame
+        from singleshot.tasks.action_act_two_stream import flow_frame_path
+
+        if predictor.flow_root is None:
+            raise DataError(f"{video}: this two-stream ACT reads precomputed flow images: pass flow=<folder>")
+        flow = torch.stack([read_frame(flow_frame_path(predictor.flow_root, video, f)) for f in range(1, va.num_frames + 1)])
+    return predictor.detect_video(predictor.prepare(frames, flow), size, video, batch)
 
 
 # ---------------------------------------------------------------- worker processes
 _WORKER: dict[str, Any] = {}
 
 
-def _worker_init(state: dict[str, torch.Tensor], meta: dict[str, Any], settings: Any, linking: str, candidates: Any,
-                 ann: ActionAnnotations, root: str, batch: int, cache_dir: str | None, key: str) -> None:  # fmt: skip
+def _worker_init(states: list[dict[str, torch.Tensor]], metas: list[dict[str, Any]], settings: Any, linking: str,
+                 candidates: Any, flow_root: str | None, ann: ActionAnnotations, root: str, batch: int,
+                 cache_dir: str | None, key: str) -> None:  # fmt: skip
     from singleshot.tasks.action import model_from_meta
 
     torch.set_num_threads(1)
-    model = model_from_meta(meta)
-    model.load_state_dict(state)
-    _WORKER.update(predictor=ACTPredictor(model, meta, settings, linking, "cpu", candidates), ann=ann,
-                   root=Path(root), batch=batch, cache_dir=Path(cache_dir) if cache_dir else None, key=key)  # fmt: skip
+    models = []
+    for state, meta in zip(states, metas):
+        models.append(model_from_meta(meta))
+        models[-1].load_state_dict(state)
+    flow_model, flow_meta = (models[1], metas[1]) if len(models) > 1 else (None, None)
+    predictor = ACTPredictor(models[0], metas[0], settings, linking, "cpu", candidates, flow_model, flow_meta, flow_root)
+    _WORKER.update(predictor=predictor, ann=ann, root=Path(root), batch=batch,
+                   cache_dir=Path(cache_dir) if cache_dir else None, key=key)  # fmt: skip
 
 
 def _worker_run(video: str) -> VideoTubelets:
@@ -150,8 +165,10 @@ def collect_tubelets(predictor: ACTPredictor, ann: ActionAnnotations, frame_root
         # fork where the platform has it (as DataLoader workers; each worker runs one intra-op thread)
         methods = torch.multiprocessing.get_all_start_methods()
         ctx = torch.multiprocessing.get_context("fork" if "fork" in methods else "spawn")
-        state = {k: t.detach().cpu() for k, t in predictor.model.state_dict().items()}
-        init = (state, predictor.meta, predictor.settings, predictor.linking, predictor.candidates, ann, str(root),
+        states = [{k: t.detach().cpu() for k, t in s.model.state_dict().items()} for s in predictor.streams]
+        metas = [predictor.meta] + ([predictor.flow_meta or {}] if len(predictor.streams) > 1 else [])
+        flow_root = str(predictor.flow_root) if predictor.flow_root else None
+        init = (states, metas, predictor.settings, predictor.linking, predictor.candidates, flow_root, ann, str(root),
                 batch, str(cache) if cache is not None else None, key)  # fmt: skip
         with ProcessPoolExecutor(min(workers, len(todo)), mp_context=ctx, initializer=_worker_init, initargs=init) as pool:
             for v, vt in zip(todo, pool.map(_worker_run, todo)):

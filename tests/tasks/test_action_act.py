@@ -21,7 +21,8 @@ from singleshot.postprocess.tubelet import TubeletPostprocess
 from singleshot.tasks.action import ActionConfig
 from singleshot.tasks.action_act import act_param_groups
 from singleshot.tasks.action_act_eval import evaluate_act, load_tubelets
-from singleshot.tasks.action_act_predict import ACTPredictor, CandidateSettings, linking_candidates
+from singleshot.tasks.action_act_predict import ACTPredictor
+from singleshot.tasks.action_act_tubelets import CandidateSettings, linking_candidates
 
 K = 3
 

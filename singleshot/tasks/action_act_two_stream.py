@@ -1,0 +1,163 @@
+"""Two-stream ACT: an RGB stream and a motion stream trained side by side, scores averaged at test.
+
+ACT's published detector fuses an RGB and an optical-flow stream: two K-frame tubelet detectors
+with the same anchor cuboids, whose per-cuboid class probabilities are averaged while the boxes
+come from the RGB stream (``ACT.py``: ``0.5 * (rgb + flow)`` on ``mbox_conf_flatten``, ``mbox_loc``
+from RGB). The streams see each frame independently and are fused only linearly, so motion that
+defines a class (a shape that slides, spins or grows) is visible to them only through a motion
+input. Here the motion stream's input per frame is either
+
+* ``diff``: the RGB difference of the neighbouring frames, ``128 + (F[t+1] - F[t-1]) / 2`` per
+  channel (clamped at the video's ends), computed from the frames themselves (TSN's "RGB
+  difference" modality; no optical-flow tool is needed), or
+* ``flow``: precomputed flow images ``<flow>/<Class>/<video>/<frame:05d>.jpg`` (e.g. ACT's Brox
+  flow JPEGs, x component in the first channel, which a horizontal flip negates: ``255 - x``).
+
+Training (:class:`TwoStreamTubeletDataset`, :class:`TwoStreamACT`, :class:`TwoStreamLoss`): one
+loader yields the K RGB frames and the K motion images of a window, stacked [2K, 3, H, W], through
+the *same* clip augmentation (one crop, zoom-out and flip for both); the two detectors are trained
+in one step on the sum of their tubelet losses. They are saved as two weights files.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+from torchvision import tv_tensors
+from torchvision.transforms import v2
+
+from singleshot.data.action.clip_transforms import ActClipAugment
+from singleshot.data.action.frames import read_frame
+from singleshot.errors import ConfigError, DataError
+from singleshot.losses.tubelet import TubeletLoss
+from singleshot.structures import TubeletTarget
+from singleshot.tasks.action_act import CachedActTubeletDataset
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["MOTION_MODALITIES", "motion_images", "flow_frame_path", "FlowFlip", "TwoStreamTubeletDataset",
+           "TwoStreamACT", "TwoStreamLoss", "two_stream_augment"]  # fmt: skip
+
+MOTION_MODALITIES = ("diff", "flow")
+
+
+def motion_images(frames: Tensor) -> Tensor:
+    """RGB difference images of a whole video: frames Tensor[N, 3, H, W] uint8 -> Tensor[N, 3, H, W]
+    uint8 ``clamp(round(128 + (F[t+1] - F[t-1]) / 2))`` with F[0] = F[1] and F[N+1] = F[N]."""
+    f = frames.to(torch.int16)
+    nxt = torch.cat([f[1:], f[-1:]])
+    prev = torch.cat([f[:1], f[:-1]])
+    return (128 + torch.div(nxt - prev, 2, rounding_mode="floor")).clamp_(0, 255).to(torch.uint8)
+
+
+def flow_frame_path(flow_root: str | Path, video: str, frame: int) -> Path:
+    """``<flow_root>/<video>/<frame:05d>.jpg`` (or ``.png``)."""
+    base = Path(flow_root) / video / f"{int(frame):05d}"
+    for suffix in (".jpg", ".png"):
+        if base.with_suffix(suffix).is_file():
+            return base.with_suffix(suffix)
+    raise DataError(f"{base}.jpg: flow image not found (flow= must hold <Class>/<video>/<frame:05d>.jpg)")
+
+
+class FlowFlip(v2.RandomHorizontalFlip):
+    """Horizontal flip of a stacked [2K, 3, H, W] clip whose last K frames are flow images: their
+    x component (channel ``x_channel``) changes sign, ``255 - x`` on uint8 images."""
+
+    def __init__(self, k: int, p: float = 0.5, x_channel: int = 0) -> None:
+        super().__init__(p=p)
+        self.k, self.x_channel = int(k), int(x_channel)
+
+    def transform(self, inpt: Any, params: dict[str, Any]) -> Any:
+        out = super().transform(inpt, params)
+        if isinstance(inpt, tv_tensors.Image) and out.shape[0] == 2 * self.k:
+            flow = out[self.k :, self.x_channel]
+            out[self.k :, self.x_channel] = (255 - flow) if out.dtype == torch.uint8 else (1.0 - flow)
+        return out
+
+
+def two_stream_augment(size: int, k: int, mean: Sequence[float], max_zoom: float, photometric: bool,
+                       modality: str) -> ActClipAugment:  # fmt: skip
+    """ACT's clip augmentation for a stacked [2K, 3, H, W] clip (one geometry for both streams).
+
+    The photometric distortion, when on, also reaches the motion images (ACT distorts its flow
+    images too); with ``flow`` the flip negates the x component of the flow images.
+    """
+    aug = ActClipAugment(size, k, mean, max_zoom, photometric)
+    if modality == "flow":
+        stages = aug.transform.transforms
+        flips = [i for i, t in enumerate(stages) if isinstance(t, v2.RandomHorizontalFlip)]
+        if len(flips) != 1:
+            raise ConfigError("ActClipAugment has no single horizontal flip stage to adapt for flow images")
+        stages[flips[0]] = FlowFlip(k)
+    return aug
+
+
+class TwoStreamTubeletDataset(CachedActTubeletDataset):
+    """ACT training windows whose item is ``(Tensor[2K, 3, h, w], TubeletTarget)``: the K RGB frames
+    then the K motion images (``modality`` diff or flow, see the module doc), augmented together.
+
+    Args: as :class:`~singleshot.data.action.datasets.ActTubeletDataset`, plus ``modality`` and
+    ``flow_root`` (the folder of flow images for ``flow``). ``transform`` must accept 2K frames
+    (:func:`two_stream_augment`).
+    """
+
+    def __init__(self, *args: Any, modality: str = "diff", flow_root: str | Path | None = None, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        if modality not in MOTION_MODALITIES:
+            raise ConfigError(f"motion modality {modality!r}; expected one of {MOTION_MODALITIES}")
+        if modality == "flow" and not flow_root:
+            raise ConfigError("modality rgb+flow needs flow=<folder of flow images>")
+        self.modality, self.flow_root = modality, Path(flow_root) if flow_root else None
+
+    def _read(self, video: str, frames: Any) -> Tensor:
+        frames = [int(f) for f in frames]
+        if self.modality == "flow":
+            assert self.flow_root is not None
+            flow = torch.stack([read_frame(flow_frame_path(self.flow_root, video, f)) for f in frames])
+            return torch.cat([super()._read(video, frames), flow])
+        n = self.ann.videos[video].num_frames
+        span = list(range(max(1, frames[0] - 1), min(n, frames[-1] + 1) + 1))
+        raw = super()._read(video, span)
+        offset = frames[0] - span[0]
+        # neighbours of frame t inside the span, clamped at the video's ends as motion_images does
+        prev = torch.tensor([max(f - 1, 1) for f in frames]) - span[0]
+        nxt = torch.tensor([min(f + 1, n) for f in frames]) - span[0]
+        f16 = raw.to(torch.int16)
+        diff = (128 + torch.div(f16[nxt] - f16[prev], 2, rounding_mode="floor")).clamp_(0, 255).to(torch.uint8)
+        return torch.cat([raw[offset : offset + len(frames)], diff])
+
+
+class TwoStreamACT(nn.Module):
+    """Two ACT detectors with the same anchor cuboids: ``rgb`` and ``flow`` (the motion stream).
+
+    ``forward(x Tensor[B, 2K, 3, S, S])`` (RGB frames then motion images) -> ``{"loc", "conf"}`` of
+    the RGB stream and ``{"flow_loc", "flow_conf"}`` of the motion stream.
+    """
+
+    def __init__(self, rgb: nn.Module, flow: nn.Module) -> None:
+        super().__init__()
+        if rgb.priors.shape != flow.priors.shape or rgb.k != flow.k:
+            raise ConfigError("the two ACT streams must share K and the anchor cuboids")
+        self.rgb, self.flow = rgb, flow
+        self.k = rgb.k
+
+    def forward(self, x: Tensor) -> dict[str, Tensor]:
+        a, b = self.rgb(x[:, : self.k]), self.flow(x[:, self.k :])
+        return {"loc": a["loc"], "conf": a["conf"], "flow_loc": b["loc"], "flow_conf": b["conf"]}
+
+
+class TwoStreamLoss:
+    """The tubelet loss of each stream: ``loss_loc``, ``loss_conf`` (RGB), ``flow_loss_loc``, ``flow_loss_conf``."""
+
+    def __init__(self, model: TwoStreamACT) -> None:
+        self.loss = TubeletLoss(model.rgb.priors.detach().cpu(), model.k)
+
+    def __call__(self, outputs: dict[str, Tensor], targets: list[TubeletTarget]) -> dict[str, Tensor]:
+        rgb = self.loss({"loc": outputs["loc"], "conf": outputs["conf"]}, targets)
+        flow = self.loss({"loc": outputs["flow_loc"], "conf": outputs["flow_conf"]}, targets)
+        return {**rgb, **{f"flow_{k}": v for k, v in flow.items()}}
