@@ -1,7 +1,7 @@
 """SSD300 end-to-end inference (preprocess + forward + decode + NMS): singleshot vs torchvision.
 
 Both run the same weights (a seeded ``ssd300_vgg16`` converted with singleshot's converter) on the
-same images, batch 1 and batch 8, float32, on the CPU. Prints the median time of each and the ratio
+same images, batch 1 and batch 8, float32, on the CPU. Calls alternate between the two. Prints the median time of each and the ratio
 ours / theirs, and checks that the raw head outputs agree within 1e-4 and the detections match.
 
     .venv/bin/python benchmarks/bench_ssd_inference.py [--repeats 5] [--threads 2]
@@ -13,7 +13,7 @@ import argparse
 import torch
 from torchvision.models.detection import ssd300_vgg16
 
-from _timing import median_time  # benchmarks/ is on sys.path when run as a script
+from _timing import interleaved_median_times  # benchmarks/ is on sys.path when run as a script
 
 from singleshot.convert.torchvision_ssd import load_torchvision_ssd300
 from singleshot.tasks.detect import DetectPredictor, settings_from_meta
@@ -63,8 +63,7 @@ def main() -> None:
             with torch.no_grad():
                 tv([f for f in floats])
 
-        t_ours = median_time(run_ours, args.repeats)
-        t_tv = median_time(run_tv, args.repeats)
+        t_ours, t_tv = interleaved_median_times([run_ours, run_tv], args.repeats)
         print(f"{b:>5} {t_ours:>13.3f} {t_tv:>14.3f} {t_ours / t_tv:>6.2f}")
 
 

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
+from torch.nn.utils.rnn import pad_sequence
 from torch import Tensor
 
 from singleshot.ops.boxes import cxcywh_to_xyxy
@@ -32,20 +33,47 @@ class PaddedTargets:
     scale: Tensor
 
 
+# A class-sum below this has lost precision to subnormal exponentials (float32's smallest normal
+# number is 1.2e-38): such rows take the exact path.
+_SMALLEST_SAFE_SUM = 1e-30
+_LARGEST_SAFE_SUM = float(torch.finfo(torch.float32).max)
+
+
 def pad_targets(targets: Sequence[BoxTarget], device: torch.device) -> PaddedTargets:
     """Pad the ground truths of a batch to [B, M] (a copy of ragged inputs, no per-image maths)."""
     b = len(targets)
-    m = max((len(t) for t in targets), default=0)
-    boxes = torch.zeros((b, m, 4), dtype=torch.float32)
-    labels = torch.zeros((b, m), dtype=torch.int64)
-    valid = torch.zeros((b, m), dtype=torch.bool)
-    for i, t in enumerate(targets):
-        n = len(t)
-        boxes[i, :n] = t.boxes.float()
-        labels[i, :n] = t.labels
-        valid[i, :n] = True
+    lengths = torch.tensor([len(t) for t in targets], dtype=torch.int64)
+    m = int(lengths.max()) if b else 0
+    if b and m:
+        boxes = pad_sequence([t.boxes.float() for t in targets], batch_first=True)
+        labels = pad_sequence([t.labels.long() for t in targets], batch_first=True)
+    else:
+        boxes, labels = torch.zeros((b, m, 4)), torch.zeros((b, m), dtype=torch.int64)
+    valid = torch.arange(m)[None] < lengths[:, None]
     scale = torch.tensor([[t.size[1], t.size[0], t.size[1], t.size[0]] for t in targets], dtype=torch.float32)
     return PaddedTargets(boxes.to(device), labels.to(device), valid.to(device), scale.reshape(b, 4).to(device))
+
+
+def match_targets(padded: PaddedTargets, priors_cxcywh: Tensor, iou_threshold: float = 0.5) -> Tensor:
+    """Match priors to ground truths (:func:`match_priors` in each image's pixels).
+
+    Returns:
+        Tensor[B, P] int64 index into M of each prior's ground truth (-1 = background).
+    """
+    priors_xyxy = cxcywh_to_xyxy(priors_cxcywh)
+    if padded.scale.shape[0] > 0 and bool((padded.scale == padded.scale[:1]).all()):
+        # One network input size for the whole batch (the usual case): scale the priors once,
+        # the same products as per image, without a [B, P, 4] copy.
+        priors_px = priors_xyxy * padded.scale[0]  # [P, 4]
+    else:
+        priors_px = priors_xyxy[None] * padded.scale[:, None, :]  # [B, P, 4]
+    return match_priors(padded.boxes, padded.valid, priors_px, iou_threshold)
+
+
+def matched_labels(padded: PaddedTargets, image: Tensor, matched: Tensor) -> Tensor:
+    """Class targets (0 = background, 1..C = object class + 1) of priors whose image index and
+    matched ground truth (-1 = background) are given as equal-shaped int64 tensors."""
+    return torch.where(matched >= 0, padded.labels[image, matched.clamp(min=0)] + 1, 0)
 
 
 def assign_targets(
@@ -59,12 +87,11 @@ def assign_targets(
         labels: Tensor[B, P] int64, 0 = background, 1..C = object class + 1.
         matched: Tensor[B, P] int64 index into M of each prior's ground truth (-1 = background).
     """
-    priors_px = cxcywh_to_xyxy(priors_cxcywh)[None] * padded.scale[:, None, :]  # [B, P, 4]
-    matched = match_priors(padded.boxes, padded.valid, priors_px, iou_threshold)
+    matched = match_targets(padded, priors_cxcywh, iou_threshold)
     if padded.boxes.shape[1] == 0:
         return torch.zeros_like(matched), matched
-    labels = torch.where(matched >= 0, padded.labels.gather(1, matched.clamp(min=0)) + 1, 0)
-    return labels, matched
+    image = torch.arange(matched.shape[0], device=matched.device)[:, None].expand_as(matched)
+    return matched_labels(padded, image, matched), matched
 
 
 def positive_targets(
@@ -85,21 +112,37 @@ def positive_targets(
     return torch.stack((bi, pi)), encode(boxes, priors_cxcywh[pi], variances)
 
 
-def background_loss(logits: Tensor) -> Tensor:
+def background_loss(logits: Tensor, chunk_elements: int = 1 << 20) -> Tensor:
     """Per-prior background cross-entropy ``logsumexp(x) − x[0]`` of Tensor[B, P, C+1] logits.
 
-    Returns Tensor[B, P]. One shift per image (its largest logit) instead of one per prior, and
-    the sum over classes as a matrix product: both avoid PyTorch's slow reductions over a short
-    last dimension. A prior whose every logit lies ~87 below its image's largest would underflow
-    to an infinite loss: those rows (if any) are recomputed with the exact ``logsumexp``.
+    Returns Tensor[B, P]. Built for speed, since mining needs it for every prior of the batch:
+
+    - no per-prior shift: ``exp`` of the raw logits is summed over classes as a matrix product
+      (PyTorch's reductions over a short last dimension are slow).
+    - a few images at a time in one reused buffer of about ``chunk_elements`` values, which stays
+      in cache: a fresh [B, P, C+1] temporary costs more in page faults than the arithmetic.
+    - rows where that is not exact enough — a logit above ~88 (``exp`` overflows), a NaN, or a
+      sum so small that it underflowed or lost precision to subnormal numbers — are recomputed
+      with the exact, shifted ``logsumexp``. Trained logits lie far inside that range, and one
+      ``aminmax`` over the sums tells whether any row needs it.
     """
-    shift = logits.amax(dim=(1, 2), keepdim=True)  # [B, 1, 1]
-    ones = torch.ones((logits.shape[-1], 1), dtype=logits.dtype, device=logits.device)
-    sums = torch.matmul((logits - shift).exp_(), ones).squeeze(-1)  # [B, P]
-    loss = sums.log_().add_(shift.squeeze(-1)).sub_(logits[..., 0])
-    bad = ~torch.isfinite(loss)
-    if bool(bad.any()):
-        loss[bad] = torch.logsumexp(logits[bad], dim=-1) - logits[bad][:, 0]
+    b, p, c = logits.shape
+    ones = torch.ones((c, 1), dtype=logits.dtype, device=logits.device)
+    sums = torch.empty((b, p, 1), dtype=logits.dtype, device=logits.device)
+    loss = torch.empty((b, p), dtype=logits.dtype, device=logits.device)
+    step = max(1, chunk_elements // max(1, p * c))
+    work = torch.empty((min(step, b), p, c), dtype=logits.dtype, device=logits.device)
+    for start in range(0, b, step):
+        stop = min(b, start + step)
+        chunk = logits[start:stop]
+        torch.matmul(torch.exp(chunk, out=work[: stop - start]), ones, out=sums[start:stop])
+        torch.log(sums[start:stop, :, 0], out=loss[start:stop]).sub_(chunk[..., 0])  # chunk still in cache
+    if b * p:
+        low, high = torch.aminmax(sums)  # NaN propagates into both
+        if not (float(low) >= _SMALLEST_SAFE_SUM and float(high) <= _LARGEST_SAFE_SUM):
+            sums = sums.squeeze(-1)
+            bad = ~((sums >= _SMALLEST_SAFE_SUM) & (sums <= _LARGEST_SAFE_SUM))
+            loss[bad] = torch.logsumexp(logits[bad], dim=-1) - logits[bad][:, 0]
     return loss
 
 
@@ -166,15 +209,17 @@ class MultiBoxLoss:
         priors = self.priors.to(device)
         padded = pad_targets(targets, device)
         with torch.no_grad():
-            labels, matched = assign_targets(padded, priors, self.iou_threshold)
+            matched = match_targets(padded, priors, self.iou_threshold)
             (bi, pi), deltas = positive_targets(padded, matched, priors, self.variances)
-            positive = labels > 0
+            positive = matched >= 0
             # Mining needs the background loss of every prior but no gradient through it.
             negative = hard_negative_mask(background_loss(logits.detach()), positive, self.neg_pos_ratio)
+            # Class targets only where the cross-entropy is taken: positives against their
+            # class, mined negatives against the background.
+            si, sp = (positive | negative).nonzero(as_tuple=True)
+            labels = matched_labels(padded, si, matched[si, sp]) if padded.boxes.shape[1] else torch.zeros_like(si)
         num_pos = positive.sum().clamp(min=1).float()
         loc = F.smooth_l1_loss(regression[bi, pi], deltas, reduction="sum", beta=1.0)
-        # The exact cross-entropy (and its gradient) only over the chosen priors: positives
-        # against their class, mined negatives against the background.
-        si, sp = (positive | negative).nonzero(as_tuple=True)
-        conf = F.cross_entropy(logits[si, sp], labels[si, sp], reduction="sum")
+        # The exact cross-entropy (and its gradient) only over the chosen priors.
+        conf = F.cross_entropy(logits[si, sp], labels, reduction="sum")
         return {"loc": self.alpha * loc / num_pos, "conf": conf / num_pos}

@@ -5,7 +5,7 @@ import torch
 from torchvision.models.detection import ssd300_vgg16
 from torchvision.ops import box_iou
 
-from singleshot.losses.multibox import MultiBoxLoss, assign_targets, hard_negative_mask, pad_targets
+from singleshot.losses.multibox import MultiBoxLoss, assign_targets, background_loss, hard_negative_mask, pad_targets
 from singleshot.ops.boxes import cxcywh_to_xyxy
 from singleshot.ops.priors import generate_priors, prior_spec
 from singleshot.structures import BoxTarget
@@ -89,3 +89,20 @@ def test_image_without_objects_gives_finite_zero_loss_and_gradients() -> None:
     total.backward()
     assert total.item() == 0.0 and torch.isfinite(logits.grad).all()
 
+
+
+def test_background_loss_equals_log_softmax_including_extreme_rows() -> None:
+    """The fast path (unshifted exp, chunked) and its exact fallback for overflowing, underflowing
+    and NaN rows, against ``-log_softmax(x)[..., 0]``."""
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(3, 50, 6, generator=g) * 4
+    x[0, 1] = torch.tensor([200.0, 150.0, -3.0, 0.0, 1.0, 2.0])  # exp overflows
+    x[1, 2] = -500.0 + torch.arange(6.0)  # exp underflows to 0
+    x[2, 3] = -95.0 + torch.arange(6.0)  # subnormal sums: too few significant bits
+    x[2, 4, 1] = float("nan")
+    expected = -torch.log_softmax(x.double(), dim=-1)[..., 0].float()
+    for chunk in (1, 100, 1 << 20):
+        got = background_loss(x, chunk_elements=chunk)
+        assert torch.isnan(got[2, 4])
+        mask = ~torch.isnan(expected)
+        torch.testing.assert_close(got[mask], expected[mask], rtol=1e-5, atol=1e-5)

@@ -43,3 +43,16 @@ def test_pairwise_iou_is_differentiable() -> None:
     iou.sum().backward()
     assert torch.allclose(iou.detach(), torch.tensor([[1 / 7, 0.0]]))
     assert a.grad is not None and torch.isfinite(a.grad).all()
+
+
+def test_pairwise_iou_into_buffers_equals_plain() -> None:
+    g = torch.Generator().manual_seed(1)
+    a = torch.rand(2, 5, 4, generator=g) * 40
+    a[..., 2:] += a[..., :2]
+    b = torch.rand(9, 4, generator=g) * 40
+    b[:, 2:] += b[:, :2]
+    out = torch.full((2, 5, 9), 7.0)
+    work = (torch.full((2, 5, 9), -3.0), torch.full((2, 5, 9), 5.0))
+    res = pairwise_iou(a, b, out=out, work=work)
+    assert res.data_ptr() == out.data_ptr()
+    assert torch.equal(res, pairwise_iou(a, b))

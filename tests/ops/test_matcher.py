@@ -44,3 +44,38 @@ def test_padding_never_matches() -> None:
     gt = torch.tensor([[[0.0, 0.0, 0.5, 0.5], [0.0, 0.0, 0.5, 0.5]]])
     out = match_priors(gt, torch.tensor([[True, False]]), priors)
     assert out.tolist() == [[0]]
+
+
+def test_chunking_and_per_image_priors_do_not_change_the_result() -> None:
+    """Duplicate ground truths (ties on the short axis), invalid rows in the middle, a batch split
+    into one-image chunks or none, and priors given per image: the same matches as torchvision's
+    matcher on each image's valid boxes."""
+    g = torch.Generator().manual_seed(3)
+    priors = cxcywh_to_xyxy(generate_priors(prior_spec("voc300"))) * 300
+    b, m = 5, 6
+    xy = (torch.rand(b, m, 2, generator=g) * 200).round()
+    gt = torch.cat((xy, xy + (torch.rand(b, m, 2, generator=g) * 90 + 10).round()), -1)
+    gt[:, 3] = gt[:, 1]  # duplicates: the later one keeps the shared best prior
+    valid = torch.ones(b, m, dtype=torch.bool)
+    valid[1, 2] = valid[2, 0] = False
+    valid[4] = False  # an image with nothing
+    whole = match_priors(gt, valid, priors, chunk_elements=1 << 30)
+    assert torch.equal(whole, match_priors(gt, valid, priors, chunk_elements=1))
+    assert torch.equal(whole, match_priors(gt, valid, priors[None].expand(b, -1, -1), chunk_elements=1000))
+    matcher = SSDMatcher(0.5)
+    for i in range(b):
+        keep = valid[i].nonzero().squeeze(1)
+        if len(keep) == 0:
+            assert bool((whole[i] == -1).all())
+            continue
+        theirs = matcher(box_iou(gt[i, keep], priors))
+        expected = torch.where(theirs >= 0, keep[theirs.clamp(min=0)], -1)
+        assert torch.equal(whole[i], expected)
+
+
+def test_threshold_zero_never_matches_padding_or_empty_images() -> None:
+    priors = torch.tensor([[0.0, 0.0, 0.5, 0.5], [0.6, 0.6, 1.0, 1.0]])
+    gt = torch.tensor([[[0.0, 0.0, 0.4, 0.4], [0.6, 0.6, 1.0, 1.0]], [[0.0, 0.0, 0.5, 0.5], [0.0, 0.0, 0.0, 0.0]]])
+    valid = torch.tensor([[True, False], [False, False]])
+    out = match_priors(gt, valid, priors, iou_threshold=0.0)
+    assert out.tolist() == [[0, 0], [-1, -1]]
