@@ -95,6 +95,11 @@ class ActionConfig:
     coord_scale: float = 1.0
     prior_warmup: int = 0  # samples of YOWO's prior warm-up (its first release: 12800); 0: off
     loss_reduction: str = "sum"  # sum (YOWO) | mean (divided by the batch size)
+    # distillation (train): a trained model of the same family; see singleshot/tasks/action_distill.py
+    teacher: str = ""
+    kd_weight: float = 1.0  # weight of the soft-label term
+    kd_temperature: float = 2.0
+    kd_obj_thresh: float = 0.5  # yowo: class scores distilled where the teacher's objectness is at least this
     workers: int = 2
     device: str = "cpu"
     seed: int = 0

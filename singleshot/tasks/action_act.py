@@ -43,9 +43,11 @@ from singleshot.postprocess.tubelet import TubeletPostprocess
 from singleshot.errors import ConfigError
 from singleshot.losses.tubelet import TubeletLoss
 from singleshot.models import build_model
+from singleshot.models.aux_heads import deployable
 from singleshot.structures import TubeletTarget
 from singleshot.tasks.action import ActionConfig
 from singleshot.tasks.action_act_tubelets import tubelet_settings
+from singleshot.tasks.action_distill import build_training
 
 logger = logging.getLogger(__name__)
 
@@ -283,6 +285,7 @@ def train_act(cfg: ActionConfig) -> dict | None:
     best_full: dict[str, Any] = {}
 
     def evaluate(m: nn.Module) -> dict[str, float]:
+        m = deployable(m)
         rgb, flow = (m.rgb, m.flow) if motion else (m, None)
         predictor = ACTPredictor(rgb, meta, tubelet_settings(meta, cfg), cfg.linking, str(device),
                                  flow_model=flow, flow_meta=flow_meta, flow_root=cfg.flow or None)  # fmt: skip
@@ -292,7 +295,11 @@ def train_act(cfg: ActionConfig) -> dict | None:
             best_full.update(full)
         return _floats(full)
 
-    trainer = Trainer(model, loss_fn, loader, tcfg, PrepareBatch(), evaluate, "frame_map",
+    if motion and cfg.teacher:
+        raise ConfigError("teacher=: the two-stream ACT does not take a teacher; train each stream's teacher "
+                          "separately or drop modality=")  # fmt: skip
+    train_model, loss_fn = build_training(cfg, model, loss_fn, classes, IMAGENET_MEAN, IMAGENET_STD)
+    trainer = Trainer(train_model, loss_fn, loader, tcfg, PrepareBatch(), evaluate, "frame_map",
                       run_config=config_to_dict(cfg))  # fmt: skip
     # ACT's per-group learning rates replace the engine's single group (same schedule).
     caffe = cfg.optimizer == "sgd"
@@ -309,7 +316,7 @@ def train_act(cfg: ActionConfig) -> dict | None:
         return None
     best = trainer.best_path if trainer.best_path.exists() else trainer.last_path
     state = load_checkpoint(best)
-    model.load_state_dict(inference_state_dict(state))
+    trainer.model.load_state_dict(inference_state_dict(state))  # fills `model` (the student)
     best_metrics = _floats(state.get("metrics") or metrics)
     weights = out / "best.safetensors"
     save_weights(weights, streams[0], dict(meta, metrics=best_metrics, epoch=int(state["epoch"])))

@@ -51,10 +51,18 @@ def load_data(cfg: ActionConfig) -> tuple[ActionAnnotations, Path]:
 
 
 def load_predictor(cfg: ActionConfig) -> Any:
-    """The model and thresholds of a ``.safetensors`` weights file, as its family's predictor."""
+    """The model and thresholds of a ``.safetensors`` weights file (or of an ``.onnx`` file written
+    by ``action export``, run with onnxruntime), as its family's predictor."""
     from singleshot.engine.weights import load_weights
 
     _require(cfg, "weights")
+    if Path(cfg.weights).suffix.lower() == ".onnx":
+        from singleshot.export.action_export import load_onnx_action_model
+
+        onnx_model, onnx_meta = load_onnx_action_model(cfg.weights, threads=getattr(cfg, "threads", 0) or None)
+        if cfg.stride != ActionConfig.stride:
+            onnx_meta = dict(onnx_meta, stride=cfg.stride)
+        return make_predictor(onnx_model, onnx_meta, cfg)
     state, meta = load_weights(cfg.weights)
     model = model_from_meta(meta)
     try:
@@ -155,4 +163,12 @@ def demo(args: dict[str, str]) -> dict:
     return run_demo(args)
 
 
-MODES = {"score": score, "convert": convert, "predict": predict, "val": val, "train": train, "demo": demo}
+def export(args: dict[str, str]) -> dict:
+    """``.safetensors`` -> ONNX (optionally int8): see :mod:`singleshot.export.action_export`."""
+    from singleshot.export.action_export import export_mode
+
+    return export_mode(args)
+
+
+MODES = {"score": score, "convert": convert, "predict": predict, "val": val, "train": train, "demo": demo,
+         "export": export}  # fmt: skip

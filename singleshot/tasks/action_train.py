@@ -35,6 +35,7 @@ from singleshot.engine.weights import load_weights, save_weights
 from singleshot.errors import ConfigError
 from singleshot.losses.region import RegionLoss
 from singleshot.models import build_model
+from singleshot.models.aux_heads import deployable
 from singleshot.structures import ActionAnnotations, TubeletTarget
 from singleshot.tasks.action import (
     ActionConfig,
@@ -45,6 +46,7 @@ from singleshot.tasks.action import (
     check_family,
     yowo_predictor,
 )
+from singleshot.tasks.action_distill import build_training
 from singleshot.tasks.action_modes import _cfg, load_data, run_dir
 from singleshot.tasks.action_predict import evaluate_action
 
@@ -191,13 +193,14 @@ def train_action(cfg: ActionConfig) -> dict | None:
     best_full: dict[str, Any] = {}
 
     def evaluate(m: nn.Module) -> dict[str, float]:
-        full, _, _ = evaluate_action(yowo_predictor(m, meta, cfg), ann, root, cfg)
+        full, _, _ = evaluate_action(yowo_predictor(deployable(m), meta, cfg), ann, root, cfg)
         if not best_full or (full["frame_map"] or 0.0) > (best_full["frame_map"] or 0.0):
             best_full.clear()
             best_full.update(full)
         return _floats(full)
 
-    trainer = Trainer(model, YowoLoss(model, cfg, world), loader, tcfg, PrepareBatch(), evaluate, "frame_map",
+    train_model, loss_fn = build_training(cfg, model, YowoLoss(model, cfg, world), classes, mean, std)
+    trainer = Trainer(train_model, loss_fn, loader, tcfg, PrepareBatch(), evaluate, "frame_map",
                       run_config=config_to_dict(cfg))  # fmt: skip
     t0 = time.perf_counter()
     metrics = trainer.train()
@@ -207,7 +210,7 @@ def train_action(cfg: ActionConfig) -> dict | None:
         return None
     best = trainer.best_path if trainer.best_path.exists() else trainer.last_path
     state = load_checkpoint(best)
-    model.load_state_dict(inference_state_dict(state))
+    trainer.model.load_state_dict(inference_state_dict(state))  # fills `model` (the student)
     best_metrics = _floats(state.get("metrics") or metrics)
     weights = out / "best.safetensors"
     save_weights(weights, model, dict(meta, metrics=best_metrics, epoch=int(state["epoch"])))

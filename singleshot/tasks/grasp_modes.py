@@ -160,25 +160,34 @@ def evaluate_dataset(
 
 
 def load_predictor(cfg: GraspConfig) -> GraspPredictor:
-    """The model of a ``.safetensors`` weights file with the view settings of its metadata; keys
-    given on the command line (``size``, ``crop``, ``crop_size``, thresholds) override them."""
+    """The model of a ``.safetensors`` weights file (or of an ``.onnx`` file written by ``grasp
+    export``, run with onnxruntime) with the view settings of its metadata; keys given on the command line (``size``, ``crop``, ``crop_size``, thresholds) override them."""
     from singleshot.engine.weights import load_weights
 
     _require(cfg, "weights")
-    state, meta = load_weights(cfg.weights)
-    model = model_from_meta(meta)
-    try:
-        model.load_state_dict(state)
-    except RuntimeError as exc:
-        raise WeightsError(f"{cfg.weights}: tensors do not fit {meta.get('architecture')!r}: {str(exc)[:300]}") from None
+    onnx = Path(cfg.weights).suffix.lower() == ".onnx"
+    if onnx:  # an exported graph run by onnxruntime, with the metadata it carries
+        from singleshot.export.grasp_export import load_onnx_grasp_model
+
+        model, meta = load_onnx_grasp_model(cfg.weights, threads=cfg.threads or None)
+    else:
+        state, meta = load_weights(cfg.weights)
+        model = model_from_meta(meta)
+        try:
+            model.load_state_dict(state)
+        except RuntimeError as exc:
+            raise WeightsError(f"{cfg.weights}: tensors do not fit {meta.get('architecture')!r}: {str(exc)[:300]}") from None
     base = GraspConfig()
     meta = dict(meta)
     if cfg.input != base.input and cfg.input != meta.get("input", "depth"):
         raise ConfigError(f"input={cfg.input}: {cfg.weights} was trained on {meta.get('input', 'depth')!r} input")
     for key, meta_key in (("size", "input_size"), ("crop", "crop"), ("crop_size", "crop_size")):
         if getattr(cfg, key) != getattr(base, key):
+            if onnx and key == "size":
+                raise ConfigError(f"size={cfg.size}: {cfg.weights} is a graph traced at {meta.get('input_size')}; "
+                                  "export again at that size")  # fmt: skip
             meta[meta_key] = [cfg.size, cfg.size] if key == "size" else getattr(cfg, key)
-    return GraspPredictor(model, meta, postprocess_from(cfg, meta), cfg.device)
+    return GraspPredictor(model, meta, postprocess_from(cfg, meta), cfg.device, channels_last=not onnx)
 
 
 def _view_cfg(cfg: GraspConfig, predictor: GraspPredictor) -> GraspConfig:
@@ -293,4 +302,12 @@ def convert(args: dict[str, str]) -> dict:
             "input_size": cfg.size, "crop": cfg.crop, "crop_size": cfg.crop_size}  # fmt: skip
 
 
-MODES = {"score": score, "val": val, "predict": predict, "train": train, "demo": demo, "convert": convert}
+def export(args: dict[str, str]) -> dict:
+    """``.safetensors`` -> ONNX (optionally int8): see :mod:`singleshot.export.grasp_export`."""
+    from singleshot.export.grasp_export import export_mode
+
+    return export_mode(args)
+
+
+MODES = {"score": score, "val": val, "predict": predict, "train": train, "demo": demo, "convert": convert,
+         "export": export}  # fmt: skip

@@ -161,16 +161,23 @@ def colourise_depth(depth: np.ndarray) -> np.ndarray:
     return (colormaps["turbo"](x)[..., :3] * 255).astype(np.uint8)
 
 
-def draw_grasps(image: np.ndarray, grasps: Grasps, max_grasps: int = 5) -> np.ndarray:
-    """Draw the best ``max_grasps`` grasps on a copy of ``image`` (uint8[H, W, 3]).
+def draw_grasps(image: np.ndarray, grasps: Grasps, max_grasps: int = 5, scale: int = 1) -> np.ndarray:
+    """Draw the best ``max_grasps`` grasps on a copy of ``image`` (uint8[H, W, 3]), enlarged
+    ``scale`` times (pixel replication; returns uint8[H·scale, W·scale, 3]).
 
     Each grasp is its rectangle: the two gripper plates (the edges across the opening) thick and
     red for the best grasp (orange for the others), the opening edges thin and green, and its quality.
     """
-    canvas = Image.fromarray(np.ascontiguousarray(image))
+    img = np.ascontiguousarray(image)
+    if scale > 1:
+        img = img.repeat(scale, axis=0).repeat(scale, axis=1)
+    canvas = Image.fromarray(img)
     draw = ImageDraw.Draw(canvas)
     n = min(len(grasps), max_grasps)
-    corners = grasps_to_corners(grasps.grasps[:n].double().numpy())
+    g = grasps.grasps[:n].detach().cpu().double().clone()
+    g[:, [0, 1]] = g[:, [0, 1]] * scale + (scale - 1) / 2  # pixel centres of the enlarged image
+    g[:, [3, 4]] *= scale
+    corners = grasps_to_corners(g.numpy())
     for rank in range(n - 1, -1, -1):  # the best grasp on top
         p = [tuple(float(v) for v in c) for c in corners[rank]]
         plate = (230, 25, 25) if rank == 0 else (245, 150, 40)
@@ -178,8 +185,8 @@ def draw_grasps(image: np.ndarray, grasps: Grasps, max_grasps: int = 5) -> np.nd
         draw.line([p[2], p[3]], fill=(60, 200, 75), width=1)
         draw.line([p[1], p[2]], fill=plate, width=3)
         draw.line([p[3], p[0]], fill=plate, width=3)
-        cx, cy = (float(v) for v in grasps.grasps[rank, :2])
-        draw.text((cx + 3, cy + 3), f"{float(grasps.scores[rank]):.2f}", fill=plate)
+        cx, cy = (float(v) for v in g[rank, :2])
+        draw.text((cx + 3, cy + 3), f"{float(grasps.scores[rank].detach()):.2f}", fill=plate)
     return np.asarray(canvas)
 
 

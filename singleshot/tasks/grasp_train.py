@@ -33,8 +33,10 @@ from singleshot.engine.weights import save_weights
 from singleshot.errors import ConfigError
 from singleshot.losses.grasp import GraspLoss
 from singleshot.metrics.grasp import wilson_interval
+from singleshot.models.aux_heads import deployable
 from singleshot.structures import Grasps
 from singleshot.tasks.grasp import GraspConfig, GraspPredictor, build_grasp_model, model_meta, postprocess_from
+from singleshot.tasks.grasp_distill import build_training
 from singleshot.tasks.grasp_modes import _cfg, evaluate_dataset, find_samples, make_dataset, run_dir, split_of
 
 logger = logging.getLogger(__name__)
@@ -108,12 +110,12 @@ def _train(cfg: GraspConfig) -> dict | None:
     post = postprocess_from(cfg)
 
     def evaluate(m: nn.Module) -> dict[str, float]:
-        metrics, _ = evaluate_dataset(GraspPredictor(m, meta, post, device), val_set, cfg, split)
+        metrics, _ = evaluate_dataset(GraspPredictor(deployable(m), meta, post, device), val_set, cfg, split)
         lo, hi = metrics["ci95"]
         return dict(_floats(metrics), ci95_lo=lo, ci95_hi=hi)
 
-    loss = GraspLoss(cfg.loss, cfg.aux_weight)  # type: ignore[arg-type]
-    trainer = Trainer(model, loss, loader, tcfg, PrepareBatch(), evaluate, "success_rate", run_config=config_to_dict(cfg))
+    train_model, loss = build_training(cfg, model, GraspLoss(cfg.loss, cfg.aux_weight))  # type: ignore[arg-type]
+    trainer = Trainer(train_model, loss, loader, tcfg, PrepareBatch(), evaluate, "success_rate", run_config=config_to_dict(cfg))
     t0 = time.perf_counter()
     metrics = trainer.train()
     elapsed = time.perf_counter() - t0
@@ -122,7 +124,7 @@ def _train(cfg: GraspConfig) -> dict | None:
         return None
     best = trainer.best_path if trainer.best_path.exists() else trainer.last_path
     state = load_checkpoint(best)
-    model.load_state_dict(inference_state_dict(state))  # the EMA weights when ema is on
+    trainer.model.load_state_dict(inference_state_dict(state))  # the EMA weights when ema is on; fills `model`
     best_metrics = _floats(state.get("metrics") or metrics)
     n, k = int(best_metrics.get("n", 0)), int(best_metrics.get("n_success", 0))
     weights = out / "best.safetensors"
@@ -211,7 +213,7 @@ def _demo_data(cfg: GraspConfig) -> Path:
     from singleshot.data.grasp.synthetic import generate_grasp_dataset
 
     root = Path(cfg.project) / "demo_data"
-    marker = root / f".complete-{cfg.n_images}-{cfg.image_height}x{cfg.image_width}-{cfg.seed}"
+    marker = root / f".complete-{cfg.n_images}-{cfg.image_height}x{cfg.image_width}-{cfg.data_seed}"
     if not marker.exists():
         if root.exists():
             for old in root.glob(".complete-*"):
@@ -220,13 +222,14 @@ def _demo_data(cfg: GraspConfig) -> Path:
         import shutil
 
         shutil.rmtree(root, ignore_errors=True)
-        generate_grasp_dataset(root, cfg.n_images, seed=cfg.seed, size=(cfg.image_height, cfg.image_width))
+        generate_grasp_dataset(root, cfg.n_images, seed=cfg.data_seed, size=(cfg.image_height, cfg.image_width))
         marker.touch()
     return root
 
 
 def _demo_pictures(cfg: GraspConfig, weights: str, out: Path, count: int = 8) -> Path:
-    """Draw the predicted grasps of the first ``count`` held-out images on their RGB images."""
+    """Draw the predicted grasps of the first ``count`` held-out images on their RGB images
+    (enlarged to about 480 pixels on the long side)."""
     from PIL import Image
 
     from singleshot.data.grasp.dataset import load_sample
@@ -241,6 +244,6 @@ def _demo_pictures(cfg: GraspConfig, weights: str, out: Path, count: int = 8) ->
         warnings.simplefilter("ignore")  # the synthetic holes are repaired with a warning each
         images = [load_sample(s, depth=True, rgb=True) for s in test[:count]]
     for img, pred in zip(images, predictor(images)):
-        canvas = draw_grasps(img.rgb, pred, 3)  # type: ignore[arg-type]
+        canvas = draw_grasps(img.rgb, pred, 3, scale=max(1, 480 // max(img.size)))  # type: ignore[arg-type]
         Image.fromarray(canvas).save(out / f"{img.image_id}_grasps.png")
     return out

@@ -148,3 +148,20 @@ def test_demo_smoke(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
         assert key in got, key
     assert Path(got["annotated_video"]).is_file() and (Path(got["out"]) / "results.png").is_file()
     assert np.isfinite(got["frame_map"]) and got["epochs"] == 1
+
+
+def test_train_act_with_a_teacher(trained: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """``teacher=`` for ACT: soft labels on every anchor cuboid, logged as ``kd``; the student alone is
+    saved; a teacher with another K is refused."""
+    root, run = trained
+    teacher = run / "best.safetensors"
+    args = ["action", "train", f"data={root}", *TINY, "epochs=1", f"project={tmp_path}", "name=kd", f"teacher={teacher}"]
+    assert main(args) == 0
+    rows = (tmp_path / "kd" / "results.csv").read_text().strip().splitlines()
+    header, first = rows[0].split(","), rows[1].split(",")
+    assert float(first[header.index("train/kd")]) > 0
+    state, meta = load_weights(tmp_path / "kd" / "best.safetensors")
+    assert set(state) == set(load_weights(teacher)[0]) and meta["family"] == "act"
+    capsys.readouterr()
+    assert main([*args, "K=2", "name=bad"]) != 0
+    assert "K" in capsys.readouterr().err

@@ -142,3 +142,24 @@ def test_trim_keeps_the_best_run_of_confident_frames() -> None:
     assert cut is not None and cut.frames.tolist() == [5, 6, 7]  # 2.4 beats 1.1
     assert cut.score == pytest.approx(0.8) and np.array_equal(cut.boxes, boxes[4:7])
     assert trim_tube(tube, 0.95) is None
+
+
+def test_export_mode_then_predict_with_the_onnx_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """``action export`` on the CLI, then ``predict`` given the ``.onnx``: the same detections as
+    with the ``.safetensors`` (onnxruntime vs PyTorch, within float tolerance)."""
+    weights = _weights(tmp_path / "w.safetensors")
+    assert main(["action", "export", f"weights={weights}", f"dst={tmp_path / 'w.onnx'}"]) == 0
+    assert _last_json(capsys)["dst"] == str(tmp_path / "w.onnx")
+    folder = tmp_path / "frames"
+    folder.mkdir()
+    for i, f in enumerate(_frames(10), start=1):
+        Image.fromarray(f).save(folder / f"{i:05d}.png")
+    outs = {}
+    for kind in ("safetensors", "onnx"):
+        args = ["action", "predict", f"weights={tmp_path / ('w.' + kind)}", f"source={folder}", f"project={tmp_path / kind}"]
+        assert main(args) == 0
+        outs[kind] = _last_json(capsys)
+    _check_outputs(outs["onnx"], 10, 64, 80)
+    a, b = (read_frame_detections(outs[k]["frame_detections"]) for k in ("safetensors", "onnx"))
+    assert len(a) == len(b) > 0 and (a.frame == b.frame).all() and (a.label == b.label).all()
+    assert np.allclose(a.boxes, b.boxes, atol=1e-2) and np.allclose(a.score, b.score, atol=1e-4)

@@ -94,3 +94,24 @@ def test_bad_inputs_name_the_problem(tmp_path: Path, capsys: pytest.CaptureFixtu
     assert "model='foo'" in capsys.readouterr().err
     assert main(["action", "val", "weigths=x"]) == 2
     assert "did you mean weights" in capsys.readouterr().err
+
+
+def test_train_with_a_teacher_adds_soft_labels_and_saves_the_student(trained: tuple[Path, Path], tmp_path: Path,
+                                                                      capsys: pytest.CaptureFixture[str]) -> None:  # fmt: skip
+    """``teacher=`` (the run of the fixture): the kd term is trained and logged, the saved weights are
+    the student's; a teacher that sees another input is refused with the reason."""
+    root, run = trained
+    teacher = run / "best.safetensors"
+    args = ["action", "train", f"data={root}", *TINY, "epochs=1", f"project={tmp_path}", "name=kd", f"teacher={teacher}",
+            "kd_obj_thresh=0.0", "kd_weight=3"]  # fmt: skip
+    assert main(args) == 0
+    rows = (tmp_path / "kd" / "results.csv").read_text().strip().splitlines()
+    header, first = rows[0].split(","), rows[1].split(",")
+    assert float(first[header.index("train/kd")]) > 0
+    state, meta = load_weights(tmp_path / "kd" / "best.safetensors")
+    t_state, _ = load_weights(teacher)
+    assert set(state) == set(t_state) and meta["architecture"] == "yowo_tiny"
+    assert any(not torch.equal(state[k], t_state[k]) for k in state)  # trained from its own start, not copied
+    capsys.readouterr()
+    assert main([*args[:-3], "imgsz=96", f"teacher={teacher}"]) != 0
+    assert "input_size" in capsys.readouterr().err

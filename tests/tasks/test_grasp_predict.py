@@ -137,3 +137,68 @@ def test_val_then_score_agree(tmp_path: Path, capsys: pytest.CaptureFixture[str]
     assert main(["grasp", "score", f"gt={data}", f"pred={got['predictions']}", *common[:3]]) == 0
     scored = _last_json(capsys)
     assert scored["missing"] == 0 and scored["n"] == 4 and scored["success_rate"] == got["success_rate"]
+
+
+def test_drawn_plates_sit_across_the_opening() -> None:
+    from singleshot.structures import Grasps
+    from singleshot.tasks.grasp_predict import draw_grasps
+
+    # angle 0: the gripper opens along x, so its plates are vertical lines at cx -/+ opening / 2
+    g = Grasps(grasps=torch.tensor([[30.0, 20.0, 0.0, 20.0, 10.0]]), scores=torch.tensor([0.5]))
+    for scale in (1, 2):
+        img = draw_grasps(np.zeros((40, 60, 3), np.uint8), g, scale=scale)
+        assert img.shape == (40 * scale, 60 * scale, 3)
+        red = (img[..., 0] > 200) & (img[..., 1] < 60)
+        cols = np.flatnonzero(red[:, :].sum(axis=0) >= 8 * scale)
+        centre = lambda x: x * scale + (scale - 1) / 2  # noqa: E731
+        assert cols.min() >= centre(20) - 2 and cols.max() <= centre(40) + 2
+        assert (abs(cols - centre(20)) <= 2).any() and (abs(cols - centre(40)) <= 2).any()
+        rows = np.flatnonzero(red[:, int(centre(20))])
+        assert rows.min() >= centre(15) - 2 and rows.max() <= centre(25) + 2
+
+
+def test_channels_last_predictor_gives_the_same_grasps() -> None:
+    import copy
+
+    from singleshot.tasks.grasp import GraspPredictor, build_grasp_model, postprocess_from
+
+    torch.manual_seed(0)
+    model = build_grasp_model("ggcnn").eval()
+    meta = {"input": "depth", "input_size": 96}
+    plain = GraspPredictor(copy.deepcopy(model), meta, postprocess_from(None, meta))
+    fast = GraspPredictor(model, meta, postprocess_from(None, meta), channels_last=True)
+    x = torch.randn(2, 1, 96, 96)
+    with torch.inference_mode():
+        a, b = plain.model(x), fast.model(x.contiguous(memory_format=torch.channels_last))
+    for key in a:
+        torch.testing.assert_close(a[key], b[key], atol=1e-5, rtol=1e-5)
+    for p, q in zip(plain.predict_views(x), fast.predict_views(x)):
+        torch.testing.assert_close(p.grasps, q.grasps, atol=1e-3, rtol=1e-4)
+
+
+def test_export_mode_then_val_and_predict_with_the_onnx_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """``grasp export`` on the CLI, then ``val`` and ``predict`` given the ``.onnx``: the same
+    grasps as with the ``.safetensors`` (onnxruntime vs PyTorch, within float tolerance)."""
+    data = tmp_path / "cornell"
+    generate_grasp_dataset(data, 6, seed=5, size=(60, 80))
+    w, _ = _weights(tmp_path / "w.safetensors", size=48, crop_size=60)
+    assert main(["grasp", "export", f"weights={w}", f"dst={tmp_path / 'w.onnx'}"]) == 0
+    exported = _last_json(capsys)
+    assert exported["dst"] == str(tmp_path / "w.onnx") and exported["input"] == [-1, 1, 48, 48]
+    common = [f"data={data}", "split=object", "test_fraction=0.5", "workers=0", "threshold=-1", "min_distance=4"]
+    runs = {}
+    for kind in ("safetensors", "onnx"):
+        assert main(["grasp", "val", f"weights={tmp_path / ('w.' + kind)}", *common, f"project={tmp_path / kind}"]) == 0
+        runs[kind] = _last_json(capsys)
+    assert runs["onnx"]["n"] == runs["safetensors"]["n"] > 0
+    assert runs["onnx"]["success_rate"] == runs["safetensors"]["success_rate"]
+    a, b = (json.loads(Path(runs[k]["predictions"]).read_text()) for k in ("safetensors", "onnx"))
+    for ra, rb in zip(a, b, strict=True):
+        assert ra["image"] == rb["image"]
+        assert np.allclose(ra["grasps"], rb["grasps"], atol=1e-2)
+    source = sorted(data.rglob("*d.tiff"))[0]
+    assert main(["grasp", "predict", f"weights={tmp_path / 'w.onnx'}", f"source={source}", f"project={tmp_path}",
+                 "threshold=-1", "min_distance=4"]) == 0  # fmt: skip
+    assert _last_json(capsys)["images"] == 1
+    assert main(["grasp", "val", f"weights={tmp_path / 'w.onnx'}", *common, "size=96", f"project={tmp_path}"]) != 0
+    assert "export again" in capsys.readouterr().err

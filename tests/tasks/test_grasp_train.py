@@ -101,3 +101,56 @@ def test_recipes_load(name: str) -> None:
     cfg = build_config(GraspConfig, CONFIGS / name, {"data": "x"})
     assert cfg.optimizer == "adam" and cfg.lr == 1e-3 and cfg.batch == 8 and cfg.zoom == (0.5, 1.0) and cfg.rotate90
     assert cfg.input == "depth" and cfg.size == 300
+
+
+def test_train_with_a_teacher_adds_the_map_distillation_term(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """``teacher=``: the kd term is trained and logged, the teacher stays frozen and out of the
+    saved weights; a teacher of another input kind is refused."""
+    from singleshot.engine.weights import save_weights
+    from singleshot.losses.distill import StudentWithTeacher, map_distill_loss
+    from singleshot.models.ggcnn import ggcnn2
+    from singleshot.tasks.grasp import model_meta
+    from singleshot.tasks.grasp_distill import build_training
+
+    data = tmp_path / "data"
+    generate_grasp_dataset(data, 8, seed=2, size=(48, 64))
+    torch.manual_seed(1)
+    teacher = ggcnn2(1).eval()
+    t_path = tmp_path / "teacher.safetensors"
+    save_weights(t_path, teacher, model_meta(GraspConfig(model="ggcnn2", size=36, crop_size=48)))
+    before = {k: v.clone() for k, v in teacher.state_dict().items()}
+    args = ["grasp", "train", "model=ggcnn", f"data={data}", "epochs=1", "test_fraction=0.25", f"project={tmp_path}",
+            f"teacher={t_path}", "kd_weight=2.5", *TINY]  # fmt: skip
+    assert main(args) == 0
+    got = _last_json(capsys)
+    rows = list(csv.DictReader((Path(got["out"]) / "results.csv").read_text().splitlines()))
+    assert float(rows[0]["train/kd"]) > 0
+    state, meta = load_weights(got["weights"])
+    assert meta["architecture"] == "ggcnn" and not any(k.startswith(("teacher", "student", "_teacher")) for k in state)
+    # the loss is the task loss plus kd_weight x the sum of the four map losses against the teacher
+    from singleshot.losses.grasp import GraspLoss
+    from singleshot.models.ggcnn import ggcnn
+
+    student = ggcnn(1)
+    cfg = GraspConfig(teacher=str(t_path), kd_weight=2.5)
+    wrapped, loss = build_training(cfg, student, GraspLoss("mse"))
+    assert isinstance(wrapped, StudentWithTeacher) and not any(p is q for p in wrapped.parameters() for q in wrapped.teacher.parameters())
+    x = torch.randn(2, 1, 36, 36)
+    out = wrapped.train()(x)
+    assert not wrapped.teacher.training
+    with torch.no_grad():
+        t_out = wrapped.teacher(x)
+    from singleshot.structures import Grasps
+
+    targets = [Grasps(grasps=torch.tensor([[18.0, 18.0, 0.3, 12.0, 6.0]]), scores=torch.ones(1), size=(36, 36))] * 2
+    losses = loss(out, targets)
+    expected = 2.5 * sum(map_distill_loss(out[k], t_out[k]) for k in ("pos", "cos", "sin", "width"))
+    torch.testing.assert_close(losses["kd"], expected)
+    losses["kd"].backward()
+    assert all(p.grad is None for p in wrapped.teacher.parameters())
+    for k, v in wrapped.teacher.state_dict().items():
+        assert torch.equal(v, before[k])
+    rgb = tmp_path / "rgb_teacher.safetensors"
+    save_weights(rgb, ggcnn(3), model_meta(GraspConfig(input="rgb", size=36)))
+    assert main([*args[:-len(TINY) - 2], f"teacher={rgb}", *TINY]) != 0
+    assert "trained on 'rgb' input" in capsys.readouterr().err
