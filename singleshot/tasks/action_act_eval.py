@@ -53,6 +53,11 @@ def cache_key(predictor: ACTPredictor) -> str:
     """SHA-1 of the model's tensors and of every setting that changes a video's tubelets."""
     h = hashlib.sha1(_FORMAT.encode())
     for i, stream in enumerate(predictor.streams):
+        onnx = _onnx_path(stream.model)
+        if onnx is not None:  # an exported graph: its file's bytes are its weights
+            h.update(f"{i}.onnx".encode())
+            h.update(Path(onnx).read_bytes())
+            continue
         for name, t in sorted(stream.model.state_dict().items()):
             h.update(f"{i}.{name}".encode())
             h.update(t.detach().cpu().contiguous().numpy().tobytes())
@@ -61,6 +66,13 @@ def cache_key(predictor: ACTPredictor) -> str:
                 "flow_root": str(predictor.flow_root), "post": repr(predictor.settings), "cand": repr(predictor.candidates)}  # fmt: skip
     h.update(json.dumps(settings, sort_keys=True).encode())
     return h.hexdigest()
+
+
+def _onnx_path(model: Any) -> str | None:
+    """The file of a model run by onnxruntime (:class:`~singleshot.export.onnx_runtime.OnnxModel`), else None."""
+    from singleshot.export.onnx_runtime import OnnxModel
+
+    return str(model.path) if isinstance(model, OnnxModel) else None
 
 
 def _cache_path(cache_dir: Path, video: str) -> Path:
@@ -121,7 +133,7 @@ def _video_tubelets(predictor: ACTPredictor, ann: ActionAnnotations, root: Path,
 _WORKER: dict[str, Any] = {}
 
 
-def _worker_init(states: list[dict[str, torch.Tensor]], metas: list[dict[str, Any]], settings: Any, linking: str,
+def _worker_init(states: list[dict[str, torch.Tensor] | str], metas: list[dict[str, Any]], settings: Any, linking: str,
                  candidates: Any, flow_root: str | None, ann: ActionAnnotations, root: str, batch: int,
                  cache_dir: str | None, key: str) -> None:  # fmt: skip
     from singleshot.tasks.action import model_from_meta
@@ -129,6 +141,11 @@ def _worker_init(states: list[dict[str, torch.Tensor]], metas: list[dict[str, An
     torch.set_num_threads(1)
     models = []
     for state, meta in zip(states, metas):
+        if isinstance(state, str):  # an exported .onnx: each worker opens its own onnxruntime session
+            from singleshot.export.action_export import load_onnx_action_model
+
+            models.append(load_onnx_action_model(state, threads=1)[0])
+            continue
         models.append(model_from_meta(meta))
         models[-1].load_state_dict(state)
     flow_model, flow_meta = (models[1], metas[1]) if len(models) > 1 else (None, None)
@@ -165,7 +182,10 @@ def collect_tubelets(predictor: ACTPredictor, ann: ActionAnnotations, frame_root
         # fork where the platform has it (as DataLoader workers; each worker runs one intra-op thread)
         methods = torch.multiprocessing.get_all_start_methods()
         ctx = torch.multiprocessing.get_context("fork" if "fork" in methods else "spawn")
-        states = [{k: t.detach().cpu() for k, t in s.model.state_dict().items()} for s in predictor.streams]
+        states: list[dict[str, torch.Tensor] | str] = [
+            _onnx_path(s.model) or {k: t.detach().cpu() for k, t in s.model.state_dict().items()}
+            for s in predictor.streams
+        ]
         metas = [predictor.meta] + ([predictor.flow_meta or {}] if len(predictor.streams) > 1 else [])
         flow_root = str(predictor.flow_root) if predictor.flow_root else None
         init = (states, metas, predictor.settings, predictor.linking, predictor.candidates, flow_root, ann, str(root),

@@ -165,3 +165,22 @@ def test_train_act_with_a_teacher(trained: tuple[Path, Path], tmp_path: Path, ca
     capsys.readouterr()
     assert main([*args, "K=2", "name=bad"]) != 0
     assert "K" in capsys.readouterr().err
+
+
+def test_export_then_val_with_the_onnx_file_in_worker_processes(trained: tuple[Path, Path], tmp_path: Path,
+                                                                capsys: pytest.CaptureFixture[str]) -> None:  # fmt: skip
+    """``action export`` then ``val weights=*.onnx``: in this process and in worker processes (each
+    opening its own onnxruntime session), the metrics of the ``.safetensors``; the tubelet cache
+    is keyed by the file, so it is not mistaken for the torch model's."""
+    root, run = trained
+    onnx = tmp_path / "act.onnx"
+    assert main(["action", "export", f"weights={run / 'best.safetensors'}", f"dst={onnx}"]) == 0
+    common = [f"data={root / SYNTH_PICKLE}", "conf=0.02"]
+    capsys.readouterr()
+    results = {}
+    for name, weights, workers in (("torch", run / "best.safetensors", 0), ("ort", onnx, 0), ("ort_workers", onnx, 2)):
+        assert main(["action", "val", f"weights={weights}", *common, f"project={tmp_path / name}", f"workers={workers}"]) == 0
+        results[name] = _last_json(capsys)
+    for name in ("ort", "ort_workers"):
+        assert results[name]["frame_map"] == pytest.approx(results["torch"]["frame_map"], abs=1e-3)
+        assert results[name]["video_map@0.5"] == pytest.approx(results["torch"]["video_map@0.5"], abs=1e-3)
