@@ -14,7 +14,7 @@ from torch import nn
 from singleshot.engine.schedules import SCHEDULES
 from singleshot.errors import ConfigError
 
-__all__ = ["TrainConfig", "build_optimizer", "OPTIMIZERS", "AMP_DTYPES"]
+__all__ = ["TrainConfig", "build_optimizer", "train_config_for", "OPTIMIZERS", "AMP_DTYPES"]
 
 OPTIMIZERS = ("sgd", "adam", "adamw")
 AMP_DTYPES = ("auto", "bfloat16", "float16")
@@ -111,6 +111,28 @@ class TrainConfig:
             value = getattr(self, f.name)
             out[f.name] = str(value) if isinstance(value, Path) else list(value) if isinstance(value, tuple) else value
         return out
+
+
+def train_config_for(task_cfg: Any, batches_per_epoch: int, out_dir: str | Path, device: str) -> TrainConfig:
+    """The :class:`TrainConfig` of a task's command-line config (``DetectConfig``, ``ActionConfig``,
+    ``GraspConfig``: the keys they share, read by name).
+
+    ``milestones`` are given in epochs and become optimizer steps (``batches_per_epoch`` micro-batches
+    of ``accumulate`` per step); ``warmup`` is in steps; the log line comes four times per epoch;
+    ``channels_last`` None (or absent) means on for CUDA only; ``gamma`` absent keeps the default.
+    """
+    c = task_cfg
+    steps_per_epoch = -(-int(batches_per_epoch) // int(c.accumulate))
+    channels_last = getattr(c, "channels_last", False)
+    return TrainConfig(
+        epochs=c.epochs, lr=c.lr, momentum=c.momentum, weight_decay=c.weight_decay, optimizer=c.optimizer,
+        schedule=c.schedule, milestones=tuple(m * steps_per_epoch for m in c.milestones),
+        gamma=getattr(c, "gamma", TrainConfig.gamma), warmup_iters=c.warmup, accumulate=c.accumulate,
+        clip_grad=c.clip_grad, eval_every=c.eval_every, out_dir=out_dir, seed=c.seed, device=device, resume=c.resume,
+        log_every=max(1, int(batches_per_epoch) // 4), amp=c.amp, ema_decay=c.ema, patience=c.patience,
+        checkpoint_every=c.checkpoint_every, plot_every=c.plot_every,
+        channels_last=device.startswith("cuda") if channels_last is None else bool(channels_last),
+    )  # fmt: skip
 
 
 def build_optimizer(params: Iterable[nn.Parameter], cfg: TrainConfig) -> torch.optim.Optimizer:

@@ -18,7 +18,6 @@ ImageNet. ``configs/act_ucf24.yaml`` holds it.
 from __future__ import annotations
 
 import logging
-import math
 import time
 import warnings
 from pathlib import Path
@@ -37,7 +36,8 @@ from singleshot.engine.ema import inference_state_dict
 from singleshot.engine.sampler import build_train_loader
 from singleshot.engine.schedules import build_scheduler
 from singleshot.engine.seed import seed_everything
-from singleshot.engine.trainer import TrainConfig, Trainer, build_optimizer
+from singleshot.engine.train_config import train_config_for
+from singleshot.engine.trainer import Trainer, build_optimizer
 from singleshot.engine.weights import load_weights, save_weights
 from singleshot.postprocess.tubelet import TubeletPostprocess
 from singleshot.errors import ConfigError
@@ -268,16 +268,8 @@ def train_act(cfg: ActionConfig) -> dict | None:
         train_set, cfg.batch // world, seed=cfg.seed, drop_last=len(train_set) > cfg.batch, workers=cfg.workers,
         collate_fn=collate_act, device=device,
     )  # fmt: skip
-    steps_per_epoch = math.ceil(len(loader) / cfg.accumulate)
     out = run_dir(cfg, "train")
-    tcfg = TrainConfig(
-        epochs=cfg.epochs, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay, optimizer=cfg.optimizer,
-        schedule=cfg.schedule, milestones=tuple(m * steps_per_epoch for m in cfg.milestones), gamma=cfg.gamma,
-        warmup_iters=cfg.warmup, accumulate=cfg.accumulate, clip_grad=cfg.clip_grad, eval_every=cfg.eval_every,
-        out_dir=out, seed=cfg.seed, device=device, resume=cfg.resume, log_every=max(1, len(loader) // 4),
-        amp=cfg.amp, ema_decay=cfg.ema, patience=cfg.patience, checkpoint_every=cfg.checkpoint_every,
-        plot_every=cfg.plot_every, channels_last=False,
-    )  # fmt: skip
+    tcfg = train_config_for(cfg, len(loader), out, device)
     meta = act_meta(cfg, kwargs, classes, train_config=config_to_dict(cfg))
     flow_meta = dict(meta, modality=motion)  # the loader normalises both streams with the same mean/std
     if motion:

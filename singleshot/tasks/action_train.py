@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 import os
 import time
 import warnings
@@ -30,7 +29,8 @@ from singleshot.engine.distributed import cleanup, get_world_size, init_distribu
 from singleshot.engine.ema import inference_state_dict
 from singleshot.engine.sampler import build_train_loader
 from singleshot.engine.seed import seed_everything
-from singleshot.engine.trainer import TrainConfig, Trainer
+from singleshot.engine.train_config import train_config_for
+from singleshot.engine.trainer import Trainer
 from singleshot.engine.weights import load_weights, save_weights
 from singleshot.errors import ConfigError
 from singleshot.losses.region import RegionLoss
@@ -179,16 +179,8 @@ def train_action(cfg: ActionConfig) -> dict | None:
         train_set, cfg.batch // world, seed=cfg.seed, drop_last=len(train_set) > cfg.batch, workers=cfg.workers,
         collate_fn=collate_yowo, device=device,
     )  # fmt: skip
-    steps_per_epoch = math.ceil(len(loader) / cfg.accumulate)
     out = run_dir(cfg, "train")
-    tcfg = TrainConfig(
-        epochs=cfg.epochs, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay, optimizer=cfg.optimizer,
-        schedule=cfg.schedule, milestones=tuple(m * steps_per_epoch for m in cfg.milestones), gamma=cfg.gamma,
-        warmup_iters=cfg.warmup, accumulate=cfg.accumulate, clip_grad=cfg.clip_grad, eval_every=cfg.eval_every,
-        out_dir=out, seed=cfg.seed, device=device, resume=cfg.resume, log_every=max(1, len(loader) // 4),
-        amp=cfg.amp, ema_decay=cfg.ema, patience=cfg.patience, checkpoint_every=cfg.checkpoint_every,
-        plot_every=cfg.plot_every, channels_last=False,
-    )  # fmt: skip
+    tcfg = train_config_for(cfg, len(loader), out, device)
     meta = action_meta(model, cfg, kwargs, classes, mean, std, train_config=config_to_dict(cfg))
     best_full: dict[str, Any] = {}
 
