@@ -18,7 +18,6 @@ ImageNet. ``configs/act_ucf24.yaml`` holds it.
 from __future__ import annotations
 
 import logging
-import time
 import warnings
 from pathlib import Path
 from typing import Any
@@ -30,9 +29,8 @@ from torch import Tensor, nn
 from singleshot.config import build_config, config_to_dict
 from singleshot.data.action.clip_transforms import ActClipAugment, ClipResize
 from singleshot.data.action.datasets import IMAGENET_MEAN, IMAGENET_STD, ActTubeletDataset, collate_act
-from singleshot.engine.checkpoint import load_checkpoint
-from singleshot.engine.distributed import cleanup, get_world_size, init_distributed, is_main_process
-from singleshot.engine.ema import inference_state_dict
+from singleshot.engine.distributed import cleanup, get_world_size, init_distributed
+from singleshot.engine.run import train_and_restore_best
 from singleshot.engine.sampler import build_train_loader
 from singleshot.engine.schedules import build_scheduler
 from singleshot.engine.seed import seed_everything
@@ -300,25 +298,19 @@ def train_act(cfg: ActionConfig) -> dict | None:
     trainer.optimizer = build_optimizer(groups, tcfg)  # type: ignore[arg-type]
     trainer.scheduler = build_scheduler(trainer.optimizer, tcfg.schedule, trainer.total_iters, tcfg.warmup_iters,
                                         tcfg.warmup_factor, tcfg.milestones, tcfg.gamma, tcfg.power, tcfg.min_lr_factor)  # fmt: skip
-    t0 = time.perf_counter()
-    metrics = trainer.train()
-    elapsed = time.perf_counter() - t0
-    if not is_main_process():
-        cleanup()
+    run = train_and_restore_best(trainer)  # the best weights are back in `model`
+    if run is None:  # not the first process of a torchrun job
         return None
-    best = trainer.best_path if trainer.best_path.exists() else trainer.last_path
-    state = load_checkpoint(best)
-    trainer.model.load_state_dict(inference_state_dict(state))  # fills `model` (the student)
-    best_metrics = _floats(state.get("metrics") or metrics)
+    best_metrics = _floats(run.metrics)
     weights = out / "best.safetensors"
-    save_weights(weights, streams[0], dict(meta, metrics=best_metrics, epoch=int(state["epoch"])))
+    save_weights(weights, streams[0], dict(meta, metrics=best_metrics, epoch=run.epoch))
     if motion:
-        save_weights(out / "best_flow.safetensors", streams[1], dict(flow_meta, epoch=int(state["epoch"])))
+        save_weights(out / "best_flow.safetensors", streams[1], dict(flow_meta, epoch=run.epoch))
     cleanup()
     result: dict[str, Any] = dict(best_metrics)
     if best_full:
         result["per_class"] = best_full.get("per_class")
-    result.update(epochs=int(state["epoch"]), train_seconds=round(elapsed, 1), weights=str(weights), out=str(out))
+    result.update(epochs=run.epoch, train_seconds=run.seconds, weights=str(weights), out=str(out))
     return result
 
 

@@ -240,9 +240,7 @@ def predict_act(predictor: ACTPredictor, source: Path, out_dir: Path, cfg: Any) 
     """ACT on a video file or a folder of frames; writes under ``out_dir`` (as YOWO's predict):
     ``<stem>.mp4`` (linked tube boxes with tube id, class and per-frame score above ``show_conf``),
     ``<stem>_frames.json`` (per-frame detections) and ``<stem>_tubes.json`` (tubes by descending score)."""
-    from singleshot.io.video import VideoWriter
-    from singleshot.metrics.action_files import write_frame_detections, write_tubes
-    from singleshot.tasks.action_predict import _frame_source, draw_tube_boxes, tube_boxes_by_frame
+    from singleshot.tasks.action_predict import _frame_source, write_prediction_outputs
 
     frames_of, fps = _frame_source(source)
     name = cfg.video_name or source.stem
@@ -251,17 +249,7 @@ def predict_act(predictor: ACTPredictor, source: Path, out_dir: Path, cfg: Any) 
         raise DataError(f"{source}: no frames decoded")
     dets = frame_dets_of_tubelets([name], {name: vt})
     tubes = sorted(vt.link(predictor.link_params), key=lambda t: -t.score)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    stem = out_dir / source.stem
-    write_frame_detections(f"{stem}_frames.json", dets)
-    write_tubes(f"{stem}_tubes.json", tubes)
-    drawn = tube_boxes_by_frame(tubes, cfg.show_conf)
-    with VideoWriter(Path(f"{stem}.mp4"), fps, size[1], size[0]) as writer:
-        for f, frame in enumerate(frames_of(), start=1):
-            writer.write(draw_tube_boxes(frame, drawn.get(f, []), predictor.class_names))
-    logger.info("wrote %s.mp4, %s_frames.json and %s_tubes.json", stem, stem, stem)
-    return {
-        "frames": vt.num_frames, "windows": vt.num_frames - predictor.k + 1 if vt.num_frames >= predictor.k else 0,
-        "detections": len(dets), "tubes": len(tubes), "video": f"{stem}.mp4", "frame_detections": f"{stem}_frames.json",
-        "tubes_file": f"{stem}_tubes.json", "out": str(out_dir),
-    }  # fmt: skip
+    written = write_prediction_outputs(out_dir, source.stem, dets, tubes, frames_of, fps, size,
+                                       predictor.class_names, cfg.show_conf)  # fmt: skip
+    windows = vt.num_frames - predictor.k + 1 if vt.num_frames >= predictor.k else 0
+    return {"frames": vt.num_frames, "windows": windows, **written}

@@ -9,7 +9,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -148,16 +148,26 @@ def predict_source(predictor: Any, source: Path, out_dir: Path, cfg: ActionConfi
     dets_all = frame_dets_of([name], [per_frame])
     tubes = predictor.link(dets_all, {name: len(per_frame)}, cfg.trim)
     tubes.sort(key=lambda t: -t.score)
+    written = write_prediction_outputs(out_dir, source.stem, dets_all, tubes, frames_of, fps, size,
+                                       predictor.class_names, cfg.show_conf)  # fmt: skip
+    return {"frames": len(per_frame), **written}
+
+
+def write_prediction_outputs(out_dir: Path, stem_name: str, dets: Any, tubes: list, frames_of: Callable[[], Iterable],
+                             fps: float, size: tuple[int, int], class_names: Sequence[str], show_conf: bool) -> dict:  # fmt: skip
+    """Write ``<stem>_frames.json`` (frame detections), ``<stem>_tubes.json`` and ``<stem>.mp4`` (the
+    frames of ``frames_of()`` — uint8 [H, W, 3] each, ``size`` = (H, W) — with the tubes drawn) under
+    ``out_dir``. Returns ``{"detections", "tubes", "video", "frame_detections", "tubes_file", "out"}``."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    stem = out_dir / source.stem
-    write_frame_detections(f"{stem}_frames.json", dets_all)
+    stem = out_dir / stem_name
+    write_frame_detections(f"{stem}_frames.json", dets)
     write_tubes(f"{stem}_tubes.json", tubes)
-    drawn = tube_boxes_by_frame(tubes, cfg.show_conf)
+    drawn = tube_boxes_by_frame(tubes, show_conf)
     with VideoWriter(Path(f"{stem}.mp4"), fps, size[1], size[0]) as writer:
         for f, frame in enumerate(frames_of(), start=1):
-            writer.write(draw_tube_boxes(frame, drawn.get(f, []), predictor.class_names))
+            writer.write(draw_tube_boxes(frame, drawn.get(f, []), class_names))
     logger.info("wrote %s.mp4, %s_frames.json and %s_tubes.json", stem, stem, stem)
     return {
-        "frames": len(per_frame), "detections": len(dets_all), "tubes": len(tubes), "video": f"{stem}.mp4",
-        "frame_detections": f"{stem}_frames.json", "tubes_file": f"{stem}_tubes.json", "out": str(out_dir),
+        "detections": len(dets), "tubes": len(tubes), "video": f"{stem}.mp4", "frame_detections": f"{stem}_frames.json",
+        "tubes_file": f"{stem}_tubes.json", "out": str(out_dir),
     }  # fmt: skip

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import time
 from pathlib import Path
 from typing import Any
 
@@ -14,9 +13,8 @@ from torch import Tensor, nn
 
 from singleshot.config import config_to_dict
 from singleshot.data.collate import collate_detection
-from singleshot.engine.checkpoint import load_checkpoint
-from singleshot.engine.distributed import cleanup, get_world_size, init_distributed, is_main_process
-from singleshot.engine.ema import inference_state_dict
+from singleshot.engine.distributed import cleanup, get_world_size, init_distributed
+from singleshot.engine.run import train_and_restore_best
 from singleshot.engine.sampler import build_train_loader
 from singleshot.engine.seed import seed_everything
 from singleshot.engine.train_config import train_config_for
@@ -97,20 +95,14 @@ def train_detector(cfg: DetectConfig) -> dict | None:
     train_model, loss_fn = build_training(cfg, model, classes, MultiBoxLoss(model.priors))
     trainer = Trainer(train_model, loss_fn, loader, tcfg, PrepareBatch(), evaluate, metric_key,
                       run_config=config_to_dict(cfg))
-    t0 = time.perf_counter()
-    metrics = trainer.train()
-    elapsed = time.perf_counter() - t0
-    if not is_main_process():
-        cleanup()
+    run = train_and_restore_best(trainer)  # the best weights are back in `model`
+    if run is None:  # not the first process of a torchrun job
         return None
-    best = trainer.best_path if trainer.best_path.exists() else trainer.last_path
-    state = load_checkpoint(best)
-    trainer.model.load_state_dict(inference_state_dict(state))  # the EMA weights when ema is on; fills `model`
-    best_metrics = _floats(state.get("metrics") or metrics)
+    best_metrics = _floats(run.metrics)
     weights = out / "best.safetensors"
-    save_weights(weights, model, dict(meta, metrics=best_metrics, epoch=int(state["epoch"])))
+    save_weights(weights, model, dict(meta, metrics=best_metrics, epoch=run.epoch))
     cleanup()
-    return dict(best_metrics, epochs=int(state["epoch"]), train_seconds=round(elapsed, 1), weights=str(weights), out=str(out))
+    return dict(best_metrics, epochs=run.epoch, train_seconds=run.seconds, weights=str(weights), out=str(out))
 
 
 #: The CPU demo recipe: ssd_tiny on the 160x160 shapes, flip-only augmentation (the full SSD

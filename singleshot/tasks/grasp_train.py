@@ -22,9 +22,8 @@ from torch import Tensor, nn
 
 from singleshot.config import config_to_dict
 from singleshot.data.collate import collate_detection
-from singleshot.engine.checkpoint import load_checkpoint
-from singleshot.engine.distributed import cleanup, get_world_size, init_distributed, is_main_process
-from singleshot.engine.ema import inference_state_dict
+from singleshot.engine.distributed import cleanup, get_world_size, init_distributed
+from singleshot.engine.run import train_and_restore_best
 from singleshot.engine.sampler import build_train_loader
 from singleshot.engine.seed import seed_everything
 from singleshot.engine.train_config import train_config_for
@@ -107,24 +106,18 @@ def _train(cfg: GraspConfig) -> dict | None:
 
     train_model, loss = build_training(cfg, model, GraspLoss(cfg.loss, cfg.aux_weight))  # type: ignore[arg-type]
     trainer = Trainer(train_model, loss, loader, tcfg, PrepareBatch(), evaluate, "success_rate", run_config=config_to_dict(cfg))
-    t0 = time.perf_counter()
-    metrics = trainer.train()
-    elapsed = time.perf_counter() - t0
-    if not is_main_process():
-        cleanup()
+    run = train_and_restore_best(trainer)  # the best weights are back in `model`
+    if run is None:  # not the first process of a torchrun job
         return None
-    best = trainer.best_path if trainer.best_path.exists() else trainer.last_path
-    state = load_checkpoint(best)
-    trainer.model.load_state_dict(inference_state_dict(state))  # the EMA weights when ema is on; fills `model`
-    best_metrics = _floats(state.get("metrics") or metrics)
+    best_metrics = _floats(run.metrics)
     n, k = int(best_metrics.get("n", 0)), int(best_metrics.get("n_success", 0))
     weights = out / "best.safetensors"
-    save_weights(weights, _deployable_state(model), dict(meta, metrics=best_metrics, epoch=int(state["epoch"])))
+    save_weights(weights, _deployable_state(model), dict(meta, metrics=best_metrics, epoch=run.epoch))
     cleanup()
     result: dict[str, Any] = {
         "success_rate": best_metrics.get("success_rate", float("nan")), "n": n, "n_success": k,
-        "ci95": list(wilson_interval(k, n)), "split": split, "iou": cfg.iou, "epochs": int(state["epoch"]),
-        "train_seconds": round(elapsed, 1), "weights": str(weights), "out": str(out),
+        "ci95": list(wilson_interval(k, n)), "split": split, "iou": cfg.iou, "epochs": run.epoch,
+        "train_seconds": run.seconds, "weights": str(weights), "out": str(out),
     }  # fmt: skip
     return result
 
