@@ -143,9 +143,12 @@ class ResNet3D(nn.Module):
         stem_channels: output channels of ``conv1``.
         stem_kernel: (kt, kh, kw) of ``conv1``; padding is half the kernel, stride (1, 2, 2).
         cardinality: groups of the ResNeXt middle convolution (ignored by ``BasicBlock3D``).
+        last_stride: stride of ``layer4`` (2 as published; 1 keeps the map of ``layer3``, output
+            stride 16 instead of 32).
 
     Shapes:
-        x: Tensor[B, 3, T, H, W] -> Tensor[B, out_channels, ceil(H/32), ceil(W/32)] (time averaged).
+        x: Tensor[B, 3, T, H, W] -> Tensor[B, out_channels, ceil(H/s), ceil(W/s)] (time averaged),
+        s = ``self.stride`` (32, or 16 with ``last_stride=1``).
     """
 
     def __init__(
@@ -157,8 +160,11 @@ class ResNet3D(nn.Module):
         stem_channels: int = 64,
         stem_kernel: tuple[int, int, int] = (7, 7, 7),
         cardinality: int = 32,
+        last_stride: int = 2,
     ) -> None:
         super().__init__()
+        if last_stride not in (1, 2):
+            raise ConfigError(f"last_stride must be 1 or 2, got {last_stride}")
         if shortcut not in ("A", "B"):
             raise ConfigError(f"shortcut must be 'A' or 'B', got {shortcut!r}")
         if len(layers) != 4 or len(planes) != 4 or min(layers) < 1:
@@ -171,7 +177,7 @@ class ResNet3D(nn.Module):
         cin = stem_channels
         stages = []
         for i, (n, p) in enumerate(zip(layers, planes)):
-            stride = 1 if i == 0 else 2
+            stride = 1 if i == 0 else (last_stride if i == 3 else 2)
             cout = p * block.expansion
             blocks = [block(cin, p, stride, _shortcut(shortcut, cin, cout, stride), cardinality)]
             blocks += [block(cout, p, 1, None, cardinality) for _ in range(n - 1)]
@@ -179,6 +185,7 @@ class ResNet3D(nn.Module):
             cin = cout
         self.layer1, self.layer2, self.layer3, self.layer4 = stages
         self.out_channels = cin
+        self.stride = 16 * last_stride
         kaiming_init_3d(self)
 
     def tail_names(self) -> tuple[str, ...]:
@@ -217,13 +224,21 @@ def resnet18_3d(width: float = 1.0, shortcut: str = "A") -> ResNet3D:
     return ResNet3D(BasicBlock3D, (2, 2, 2, 2), planes, shortcut, stem_channels=planes[0])
 
 
-def tiny3d(width: int = 16, blocks: int = 1, stem_kernel: tuple[int, int, int] = (3, 7, 7)) -> ResNet3D:
+def tiny3d(
+    width: int = 16, blocks: int = 1, stem_kernel: tuple[int, int, int] = (3, 7, 7), stride: int = 32
+) -> ResNet3D:
     """A small 3D ResNet for CPU demos: stages of ``blocks`` basic blocks with ``width * (1, 2, 4, 8)``
     channels, 1x1x1 projections (shortcut B) and a cheaper (3, 7, 7) stem.
 
-    Shapes: Tensor[B, 3, T, H, W] -> Tensor[B, 8 * width, ceil(H/32), ceil(W/32)].
+    ``stride=16`` leaves ``layer4`` at the resolution of ``layer3`` (a finer output map for small
+    inputs and small actors).
+
+    Shapes: Tensor[B, 3, T, H, W] -> Tensor[B, 8 * width, ceil(H/stride), ceil(W/stride)].
     """
     if width < 1 or blocks < 1:
         raise ConfigError(f"tiny3d needs width >= 1 and blocks >= 1, got width={width} blocks={blocks}")
+    if stride not in (16, 32):
+        raise ConfigError(f"tiny3d: stride must be 16 or 32, got {stride}")
     planes = [width, 2 * width, 4 * width, 8 * width]
-    return ResNet3D(BasicBlock3D, (blocks,) * 4, planes, "B", stem_channels=width, stem_kernel=stem_kernel)
+    return ResNet3D(BasicBlock3D, (blocks,) * 4, planes, "B", stem_channels=width, stem_kernel=stem_kernel,
+                    last_stride=stride // 16)  # fmt: skip

@@ -142,33 +142,37 @@ class Darknet2D(nn.Module):
         self.spec: tuple[LayerSpec, ...] = tuple(spec)
         self.models = nn.ModuleList()
         channels: list[int] = []
+        strides: list[int] = []  # each layer's output stride in input pixels
         self._sources: list[tuple[int, ...]] = []
-        c, n_conv = in_channels, 0
+        c, n_conv, stride = in_channels, 0, 1
         for i, layer in enumerate(self.spec):
             sources: tuple[int, ...] = ()
             if isinstance(layer, ConvSpec):
                 n_conv += 1
                 self.models.append(_conv_block(c, layer, n_conv))
-                c = layer.filters
+                c, stride = layer.filters, stride * layer.stride
             elif isinstance(layer, PoolSpec):
                 self.models.append(_MaxPool(layer.size, layer.stride))
+                stride *= layer.stride
             elif isinstance(layer, ReorgSpec):
                 self.models.append(Reorg(layer.stride))
-                c *= layer.stride * layer.stride
+                c, stride = c * layer.stride * layer.stride, stride * layer.stride
             elif isinstance(layer, RouteSpec):
                 sources = tuple(j + i if j < 0 else j for j in layer.layers)
                 if not sources or any(j < 0 or j >= i for j in sources):
                     raise ConfigError(f"darknet layer {i}: route {layer.layers} must name earlier layers")
                 self.models.append(nn.Identity())
-                c = sum(channels[j] for j in sources)
+                c, stride = sum(channels[j] for j in sources), strides[sources[0]]
             else:
                 raise ConfigError(f"darknet layer {i}: unknown spec {layer!r}")
             channels.append(c)
+            strides.append(stride)
             self._sources.append(sources)
         if not self.spec:
             raise ConfigError("darknet: empty layer spec")
         self._keep = {j for s in self._sources for j in s}
         self.out_channels = c
+        self.stride = stride  # output stride (input pixels per output cell)
         self.num_convs = n_conv
 
     def conv_layers(self) -> Iterator[tuple[int, nn.Conv2d, nn.BatchNorm2d | None]]:
@@ -238,16 +242,21 @@ def darknet19_yolov2(num_outputs: int = 425) -> Darknet2D:
     return Darknet2D(yolov2_spec(num_outputs))
 
 
-def tiny2d(width: int = 16, out_channels: int = 128) -> Darknet2D:
+def tiny2d(width: int = 16, out_channels: int = 128, stride: int = 32) -> Darknet2D:
     """A small Darknet for CPU demos: five 3x3 conv-BN-leaky layers (``width * 1, 2, 4, 8, 16``), each
-    followed by a 2x2 max pool, then a 1x1 conv-BN-leaky to ``out_channels``.
+    followed by a 2x2 max pool (``stride=16``: all but the last), then a 1x1 conv-BN-leaky to
+    ``out_channels``.
 
-    Shapes: Tensor[B, 3, H, W] -> Tensor[B, out_channels, H/32, W/32] (floor).
+    Shapes: Tensor[B, 3, H, W] -> Tensor[B, out_channels, H/stride, W/stride] (floor).
     """
     if width < 1 or out_channels < 1:
         raise ConfigError(f"tiny2d needs width >= 1 and out_channels >= 1, got {width}, {out_channels}")
+    if stride not in (16, 32):
+        raise ConfigError(f"tiny2d: stride must be 16 or 32, got {stride}")
     spec: list[LayerSpec] = []
     for k in range(5):
-        spec += [ConvSpec(width * 2**k), PoolSpec()]
+        spec.append(ConvSpec(width * 2**k))
+        if k < 4 or stride == 32:
+            spec.append(PoolSpec())
     spec.append(ConvSpec(out_channels, 1))
     return Darknet2D(spec)

@@ -95,6 +95,10 @@ class YOWO(nn.Module):
         if clip_len < 1:
             raise ConfigError(f"clip_len must be at least 1, got {clip_len}")
         anchor_t = _anchor_tensor(anchors)
+        s3, s2 = int(getattr(backbone3d, "stride", 32)), int(getattr(backbone2d, "stride", 32))
+        if s3 != s2:
+            raise ConfigError(f"the 3D backbone's output stride ({s3}) differs from the 2D backbone's ({s2})")
+        self.stride = s2
         self.backbone_3d = backbone3d
         self.backbone_2d = backbone2d
         c3, c2 = int(backbone3d.out_channels), int(backbone2d.out_channels)
@@ -150,7 +154,7 @@ class YOWO(nn.Module):
 
     # -- forward ------------------------------------------------------------------------------
     def forward(self, clip: Tensor) -> dict[str, Tensor]:
-        """Tensor[B, 3, T, H, W] -> {"out": Tensor[B, A * (5 + C), H/32, W/32]}."""
+        """Tensor[B, 3, T, H, W] -> {"out": Tensor[B, A * (5 + C), H/s, W/s]}, s = ``self.stride``."""
         if clip.dim() != 5:
             raise ValueError(f"YOWO expects a clip Tensor[B, 3, T, H, W], got shape {tuple(clip.shape)}")
         h, w = clip.shape[-2:]
@@ -212,10 +216,13 @@ def yowo_tiny(
     cfam_channels: int = 128,
     freeze_2d: bool | str = False,
     freeze_3d: bool | str = False,
+    stride: int = 32,
 ) -> YOWO:
     """A CPU-sized YOWO: ``tiny3d(width)`` (8 * width channels) + ``tiny2d(width, 8 * width)``, CFAM of
-    ``cfam_channels``; same output layout as ``yowo``."""
+    ``cfam_channels``; same output layout as ``yowo``. ``stride=16`` gives both backbones output
+    stride 16 (a 6 x 6 map at 96 px rather than 3 x 3: small inputs, small actors)."""
     return yowo(
         num_classes, "tiny3d", "tiny2d", clip_len, anchors, cfam_channels, freeze_2d, freeze_3d,
-        backbone3d_kwargs={"width": width}, backbone2d_kwargs={"width": width, "out_channels": 8 * width},
+        backbone3d_kwargs={"width": width, "stride": stride},
+        backbone2d_kwargs={"width": width, "out_channels": 8 * width, "stride": stride},
     )  # fmt: skip

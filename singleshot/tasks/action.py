@@ -47,6 +47,7 @@ class ActionConfig:
     backbone3d: str = "resnext101"  # arch=yowo: resnext101 | resnet18 | shufflenetv2 | tiny3d
     backbone2d: str = "darknet19"  # arch=yowo: darknet19 | tiny2d
     width: int = 16  # yowo_tiny (and tiny2d / tiny3d) channel width
+    out_stride: int = 32  # yowo_tiny (and tiny2d + tiny3d): output stride 32 as published, or 16 (finer map)
     cfam_channels: int = 0  # 0: the builder's default (1024 for yowo, 128 for yowo_tiny)
     clip_len: int = 16  # frames per clip T (key frame last)
     K: int = 6  # frames per tubelet (ACT family)
@@ -184,20 +185,33 @@ def check_family(cfg: ActionConfig) -> None:
         raise ConfigError(f"arch={cfg.arch!r} is not a {cfg.model} architecture; expected one of {FAMILY_ARCHS[cfg.model]}")
 
 
+def output_stride(cfg: ActionConfig) -> int:
+    """Input pixels per output cell of the YOWO ``cfg`` builds: ``out_stride`` (16 or 32) when both
+    backbones are the tiny ones (``arch=yowo_tiny``, or ``tiny3d`` + ``tiny2d``), else 32."""
+    if cfg.out_stride not in (16, 32):
+        raise ConfigError(f"out_stride={cfg.out_stride}: expected 16 or 32")
+    tiny = cfg.arch == "yowo_tiny" or (cfg.backbone3d == "tiny3d" and cfg.backbone2d == "tiny2d")
+    if cfg.out_stride != 32 and not tiny:
+        raise ConfigError(f"out_stride={cfg.out_stride}: only the tiny backbones (arch=yowo_tiny, or backbone3d=tiny3d "
+                          f"with backbone2d=tiny2d) offer stride 16; {cfg.backbone3d} + {cfg.backbone2d} have 32")  # fmt: skip
+    return cfg.out_stride if tiny else 32
+
+
 def arch_kwargs(cfg: ActionConfig) -> dict[str, Any]:
     """Builder arguments of ``cfg.arch`` (freezing excluded: it is a training choice, not an architecture)."""
     check_family(cfg)
     if cfg.imgsz % 32:
         raise ConfigError(f"imgsz={cfg.imgsz}: YOWO needs an input size divisible by 32")
+    stride = output_stride(cfg)
     kwargs: dict[str, Any] = {"clip_len": cfg.clip_len}
     if cfg.arch == "yowo_tiny":
-        kwargs["width"] = cfg.width
+        kwargs.update(width=cfg.width, stride=stride)
     else:
         kwargs.update(backbone3d=cfg.backbone3d, backbone2d=cfg.backbone2d)
         if cfg.backbone3d == "tiny3d":
-            kwargs["backbone3d_kwargs"] = {"width": cfg.width}
+            kwargs["backbone3d_kwargs"] = {"width": cfg.width, "stride": stride}
         if cfg.backbone2d == "tiny2d":
-            kwargs["backbone2d_kwargs"] = {"width": cfg.width, "out_channels": 8 * cfg.width}
+            kwargs["backbone2d_kwargs"] = {"width": cfg.width, "out_channels": 8 * cfg.width, "stride": stride}
     if cfg.cfam_channels:
         kwargs["cfam_channels"] = cfg.cfam_channels
     anchors = anchor_pairs(cfg.anchors)

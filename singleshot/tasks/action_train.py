@@ -43,6 +43,7 @@ from singleshot.tasks.action import (
     apply_freeze,
     build_action_model,
     check_family,
+    output_stride,
     yowo_predictor,
 )
 from singleshot.tasks.action_distill import build_training
@@ -162,7 +163,7 @@ def train_action(cfg: ActionConfig) -> dict | None:
         mean, std = tuple(pmeta.get("mean", mean)), tuple(pmeta.get("std", std))
     else:
         if cfg.auto_anchors:
-            grid = (cfg.imgsz // 32, cfg.imgsz // 32)
+            grid = (cfg.imgsz // output_stride(cfg),) * 2
             cfg.anchors = tuple(v for pair in kmeans_anchors(ann, ann.train_videos or sorted(ann.videos), grid) for v in pair)
             logger.info("auto_anchors: %s (grid cells)", anchor_pairs(cfg.anchors))
         model, kwargs = build_action_model(cfg, len(classes))

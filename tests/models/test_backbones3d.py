@@ -130,6 +130,18 @@ def test_tiny3d_matches_reference() -> None:
     _check_against(tiny3d(16), sd, x, lambda v: R.resnet3d_forward(sd, "", v, "basic", (3, 7, 7)))
 
 
+def test_tiny3d_stride_16_keeps_layer4_at_the_layer3_map() -> None:
+    model = tiny3d(8, stride=16).eval()
+    x = torch.randn(1, 3, 4, 64, 96)
+    with torch.no_grad():
+        out = model(x)
+        inner = model.layer3(model.layer2(model.layer1(model.maxpool(model.relu(model.bn1(model.conv1(x)))))))
+    assert out.shape == (1, 64, 4, 6) and inner.shape[-2:] == out.shape[-2:] and model.stride == 16
+    assert tiny3d(8).stride == 32
+    with pytest.raises(ConfigError, match="stride"):
+        tiny3d(8, stride=64)
+
+
 def test_shufflenetv2_matches_reference() -> None:
     sd = R.random_state(R.shufflenet_keys("", (24, 32, 64, 128, 1024)), seed=7)
     x = torch.randn(1, 3, 16, 32, 32, generator=torch.Generator().manual_seed(8))

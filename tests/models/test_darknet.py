@@ -88,14 +88,18 @@ def test_yolov2_forward_matches_cfg_reference_at_64px() -> None:
     x = torch.randn(1, 3, 64, 64)
     with torch.no_grad():
         out = model.eval()(x)
-    assert out.shape == (1, 425, 2, 2)
+    assert out.shape == (1, 425, 2, 2) and model.stride == 32  # through the route and the reorg
     expected = R.darknet_forward(sd, "", blocks, x)
     torch.testing.assert_close(out, expected, rtol=1e-4, atol=1e-4 * float(expected.abs().max()))
 
 
 def test_tiny2d_shape_and_errors() -> None:
     model = tiny2d(8, 32)
-    assert model.eval()(torch.randn(2, 3, 64, 96)).shape == (2, 32, 2, 3)
+    assert model.eval()(torch.randn(2, 3, 64, 96)).shape == (2, 32, 2, 3) and model.stride == 32
+    fine = tiny2d(8, 32, stride=16)
+    assert fine.eval()(torch.randn(2, 3, 64, 96)).shape == (2, 32, 4, 6) and fine.stride == 16
+    with pytest.raises(ConfigError, match="stride"):
+        tiny2d(8, 32, stride=8)
     with pytest.raises(ConfigError, match="route"):
         Darknet2D([ConvSpec(4), RouteSpec((-5,))])
     with pytest.raises(ConfigError, match="activation"):

@@ -119,3 +119,22 @@ def test_yowo_class_accepts_any_backbones_with_out_channels() -> None:
     assert model(torch.randn(1, 3, 4, 64, 32))["out"].shape == (1, 35, 2, 1)
     with pytest.raises(ConfigError, match="tail_names"):
         YOWO(Flat3D(), Flat2D(), num_classes=2, cfam_channels=16, freeze_3d="partial")
+
+
+def test_tiny_stride_16_halves_the_cell() -> None:
+    torch.manual_seed(0)
+    coarse, fine = yowo_tiny(4, width=8), yowo_tiny(4, width=8, stride=16)
+    assert (coarse.stride, fine.stride) == (32, 16)
+    assert fine(torch.randn(1, 3, 4, 96, 64))["out"].shape == (1, 5 * 9, 6, 4)
+    # Dropping a pool and a stride adds no parameter.
+    assert sum(p.numel() for p in coarse.parameters()) == sum(p.numel() for p in fine.parameters())
+    with pytest.raises(ConfigError, match="stride"):
+        yowo_tiny(2, stride=8)
+
+
+def test_backbones_of_different_strides_are_refused() -> None:
+    from singleshot.models.backbones3d_resnet import tiny3d
+    from singleshot.models.darknet import tiny2d
+
+    with pytest.raises(ConfigError, match="output stride"):
+        YOWO(tiny3d(8, stride=16), tiny2d(8, 64), num_classes=2, cfam_channels=16)

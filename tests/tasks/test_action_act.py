@@ -44,7 +44,7 @@ def data(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, object]:
 
 def _meta(**extra: object) -> dict:
     meta = {"family": "act", "architecture": "act_tiny", "arch_kwargs": {"k": K, "image_size": 64, "width": 0.25},
-            "num_classes": 4, "classes": ["Bounce", "Grow", "Slide", "Spin"], "input_size": [64, 64]}  # fmt: skip
+            "num_classes": 4, "classes": ["Bounce", "Pulse", "Slide", "Spin"], "input_size": [64, 64]}  # fmt: skip
     meta.update(extra)
     return meta
 

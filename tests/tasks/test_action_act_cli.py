@@ -60,7 +60,7 @@ def test_train_writes_act_weights_logs_and_plots(trained: tuple[Path, Path]) -> 
     state, meta = load_weights(run / "best.safetensors")
     assert meta["family"] == "act" and meta["architecture"] == "act_tiny" and meta["K"] == 3
     assert meta["arch_kwargs"] == {"k": 3, "image_size": 64, "width": 0.25} and meta["input_size"] == [64, 64]
-    assert meta["classes"] == ["Bounce", "Grow", "Slide", "Spin"] and meta["epoch"] == 2
+    assert meta["classes"] == ["Bounce", "Pulse", "Slide", "Spin"] and meta["epoch"] == 2
     assert set(meta["metrics"]) >= {"frame_map", "video_map@0.5"}
     assert state["head.loc.0.weight"].shape[0] % (4 * 3) == 0  # 4K offsets per anchor
     rows = (run / "results.csv").read_text().strip().splitlines()

@@ -28,7 +28,7 @@ from singleshot.tasks.action_act_tubelets import CandidateSettings
 from singleshot.tasks.action_act_two_stream import FlowFlip, TwoStreamTubeletDataset, motion_images
 
 K = 3
-META = {"input_size": [64, 64], "classes": ["Bounce", "Grow", "Slide", "Spin"]}
+META = {"input_size": [64, 64], "classes": ["Bounce", "Pulse", "Slide", "Spin"]}
 FAST = {"settings": TubeletPostprocess(score_thresh=0.21, topk_candidates=60, max_detections=30),
         "candidates": CandidateSettings(keep=40)}  # fmt: skip
 

@@ -14,6 +14,7 @@ import torch
 from singleshot.cli import main
 from singleshot.config import build_config
 from singleshot.engine.weights import load_weights
+from singleshot.errors import ConfigError
 from singleshot.io.video import read_frames
 from singleshot.models.yowo import JHMDB21_ANCHORS, UCF24_ANCHORS
 from singleshot.structures import ActionAnnotations, Tube, VideoAnnotation
@@ -38,7 +39,7 @@ def test_demo_pipeline_at_toy_scale(tmp_path: Path, capsys: pytest.CaptureFixtur
     got = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     for key in ("frame_map", "video_map@0.2", "video_map@0.5", "video_map@0.75", "video_map@0.5:0.95", "per_class"):
         assert key in got
-    assert set(got["per_class"]) == {"Bounce", "Grow", "Slide", "Spin"}
+    assert set(got["per_class"]) == {"Bounce", "Pulse", "Slide", "Spin"}
     run = tmp_path / "demo"
     assert (run / "results.png").is_file() and (run / "metrics.json").is_file()
     assert (tmp_path / "demo_data" / "SynthAction-GT.pkl").is_file() and (tmp_path / "demo_data" / "testlist.txt").is_file()
@@ -72,3 +73,17 @@ def test_published_recipes_build(name: str) -> None:
     np.testing.assert_allclose(model.anchors.tolist(), expected, rtol=1e-6)
     frozen_2d = not any(p.requires_grad for p in model.backbone_2d.parameters())
     assert frozen_2d == ("jhmdb" in name) and all(p.requires_grad for p in model.backbone_3d.parameters())
+
+
+def test_out_stride_16_reaches_the_tiny_backbones_only() -> None:
+    fine = ActionConfig(arch="yowo_tiny", width=4, out_stride=16, clip_len=4)
+    model, kwargs = build_action_model(fine, 3)
+    assert kwargs["stride"] == 16 and model.stride == 16
+    assert model(torch.randn(1, 3, 4, 64, 96))["out"].shape[-2:] == (4, 6)
+    mixed = ActionConfig(arch="yowo", backbone3d="tiny3d", backbone2d="tiny2d", width=4, out_stride=16, clip_len=4)
+    assert build_action_model(mixed, 3)[0].stride == 16
+    published = ActionConfig(arch="yowo", backbone3d="resnet18", backbone2d="darknet19", out_stride=16)
+    with pytest.raises(ConfigError, match="out_stride=16"):
+        build_action_model(published, 3)
+    with pytest.raises(ConfigError, match="16 or 32"):
+        build_action_model(ActionConfig(out_stride=8), 3)

@@ -48,7 +48,7 @@ def test_train_writes_weights_logs_and_plots(trained: tuple[Path, Path]) -> None
     for name in ("best.safetensors", "last.pt", "results.csv", "results.png", "config.yaml"):
         assert (run / name).is_file(), name
     state, meta = load_weights(run / "best.safetensors")
-    assert meta["classes"] == ["Bounce", "Grow", "Slide", "Spin"] and meta["clip_len"] == 4
+    assert meta["classes"] == ["Bounce", "Pulse", "Slide", "Spin"] and meta["clip_len"] == 4
     assert meta["input_size"] == [64, 64] and meta["architecture"] == "yowo_tiny" and meta["family"] == "yowo"
     assert set(meta["metrics"]) >= {"frame_map", "video_map@0.5"} and meta["epoch"] == 2  # the one evaluation
     rows = (run / "results.csv").read_text().strip().splitlines()

@@ -11,7 +11,7 @@
 
 so :func:`~singleshot.data.action.readers.load_action_annotations` reads either the root or the
 pickle and the dataset classes read the frames. Videos show shapes whose motion is the class
-(``Bounce``, ``Grow``, ``Slide``, ``Spin``; see :mod:`.synthetic_render`). Video ``i`` of the train
+(``Bounce``, ``Pulse``, ``Slide``, ``Spin``; see :mod:`.synthetic_render`). Video ``i`` of the train
 (test) split has class ``i % 4`` and is drawn from ``np.random.default_rng(np.random.SeedSequence(
 [seed, 0 (1), i, height, width]))``: a function of the seed, split, index and frame size only, so
 the same arguments give byte-identical files.

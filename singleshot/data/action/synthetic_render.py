@@ -1,13 +1,18 @@
 """Rendering of the synthetic action videos: moving shapes whose *motion* is the class.
 
-Every class uses the same shapes (rectangle, ellipse, diamond, triangle; elongated, aspect 1.5-2.5),
-the same colour palette and the same size range, drawn at random per actor, so one frame cannot
-tell the class; the motion over a few frames does:
+Every class uses the same shapes (rectangle, ellipse, diamond, triangle; half-length 10-16 px,
+aspect 1.5-2.5), the same colour palette and the same base size range, drawn at random per actor,
+so one frame cannot tell the class; the motion over a few frames does:
 
-- ``Bounce``: vertical hops, ``y = y0 - A |sin(pi (t + phase) / P)|`` (A 10-18 px, P 8-12 frames);
-- ``Grow``: the shape's size grows geometrically by a factor 1.6-2.0 over the action;
-- ``Slide``: constant velocity, 1.0-2.2 px/frame in a random direction;
-- ``Spin``: rotation about the centre at 0.15-0.30 rad/frame, either way.
+- ``Bounce``: vertical hops, ``y = y0 - A |sin(pi (t + phase) / P)|`` (A 14-24 px, P 6-10 frames);
+- ``Pulse``: the size swells and shrinks, ``size0 * exp(A sin(2 pi t / P + phase))`` (A 0.30-0.45,
+  P 8-12 frames);
+- ``Slide``: constant speed, 2.5-4 px/frame within 50 degrees of horizontal, reflected at the walls
+  of the actor's region;
+- ``Spin``: rotation about the centre at 0.30-0.50 rad/frame, either way.
+
+Every motion is strong within a few frames (what a 4-frame tubelet or an 8-frame clip sees): a
+slide moves 7-12 px over 4 frames, a pulse changes the size by up to ~40%, a spin turns 50-85 degrees.
 
 (Pixel values are for 120x160 frames and scale with the frame.) An actor exists only during its
 action (frames ``sf ... ef``, 1-based, often strictly inside the video); about 30% of the videos
@@ -34,7 +39,7 @@ logger = logging.getLogger(__name__)
 __all__ = ["SYNTH_ACTION_CLASSES", "SynthActor", "render_action_video"]
 
 #: Class names (alphabetical, as folder names sort): label i = SYNTH_ACTION_CLASSES[i].
-SYNTH_ACTION_CLASSES: tuple[str, ...] = ("Bounce", "Grow", "Slide", "Spin")
+SYNTH_ACTION_CLASSES: tuple[str, ...] = ("Bounce", "Pulse", "Slide", "Spin")
 
 _KINDS = ("rect", "ellipse", "diamond", "triangle")
 _PALETTE = np.array(
@@ -108,26 +113,42 @@ def _background(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
     return np.asarray(canvas, dtype=np.float32)
 
 
+def _reflect(u: np.ndarray, span: float) -> np.ndarray:
+    """Positions ``u`` folded into [0, span], as a point moving between two walls bounces off them."""
+    if span <= 0.0:
+        return np.zeros_like(u)
+    m = np.mod(u, 2.0 * span)
+    return np.where(m <= span, m, 2.0 * span - m)
+
+
 def _motion(
-    rng: np.random.Generator, action: str, length: int, scale: float, shrink: float
+    rng: np.random.Generator, action: str, length: int, scale: float, shrink: float, room: tuple[float, float]
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Per-frame (centre offsets [L, 2], half-axes [L, 2], angles [L]) of one actor, centre at 0."""
+    """Per-frame (centre offsets [L, 2], half-axes [L, 2], angles [L]) of one actor.
+
+    ``room``: (width, height) of the region the actor must stay in; slides and bounces use the
+    room left by the shape's size. ``shrink`` (<= 1) scales the shape down when it does not fit.
+    """
     t = np.arange(length, dtype=np.float64)
-    a = rng.uniform(9.0, 14.0) * scale
+    a = rng.uniform(10.0, 16.0) * scale * shrink
     half = np.tile([a, a / rng.uniform(1.5, 2.5)], (length, 1))
     angle = np.full(length, rng.uniform(0.0, math.pi))
     centre = np.zeros((length, 2))
+    r = float(np.hypot(half[0, 0], half[0, 1])) + 1.0
+    free_x, free_y = (max(float(v) - 2.0 * r, 0.0) for v in room)  # the centre's range of travel
     if action == "Slide":
-        speed, phi = rng.uniform(1.0, 2.2) * scale * shrink, rng.uniform(0.0, 2.0 * math.pi)
-        centre = np.stack((t * speed * math.cos(phi), t * speed * math.sin(phi)), axis=1)
+        speed = rng.uniform(2.5, 4.0) * scale
+        phi = rng.uniform(-1.0, 1.0) * math.radians(50.0) + (math.pi if rng.random() < 0.5 else 0.0)
+        centre[:, 0] = _reflect(rng.uniform(0.0, 2.0 * free_x) + t * speed * math.cos(phi), free_x)
+        centre[:, 1] = _reflect(rng.uniform(0.0, 2.0 * free_y) + t * speed * math.sin(phi), free_y)
     elif action == "Bounce":
-        amp, period = rng.uniform(10.0, 18.0) * scale * shrink, rng.uniform(8.0, 12.0)
+        amp, period = min(rng.uniform(14.0, 24.0) * scale, free_y), rng.uniform(6.0, 10.0)
         centre[:, 1] = -amp * np.abs(np.sin(math.pi * (t + rng.uniform(0.0, period)) / period))
     elif action == "Spin":
-        angle = angle + rng.choice([-1.0, 1.0]) * rng.uniform(0.15, 0.30) * t
-    elif action == "Grow":
-        factor = rng.uniform(1.6, 2.0)
-        half = half * (factor ** (t / max(length - 1, 1) - 0.5))[:, None] * shrink**0.5
+        angle = angle + rng.choice([-1.0, 1.0]) * rng.uniform(0.30, 0.50) * t
+    elif action == "Pulse":
+        amp, period = rng.uniform(0.30, 0.45), rng.uniform(8.0, 12.0)
+        half = half * np.exp(amp * np.sin(2.0 * math.pi * t / period + rng.uniform(0.0, 2.0 * math.pi)))[:, None]
     else:
         raise ValueError(f"unknown synthetic action {action!r}; choose from {SYNTH_ACTION_CLASSES}")
     return centre, half, angle
@@ -139,7 +160,7 @@ def _place(
     """Draw an actor's motion until its whole path (with a rotation-safe margin) fits ``region``."""
     rx0, ry0, rx1, ry1 = region
     for attempt in range(40):
-        centre, half, angle = _motion(rng, action, length, scale, 0.9**attempt)
+        centre, half, angle = _motion(rng, action, length, scale, 0.95**attempt, (rx1 - rx0, ry1 - ry0))
         r = np.hypot(half[:, 0], half[:, 1]) + 1.0
         lo, hi = (centre - r[:, None]).min(axis=0), (centre + r[:, None]).max(axis=0)
         span = hi - lo
@@ -190,7 +211,7 @@ def render_action_video(
     if not plans:  # pragma: no cover - 50 draws of a single actor cannot all fail
         raise RuntimeError(f"could not place a {action} actor in a {h}x{w} video of {num_frames} frames")
     if not two and rng.random() < 0.35:  # a static distractor, never annotated
-        a = rng.uniform(9.0, 14.0) * scale
+        a = rng.uniform(10.0, 16.0) * scale
         kind = _KINDS[int(rng.integers(len(_KINDS)))]
         colour = _PALETTE[int(rng.integers(len(_PALETTE)))]
         cx, cy = rng.uniform(a + 2, w - a - 2), rng.uniform(a + 2, h - a - 2)
