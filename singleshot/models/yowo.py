@@ -1,8 +1,9 @@
 """YOWO: a 3D clip backbone and a 2D key-frame backbone fused by CFAM into a YOLOv2-style region output.
 
 ``model(clip)`` with ``clip`` Tensor[B, 3, T, H, W] (normalised; the key frame is ``clip[:, :, -1]``,
-H and W divisible by 32) returns ``{"out": Tensor[B, A * (5 + C), H/32, W/32]}``. Viewed as
-[B, A, 5 + C, H/32, W/32], the channels of anchor ``a`` are (tx, ty, tw, th, conf, class_0 ..
+H and W divisible by 32) returns ``{"out": Tensor[B, A * (5 + C), H/s, W/s]}`` with s =
+``model.stride`` (32 as published; 16 for the tiny backbones built with ``stride=16``). Viewed as
+[B, A, 5 + C, H/s, W/s], the channels of anchor ``a`` are (tx, ty, tw, th, conf, class_0 ..
 class_{C-1}), raw (no activation), as in YOWO. ``model.anchors`` is Tensor[A, 2] (w, h) in grid cells.
 
 Attribute names are YOWO's (``backbone_3d``, ``backbone_2d``, ``cfam``, ``conv_final``), so its
