@@ -29,7 +29,7 @@ from singleshot.errors import WeightsError
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["save_weights", "load_weights", "load_foreign_pth", "unwrap_state_dict", "META_KEY"]
+__all__ = ["save_weights", "load_weights", "load_state_into", "load_foreign_pth", "unwrap_state_dict", "META_KEY"]
 
 META_KEY = "singleshot"
 _WRAPPER_KEYS = ("state_dict", "model_state_dict", "model", "net", "weights")
@@ -98,6 +98,22 @@ def load_weights(path: str | Path, device: str | torch.device = "cpu") -> tuple[
     if not isinstance(meta, dict):
         raise WeightsError(f"{path}: the {META_KEY!r} metadata must be a JSON object, got {type(meta).__name__}")
     return state, meta
+
+
+def load_state_into(model: nn.Module, state: Mapping[str, Tensor], source: str | Path,
+                    architecture: str | None = None) -> nn.Module:  # fmt: skip
+    """``model.load_state_dict(state)`` (strict), returning ``model``.
+
+    Raises:
+        WeightsError: missing, unexpected or mis-shaped tensors, naming ``source`` (the file, or
+            e.g. ``teacher=<file>``) and ``architecture`` (default: the model's class name).
+    """
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as exc:
+        arch = architecture or type(model).__name__
+        raise WeightsError(f"{source}: the tensors do not fit {arch!r}: {str(exc)[:300]}") from None
+    return model
 
 
 def unwrap_state_dict(obj: Any, source: str = "<object>") -> dict[str, Tensor]:

@@ -220,7 +220,7 @@ def load_action_weights(path: str | Path) -> tuple[nn.Module, dict[str, Any]]:
     The model is ``build_model(meta["architecture"], meta["num_classes"], **meta["arch_kwargs"])``
     with the tensors loaded strictly. Raises :class:`WeightsError` naming the file.
     """
-    from singleshot.engine.weights import load_weights
+    from singleshot.engine.weights import load_state_into, load_weights
 
     path = Path(path)
     if path.suffix == ".onnx":
@@ -228,12 +228,7 @@ def load_action_weights(path: str | Path) -> tuple[nn.Module, dict[str, Any]]:
     state, meta = load_weights(path)
     if meta.get("task", "action") != "action":
         raise WeightsError(f"{path}: weights of the {meta.get('task')!r} task, not action")
-    model = _build(meta, str(path))
-    try:
-        model.load_state_dict(state)
-    except RuntimeError as exc:
-        raise WeightsError(f"{path}: the tensors do not fit {meta.get('architecture')!r}: {str(exc)[:300]}") from None
-    return model.eval(), meta
+    return load_state_into(_build(meta, str(path)), state, path, meta.get("architecture")).eval(), meta
 
 
 def _dataset_batches(

@@ -118,7 +118,7 @@ def export_detector(cfg: DetectConfig, opts: ExportOptions) -> dict[str, Any]:
     """Export ``cfg.weights`` (a ``.safetensors`` SSD) as ONNX; returns a summary dict."""
     import onnx
 
-    from singleshot.engine.weights import load_weights
+    from singleshot.engine.weights import load_state_into, load_weights
     from singleshot.export.detect_graph import DETECTIONS_COLUMNS, append_ssd_postprocess
     from singleshot.export.onnx_export import export_onnx, read_onnx_metadata, set_onnx_metadata
     from singleshot.export.quantize import quantize_static_onnx
@@ -133,12 +133,7 @@ def export_detector(cfg: DetectConfig, opts: ExportOptions) -> dict[str, Any]:
     if weights.suffix == ".onnx":
         raise ConfigError(f"weights={weights}: already ONNX; export reads a .safetensors file")
     state, meta = load_weights(weights)
-    model = model_from_meta(meta)
-    try:
-        model.load_state_dict(state)
-    except RuntimeError as exc:
-        raise WeightsError(f"{weights}: the tensors do not fit {meta.get('architecture')!r}: {exc}") from exc
-    model.eval()
+    model = load_state_into(model_from_meta(meta), state, weights, meta.get("architecture")).eval()
     dst = Path(cfg.dst) if cfg.dst else _default_dst(weights, opts)
     size = int(model.image_size)
     settings = settings_from_meta(meta, cfg)

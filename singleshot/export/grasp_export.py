@@ -188,7 +188,7 @@ def _build(meta: dict[str, Any], source: str) -> nn.Module:
 def load_grasp_weights(path: str | Path) -> tuple[nn.Module, dict[str, Any]]:
     """``(model in eval mode, metadata)`` of a grasp ``.safetensors`` file; auxiliary-head tensors
     are dropped (with a log line), everything else must fit strictly."""
-    from singleshot.engine.weights import load_weights
+    from singleshot.engine.weights import load_state_into, load_weights
     from singleshot.models.psp_grasp import strip_aux
 
     path = Path(path)
@@ -200,12 +200,7 @@ def load_grasp_weights(path: str | Path) -> tuple[nn.Module, dict[str, Any]]:
     kept = strip_aux(state)
     if len(kept) != len(state):
         logger.info("%s: dropped %d auxiliary-head tensors for export", path, len(state) - len(kept))
-    model = _build(meta, str(path))
-    try:
-        model.load_state_dict(kept)
-    except RuntimeError as exc:
-        raise WeightsError(f"{path}: the tensors do not fit {meta.get('architecture')!r}: {str(exc)[:300]}") from None
-    return model.eval(), meta
+    return load_state_into(_build(meta, str(path)), kept, path, meta.get("architecture")).eval(), meta
 
 
 def _dataset_batches(meta: dict[str, Any], shape: tuple[int, ...], root: Path, layout: str, depth: str,

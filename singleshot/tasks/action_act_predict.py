@@ -221,8 +221,7 @@ class ACTPredictor:
 
 def _flow_stream(meta: dict[str, Any], cfg: Any) -> tuple[nn.Module, dict[str, Any]] | None:
     """The motion stream named by ``flow_weights`` (else by the RGB weights' metadata, beside them)."""
-    from singleshot.engine.weights import load_weights
-    from singleshot.errors import WeightsError
+    from singleshot.engine.weights import load_state_into, load_weights
     from singleshot.tasks.action import model_from_meta
 
     name = str(getattr(cfg, "flow_weights", "") or meta.get("flow_weights", "") or "")
@@ -232,12 +231,7 @@ def _flow_stream(meta: dict[str, Any], cfg: Any) -> tuple[nn.Module, dict[str, A
     if not getattr(cfg, "flow_weights", "") and getattr(cfg, "weights", ""):
         path = Path(cfg.weights).parent / name
     state, fmeta = load_weights(path)
-    model = model_from_meta(fmeta)
-    try:
-        model.load_state_dict(state)
-    except RuntimeError as e:
-        raise WeightsError(f"{path}: tensors do not fit the architecture in its metadata: {e}") from None
-    return model, fmeta
+    return load_state_into(model_from_meta(fmeta), state, path, fmeta.get("architecture")), fmeta
 
 
 def act_predictor(model: nn.Module, meta: dict[str, Any], cfg: Any) -> ACTPredictor:

@@ -31,7 +31,7 @@ from typing import Any
 
 from torch import nn
 
-from singleshot.engine.weights import load_weights
+from singleshot.engine.weights import load_state_into, load_weights
 from singleshot.errors import ConfigError, WeightsError
 from singleshot.losses.distill import DistillLoss, RegionLogits, SoftLabelKD, StudentWithTeacher, TeacherObjectnessMask
 from singleshot.tasks.action import ActionConfig, family_of, model_from_meta
@@ -62,11 +62,7 @@ def load_teacher(path: str, cfg: ActionConfig, classes: Sequence[str], mean: Seq
         if theirs != ours:
             raise ConfigError(f"teacher={path}: its {name} {theirs} differs from the student's {ours}; "
                               "the teacher must take the student's batch as it is")  # fmt: skip
-    teacher = model_from_meta(meta)
-    try:
-        teacher.load_state_dict(state)
-    except RuntimeError as exc:
-        raise WeightsError(f"{path}: tensors do not fit {meta.get('architecture')!r}: {str(exc)[:300]}") from None
+    teacher = load_state_into(model_from_meta(meta), state, path, meta.get("architecture"))
     return teacher.eval(), meta
 
 

@@ -53,7 +53,7 @@ def load_data(cfg: ActionConfig) -> tuple[ActionAnnotations, Path]:
 def load_predictor(cfg: ActionConfig) -> Any:
     """The model and thresholds of a ``.safetensors`` weights file (or of an ``.onnx`` file written
     by ``action export``, run with onnxruntime), as its family's predictor."""
-    from singleshot.engine.weights import load_weights
+    from singleshot.engine.weights import load_state_into, load_weights
 
     _require(cfg, "weights")
     if Path(cfg.weights).suffix.lower() == ".onnx":
@@ -64,11 +64,7 @@ def load_predictor(cfg: ActionConfig) -> Any:
             onnx_meta = dict(onnx_meta, stride=cfg.stride)
         return make_predictor(onnx_model, onnx_meta, cfg)
     state, meta = load_weights(cfg.weights)
-    model = model_from_meta(meta)
-    try:
-        model.load_state_dict(state)
-    except RuntimeError as e:
-        raise WeightsError(f"{cfg.weights}: tensors do not fit the architecture in its metadata: {e}") from None
+    model = load_state_into(model_from_meta(meta), state, cfg.weights, meta.get("architecture"))
     if cfg.stride != ActionConfig.stride:
         meta = dict(meta, stride=cfg.stride)
     return make_predictor(model, meta, cfg)

@@ -43,7 +43,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from singleshot.engine.weights import load_weights
+from singleshot.engine.weights import load_state_into, load_weights
 from singleshot.errors import ConfigError, WeightsError
 from singleshot.losses.distill import DistillLoss, FeatureAdapter, FeatureImitation, SoftLabelKD, StudentWithTeacher
 from singleshot.losses.multibox import assign_targets, background_loss, hard_negative_mask, pad_targets
@@ -170,12 +170,7 @@ def load_teacher(path: str | Path, classes: Sequence[str]) -> tuple[nn.Module, d
     elif list(teacher_classes) != list(classes):
         raise ConfigError(f"teacher={path}: its classes {list(teacher_classes)} differ from the student's {list(classes)} "
                           "(distillation needs the same classes in the same order)")
-    teacher = model_from_meta(meta)
-    try:
-        teacher.load_state_dict(state)
-    except RuntimeError as exc:
-        raise WeightsError(f"teacher={path}: the weights do not fit {meta.get('architecture')}: {exc}") from exc
-    return teacher, meta
+    return load_state_into(model_from_meta(meta), state, f"teacher={path}", meta.get("architecture")), meta
 
 
 def _teacher_input(meta: Mapping[str, Any], teacher: nn.Module) -> TeacherInput:

@@ -72,7 +72,7 @@ def build_dataset(cfg: DetectConfig, split: str, classes: list[str], transforms:
 
 def load_predictor(cfg: DetectConfig) -> DetectPredictor:
     """The model and thresholds of a ``.safetensors`` weights file (or an exported ``.onnx`` file)."""
-    from singleshot.engine.weights import load_weights
+    from singleshot.engine.weights import load_state_into, load_weights
 
     _require(cfg, "weights")
     if cfg.weights.endswith(".onnx"):
@@ -80,8 +80,7 @@ def load_predictor(cfg: DetectConfig) -> DetectPredictor:
 
         return load_onnx_predictor(cfg)
     state, meta = load_weights(cfg.weights)
-    model = model_from_meta(meta)
-    model.load_state_dict(state)
+    model = load_state_into(model_from_meta(meta), state, cfg.weights, meta.get("architecture"))
     return DetectPredictor(model, meta, settings_from_meta(meta, cfg), cfg.device)
 
 

@@ -162,7 +162,7 @@ def evaluate_dataset(
 def load_predictor(cfg: GraspConfig) -> GraspPredictor:
     """The model of a ``.safetensors`` weights file (or of an ``.onnx`` file written by ``grasp
     export``, run with onnxruntime) with the view settings of its metadata; keys given on the command line (``size``, ``crop``, ``crop_size``, thresholds) override them."""
-    from singleshot.engine.weights import load_weights
+    from singleshot.engine.weights import load_state_into, load_weights
 
     _require(cfg, "weights")
     onnx = Path(cfg.weights).suffix.lower() == ".onnx"
@@ -172,11 +172,7 @@ def load_predictor(cfg: GraspConfig) -> GraspPredictor:
         model, meta = load_onnx_grasp_model(cfg.weights, threads=cfg.threads or None)
     else:
         state, meta = load_weights(cfg.weights)
-        model = model_from_meta(meta)
-        try:
-            model.load_state_dict(state)
-        except RuntimeError as exc:
-            raise WeightsError(f"{cfg.weights}: tensors do not fit {meta.get('architecture')!r}: {str(exc)[:300]}") from None
+        model = load_state_into(model_from_meta(meta), state, cfg.weights, meta.get("architecture"))
     base = GraspConfig()
     meta = dict(meta)
     if cfg.input != base.input and cfg.input != meta.get("input", "depth"):
@@ -278,7 +274,7 @@ def convert(args: dict[str, str]) -> dict:
         return {"from": "pcd", "root": cfg.src, "written": len(written)}
     if cfg.from_ != "ggcnn":
         raise ConfigError(f"from={cfg.from_!r} is unknown; expected pcd or ggcnn")
-    from singleshot.engine.weights import load_foreign_pth, save_weights
+    from singleshot.engine.weights import load_foreign_pth, load_state_into, save_weights
     from singleshot.tasks.grasp import build_grasp_model, model_meta
 
     _require(cfg, "dst")
@@ -292,11 +288,7 @@ def convert(args: dict[str, str]) -> dict:
     if channels not in kinds:
         raise WeightsError(f"{cfg.src}: {first} takes {channels} input channels; expected 1, 3 or 4")
     cfg.input = kinds[channels]
-    model = build_grasp_model(cfg.model, cfg.input)
-    try:
-        model.load_state_dict(state)
-    except RuntimeError as exc:
-        raise WeightsError(f"{cfg.src}: does not fit {cfg.model}: {str(exc)[:300]}") from None
+    model = load_state_into(build_grasp_model(cfg.model, cfg.input), state, cfg.src, cfg.model)
     save_weights(Path(cfg.dst), model, model_meta(cfg, source=str(cfg.src)))
     return {"from": "ggcnn", "dst": cfg.dst, "architecture": cfg.model, "input": cfg.input, "tensors": len(state),
             "input_size": cfg.size, "crop": cfg.crop, "crop_size": cfg.crop_size}  # fmt: skip

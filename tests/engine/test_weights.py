@@ -12,7 +12,7 @@ import pytest
 import torch
 from torch import nn
 
-from singleshot.engine.weights import load_foreign_pth, load_weights, save_weights, unwrap_state_dict
+from singleshot.engine.weights import load_foreign_pth, load_state_into, load_weights, save_weights, unwrap_state_dict
 from singleshot.errors import WeightsError
 
 
@@ -113,3 +113,14 @@ def test_foreign_pth_with_numpy_score_is_read(tmp_path: Path) -> None:
     path = tmp_path / "yowo_ucf24_16f_best.pth"
     torch.save({"epoch": 5, "fscore": np.float64(0.87), "state_dict": {"module.w": torch.ones(3)}}, path)
     assert torch.equal(load_foreign_pth(path)["w"], torch.ones(3))
+
+
+def test_load_state_into_names_the_source_and_architecture() -> None:
+    model = nn.Linear(3, 2)
+    other = nn.Linear(3, 2)
+    assert load_state_into(model, other.state_dict(), "a.safetensors") is model
+    torch.testing.assert_close(model.weight, other.weight)
+    with pytest.raises(WeightsError, match=r"(?s)teacher=b\.safetensors: the tensors do not fit 'ssd_tiny'.*size mismatch"):
+        load_state_into(model, nn.Linear(4, 2).state_dict(), "teacher=b.safetensors", "ssd_tiny")
+    with pytest.raises(WeightsError, match=r"(?s)c\.safetensors: .* 'Linear'.*Missing key"):
+        load_state_into(model, {"weight": other.weight}, "c.safetensors")
