@@ -244,19 +244,20 @@ def darknet19_yolov2(num_outputs: int = 425) -> Darknet2D:
 
 def tiny2d(width: int = 16, out_channels: int = 128, stride: int = 32) -> Darknet2D:
     """A small Darknet for CPU demos: five 3x3 conv-BN-leaky layers (``width * 1, 2, 4, 8, 16``), each
-    followed by a 2x2 max pool (``stride=16``: all but the last), then a 1x1 conv-BN-leaky to
-    ``out_channels``.
+    of the first log2(``stride``) followed by a 2x2 max pool (stride 32: all five; 16: the first four;
+    8: the first three), then a 1x1 conv-BN-leaky to ``out_channels``.
 
     Shapes: Tensor[B, 3, H, W] -> Tensor[B, out_channels, H/stride, W/stride] (floor).
     """
     if width < 1 or out_channels < 1:
         raise ConfigError(f"tiny2d needs width >= 1 and out_channels >= 1, got {width}, {out_channels}")
-    if stride not in (16, 32):
-        raise ConfigError(f"tiny2d: stride must be 16 or 32, got {stride}")
+    if stride not in (8, 16, 32):
+        raise ConfigError(f"tiny2d: stride must be 8, 16 or 32, got {stride}")
+    pools = stride.bit_length() - 1
     spec: list[LayerSpec] = []
     for k in range(5):
         spec.append(ConvSpec(width * 2**k))
-        if k < 4 or stride == 32:
+        if k < pools:
             spec.append(PoolSpec())
     spec.append(ConvSpec(out_channels, 1))
     return Darknet2D(spec)

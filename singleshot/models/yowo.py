@@ -2,7 +2,7 @@
 
 ``model(clip)`` with ``clip`` Tensor[B, 3, T, H, W] (normalised; the key frame is ``clip[:, :, -1]``,
 H and W divisible by 32) returns ``{"out": Tensor[B, A * (5 + C), H/s, W/s]}`` with s =
-``model.stride`` (32 as published; 16 for the tiny backbones built with ``stride=16``). Viewed as
+``model.stride`` (32 as published; 16 or 8 for the tiny backbones built with ``stride=16`` or ``8``). Viewed as
 [B, A, 5 + C, H/s, W/s], the channels of anchor ``a`` are (tx, ty, tw, th, conf, class_0 ..
 class_{C-1}), raw (no activation), as in YOWO. ``model.anchors`` is Tensor[A, 2] (w, h) in grid cells.
 
@@ -26,6 +26,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from singleshot.errors import ConfigError
@@ -76,6 +77,10 @@ class YOWO(nn.Module):
         freeze_2d, freeze_3d: ``"none"``/False, ``"all"``/True or ``"partial"`` (see the module docstring).
         clip_len: the number of frames T the model is meant for (recorded; any T works).
         dropout: CFAM's Dropout2d probability.
+        input_3d: what the 3D backbone sees: ``"rgb"`` (YOWO: the clip itself) or ``"diff"`` (the T − 1
+            differences of consecutive frames, ``clip[:, :, 1:] − clip[:, :, :-1]``: a motion input in the
+            manner of TSN's RGB difference, so the clip branch need not learn to subtract frames before
+            it can learn motion; the 2D branch still sees the key frame).
     """
 
     def __init__(
@@ -89,16 +94,20 @@ class YOWO(nn.Module):
         freeze_3d: bool | str = False,
         clip_len: int = 16,
         dropout: float = 0.1,
+        input_3d: str = "rgb",
     ) -> None:
         super().__init__()
         if num_classes < 1:
             raise ConfigError(f"num_classes must be at least 1, got {num_classes}")
         if clip_len < 1:
             raise ConfigError(f"clip_len must be at least 1, got {clip_len}")
+        if input_3d not in ("rgb", "diff"):
+            raise ConfigError(f"input_3d must be 'rgb' or 'diff', got {input_3d!r}")
         anchor_t = _anchor_tensor(anchors)
         s3, s2 = int(getattr(backbone3d, "stride", 32)), int(getattr(backbone2d, "stride", 32))
-        if s3 != s2:
-            raise ConfigError(f"the 3D backbone's output stride ({s3}) differs from the 2D backbone's ({s2})")
+        if s3 < s2 or s3 % s2:
+            raise ConfigError(f"the 3D backbone's output stride ({s3}) must equal the 2D backbone's ({s2}) or be a "
+                              "multiple of it (its map is then upsampled to the 2D map)")  # fmt: skip
         self.stride = s2
         self.backbone_3d = backbone3d
         self.backbone_2d = backbone2d
@@ -109,6 +118,7 @@ class YOWO(nn.Module):
         self.num_classes = num_classes
         self.num_anchors = int(anchor_t.shape[0])
         self.clip_len = clip_len
+        self.input_3d = input_3d
         self.freeze_2d = "none"
         self.freeze_3d = "none"
         self.set_freeze(freeze_2d, freeze_3d)
@@ -161,8 +171,15 @@ class YOWO(nn.Module):
         h, w = clip.shape[-2:]
         if h % 32 or w % 32:
             raise ValueError(f"YOWO needs H and W divisible by 32, got {h}x{w}")
-        f3 = self.backbone_3d(clip)
+        if self.input_3d == "diff":
+            if clip.shape[2] < 2:
+                raise ValueError(f"YOWO with input_3d='diff' needs clips of at least 2 frames, got {clip.shape[2]}")
+            f3 = self.backbone_3d(clip[:, :, 1:] - clip[:, :, :-1])
+        else:
+            f3 = self.backbone_3d(clip)
         f2 = self.backbone_2d(clip[:, :, -1])
+        if f3.shape[-2:] != f2.shape[-2:]:  # a coarser 3D map (yowo_tiny stride 8): nearest upsampling, as YOWOv2
+            f3 = F.interpolate(f3, size=f2.shape[-2:], mode="nearest")
         x = self.cfam(torch.cat((f3, f2), dim=1))
         return {"out": self.conv_final(x)}
 
@@ -182,6 +199,7 @@ def yowo(
     freeze_3d: bool | str = False,
     backbone3d_kwargs: dict[str, Any] | None = None,
     backbone2d_kwargs: dict[str, Any] | None = None,
+    input_3d: str = "rgb",
 ) -> YOWO:
     """YOWO as published: 3D ResNeXt-101 + YOLOv2 Darknet-19, CFAM 1024, UCF101-24 anchors.
 
@@ -192,6 +210,7 @@ def yowo(
         clip_len: frames per clip T (16 in YOWO's UCF101-24 recipe).
         anchors: (w, h) pairs in grid cells; default ``UCF24_ANCHORS``.
         backbone3d_kwargs, backbone2d_kwargs: passed to the backbone builders (e.g. ``{"width_mult": 1.0}``).
+        input_3d: ``"rgb"`` (YOWO) or ``"diff"`` (frame differences into the 3D backbone; see :class:`YOWO`).
 
     Raises:
         ConfigError: unknown backbone names or bad arguments.
@@ -204,7 +223,7 @@ def yowo(
     except TypeError as exc:
         raise ConfigError(f"2D backbone {backbone2d!r}: bad arguments {sorted(backbone2d_kwargs or {})}: {exc}") from exc
     anchors = UCF24_ANCHORS if anchors is None else anchors
-    model = YOWO(b3, b2, num_classes, anchors, cfam_channels, freeze_2d, freeze_3d, clip_len)
+    model = YOWO(b3, b2, num_classes, anchors, cfam_channels, freeze_2d, freeze_3d, clip_len, input_3d=input_3d)
     logger.debug("yowo(%d classes, %s + %s, T=%d)", num_classes, backbone3d, backbone2d, clip_len)
     return model
 
@@ -218,12 +237,17 @@ def yowo_tiny(
     freeze_2d: bool | str = False,
     freeze_3d: bool | str = False,
     stride: int = 32,
+    input_3d: str = "rgb",
 ) -> YOWO:
     """A CPU-sized YOWO: ``tiny3d(width)`` (8 * width channels) + ``tiny2d(width, 8 * width)``, CFAM of
     ``cfam_channels``; same output layout as ``yowo``. ``stride=16`` gives both backbones output
-    stride 16 (a 6 x 6 map at 96 px rather than 3 x 3: small inputs, small actors)."""
+    stride 16 (a 6 x 6 map at 96 px rather than 3 x 3: small inputs, small actors); ``stride=8`` gives
+    the 2D backbone stride 8 and upsamples the stride-16 3D map to it (a 12 x 12 map at 96 px: boxes
+    regressed on a finer grid, motion features at the 3D branch's own resolution)."""
+    if stride not in (8, 16, 32):
+        raise ConfigError(f"yowo_tiny: stride must be 8, 16 or 32, got {stride}")
     return yowo(
         num_classes, "tiny3d", "tiny2d", clip_len, anchors, cfam_channels, freeze_2d, freeze_3d,
-        backbone3d_kwargs={"width": width, "stride": stride},
-        backbone2d_kwargs={"width": width, "out_channels": 8 * width, "stride": stride},
+        backbone3d_kwargs={"width": width, "stride": max(stride, 16)},
+        backbone2d_kwargs={"width": width, "out_channels": 8 * width, "stride": stride}, input_3d=input_3d,
     )  # fmt: skip

@@ -47,12 +47,14 @@ class ActionConfig:
     backbone3d: str = "resnext101"  # arch=yowo: resnext101 | resnet18 | shufflenetv2 | tiny3d
     backbone2d: str = "darknet19"  # arch=yowo: darknet19 | tiny2d
     width: int = 16  # yowo_tiny (and tiny2d / tiny3d) channel width
-    out_stride: int = 32  # yowo_tiny (and tiny2d + tiny3d): output stride 32 as published, or 16 (finer map)
+    out_stride: int = 32  # yowo_tiny (and tiny2d + tiny3d): output stride 32 as published, or 16 / 8 (finer maps)
+    input_3d: str = "rgb"  # yowo family: what the 3D backbone sees, rgb (YOWO) | diff (consecutive-frame differences)
     cfam_channels: int = 0  # 0: the builder's default (1024 for yowo, 128 for yowo_tiny)
     clip_len: int = 16  # frames per clip T (key frame last)
     K: int = 6  # frames per tubelet (ACT family)
     act_width: float = 1.0  # act_tiny / act_slim trunk channel multiplier
     modality: str = "rgb"  # ACT: rgb | rgb+diff | rgb+flow (two streams, scores averaged at test time)
+    motion_weight: float = 0.5  # ACT two-stream: weight of the motion stream's class probabilities (ACT: 0.5)
     flow: str = ""  # ACT rgb+flow: folder of precomputed flow images <Class>/<video>/<frame:05d>.jpg
     flow_weights: str = ""  # ACT val/predict: the motion stream's weights ("": the one named by weights' metadata; none: RGB only)
     imgsz: int = 224  # square network input, divisible by 32
@@ -123,7 +125,7 @@ class ActionConfig:
     show_conf: float = 0.3
     protocol: str = "yowo"  # yowo | act
     match_iou: float = 0.5  # frame-mAP IoU threshold
-    trim: float = 0.0  # cut linked tubes to their best run of frame scores >= trim (0: no trimming)
+    trim: float = 0.0  # cut linked tubes (YOWO's Viterbi or ACT's) to their best run of frame scores >= trim (0: no trimming)
     linking: str = "act"  # ACT family: act (ACT's linking parameters) | moc (MOC-Detector's preset)
     cache: bool = True  # ACT val: keep each video's tubelets under project/val/tubelets (resumable)
     # score and convert
@@ -186,14 +188,14 @@ def check_family(cfg: ActionConfig) -> None:
 
 
 def output_stride(cfg: ActionConfig) -> int:
-    """Input pixels per output cell of the YOWO ``cfg`` builds: ``out_stride`` (16 or 32) when both
+    """Input pixels per output cell of the YOWO ``cfg`` builds: ``out_stride`` (8, 16 or 32) when both
     backbones are the tiny ones (``arch=yowo_tiny``, or ``tiny3d`` + ``tiny2d``), else 32."""
-    if cfg.out_stride not in (16, 32):
-        raise ConfigError(f"out_stride={cfg.out_stride}: expected 16 or 32")
+    if cfg.out_stride not in (8, 16, 32):
+        raise ConfigError(f"out_stride={cfg.out_stride}: expected 8, 16 or 32")
     tiny = cfg.arch == "yowo_tiny" or (cfg.backbone3d == "tiny3d" and cfg.backbone2d == "tiny2d")
     if cfg.out_stride != 32 and not tiny:
         raise ConfigError(f"out_stride={cfg.out_stride}: only the tiny backbones (arch=yowo_tiny, or backbone3d=tiny3d "
-                          f"with backbone2d=tiny2d) offer stride 16; {cfg.backbone3d} + {cfg.backbone2d} have 32")  # fmt: skip
+                          f"with backbone2d=tiny2d) offer strides 8 and 16; {cfg.backbone3d} + {cfg.backbone2d} have 32")  # fmt: skip
     return cfg.out_stride if tiny else 32
 
 
@@ -209,11 +211,13 @@ def arch_kwargs(cfg: ActionConfig) -> dict[str, Any]:
     else:
         kwargs.update(backbone3d=cfg.backbone3d, backbone2d=cfg.backbone2d)
         if cfg.backbone3d == "tiny3d":
-            kwargs["backbone3d_kwargs"] = {"width": cfg.width, "stride": stride}
+            kwargs["backbone3d_kwargs"] = {"width": cfg.width, "stride": max(stride, 16)}
         if cfg.backbone2d == "tiny2d":
             kwargs["backbone2d_kwargs"] = {"width": cfg.width, "out_channels": 8 * cfg.width, "stride": stride}
     if cfg.cfam_channels:
         kwargs["cfam_channels"] = cfg.cfam_channels
+    if cfg.input_3d != "rgb":
+        kwargs["input_3d"] = cfg.input_3d
     anchors = anchor_pairs(cfg.anchors)
     if anchors is not None:
         kwargs["anchors"] = anchors
@@ -301,12 +305,16 @@ def trim_tube(tube: Tube, thresh: float) -> Tube | None:
     return Tube(tube.video, tube.label, tube.frames[s:e], tube.boxes[s:e], float(kept.mean()), kept)
 
 
+def trim_tubes(tubes: Sequence[Tube], thresh: float) -> list[Tube]:
+    """:func:`trim_tube` on every tube, dropping those left empty; ``thresh`` <= 0: the tubes as they are."""
+    if thresh <= 0:
+        return list(tubes)
+    return [t for t in (trim_tube(t, thresh) for t in tubes) if t is not None]
+
+
 def link_tubes(dets: FrameDets, num_frames: dict[str, int], trim: float = 0.0) -> list[Tube]:
     """YOWO's Viterbi linking of per-frame detections, then optional trimming (:func:`trim_tube`)."""
-    tubes = link_viterbi(dets, num_frames)
-    if trim > 0:
-        tubes = [t for t in (trim_tube(t, trim) for t in tubes) if t is not None]
-    return tubes
+    return trim_tubes(link_viterbi(dets, num_frames), trim)
 
 
 def frame_dets_of(videos: Sequence[str], per_video: Sequence[Sequence[Detections]]) -> FrameDets:

@@ -269,7 +269,8 @@ def train_act(cfg: ActionConfig) -> dict | None:
     out = run_dir(cfg, "train")
     tcfg = train_config_for(cfg, len(loader), out, device)
     meta = act_meta(cfg, kwargs, classes, train_config=config_to_dict(cfg))
-    flow_meta = dict(meta, modality=motion)  # the loader normalises both streams with the same mean/std
+    # the loader normalises both streams with the same mean/std; fusion_weight: the test-time class fusion
+    flow_meta = dict(meta, modality=motion, fusion_weight=float(cfg.motion_weight))
     if motion:
         meta = dict(meta, flow_weights="best_flow.safetensors")
     best_full: dict[str, Any] = {}

@@ -63,7 +63,7 @@ def cache_key(predictor: ACTPredictor) -> str:
             h.update(t.detach().cpu().contiguous().numpy().tobytes())
     norms = [(s.mean.flatten().tolist(), s.std.flatten().tolist(), s.bgr) for s in predictor.streams]
     settings = {"k": predictor.k, "size": predictor.size, "norms": norms, "motion": predictor.motion,
-                "flow_root": str(predictor.flow_root), "post": repr(predictor.settings), "cand": repr(predictor.candidates)}  # fmt: skip
+                "fusion": predictor.fusion_weight, "flow_root": str(predictor.flow_root), "post": repr(predictor.settings), "cand": repr(predictor.candidates)}  # fmt: skip
     h.update(json.dumps(settings, sort_keys=True).encode())
     return h.hexdigest()
 
@@ -225,13 +225,16 @@ def evaluate_act(predictor: ACTPredictor, ann: ActionAnnotations, frame_root: st
     """
     from singleshot.metrics.action_score import score_action
     from singleshot.metrics.frame_ap import evaluation_videos
+    from singleshot.tasks.action import trim_tubes
 
     vids = evaluation_videos(ann, videos)
     tubelets = collect_tubelets(predictor, ann, frame_root, vids, max(1, cfg.batch), max(0, workers), cache_dir)
     dets = frame_dets_of_tubelets(vids, tubelets)
-    tubes = [t for v in vids for t in tubelets[v].link(predictor.link_params)]
+    trim = float(getattr(cfg, "trim", 0.0))
+    tubes = trim_tubes([t for v in vids for t in tubelets[v].link(predictor.link_params)], trim)
     metrics = score_action(ann, dets, tubes, cfg.protocol, iou_thresh=cfg.match_iou, videos=vids)
-    metrics["linking"] = f"{predictor.linking} (tubes linked from the K-frame tubelets)"
+    metrics["linking"] = f"{predictor.linking} (tubes linked from the K-frame tubelets)" + (
+        f", trimmed at frame score {trim:g}" if trim > 0 else "")
     return metrics, dets, tubes
 
 
@@ -240,6 +243,7 @@ def predict_act(predictor: ACTPredictor, source: Path, out_dir: Path, cfg: Any) 
     """ACT on a video file or a folder of frames; writes under ``out_dir`` (as YOWO's predict):
     ``<stem>.mp4`` (linked tube boxes with tube id, class and per-frame score above ``show_conf``),
     ``<stem>_frames.json`` (per-frame detections) and ``<stem>_tubes.json`` (tubes by descending score)."""
+    from singleshot.tasks.action import trim_tubes
     from singleshot.tasks.action_predict import _frame_source, write_prediction_outputs
 
     frames_of, fps = _frame_source(source)
@@ -248,7 +252,7 @@ def predict_act(predictor: ACTPredictor, source: Path, out_dir: Path, cfg: Any) 
     if vt.num_frames == 0:
         raise DataError(f"{source}: no frames decoded")
     dets = frame_dets_of_tubelets([name], {name: vt})
-    tubes = sorted(vt.link(predictor.link_params), key=lambda t: -t.score)
+    tubes = sorted(trim_tubes(vt.link(predictor.link_params), float(getattr(cfg, "trim", 0.0))), key=lambda t: -t.score)
     written = write_prediction_outputs(out_dir, source.stem, dets, tubes, frames_of, fps, size,
                                        predictor.class_names, cfg.show_conf)  # fmt: skip
     windows = vt.num_frames - predictor.k + 1 if vt.num_frames >= predictor.k else 0

@@ -5,6 +5,8 @@ shrinking), scaled to [0, 1] and normalised with the weights' mean/std (channels
 BGR models such as ACT's Caffe ones). With a motion stream (two-stream ACT, see
 :mod:`singleshot.tasks.action_act_two_stream`) each frame also has its motion image (RGB difference
 computed here, or a precomputed flow image); the two detectors' class probabilities are averaged
+(with weights 1 − w and w, w the motion stream's ``fusion_weight``: ACT's 0.5 unless its metadata or
+``motion_weight=`` says otherwise)
 per anchor cuboid and the boxes come from the RGB stream, as in ACT's ``extract_tubelets``.
 """
 
@@ -79,6 +81,9 @@ class ACTPredictor:
             if flow_model.k != self.k or flow_model.priors.shape != model.priors.shape:
                 raise ConfigError("the motion stream must have the RGB stream's K and anchor cuboids")
             self.streams.append(_Stream(flow_model, flow_meta or {}, self.device))
+        self.fusion_weight = float((flow_meta or {}).get("fusion_weight", 0.5))
+        if not 0.0 <= self.fusion_weight <= 1.0:
+            raise ConfigError(f"the motion stream's fusion_weight must lie in [0, 1], got {self.fusion_weight}")
         self.linking = linking
         self.link_params = link_params(linking, self.k)
         self.class_names: list[str] = list(meta.get("classes", [])) or [str(i) for i in range(model.num_classes)]
@@ -107,9 +112,10 @@ class ACTPredictor:
         """Prepared windows Tensor[B, K, C, h, w] uint8 starting at ``starts`` -> (detections, candidates) per window."""
         xs = self.normalise(windows)
         out = self.model(xs[0])
-        if len(self.streams) > 1:  # ACT's late fusion: mean class probabilities, boxes of the RGB stream
-            probs = out["conf"].float().softmax(-1) + self.streams[1].model(xs[1])["conf"].float().softmax(-1)
-            out = {"loc": out["loc"], "conf": (probs * 0.5).clamp_(min=1e-12).log()}
+        if len(self.streams) > 1:  # ACT's late fusion: (weighted) mean class probabilities, boxes of the RGB stream
+            w = self.fusion_weight
+            probs = (1.0 - w) * out["conf"].float().softmax(-1) + w * self.streams[1].model(xs[1])["conf"].float().softmax(-1)
+            out = {"loc": out["loc"], "conf": probs.clamp_(min=1e-12).log()}
         sizes = [orig_size] * len(starts)
         frames = [torch.arange(s, s + self.k, dtype=torch.int64) for s in starts]
         dets = postprocess_tubelets(out, self.model.priors, sizes, self.settings, frames=frames)
@@ -231,6 +237,9 @@ def _flow_stream(meta: dict[str, Any], cfg: Any) -> tuple[nn.Module, dict[str, A
     if not getattr(cfg, "flow_weights", "") and getattr(cfg, "weights", ""):
         path = Path(cfg.weights).parent / name
     state, fmeta = load_weights(path)
+    weight = float(getattr(cfg, "motion_weight", 0.5))
+    if weight != 0.5:  # an explicit motion_weight= wins over the metadata's
+        fmeta = dict(fmeta, fusion_weight=weight)
     return load_state_into(model_from_meta(fmeta), state, path, fmeta.get("architecture")), fmeta
 
 

@@ -333,7 +333,7 @@ def run_demo(args: dict[str, str]) -> dict:
 
 
 def _run_demo(cfg: ActionConfig) -> dict:
-    from singleshot.data.action.synthetic import generate_action_dataset
+    from singleshot.data.action.synthetic import ensure_action_dataset
     from singleshot.tasks.action_modes import load_predictor
     from singleshot.tasks.action_predict import predict_source
 
@@ -341,17 +341,9 @@ def _run_demo(cfg: ActionConfig) -> dict:
         raise ConfigError("the demo runs in one process; under torchrun use `singleshot action train`")
     t0 = time.perf_counter()
     if not cfg.data:
-        h, w = (int(v) for v in cfg.video_size)
-        lo, hi = (int(v) for v in cfg.video_frames)
-        data_root = Path(cfg.project) / "demo_data"
-        marker = data_root / f".complete-{cfg.n_train}-{cfg.n_test}-{h}x{w}-{lo}-{hi}-{cfg.seed}"
-        if not marker.exists():
-            logger.info("writing the synthetic action dataset to %s", data_root)
-            for old in data_root.glob(".complete-*"):
-                old.unlink()
-            generate_action_dataset(data_root, cfg.n_train, cfg.n_test, (h, w), (lo, hi), cfg.seed, overwrite=True)
-            marker.touch()
-        cfg.data = str(data_root)
+        root = ensure_action_dataset(Path(cfg.project) / "demo_data", cfg.n_train, cfg.n_test, cfg.video_size,
+                                     cfg.video_frames, cfg.seed)  # fmt: skip
+        cfg.data = str(root)
     cfg.eval_every = min(cfg.eval_every, cfg.epochs)
     result = train_action(cfg)
     assert result is not None  # one process: rank 0

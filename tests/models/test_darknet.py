@@ -98,8 +98,10 @@ def test_tiny2d_shape_and_errors() -> None:
     assert model.eval()(torch.randn(2, 3, 64, 96)).shape == (2, 32, 2, 3) and model.stride == 32
     fine = tiny2d(8, 32, stride=16)
     assert fine.eval()(torch.randn(2, 3, 64, 96)).shape == (2, 32, 4, 6) and fine.stride == 16
+    finer = tiny2d(8, 32, stride=8)
+    assert finer.eval()(torch.randn(2, 3, 64, 96)).shape == (2, 32, 8, 12) and finer.stride == 8
     with pytest.raises(ConfigError, match="stride"):
-        tiny2d(8, 32, stride=8)
+        tiny2d(8, 32, stride=4)
     with pytest.raises(ConfigError, match="route"):
         Darknet2D([ConvSpec(4), RouteSpec((-5,))])
     with pytest.raises(ConfigError, match="activation"):

@@ -129,12 +129,53 @@ def test_tiny_stride_16_halves_the_cell() -> None:
     # Dropping a pool and a stride adds no parameter.
     assert sum(p.numel() for p in coarse.parameters()) == sum(p.numel() for p in fine.parameters())
     with pytest.raises(ConfigError, match="stride"):
-        yowo_tiny(2, stride=8)
+        yowo_tiny(2, stride=4)
 
 
-def test_backbones_of_different_strides_are_refused() -> None:
+def test_tiny_stride_8_upsamples_the_3d_map_to_the_2d_map() -> None:
+    torch.manual_seed(0)
+    model = yowo_tiny(4, width=8, stride=8).eval()
+    assert model.stride == 8 and model.backbone_3d.stride == 16 and model.backbone_2d.stride == 8
+    seen: dict[str, torch.Tensor] = {}
+    model.backbone_3d.register_forward_hook(lambda m, i, o: seen.update(f3=o))
+    model.cfam.register_forward_hook(lambda m, i, o: seen.update(fused=i[0]))
+    with torch.no_grad():
+        out = model(torch.randn(1, 3, 4, 96, 64))["out"]
+    assert out.shape == (1, 5 * 9, 12, 8) and seen["f3"].shape[-2:] == (6, 4)
+    c3 = seen["f3"].shape[1]
+    # nearest upsampling: every 2x2 block of the fused 3D channels repeats one 3D cell
+    torch.testing.assert_close(seen["fused"][:, :c3], seen["f3"].repeat_interleave(2, -2).repeat_interleave(2, -1))
+
+
+def test_backbones_of_incompatible_strides_are_refused() -> None:
     from singleshot.models.backbones3d_resnet import tiny3d
     from singleshot.models.darknet import tiny2d
 
-    with pytest.raises(ConfigError, match="output stride"):
+    with pytest.raises(ConfigError, match="output stride"):  # a 2D map coarser than the 3D map
         YOWO(tiny3d(8, stride=16), tiny2d(8, 64), num_classes=2, cfam_channels=16)
+    assert YOWO(tiny3d(8, stride=32), tiny2d(8, 64, stride=16), num_classes=2, cfam_channels=16).stride == 16
+
+
+def test_input_3d_diff_feeds_frame_differences_to_the_3d_branch() -> None:
+    torch.manual_seed(0)
+    model = yowo_tiny(4, input_3d="diff").eval()
+    seen: dict[str, torch.Tensor] = {}
+    model.backbone_3d.register_forward_hook(lambda m, i, o: seen.update(clip3d=i[0]))
+    model.backbone_2d.register_forward_hook(lambda m, i, o: seen.update(key=i[0]))
+    clip = torch.randn(2, 3, 8, 64, 64)
+    with torch.no_grad():
+        out = model(clip)["out"]
+    assert seen["clip3d"].shape == (2, 3, 7, 64, 64)
+    torch.testing.assert_close(seen["clip3d"][:, :, 3], clip[:, :, 4] - clip[:, :, 3])
+    torch.testing.assert_close(seen["key"], clip[:, :, -1])
+    # a still clip: the 3D branch sees only zeros, so the clip's earlier frames no longer matter
+    still = clip[:, :, -1:].expand(-1, -1, 8, -1, -1)
+    with torch.no_grad():
+        model(still)
+        assert torch.count_nonzero(seen["clip3d"]) == 0
+        assert not torch.allclose(model(clip)["out"], model(still)["out"])
+    assert out.shape == (2, 5 * 9, 2, 2)
+    with pytest.raises(ConfigError, match="input_3d"):
+        yowo_tiny(4, input_3d="flow")
+    with pytest.raises(ValueError, match="at least 2 frames"):
+        model(torch.randn(1, 3, 1, 64, 64))

@@ -188,3 +188,20 @@ def test_worker_processes_give_the_same_results(data: tuple[Path, object], tmp_p
     for key in ("frame_map", "video_map@0.2", "video_map@0.5", "video_map@0.5:0.95"):
         assert m0[key] == pytest.approx(m2[key], abs=1e-9)
     assert sorted(p.name for p in (tmp_path / "c").rglob("*.npz")) == sorted(Path(v).name + ".npz" for v in ann.test_videos)
+
+
+def test_trim_cuts_act_tubes_to_their_confident_frames(data: tuple[Path, object]) -> None:
+    root, ann = data
+    predictor = _predictor(seed=1)
+    untrimmed, dets, tubes = evaluate_act(predictor, ann, root, ActionConfig(batch=4, protocol="act"))
+    scores = np.concatenate([t.frame_scores for t in tubes])
+    thresh = float(np.quantile(scores, 0.5))  # cuts about half of the linked frames
+    trimmed, dets_t, tubes_t = evaluate_act(predictor, ann, root, ActionConfig(batch=4, protocol="act", trim=thresh))
+    np.testing.assert_array_equal(dets.score, dets_t.score)  # frame detections do not change
+    assert trimmed["frame_map"] == untrimmed["frame_map"] and "trimmed at frame score" in trimmed["linking"]
+    assert 0 < sum(len(t) for t in tubes_t) < sum(len(t) for t in tubes)
+    expected = {(t.video, t.label, tuple(t.frames.tolist())) for t in tubes}
+    for t in tubes_t:
+        assert bool((t.frame_scores >= thresh).all()) and len(t) > 0
+        # a contiguous run of an untrimmed tube of the same video and class
+        assert any(v == t.video and lab == t.label and set(t.frames.tolist()) <= set(f) for v, lab, f in expected)

@@ -21,6 +21,7 @@ from singleshot.data.action.frames import read_clip_frames
 from singleshot.data.action.readers import load_action_annotations
 from singleshot.data.action.synthetic import SYNTH_PICKLE, generate_action_dataset
 from singleshot.engine.weights import load_weights
+from singleshot.errors import ConfigError
 from singleshot.models.act import act_tiny
 from singleshot.postprocess.tubelet import TubeletPostprocess
 from singleshot.tasks.action_act_predict import ACTPredictor
@@ -82,19 +83,22 @@ def test_flow_flip_mirrors_both_streams_and_negates_flow_x() -> None:
 
 
 class _Fused(nn.Module):
-    """Reference: an RGB model whose logits are replaced by log of the mean of its probabilities and
-    a constant probability vector (what ACT's fusion gives when the other stream is constant)."""
+    """Reference: an RGB model whose logits are replaced by log of the weighted mean of its
+    probabilities (weight 1 - w) and a constant probability vector (weight w): what ACT's fusion gives
+    when the other stream is constant (ACT: w = 0.5)."""
 
-    def __init__(self, rgb: nn.Module, probs: torch.Tensor) -> None:
+    def __init__(self, rgb: nn.Module, probs: torch.Tensor, w: float) -> None:
         super().__init__()
         self.rgb, self.k, self.priors, self.num_classes, self.probs = rgb, rgb.k, rgb.priors, rgb.num_classes, probs
+        self.w = w
 
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         out = self.rgb(x)
-        return {"loc": out["loc"], "conf": (0.5 * (out["conf"].softmax(-1) + self.probs)).log()}
+        return {"loc": out["loc"], "conf": ((1 - self.w) * out["conf"].softmax(-1) + self.w * self.probs).log()}
 
 
-def test_late_fusion_averages_class_probabilities_and_keeps_rgb_boxes() -> None:
+@pytest.mark.parametrize("weight", [None, 0.5, 0.75])
+def test_late_fusion_averages_class_probabilities_and_keeps_rgb_boxes(weight: float | None) -> None:
     torch.manual_seed(0)
     rgb, flow = act_tiny(4, k=K, image_size=64, width=0.25), act_tiny(4, k=K, image_size=64, width=0.25)
     logits = torch.tensor([0.5, 2.0, -1.0, 0.0, 1.0])
@@ -102,8 +106,9 @@ def test_late_fusion_averages_class_probabilities_and_keeps_rgb_boxes() -> None:
         for conv in flow.head.conf:
             conv.weight.zero_()
             conv.bias.copy_(logits.repeat(conv.bias.numel() // 5))
-    two = ACTPredictor(rgb, META, flow_model=flow, flow_meta={"modality": "diff"}, **FAST)
-    ref = ACTPredictor(_Fused(rgb, logits.softmax(0)), META, **FAST)
+    flow_meta = {"modality": "diff"} if weight is None else {"modality": "diff", "fusion_weight": weight}
+    two = ACTPredictor(rgb, META, flow_model=flow, flow_meta=flow_meta, **FAST)
+    ref = ACTPredictor(_Fused(rgb, logits.softmax(0), 0.5 if weight is None else weight), META, **FAST)
     windows = torch.randint(0, 256, (2, K, 6, 64, 64), dtype=torch.uint8, generator=torch.Generator().manual_seed(1))
     got_dets, got_cands = two.detect_windows(windows, [1, 2], (48, 64))
     exp_dets, exp_cands = ref.detect_windows(windows[:, :, :3], [1, 2], (48, 64))
@@ -112,6 +117,12 @@ def test_late_fusion_averages_class_probabilities_and_keeps_rgb_boxes() -> None:
         assert torch.allclose(g.scores, e.scores, atol=1e-5) and torch.allclose(g.boxes, e.boxes, atol=1e-3)
     for (gb, gs), (eb, es) in zip(got_cands, exp_cands):
         assert torch.allclose(gs, es, atol=1e-5) and torch.allclose(gb, eb, atol=1e-3)
+
+
+def test_fusion_weight_outside_zero_one_is_refused() -> None:
+    rgb, flow = act_tiny(4, k=K, image_size=64, width=0.25), act_tiny(4, k=K, image_size=64, width=0.25)
+    with pytest.raises(ConfigError, match="fusion_weight must lie in"):
+        ACTPredictor(rgb, META, flow_model=flow, flow_meta={"modality": "diff", "fusion_weight": 1.5}, **FAST)
 
 
 def test_online_stream_with_look_ahead_equals_the_whole_video(data: tuple[Path, object]) -> None:
@@ -134,12 +145,13 @@ def test_train_two_streams_then_val_uses_both(data: tuple[Path, object], tmp_pat
                                               capsys: pytest.CaptureFixture[str]) -> None:  # fmt: skip
     root, _ = data
     args = ["action", "train", "model=act", "arch=act_tiny", "act_width=0.25", f"K={K}", "imgsz=64", "batch=8",
-            "workers=0", "epochs=1", "modality=rgb+diff", "conf=0.2", f"data={root}", f"project={tmp_path}", "name=run"]  # fmt: skip
+            "workers=0", "epochs=1", "modality=rgb+diff", "motion_weight=0.75", "conf=0.2", f"data={root}", f"project={tmp_path}", "name=run"]  # fmt: skip
     assert main(args) == 0
     run = tmp_path / "run"
     _, meta = load_weights(run / "best.safetensors")
     _, flow_meta = load_weights(run / "best_flow.safetensors")
     assert meta["flow_weights"] == "best_flow.safetensors" and flow_meta["modality"] == "diff"
+    assert flow_meta["fusion_weight"] == 0.75  # val and predict fuse as training's evaluation did
     trained = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     val = ["action", "val", f"weights={run / 'best.safetensors'}", f"data={root / SYNTH_PICKLE}", "workers=0",
            "conf=0.2", f"project={tmp_path}", "cache=false"]  # fmt: skip

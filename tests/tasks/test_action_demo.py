@@ -85,5 +85,8 @@ def test_out_stride_16_reaches_the_tiny_backbones_only() -> None:
     published = ActionConfig(arch="yowo", backbone3d="resnet18", backbone2d="darknet19", out_stride=16)
     with pytest.raises(ConfigError, match="out_stride=16"):
         build_action_model(published, 3)
-    with pytest.raises(ConfigError, match="16 or 32"):
-        build_action_model(ActionConfig(out_stride=8), 3)
+    with pytest.raises(ConfigError, match="8, 16 or 32"):
+        build_action_model(ActionConfig(out_stride=4), 3)
+    eight = ActionConfig(arch="yowo_tiny", width=4, out_stride=8, clip_len=4)
+    model, kwargs = build_action_model(eight, 3)
+    assert kwargs["stride"] == 8 and model.stride == 8 and model.backbone_3d.stride == 16

@@ -115,3 +115,14 @@ def test_train_with_a_teacher_adds_soft_labels_and_saves_the_student(trained: tu
     capsys.readouterr()
     assert main([*args[:-3], "imgsz=96", f"teacher={teacher}"]) != 0
     assert "input_size" in capsys.readouterr().err
+
+
+def test_input_3d_travels_from_the_config_to_the_weights_metadata() -> None:
+    from singleshot.tasks.action import ActionConfig, arch_kwargs, build_action_model, model_from_meta
+
+    cfg = ActionConfig(arch="yowo_tiny", width=8, imgsz=64, input_3d="diff")
+    model, kwargs = build_action_model(cfg, 3)
+    assert model.input_3d == "diff" and kwargs["input_3d"] == "diff"
+    rebuilt = model_from_meta({"architecture": "yowo_tiny", "num_classes": 3, "arch_kwargs": kwargs})
+    assert rebuilt.input_3d == "diff"
+    assert "input_3d" not in arch_kwargs(ActionConfig(arch="yowo_tiny"))  # YOWO's own input: no new key
