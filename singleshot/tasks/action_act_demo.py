@@ -43,7 +43,7 @@ ACT_DEMO_DEFAULTS: dict[str, Any] = {
     "motion_weight": 0.75,
     "max_zoom": 1.0,
     "photometric": False,
-    "epochs": 6,
+    "epochs": 5,
     "batch": 8,
     "optimizer": "sgd",
     "lr": 0.02,

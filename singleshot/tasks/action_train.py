@@ -287,13 +287,17 @@ def convert_weights(cfg: ActionConfig) -> dict[str, Any]:
 
 # ---------------------------------------------------------------- demo
 #: The CPU demo recipe (measured in BENCHMARKS.md, "Action demos"; it does not yet reach the
-#: issue's target). Output stride 16: a 6 x 6 map at 96 px, so that the actors (about one cell)
-#: are not a third of a 32-px cell; the same 180 training videos as the ACT demo.
+#: issue's target). Output stride 8 (``out_stride=8``: the 2D branch at a 12 x 12 map at 96 px, the
+#: 3D branch's stride-16 map upsampled to it), so that the actors (about one 16-px cell) span about
+#: two cells and the box offsets are regressed finely enough for IoU 0.5; the 3D branch sees frame
+#: differences (``input_3d=diff``), so it need not learn to subtract frames before it can learn the
+#: motion classes; the same 180 training videos as the ACT demo.
 DEMO_DEFAULTS: dict[str, Any] = {
     "model": "yowo",
     "arch": "yowo_tiny",
     "width": 16,
-    "out_stride": 16,
+    "out_stride": 8,
+    "input_3d": "diff",
     "clip_len": 8,
     "imgsz": 96,
     "auto_anchors": True,
