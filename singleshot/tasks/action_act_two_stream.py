@@ -48,11 +48,12 @@ MOTION_MODALITIES = ("diff", "flow")
 
 def motion_images(frames: Tensor) -> Tensor:
     """RGB difference images of a whole video: frames Tensor[N, 3, H, W] uint8 -> Tensor[N, 3, H, W]
-    uint8 ``clamp(round(128 + (F[t+1] - F[t-1]) / 2))`` with F[0] = F[1] and F[N+1] = F[N]."""
+    uint8 ``clamp(128 + floor((F[t+1] - F[t-1]) / 2))`` with F[0] = F[1] and F[N+1] = F[N]."""
     f = frames.to(torch.int16)
     nxt = torch.cat([f[1:], f[-1:]])
     prev = torch.cat([f[:1], f[:-1]])
-    return (128 + torch.div(nxt - prev, 2, rounding_mode="floor")).clamp_(0, 255).to(torch.uint8)
+    # ``>> 1`` on int16 is floor division by 2 (an arithmetic shift), many times faster than torch.div
+    return (128 + ((nxt - prev) >> 1)).clamp_(0, 255).to(torch.uint8)
 
 
 def flow_frame_path(flow_root: str | Path, video: str, frame: int) -> Path:
@@ -128,7 +129,7 @@ class TwoStreamTubeletDataset(CachedActTubeletDataset):
         prev = torch.tensor([max(f - 1, 1) for f in frames]) - span[0]
         nxt = torch.tensor([min(f + 1, n) for f in frames]) - span[0]
         f16 = raw.to(torch.int16)
-        diff = (128 + torch.div(f16[nxt] - f16[prev], 2, rounding_mode="floor")).clamp_(0, 255).to(torch.uint8)
+        diff = (128 + ((f16[nxt] - f16[prev]) >> 1)).clamp_(0, 255).to(torch.uint8)
         return torch.cat([raw[offset : offset + len(frames)], diff])
 
 
