@@ -36,7 +36,7 @@ from singleshot.models.darknet import darknet19_yolov2, tiny2d
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["BACKBONES_2D", "JHMDB21_ANCHORS", "UCF24_ANCHORS", "YOWO", "yowo", "yowo_tiny"]
+__all__ = ["BACKBONES_2D", "JHMDB21_ANCHORS", "UCF24_ANCHORS", "YOWO", "tiny3d_stride", "yowo", "yowo_tiny"]
 
 #: YOWO's UCF101-24 anchors (w, h) in grid cells (cfg/ucf24.yaml).
 UCF24_ANCHORS: tuple[tuple[float, float], ...] = (
@@ -228,6 +228,12 @@ def yowo(
     return model
 
 
+def tiny3d_stride(stride: int) -> int:
+    """The ``tiny3d`` stride paired with a ``tiny2d`` of output ``stride``: the same, but at least 16 (an
+    output stride of 8 upsamples the 3D branch's stride-16 map)."""
+    return max(int(stride), 16)
+
+
 def yowo_tiny(
     num_classes: int,
     clip_len: int = 8,
@@ -248,6 +254,6 @@ def yowo_tiny(
         raise ConfigError(f"yowo_tiny: stride must be 8, 16 or 32, got {stride}")
     return yowo(
         num_classes, "tiny3d", "tiny2d", clip_len, anchors, cfam_channels, freeze_2d, freeze_3d,
-        backbone3d_kwargs={"width": width, "stride": max(stride, 16)},
+        backbone3d_kwargs={"width": width, "stride": tiny3d_stride(stride)},
         backbone2d_kwargs={"width": width, "out_channels": 8 * width, "stride": stride}, input_3d=input_3d,
     )  # fmt: skip

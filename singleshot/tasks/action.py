@@ -30,6 +30,7 @@ from singleshot.data.action.datasets import IMAGENET_MEAN, IMAGENET_STD
 from singleshot.errors import ConfigError, WeightsError
 from singleshot.metrics.frame_ap import FrameDets
 from singleshot.models import build_model
+from singleshot.models.yowo import tiny3d_stride
 from singleshot.postprocess.tube_link_viterbi import link_viterbi
 from singleshot.postprocess.yowo import yowo_postprocess
 from singleshot.structures import Detections, Tube
@@ -211,7 +212,7 @@ def arch_kwargs(cfg: ActionConfig) -> dict[str, Any]:
     else:
         kwargs.update(backbone3d=cfg.backbone3d, backbone2d=cfg.backbone2d)
         if cfg.backbone3d == "tiny3d":
-            kwargs["backbone3d_kwargs"] = {"width": cfg.width, "stride": max(stride, 16)}
+            kwargs["backbone3d_kwargs"] = {"width": cfg.width, "stride": tiny3d_stride(stride)}
         if cfg.backbone2d == "tiny2d":
             kwargs["backbone2d_kwargs"] = {"width": cfg.width, "out_channels": 8 * cfg.width, "stride": stride}
     if cfg.cfam_channels:

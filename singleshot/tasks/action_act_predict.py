@@ -38,6 +38,10 @@ logger = logging.getLogger(__name__)
 __all__ = ["ACTPredictor", "act_predictor"]
 
 
+#: ACT's late fusion: the motion stream's class probabilities weigh 0.5 (``0.5 * (rgb + flow)``).
+ACT_FUSION_WEIGHT = 0.5
+
+
 class _Stream:
     """One detector and its input convention."""
 
@@ -81,7 +85,7 @@ class ACTPredictor:
             if flow_model.k != self.k or flow_model.priors.shape != model.priors.shape:
                 raise ConfigError("the motion stream must have the RGB stream's K and anchor cuboids")
             self.streams.append(_Stream(flow_model, flow_meta or {}, self.device))
-        self.fusion_weight = float((flow_meta or {}).get("fusion_weight", 0.5))
+        self.fusion_weight = float((flow_meta or {}).get("fusion_weight", ACT_FUSION_WEIGHT))
         if not 0.0 <= self.fusion_weight <= 1.0:
             raise ConfigError(f"the motion stream's fusion_weight must lie in [0, 1], got {self.fusion_weight}")
         self.linking = linking
@@ -237,8 +241,8 @@ def _flow_stream(meta: dict[str, Any], cfg: Any) -> tuple[nn.Module, dict[str, A
     if not getattr(cfg, "flow_weights", "") and getattr(cfg, "weights", ""):
         path = Path(cfg.weights).parent / name
     state, fmeta = load_weights(path)
-    weight = float(getattr(cfg, "motion_weight", 0.5))
-    if weight != 0.5:  # an explicit motion_weight= wins over the metadata's
+    weight = float(getattr(cfg, "motion_weight", ACT_FUSION_WEIGHT))
+    if weight != ACT_FUSION_WEIGHT:  # an explicit motion_weight= wins over the metadata's
         fmeta = dict(fmeta, fusion_weight=weight)
     return load_state_into(model_from_meta(fmeta), state, path, fmeta.get("architecture")), fmeta
 

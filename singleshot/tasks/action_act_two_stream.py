@@ -50,8 +50,11 @@ def motion_images(frames: Tensor) -> Tensor:
     """RGB difference images of a whole video: frames Tensor[N, 3, H, W] uint8 -> Tensor[N, 3, H, W]
     uint8 ``clamp(128 + floor((F[t+1] - F[t-1]) / 2))`` with F[0] = F[1] and F[N+1] = F[N]."""
     f = frames.to(torch.int16)
-    nxt = torch.cat([f[1:], f[-1:]])
-    prev = torch.cat([f[:1], f[:-1]])
+    return rgb_difference(torch.cat([f[1:], f[-1:]]), torch.cat([f[:1], f[:-1]]))
+
+
+def rgb_difference(nxt: Tensor, prev: Tensor) -> Tensor:
+    """``clamp(128 + floor((nxt - prev) / 2))`` as uint8, for int16 frames of any (matching) shape."""
     # ``>> 1`` on int16 is floor division by 2 (an arithmetic shift), many times faster than torch.div
     return (128 + ((nxt - prev) >> 1)).clamp_(0, 255).to(torch.uint8)
 
@@ -129,7 +132,7 @@ class TwoStreamTubeletDataset(CachedActTubeletDataset):
         prev = torch.tensor([max(f - 1, 1) for f in frames]) - span[0]
         nxt = torch.tensor([min(f + 1, n) for f in frames]) - span[0]
         f16 = raw.to(torch.int16)
-        diff = (128 + ((f16[nxt] - f16[prev]) >> 1)).clamp_(0, 255).to(torch.uint8)
+        diff = rgb_difference(f16[nxt], f16[prev])
         return torch.cat([raw[offset : offset + len(frames)], diff])
 
 
