@@ -23,12 +23,14 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Sequence
+from functools import partial
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from singleshot.engine.branches import parallel_branches
 from singleshot.errors import ConfigError
 from singleshot.models.backbones3d import build_backbone3d
 from singleshot.models.cfam import CFAM
@@ -119,6 +121,10 @@ class YOWO(nn.Module):
         self.num_anchors = int(anchor_t.shape[0])
         self.clip_len = clip_len
         self.input_3d = input_3d
+        #: run the 3D and 2D backbones in two threads, forward and backward (same numbers; a CPU
+        #: speed-up when intra-op threads leave a core idle; not under DDP). A runtime setting, not
+        #: part of the architecture: training sets it from ``parallel_branches=``.
+        self.parallel = False
         self.freeze_2d = "none"
         self.freeze_3d = "none"
         self.set_freeze(freeze_2d, freeze_3d)
@@ -174,10 +180,15 @@ class YOWO(nn.Module):
         if self.input_3d == "diff":
             if clip.shape[2] < 2:
                 raise ValueError(f"YOWO with input_3d='diff' needs clips of at least 2 frames, got {clip.shape[2]}")
-            f3 = self.backbone_3d(clip[:, :, 1:] - clip[:, :, :-1])
+            branch_3d = partial(self.backbone_3d, clip[:, :, 1:] - clip[:, :, :-1])
         else:
-            f3 = self.backbone_3d(clip)
-        f2 = self.backbone_2d(clip[:, :, -1])
+            branch_3d = partial(self.backbone_3d, clip)
+        branch_2d = partial(self.backbone_2d, clip[:, :, -1])
+        if self.parallel:
+            params = [list(self.backbone_3d.parameters()), list(self.backbone_2d.parameters())]
+            f3, f2 = parallel_branches([branch_3d, branch_2d], params)
+        else:
+            f3, f2 = branch_3d(), branch_2d()
         if f3.shape[-2:] != f2.shape[-2:]:  # a coarser 3D map (yowo_tiny stride 8): nearest upsampling, as YOWOv2
             f3 = F.interpolate(f3, size=f2.shape[-2:], mode="nearest")
         x = self.cfam(torch.cat((f3, f2), dim=1))

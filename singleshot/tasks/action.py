@@ -105,6 +105,7 @@ class ActionConfig:
     kd_temperature: float = 2.0
     kd_obj_thresh: float = 0.5  # yowo: class scores distilled where the teacher's objectness is at least this
     workers: int = 2
+    parallel_branches: bool = False  # train: two-stream ACT's streams / YOWO's 3D and 2D backbones in two threads (CPU, one process)
     device: str = "cpu"
     seed: int = 0
     resume: bool = False
@@ -223,6 +224,14 @@ def arch_kwargs(cfg: ActionConfig) -> dict[str, Any]:
     if anchors is not None:
         kwargs["anchors"] = anchors
     return kwargs
+
+
+def branch_threads(cfg: ActionConfig, world_size: int) -> bool:
+    """``parallel_branches``, refused under DDP (the threaded backward is not DDP's single pass)."""
+    if cfg.parallel_branches and world_size > 1:
+        raise ConfigError("parallel_branches=true runs a model's two branches in threads of one process; "
+                          "it does not combine with torchrun (DDP): drop it or run one process")  # fmt: skip
+    return bool(cfg.parallel_branches)
 
 
 def apply_freeze(model: nn.Module, cfg: ActionConfig) -> None:

@@ -43,7 +43,7 @@ from singleshot.losses.tubelet import TubeletLoss
 from singleshot.models import build_model
 from singleshot.models.aux_heads import deployable
 from singleshot.structures import TubeletTarget
-from singleshot.tasks.action import ActionConfig
+from singleshot.tasks.action import ActionConfig, branch_threads
 from singleshot.tasks.action_act_tubelets import tubelet_settings
 from singleshot.tasks.action_distill import build_training
 
@@ -248,7 +248,7 @@ def train_act(cfg: ActionConfig) -> dict | None:
         from singleshot.tasks.action_act_two_stream import (
             TwoStreamACT, TwoStreamLoss, TwoStreamTubeletDataset, two_stream_augment)
 
-        model = TwoStreamACT(model, build_model(cfg.arch, len(classes), **kwargs))
+        model = TwoStreamACT(model, build_model(cfg.arch, len(classes), **kwargs), parallel=branch_threads(cfg, world))
         transform = two_stream_augment(cfg.imgsz, cfg.K, IMAGENET_MEAN, cfg.max_zoom if cfg.augment else 1.0,
                                        cfg.photometric and cfg.augment, motion)  # fmt: skip
         train_set = TwoStreamTubeletDataset(ann, root, train_videos, cfg.K, cfg.imgsz, True, transform=transform,

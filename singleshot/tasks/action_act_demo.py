@@ -53,6 +53,7 @@ ACT_DEMO_DEFAULTS: dict[str, Any] = {
     "milestones": "",
     "warmup": 50,
     "workers": 1,
+    "parallel_branches": True,
     "protocol": "act",
     "linking": "act",
     "trim": 0.05,

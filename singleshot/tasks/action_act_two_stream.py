@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +34,7 @@ from torchvision.transforms import v2
 
 from singleshot.data.action.clip_transforms import ActClipAugment
 from singleshot.data.action.frames import read_frame
+from singleshot.engine.branches import parallel_branches
 from singleshot.errors import ConfigError, DataError
 from singleshot.losses.tubelet import TubeletLoss
 from singleshot.structures import TubeletTarget
@@ -141,17 +143,26 @@ class TwoStreamACT(nn.Module):
 
     ``forward(x Tensor[B, 2K, 3, S, S])`` (RGB frames then motion images) -> ``{"loc", "conf"}`` of
     the RGB stream and ``{"flow_loc", "flow_conf"}`` of the motion stream.
+
+    ``parallel=True`` runs the two streams in two threads, forward and backward
+    (:func:`~singleshot.engine.branches.parallel_branches`): the same numbers, about 1.5x faster on a
+    CPU whose intra-op thread count leaves a core idle. Not under DDP.
     """
 
-    def __init__(self, rgb: nn.Module, flow: nn.Module) -> None:
+    def __init__(self, rgb: nn.Module, flow: nn.Module, parallel: bool = False) -> None:
         super().__init__()
         if rgb.priors.shape != flow.priors.shape or rgb.k != flow.k:
             raise ConfigError("the two ACT streams must share K and the anchor cuboids")
         self.rgb, self.flow = rgb, flow
         self.k = rgb.k
+        self.parallel = bool(parallel)
 
     def forward(self, x: Tensor) -> dict[str, Tensor]:
-        a, b = self.rgb(x[:, : self.k]), self.flow(x[:, self.k :])
+        rgb, flow = partial(self.rgb, x[:, : self.k]), partial(self.flow, x[:, self.k :])
+        if self.parallel:
+            a, b = parallel_branches([rgb, flow], [list(self.rgb.parameters()), list(self.flow.parameters())])
+        else:
+            a, b = rgb(), flow()
         return {"loc": a["loc"], "conf": a["conf"], "flow_loc": b["loc"], "flow_conf": b["conf"]}
 
 

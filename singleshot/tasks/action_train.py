@@ -41,6 +41,7 @@ from singleshot.tasks.action import (
     action_meta,
     anchor_pairs,
     apply_freeze,
+    branch_threads,
     build_action_model,
     check_family,
     output_stride,
@@ -167,6 +168,7 @@ def train_action(cfg: ActionConfig) -> dict | None:
             cfg.anchors = tuple(v for pair in kmeans_anchors(ann, ann.train_videos or sorted(ann.videos), grid) for v in pair)
             logger.info("auto_anchors: %s (grid cells)", anchor_pairs(cfg.anchors))
         model, kwargs = build_action_model(cfg, len(classes))
+    model.parallel = branch_threads(cfg, world)  # type: ignore[assignment]  (a runtime attribute of YOWO)
     train_videos = ann.train_videos or sorted(ann.videos)
     if not ann.train_videos:
         warnings.warn(f"{ann.source}: no training split; training on every video", stacklevel=2)
@@ -311,6 +313,7 @@ DEMO_DEFAULTS: dict[str, Any] = {
     "warmup": 20,
     "weight_decay": 5e-4,
     "workers": 1,
+    "parallel_branches": True,
     "protocol": "act",
     "name": "demo",
     "eval_every": 100,

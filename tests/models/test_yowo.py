@@ -179,3 +179,22 @@ def test_input_3d_diff_feeds_frame_differences_to_the_3d_branch() -> None:
         yowo_tiny(4, input_3d="flow")
     with pytest.raises(ValueError, match="at least 2 frames"):
         model(torch.randn(1, 3, 1, 64, 64))
+
+
+def test_parallel_branches_give_the_same_outputs_and_gradients() -> None:
+    import copy
+
+    torch.manual_seed(0)
+    seq = yowo_tiny(3, clip_len=4, width=8, stride=8, input_3d="diff")
+    par = copy.deepcopy(seq)
+    par.parallel = True
+    clip = torch.randn(2, 3, 4, 64, 64)
+    outs = []
+    for m in (seq, par):
+        torch.manual_seed(1)  # CFAM's dropout draws the same mask
+        outs.append(m(clip)["out"])
+    assert torch.equal(outs[0], outs[1])
+    for out in outs:
+        (out.square().mean()).backward()
+    for (name, p), q in zip(seq.named_parameters(), par.parameters()):
+        assert torch.equal(p.grad, q.grad), name

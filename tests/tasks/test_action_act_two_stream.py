@@ -161,3 +161,22 @@ def test_train_two_streams_then_val_uses_both(data: tuple[Path, object], tmp_pat
     assert main([*val, "flow_weights=none"]) == 0
     rgb_only = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert rgb_only["n_detections"] != both["n_detections"]
+
+
+def test_parallel_streams_give_the_same_gradients() -> None:
+    import copy
+
+    from singleshot.tasks.action_act_two_stream import TwoStreamACT
+
+    torch.manual_seed(0)
+    seq = TwoStreamACT(act_tiny(3, k=K, image_size=64, width=0.25), act_tiny(3, k=K, image_size=64, width=0.25))
+    par = copy.deepcopy(seq)
+    par.parallel = True
+    x = torch.randn(2, 2 * K, 3, 64, 64)
+    outs = [m(x) for m in (seq, par)]
+    for key in ("loc", "conf", "flow_loc", "flow_conf"):
+        assert torch.equal(outs[0][key], outs[1][key])
+    for out in outs:
+        sum(v.square().mean() for v in out.values()).backward()
+    for (name, p), q in zip(seq.named_parameters(), par.parameters()):
+        assert torch.equal(p.grad, q.grad), name
