@@ -13,7 +13,7 @@ thread. The node holds no autograd edge into the branches, so the engine does no
 gradients are the same numbers as a plain backward: each branch's graph is differentiated once,
 with the same incoming gradients, and the branches share no parameters.
 
-Thread-local state: grad mode is carried into the threads. Autocast is not; under autocast, and
+Thread-local state: grad mode and inference mode are carried into the threads. Autocast is not; under autocast, and
 when the branches share a parameter, the branches run one after the other in this thread. DDP is
 not supported (its reducer expects one backward pass); the callers refuse that combination.
 """
@@ -121,10 +121,13 @@ def parallel_branches(branches: Sequence[Callable[[], Outputs]],
             seen |= ids
     if len(branches) < 2 or _autocast_on():
         return [fn() for fn in branches]
-    grad = torch.is_grad_enabled()
+    grad, inference = torch.is_grad_enabled(), torch.is_inference_mode_enabled()
 
     def with_grad_mode(fn: Callable[[], Outputs]) -> Callable[[], Outputs]:
         def run() -> Outputs:
+            if inference:
+                with torch.inference_mode():
+                    return fn()
             with torch.set_grad_enabled(grad):
                 return fn()
 

@@ -136,10 +136,14 @@ def train_config_for(task_cfg: Any, batches_per_epoch: int, out_dir: str | Path,
 
 
 def build_optimizer(params: Iterable[nn.Parameter], cfg: TrainConfig) -> torch.optim.Optimizer:
-    """The optimizer named by ``cfg.optimizer`` over ``params`` (weight decay on all of them)."""
+    """The optimizer named by ``cfg.optimizer`` over ``params`` (weight decay on all of them).
+
+    ``foreach=True`` everywhere: torch picks the per-tensor loop on CPU by default, which costs a
+    few ms of Python per step for a small model; the multi-tensor kernels give the same numbers.
+    """
     params = list(params)
     if cfg.optimizer == "sgd":
-        return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+        return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay, foreach=True)
     if cfg.optimizer == "adam":
-        return torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
-    return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+        return torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay, foreach=True)
+    return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay, foreach=True)

@@ -6,7 +6,8 @@ What it computes, per batch (ref: wei-tim/YOWO core/region_loss.py, FocalLoss.py
 - ``loss_coord = coord_scale · Σ_resp Σ_{x,y,w,h} smoothL1(p, t) / 2`` with p = (sigmoid(tx),
   sigmoid(ty), tw, th) of the responsible prediction and t = (gx − gi, gy − gj, log(gw/aw),
   log(gh/ah)); smooth-L1 with beta 1.
-- ``loss_conf = Σ_all λ · (sigmoid(conf) − t)² / 2`` with t = IoU(predicted box, ground truth) and
+- ``loss_conf = Σ_all λ · (sigmoid(conf) − t)² / 2`` with t = IoU(predicted box, ground truth)
+  (YOWO; darknet's ``rescore=1``) or t = 1 (``rescore=False``, darknet's ``rescore=0``) and
   λ = ``object_scale`` at responsible predictions; t = 0 and λ = ``noobject_scale`` elsewhere,
   except λ = 0 for predictions whose best IoU with a ground truth of their image > ``ignore_thresh``.
 - ``loss_cls = class_scale · Σ_resp −(1 − p_t)^γ · log p_t``, p_t the softmax probability of the true
@@ -76,6 +77,8 @@ class RegionLoss:
             given to :meth:`__call__`).
         prior_scale: weight of the warm-up coordinate terms.
         reduction: ``"sum"`` (YOWO) or ``"mean"`` (÷ batch size).
+        rescore: confidence target of a responsible prediction: its IoU with the ground truth
+            (True, YOWO) or 1 (False, darknet's region layer with ``rescore=0``).
     """
 
     def __init__(
@@ -91,6 +94,7 @@ class RegionLoss:
         prior_warmup_samples: int = 12800,
         prior_scale: float = 1.0,
         reduction: Literal["sum", "mean"] = "sum",
+        rescore: bool = True,
     ) -> None:
         anchors = torch.as_tensor(anchors, dtype=torch.float32)
         if anchors.dim() != 2 or anchors.shape[1] != 2 or not bool((anchors > 0).all()):
@@ -108,6 +112,7 @@ class RegionLoss:
         self.prior_warmup_samples = prior_warmup_samples
         self.prior_scale = prior_scale
         self.reduction = reduction
+        self.rescore = bool(rescore)
 
     def __call__(
         self,
@@ -162,7 +167,7 @@ class RegionLoss:
         conf_weight = torch.where(assign.ignore, 0.0, self.noobject_scale).to(conf.dtype)
         conf_weight[bi, ai, rj, ci] = self.object_scale
         conf_target = torch.zeros_like(conf)
-        conf_target[bi, ai, rj, ci] = iou
+        conf_target[bi, ai, rj, ci] = iou if self.rescore else 1.0
         loss_conf = (conf_weight * (conf - conf_target).square()).sum() / 2.0
 
         # Classes: softmax focal loss at responsible predictions.

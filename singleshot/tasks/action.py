@@ -99,13 +99,14 @@ class ActionConfig:
     coord_scale: float = 1.0
     prior_warmup: int = 0  # samples of YOWO's prior warm-up (its first release: 12800); 0: off
     loss_reduction: str = "sum"  # sum (YOWO) | mean (divided by the batch size)
+    rescore: bool = True  # region loss confidence target: IoU with the ground truth (YOWO) | false: 1 (darknet rescore=0)
     # distillation (train): a trained model of the same family; see singleshot/tasks/action_distill.py
     teacher: str = ""
     kd_weight: float = 1.0  # weight of the soft-label term
     kd_temperature: float = 2.0
     kd_obj_thresh: float = 0.5  # yowo: class scores distilled where the teacher's objectness is at least this
     workers: int = 2
-    parallel_branches: bool = False  # train: two-stream ACT's streams / YOWO's 3D and 2D backbones in two threads (CPU, one process)
+    parallel_branches: bool = False  # two-stream ACT's streams / YOWO's 3D and 2D backbones in two threads (train, eval, predict; one process)
     device: str = "cpu"
     seed: int = 0
     resume: bool = False
@@ -446,6 +447,8 @@ class YowoPredictor:
 
 
 def yowo_predictor(model: nn.Module, meta: dict[str, Any], cfg: ActionConfig) -> YowoPredictor:
+    if hasattr(model, "parallel"):  # YOWO's two backbones in two threads (same numbers)
+        model.parallel = bool(getattr(cfg, "parallel_branches", False))
     return YowoPredictor(model, meta, postprocess_settings(cfg, meta), cfg.device)
 
 

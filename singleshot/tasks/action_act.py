@@ -28,7 +28,13 @@ from torch import Tensor, nn
 
 from singleshot.config import build_config, config_to_dict
 from singleshot.data.action.clip_transforms import ActClipAugment, ClipResize
-from singleshot.data.action.datasets import IMAGENET_MEAN, IMAGENET_STD, ActTubeletDataset, collate_act
+from singleshot.data.action.datasets import (
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    ActTubeletDataset,
+    collate_act,
+    frames_fit_in_memory,
+)
 from singleshot.engine.distributed import cleanup, get_world_size, init_distributed
 from singleshot.engine.run import train_and_restore_best
 from singleshot.engine.sampler import build_train_loader
@@ -150,26 +156,10 @@ def act_param_groups(model: nn.Module, lr: float, weight_decay: float, caffe: bo
     return [g for g in groups if g["params"]]
 
 
-#: Decoded training frames are kept in memory (per loader process) when they fit in this many bytes.
-FRAME_CACHE_BYTES = 1 << 30
-
-
 class CachedActTubeletDataset(ActTubeletDataset):
-    """:class:`ActTubeletDataset` that decodes each frame once and keeps it (uint8, in the loader
-    process that read it): windows overlap, so a frame is otherwise decoded up to K times an epoch."""
+    """:class:`ActTubeletDataset` with ``cache_frames`` on (see ``_ActionFrames.cache_frames``)."""
 
-    def _read(self, video: str, frames: Any) -> Tensor:
-        cache: dict[tuple[str, int], Tensor] = self.__dict__.setdefault("_frames", {})
-        missing = [int(f) for f in frames if (video, int(f)) not in cache]
-        if missing:
-            for f, image in zip(missing, super()._read(video, missing)):
-                cache[(video, f)] = image
-        return torch.stack([cache[(video, int(f))] for f in frames])
-
-
-def _fits_in_memory(ann: Any, videos: list[str]) -> bool:
-    total = sum(ann.videos[v].num_frames * 3 * max(1, ann.videos[v].size[0]) * max(1, ann.videos[v].size[1]) for v in videos)
-    return total <= FRAME_CACHE_BYTES
+    cache_frames = True
 
 
 class PrepareBatch:
@@ -253,11 +243,12 @@ def train_act(cfg: ActionConfig) -> dict | None:
                                        cfg.photometric and cfg.augment, motion)  # fmt: skip
         train_set = TwoStreamTubeletDataset(ann, root, train_videos, cfg.K, cfg.imgsz, True, transform=transform,
                                             modality=motion, flow_root=cfg.flow or None)  # fmt: skip
+        train_set.cache_frames = frames_fit_in_memory(ann, train_videos, copies=2)  # the frames and their motion images
         loss_fn: Any = TwoStreamLoss(model)
     else:
         transform = (ActClipAugment(cfg.imgsz, cfg.K, IMAGENET_MEAN, cfg.max_zoom, cfg.photometric) if cfg.augment
                      else ClipResize(cfg.imgsz))  # fmt: skip
-        dataset = CachedActTubeletDataset if _fits_in_memory(ann, train_videos) else ActTubeletDataset
+        dataset = CachedActTubeletDataset if frames_fit_in_memory(ann, train_videos) else ActTubeletDataset
         train_set = dataset(ann, root, train_videos, cfg.K, cfg.imgsz, True, transform=transform)
         loss_fn = ActLoss(model)
     if len(train_set) == 0:
@@ -280,6 +271,7 @@ def train_act(cfg: ActionConfig) -> dict | None:
         rgb, flow = (m.rgb, m.flow) if motion else (m, None)
         predictor = ACTPredictor(rgb, meta, tubelet_settings(meta, cfg), cfg.linking, str(device),
                                  flow_model=flow, flow_meta=flow_meta, flow_root=cfg.flow or None)  # fmt: skip
+        predictor.parallel = bool(getattr(model, "parallel", False))
         full, _, _ = evaluate_act(predictor, ann, root, cfg)
         if not best_full or (full["frame_map"] or 0.0) > (best_full["frame_map"] or 0.0):
             best_full.clear()

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable, Iterator, Sequence
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +24,7 @@ from torch import Tensor, nn
 
 from singleshot.data.action.clip_transforms import resize_clip
 from singleshot.data.action.datasets import IMAGENET_MEAN, IMAGENET_STD
+from singleshot.engine.branches import parallel_branches
 from singleshot.errors import ConfigError
 from singleshot.postprocess.tubelet import TubeletDetections, TubeletPostprocess, postprocess_tubelets
 from singleshot.tasks.action_act_tubelets import (
@@ -90,6 +92,8 @@ class ACTPredictor:
             raise ConfigError(f"the motion stream's fusion_weight must lie in [0, 1], got {self.fusion_weight}")
         self.linking = linking
         self.link_params = link_params(linking, self.k)
+        #: run the two streams in two threads (:func:`~singleshot.engine.branches.parallel_branches`; same numbers)
+        self.parallel = False
         self.class_names: list[str] = list(meta.get("classes", [])) or [str(i) for i in range(model.num_classes)]
 
     def prepare(self, frames: Tensor, flow: Tensor | None = None) -> Tensor:
@@ -115,11 +119,14 @@ class ACTPredictor:
     def detect_windows(self, windows: Tensor, starts: Sequence[int], orig_size: tuple[int, int]) -> tuple[list[TubeletDetections], list[tuple[Tensor, Tensor]]]:  # fmt: skip
         """Prepared windows Tensor[B, K, C, h, w] uint8 starting at ``starts`` -> (detections, candidates) per window."""
         xs = self.normalise(windows)
-        out = self.model(xs[0])
         if len(self.streams) > 1:  # ACT's late fusion: (weighted) mean class probabilities, boxes of the RGB stream
+            out, motion = parallel_branches([partial(s.model, x) for s, x in zip(self.streams, xs)]) if self.parallel \
+                else [s.model(x) for s, x in zip(self.streams, xs)]  # fmt: skip
             w = self.fusion_weight
-            probs = (1.0 - w) * out["conf"].float().softmax(-1) + w * self.streams[1].model(xs[1])["conf"].float().softmax(-1)
+            probs = (1.0 - w) * out["conf"].float().softmax(-1) + w * motion["conf"].float().softmax(-1)
             out = {"loc": out["loc"], "conf": probs.clamp_(min=1e-12).log()}
+        else:
+            out = self.model(xs[0])
         sizes = [orig_size] * len(starts)
         frames = [torch.arange(s, s + self.k, dtype=torch.int64) for s in starts]
         dets = postprocess_tubelets(out, self.model.priors, sizes, self.settings, frames=frames)
@@ -250,6 +257,8 @@ def _flow_stream(meta: dict[str, Any], cfg: Any) -> tuple[nn.Module, dict[str, A
 def act_predictor(model: nn.Module, meta: dict[str, Any], cfg: Any) -> ACTPredictor:
     """The ``PREDICTORS["act"]`` entry of :mod:`singleshot.tasks.action` (with the motion stream, if any)."""
     flow = _flow_stream(meta, cfg)
-    return ACTPredictor(model, meta, tubelet_settings(meta, cfg), getattr(cfg, "linking", "act"), cfg.device,
-                        flow_model=flow[0] if flow else None, flow_meta=flow[1] if flow else None,
-                        flow_root=getattr(cfg, "flow", "") or None)  # fmt: skip
+    predictor = ACTPredictor(model, meta, tubelet_settings(meta, cfg), getattr(cfg, "linking", "act"), cfg.device,
+                             flow_model=flow[0] if flow else None, flow_meta=flow[1] if flow else None,
+                             flow_root=getattr(cfg, "flow", "") or None)  # fmt: skip
+    predictor.parallel = bool(getattr(cfg, "parallel_branches", False))
+    return predictor

@@ -109,7 +109,8 @@ class TwoStreamTubeletDataset(CachedActTubeletDataset):
 
     Args: as :class:`~singleshot.data.action.datasets.ActTubeletDataset`, plus ``modality`` and
     ``flow_root`` (the folder of flow images for ``flow``). ``transform`` must accept 2K frames
-    (:func:`two_stream_augment`).
+    (:func:`two_stream_augment`). With ``cache_frames`` (the default) the decoded frames and the
+    RGB-difference images are kept per loader process; otherwise each item reads its frames.
     """
 
     def __init__(self, *args: Any, modality: str = "diff", flow_root: str | Path | None = None, **kwargs: Any) -> None:
@@ -127,6 +128,8 @@ class TwoStreamTubeletDataset(CachedActTubeletDataset):
             flow = torch.stack([read_frame(flow_frame_path(self.flow_root, video, f)) for f in frames])
             return torch.cat([super()._read(video, frames), flow])
         n = self.ann.videos[video].num_frames
+        if self.cache_frames:
+            return torch.cat([super()._read(video, frames), torch.stack([self._diff(video, f, n) for f in frames])])
         span = list(range(max(1, frames[0] - 1), min(n, frames[-1] + 1) + 1))
         raw = super()._read(video, span)
         offset = frames[0] - span[0]
@@ -136,6 +139,16 @@ class TwoStreamTubeletDataset(CachedActTubeletDataset):
         f16 = raw.to(torch.int16)
         diff = rgb_difference(f16[nxt], f16[prev])
         return torch.cat([raw[offset : offset + len(frames)], diff])
+
+
+    def _diff(self, video: str, frame: int, n: int) -> Tensor:
+        """Motion image of 1-based ``frame`` of an ``n``-frame video (cached like the frames)."""
+        cache: dict[tuple[str, int], Tensor] = self.__dict__.setdefault("_diffs", {})
+        key = (video, frame)
+        if key not in cache:
+            pair = super()._read(video, [min(frame + 1, n), max(frame - 1, 1)]).to(torch.int16)
+            cache[key] = rgb_difference(pair[0], pair[1])
+        return cache[key]
 
 
 class TwoStreamACT(nn.Module):

@@ -23,7 +23,13 @@ from torch import Tensor, nn
 
 from singleshot.config import config_to_dict
 from singleshot.data.action.clip_transforms import ClipResize, YowoClipAugment
-from singleshot.data.action.datasets import IMAGENET_MEAN, IMAGENET_STD, YowoClipDataset, collate_yowo
+from singleshot.data.action.datasets import (
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    YowoClipDataset,
+    collate_yowo,
+    frames_fit_in_memory,
+)
 from singleshot.engine.distributed import cleanup, get_world_size, init_distributed
 from singleshot.engine.run import train_and_restore_best
 from singleshot.engine.sampler import build_train_loader
@@ -72,7 +78,7 @@ class YowoLoss:
         self.loss = RegionLoss(
             model.num_classes, model.anchors.cpu(), object_scale=cfg.object_scale, noobject_scale=cfg.noobject_scale,
             class_scale=cfg.class_scale, coord_scale=cfg.coord_scale, prior_warmup_samples=cfg.prior_warmup,
-            reduction=cfg.loss_reduction,  # type: ignore[arg-type]
+            reduction=cfg.loss_reduction, rescore=cfg.rescore,  # type: ignore[arg-type]
         )  # fmt: skip
         self.warmup, self.world_size, self.seen = cfg.prior_warmup > 0, world_size, 0
 
@@ -177,6 +183,7 @@ def train_action(cfg: ActionConfig) -> dict | None:
     train_set = YowoClipDataset(ann, root, train_videos, cfg.clip_len, cfg.imgsz, True,
                                 train_keyframes(ann, train_videos, cfg.keyframe_step), mean=mean, std=std,
                                 transform=transform)  # fmt: skip
+    train_set.cache_frames = frames_fit_in_memory(ann, train_videos)
     loader = build_train_loader(
         train_set, cfg.batch // world, seed=cfg.seed, drop_last=len(train_set) > cfg.batch, workers=cfg.workers,
         collate_fn=collate_yowo, device=device,

@@ -66,6 +66,9 @@ def test_grad_mode_is_carried_into_the_threads() -> None:
         outs = parallel_branches([partial(m, x) for m in branches])
     assert not any(v.requires_grad for o in outs for v in o.values())
     assert "backward" not in branches[1].threads
+    with torch.inference_mode():
+        outs = parallel_branches([partial(m, x) for m in branches])
+    assert all(v.is_inference() for o in outs for v in o.values())
 
 
 def test_tensor_outputs_and_a_frozen_branch() -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 
 def test_train_config_for_each_task_config() -> None:
     """Milestones in epochs become optimizer steps (ceil of batches / accumulate), log four times an
@@ -22,3 +24,31 @@ def test_train_config_for_each_task_config() -> None:
     g = GraspConfig(channels_last=True, epochs=4, lr=6e-3, optimizer="adam")
     t = train_config_for(g, 40, "out", "cpu")
     assert t.channels_last and t.epochs == 4 and t.lr == 6e-3 and t.optimizer == "adam" and t.log_every == 10
+
+
+@pytest.mark.parametrize("name", ["sgd", "adam", "adamw"])
+def test_optimizers_use_multi_tensor_kernels_with_the_loop_s_numbers(name: str) -> None:
+    import copy
+
+    import torch
+    from torch import nn
+
+    from singleshot.engine.train_config import TrainConfig, build_optimizer
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4), nn.Conv2d(4, 2, 1))
+    ref = copy.deepcopy(model)
+    cfg = TrainConfig(optimizer=name, lr=0.01, momentum=0.9, weight_decay=5e-4)
+    opt = build_optimizer(model.parameters(), cfg)
+    assert all(g["foreach"] for g in opt.param_groups)
+    kw = {"lr": 0.01, "weight_decay": 5e-4, "foreach": False}
+    loop = {"sgd": lambda p: torch.optim.SGD(p, momentum=0.9, **kw), "adam": lambda p: torch.optim.Adam(p, **kw),
+            "adamw": lambda p: torch.optim.AdamW(p, **kw)}[name](ref.parameters())  # fmt: skip
+    for step in range(3):
+        x = torch.randn(2, 3, 6, 6, generator=torch.Generator().manual_seed(step))
+        for m, o in ((model, opt), (ref, loop)):
+            o.zero_grad()
+            m(x).square().mean().backward()
+            o.step()
+    for p, q in zip(model.parameters(), ref.parameters()):
+        assert torch.equal(p, q)

@@ -137,6 +137,17 @@ def test_hand_computed_one_gt_two_anchors() -> None:
     _close(losses, {"loss_coord": coord, "loss_conf": conf, "loss_cls": cls})
 
 
+def test_rescore_false_targets_one_at_the_responsible_prediction() -> None:
+    # the case above: only the responsible prediction's confidence term changes, its target 1 instead of the IoU
+    anchors = torch.tensor([[1.0, 1.0], [1.5, 2.5]])
+    targets = [_target([[38.0, 20.0, 86.0, 84.0]], [2])]
+    out = torch.zeros(1, 2 * 8, 3, 3)
+    yowo = RegionLoss(3, anchors)({"out": out}, targets, (96, 96))
+    darknet = RegionLoss(3, anchors, rescore=False)({"out": out}, targets, (96, 96))
+    _close(darknet, {"loss_coord": float(yowo["loss_coord"]), "loss_cls": float(yowo["loss_cls"]),
+                     "loss_conf": 5 * (0.5 - 1.0) ** 2 / 2 + 17 * 0.25 / 2})  # fmt: skip
+
+
 @pytest.mark.parametrize("iou, ignored", [(0.7, True), (0.5, False)])
 def test_ignore_rule(iou: float, ignored: bool) -> None:
     # gt = cell (1, 1) exactly; anchor 0 (1x1) is responsible and predicts it exactly (IoU 1);

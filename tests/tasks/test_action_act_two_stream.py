@@ -57,17 +57,20 @@ def test_motion_images_are_the_clamped_central_difference() -> None:
     np.testing.assert_array_equal(motion_images(frames).numpy(), expected)
 
 
-def test_training_windows_hold_frames_then_their_motion_images(data: tuple[Path, object]) -> None:
+@pytest.mark.parametrize("cache", [True, False])
+def test_training_windows_hold_frames_then_their_motion_images(data: tuple[Path, object], cache: bool) -> None:
     root, ann = data
     ds = TwoStreamTubeletDataset(ann, root, None, K, (48, 64), True, transform=ClipResize((48, 64)), modality="diff")
+    ds.cache_frames = cache
     video = ds.videos[0]
     n = ann.videos[video].num_frames
     whole = read_clip_frames(root, video, range(1, n + 1))
     motion = motion_images(whole)
-    for start in (1, n - K + 1):  # both ends of the video (clamped neighbours)
+    for start in (1, 2, n - K + 1, 1):  # both ends of the video (clamped neighbours); again from the cache
         clip = ds._read(video, list(range(start, start + K)))
         assert torch.equal(clip[:K], whole[start - 1 : start - 1 + K])
         assert torch.equal(clip[K:], motion[start - 1 : start - 1 + K])
+    assert len(ds.__dict__.get("_diffs", {})) == (K + 1 + K if cache else 0)
     item, target = ds[0]
     assert item.shape == (2 * K, 3, 48, 64) and target.boxes.shape[1:] == (K, 4)
 

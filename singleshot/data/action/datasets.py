@@ -49,6 +49,8 @@ from singleshot.structures import ActionAnnotations, TubeletTarget, VideoAnnotat
 logger = logging.getLogger(__name__)
 
 __all__ = [
+    "FRAME_CACHE_BYTES",
+    "frames_fit_in_memory",
     "IMAGENET_MEAN",
     "IMAGENET_STD",
     "ActTubeletDataset",
@@ -61,6 +63,17 @@ IMAGENET_MEAN: tuple[float, float, float] = (0.485, 0.456, 0.406)
 IMAGENET_STD: tuple[float, float, float] = (0.229, 0.224, 0.225)
 
 ClipTransform = Callable[[Tensor, Tensor, Tensor], tuple[Tensor, Tensor, Tensor]]
+
+
+#: Decoded training frames are kept in memory (per loader process) when they fit in this many bytes.
+FRAME_CACHE_BYTES = 1 << 30
+
+
+def frames_fit_in_memory(ann: ActionAnnotations, videos: Sequence[str], copies: int = 1) -> bool:
+    """Whether ``copies`` uint8 RGB images per frame of ``videos`` fit in :data:`FRAME_CACHE_BYTES`
+    (sizes from the annotations)."""
+    total = sum(ann.videos[v].num_frames * 3 * max(1, ann.videos[v].size[0]) * max(1, ann.videos[v].size[1]) for v in videos)
+    return total * copies <= FRAME_CACHE_BYTES
 
 
 class _ActionFrames(Dataset, abc.ABC):
@@ -111,9 +124,21 @@ class _ActionFrames(Dataset, abc.ABC):
     def _load(self, index: int) -> tuple[Tensor, TubeletTarget]:
         """Item ``index`` (each dataset builds its own)."""
 
+    #: Keep each decoded frame in memory (uint8, per loader process) after its first read: clips and
+    #: windows overlap, so a frame is otherwise decoded many times an epoch. Off by default; training
+    #: turns it on when :func:`frames_fit_in_memory`.
+    cache_frames = False
+
     def _read(self, video: str, frames: Sequence[int]) -> Tensor:
         """Frames of a video as Tensor[T, 3, H, W] uint8; DataError naming a missing or bad file."""
-        return read_clip_frames(self.frame_root, video, frames)
+        if not self.cache_frames:
+            return read_clip_frames(self.frame_root, video, frames)
+        cache: dict[tuple[str, int], Tensor] = self.__dict__.setdefault("_frames", {})
+        missing = sorted({int(f) for f in frames if (video, int(f)) not in cache})
+        if missing:
+            for f, image in zip(missing, read_clip_frames(self.frame_root, video, missing)):
+                cache[(video, f)] = image
+        return torch.stack([cache[(video, int(f))] for f in frames])
 
     def _to_disk(self, va: VideoAnnotation, boxes: np.ndarray, disk: tuple[int, int]) -> Tensor:
         """Boxes of the annotation's frame size scaled to the frames read from disk."""

@@ -150,3 +150,30 @@ def test_missing_frame_names_the_file(synth: tuple[Path, ActionAnnotations], tmp
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         ds[2]  # frames 3..5 are all there
+
+
+def test_frame_cache_gives_the_same_items_and_decodes_each_frame_once(
+    synth: tuple[Path, ActionAnnotations], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import singleshot.data.action.datasets as datasets_module
+    from singleshot.data.action.datasets import frames_fit_in_memory
+
+    root, ann = synth
+    plain = YowoClipDataset(ann, root, None, clip_len=4, size=32, train=True)
+    cached = YowoClipDataset(ann, root, None, clip_len=4, size=32, train=True)
+    cached.cache_frames = True
+    decoded: list[int] = []
+    real = datasets_module.read_clip_frames
+    monkeypatch.setattr(datasets_module, "read_clip_frames",
+                        lambda r, v, frames: decoded.extend(frames) or real(r, v, frames))  # fmt: skip
+    for index in range(len(cached)):
+        a, ta = plain[(index, 7)]
+        b, tb = cached[(index, 7)]
+        assert torch.equal(a, b) and torch.equal(ta.boxes, tb.boxes)
+    before = len(decoded)
+    for index in range(len(cached)):
+        cached[(index, 8)]
+    assert len(decoded) == before  # the second pass reads nothing
+    assert frames_fit_in_memory(ann, ann.train_videos)
+    monkeypatch.setattr(datasets_module, "FRAME_CACHE_BYTES", 10)
+    assert not frames_fit_in_memory(ann, ann.train_videos)
