@@ -125,6 +125,8 @@ class YOWO(nn.Module):
         #: speed-up when intra-op threads leave a core idle; not under DDP). A runtime setting, not
         #: part of the architecture: training sets it from ``parallel_branches=``.
         self.parallel = False
+        #: run the 3D backbone in channels-last-3d memory format (see :meth:`set_channels_last_3d`)
+        self.channels_last_3d = False
         self.freeze_2d = "none"
         self.freeze_3d = "none"
         self.set_freeze(freeze_2d, freeze_3d)
@@ -169,6 +171,18 @@ class YOWO(nn.Module):
                 m.training = False
         return self
 
+    def set_channels_last_3d(self, on: bool = True) -> YOWO:
+        """Keep the 3D backbone's weights and run its input in channels-last-3d memory format.
+
+        A runtime setting (the state dict is the same): on a CPU, oneDNN's 3D convolutions and
+        max pooling run several times faster in this layout (the tiny backbone's step ~1.3x).
+        Values agree with the default layout to float rounding.
+        """
+        fmt = torch.channels_last_3d if on else torch.contiguous_format
+        self.backbone_3d.to(memory_format=fmt)
+        self.channels_last_3d = bool(on)
+        return self
+
     # -- forward ------------------------------------------------------------------------------
     def forward(self, clip: Tensor) -> dict[str, Tensor]:
         """Tensor[B, 3, T, H, W] -> {"out": Tensor[B, A * (5 + C), H/s, W/s]}, s = ``self.stride``."""
@@ -180,9 +194,13 @@ class YOWO(nn.Module):
         if self.input_3d == "diff":
             if clip.shape[2] < 2:
                 raise ValueError(f"YOWO with input_3d='diff' needs clips of at least 2 frames, got {clip.shape[2]}")
-            branch_3d = partial(self.backbone_3d, clip[:, :, 1:] - clip[:, :, :-1])
+            clip_3d = clip[:, :, 1:] - clip[:, :, :-1]
         else:
-            branch_3d = partial(self.backbone_3d, clip)
+            clip_3d = clip
+        if self.channels_last_3d:
+            branch_3d = partial(self._forward_3d_channels_last, clip_3d)
+        else:
+            branch_3d = partial(self.backbone_3d, clip_3d)
         branch_2d = partial(self.backbone_2d, clip[:, :, -1])
         if self.parallel:
             params = [list(self.backbone_3d.parameters()), list(self.backbone_2d.parameters())]
@@ -193,6 +211,9 @@ class YOWO(nn.Module):
             f3 = F.interpolate(f3, size=f2.shape[-2:], mode="nearest")
         x = self.cfam(torch.cat((f3, f2), dim=1))
         return {"out": self.conv_final(x)}
+
+    def _forward_3d_channels_last(self, clip: Tensor) -> Tensor:
+        return self.backbone_3d(clip.contiguous(memory_format=torch.channels_last_3d)).contiguous()
 
 
 def _inside(name: str, prefixes: tuple[str, ...]) -> bool:

@@ -449,6 +449,8 @@ class YowoPredictor:
 def yowo_predictor(model: nn.Module, meta: dict[str, Any], cfg: ActionConfig) -> YowoPredictor:
     if hasattr(model, "parallel"):  # YOWO's two backbones in two threads (same numbers)
         model.parallel = bool(getattr(cfg, "parallel_branches", False))
+    if hasattr(model, "set_channels_last_3d") and str(cfg.device).startswith("cpu") and not model.channels_last_3d:
+        model.set_channels_last_3d(True)
     return YowoPredictor(model, meta, postprocess_settings(cfg, meta), cfg.device)
 
 

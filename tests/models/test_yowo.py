@@ -198,3 +198,19 @@ def test_parallel_branches_give_the_same_outputs_and_gradients() -> None:
         (out.square().mean()).backward()
     for (name, p), q in zip(seq.named_parameters(), par.parameters()):
         assert torch.equal(p.grad, q.grad), name
+
+
+def test_channels_last_3d_is_a_layout_only() -> None:
+    import copy
+
+    torch.manual_seed(0)
+    ref = yowo_tiny(3, clip_len=4, width=8, stride=8, input_3d="diff").eval()
+    fast = copy.deepcopy(ref).set_channels_last_3d(True)
+    conv = next(m for m in fast.backbone_3d.modules() if isinstance(m, nn.Conv3d))
+    assert conv.weight.is_contiguous(memory_format=torch.channels_last_3d)
+    clip = torch.randn(2, 3, 4, 64, 64)
+    torch.testing.assert_close(fast(clip)["out"], ref(clip)["out"], rtol=1e-4, atol=1e-5)
+    state, ref_state = fast.state_dict(), ref.state_dict()
+    assert list(state) == list(ref_state) and all(torch.equal(state[k], ref_state[k]) for k in state)
+    fast.set_channels_last_3d(False)
+    assert conv.weight.is_contiguous() and not fast.channels_last_3d
