@@ -156,12 +156,6 @@ def act_param_groups(model: nn.Module, lr: float, weight_decay: float, caffe: bo
     return [g for g in groups if g["params"]]
 
 
-class CachedActTubeletDataset(ActTubeletDataset):
-    """:class:`ActTubeletDataset` with ``cache_frames`` on (see ``_ActionFrames.cache_frames``)."""
-
-    cache_frames = True
-
-
 class PrepareBatch:
     """Move a collated ``(frames [B, K, 3, H, W] normalised, targets)`` batch to the device."""
 
@@ -248,8 +242,8 @@ def train_act(cfg: ActionConfig) -> dict | None:
     else:
         transform = (ActClipAugment(cfg.imgsz, cfg.K, IMAGENET_MEAN, cfg.max_zoom, cfg.photometric) if cfg.augment
                      else ClipResize(cfg.imgsz))  # fmt: skip
-        dataset = CachedActTubeletDataset if frames_fit_in_memory(ann, train_videos) else ActTubeletDataset
-        train_set = dataset(ann, root, train_videos, cfg.K, cfg.imgsz, True, transform=transform)
+        train_set = ActTubeletDataset(ann, root, train_videos, cfg.K, cfg.imgsz, True, transform=transform)
+        train_set.cache_frames = frames_fit_in_memory(ann, train_videos)
         loss_fn = ActLoss(model)
     if len(train_set) == 0:
         raise ConfigError(f"{ann.source}: no K={cfg.K} training window lies inside a ground-truth tube")

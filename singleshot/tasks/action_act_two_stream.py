@@ -33,12 +33,12 @@ from torchvision import tv_tensors
 from torchvision.transforms import v2
 
 from singleshot.data.action.clip_transforms import ActClipAugment
+from singleshot.data.action.datasets import ActTubeletDataset
 from singleshot.data.action.frames import read_frame
 from singleshot.engine.branches import parallel_branches
 from singleshot.errors import ConfigError, DataError
 from singleshot.losses.tubelet import TubeletLoss
 from singleshot.structures import TubeletTarget
-from singleshot.tasks.action_act import CachedActTubeletDataset
 
 logger = logging.getLogger(__name__)
 
@@ -103,14 +103,14 @@ def two_stream_augment(size: int, k: int, mean: Sequence[float], max_zoom: float
     return aug
 
 
-class TwoStreamTubeletDataset(CachedActTubeletDataset):
+class TwoStreamTubeletDataset(ActTubeletDataset):
     """ACT training windows whose item is ``(Tensor[2K, 3, h, w], TubeletTarget)``: the K RGB frames
     then the K motion images (``modality`` diff or flow, see the module doc), augmented together.
 
     Args: as :class:`~singleshot.data.action.datasets.ActTubeletDataset`, plus ``modality`` and
     ``flow_root`` (the folder of flow images for ``flow``). ``transform`` must accept 2K frames
-    (:func:`two_stream_augment`). With ``cache_frames`` (the default) the decoded frames and the
-    RGB-difference images are kept per loader process; otherwise each item reads its frames.
+    (:func:`two_stream_augment`). With ``cache_frames`` (training turns it on when they fit) the
+    decoded frames and the RGB-difference images are kept per loader process.
     """
 
     def __init__(self, *args: Any, modality: str = "diff", flow_root: str | Path | None = None, **kwargs: Any) -> None:
