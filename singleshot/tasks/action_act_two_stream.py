@@ -140,7 +140,6 @@ class TwoStreamTubeletDataset(ActTubeletDataset):
         diff = rgb_difference(f16[nxt], f16[prev])
         return torch.cat([raw[offset : offset + len(frames)], diff])
 
-
     def _diff(self, video: str, frame: int, n: int) -> Tensor:
         """Motion image of 1-based ``frame`` of an ``n``-frame video (cached like the frames)."""
         cache: dict[tuple[str, int], Tensor] = self.__dict__.setdefault("_diffs", {})
