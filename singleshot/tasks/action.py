@@ -31,6 +31,7 @@ from singleshot.errors import ConfigError, WeightsError
 from singleshot.metrics.frame_ap import FrameDets
 from singleshot.models import build_model
 from singleshot.models.yowo import tiny3d_stride
+from singleshot.postprocess.tube_link_act import ACTLinkParams, link_act, moc_link_params
 from singleshot.postprocess.tube_link_viterbi import link_viterbi
 from singleshot.postprocess.yowo import yowo_postprocess
 from singleshot.structures import Detections, Tube
@@ -129,7 +130,7 @@ class ActionConfig:
     protocol: str = "yowo"  # yowo | act
     match_iou: float = 0.5  # frame-mAP IoU threshold
     trim: float = 0.0  # cut linked tubes (YOWO's Viterbi or ACT's) to their best run of frame scores >= trim (0: no trimming)
-    linking: str = "act"  # ACT family: act (ACT's linking parameters) | moc (MOC-Detector's preset)
+    linking: str = ""  # "": the family's own (yowo: viterbi, act: act) | act (ACT's parameters) | moc (MOC-Detector's) | viterbi (yowo only)
     cache: bool = True  # ACT val: keep each video's tubelets under project/val/tubelets (resumable)
     # score and convert
     gt: str = ""
@@ -280,6 +281,8 @@ def action_meta(model: nn.Module, cfg: ActionConfig, kwargs: dict[str, Any], cla
         "std": [float(v) for v in std],
         "postprocess": postprocess_settings(cfg),
     }
+    if cfg.model == "yowo":
+        meta["linking"] = yowo_linking(cfg)
     meta.update(extra)
     return meta
 
@@ -323,9 +326,51 @@ def trim_tubes(tubes: Sequence[Tube], thresh: float) -> list[Tube]:
     return [t for t in (trim_tube(t, thresh) for t in tubes) if t is not None]
 
 
-def link_tubes(dets: FrameDets, num_frames: dict[str, int], trim: float = 0.0) -> list[Tube]:
-    """YOWO's Viterbi linking of per-frame detections, then optional trimming (:func:`trim_tube`)."""
-    return trim_tubes(link_viterbi(dets, num_frames), trim)
+#: ``linking=`` values of the YOWO family: YOWO's Viterbi linking, or ACT's linking (ACT's or MOC's
+#: parameters) of the per-frame detections taken as one-frame tubelets.
+YOWO_LINKINGS = ("viterbi", "act", "moc")
+
+
+def yowo_linking(cfg: Any, meta: dict[str, Any] | None = None) -> str:
+    """The YOWO family's linking: ``cfg.linking``, else the weights' recorded one, else ``"viterbi"``."""
+    linking = str(getattr(cfg, "linking", "") or (meta or {}).get("linking") or "viterbi")
+    if linking not in YOWO_LINKINGS:
+        raise ConfigError(f"linking={linking!r} is unknown for YOWO; expected one of {', '.join(YOWO_LINKINGS)}")
+    return linking
+
+
+def link_frames_act(dets: FrameDets, params: ACTLinkParams) -> list[Tube]:
+    """ACT's linking (:func:`~singleshot.postprocess.tube_link_act.link_act`) of per-frame detections:
+    each detection is a one-frame tubelet of its label, so a tube grows frame by frame through boxes
+    of IoU >= ``params.link_iou`` with its last box, survives ``params.max_gap`` frames without one,
+    and is kept when it spans ``params.min_length`` frames and its mean score reaches ``params.min_score``."""
+    tubes: list[Tube] = []
+    order = np.lexsort((dets.label, dets.frame, dets.video))
+    video, frame, label = dets.video[order], dets.frame[order], dets.label[order]
+    boxes, scores = dets.boxes[order], dets.score[order]
+    keys = np.stack((video, frame, label), 1)
+    cuts = np.flatnonzero(np.any(keys[1:] != keys[:-1], axis=1)) + 1 if len(keys) else np.zeros(0, np.int64)
+    per_video: dict[int, dict[int, dict[int, tuple[np.ndarray, np.ndarray]]]] = {}
+    for lo, hi in zip(np.r_[0, cuts], np.r_[cuts, len(keys)]):
+        if hi <= lo:
+            continue
+        v, f, c = (int(x) for x in keys[lo])
+        per_video.setdefault(v, {}).setdefault(f, {})[c] = (boxes[lo:hi, None], scores[lo:hi])
+    for v in sorted(per_video):
+        tubes += link_act(per_video[v], dets.videos[v], 1, params)
+    return tubes
+
+
+def link_tubes(dets: FrameDets, num_frames: dict[str, int], trim: float = 0.0, linking: str = "viterbi") -> list[Tube]:
+    """Tubes of per-frame detections: YOWO's Viterbi linking (``linking="viterbi"``) or ACT's linking of
+    one-frame tubelets (``"act"``, ``"moc"``: :func:`link_frames_act`), then optional trimming
+    (:func:`trim_tube`)."""
+    if linking == "viterbi":
+        return trim_tubes(link_viterbi(dets, num_frames), trim)
+    if linking not in YOWO_LINKINGS:
+        raise ConfigError(f"linking={linking!r} is unknown; expected one of {', '.join(YOWO_LINKINGS)}")
+    params = ACTLinkParams() if linking == "act" else moc_link_params(1)
+    return trim_tubes(link_frames_act(dets, params), trim)
 
 
 def frame_dets_of(videos: Sequence[str], per_video: Sequence[Sequence[Detections]]) -> FrameDets:
@@ -357,10 +402,13 @@ class YowoPredictor:
         model: a YOWO module (``anchors``, ``num_classes``, ``forward -> {"out"}``).
         meta: weights metadata (``input_size``, ``clip_len``, ``stride``, ``mean``, ``std``, ``classes``).
         settings: ``{"conf_thresh", "nms_thresh", "max_det", "mode"}`` (see :func:`postprocess_settings`).
+        linking: how :meth:`link` builds tubes (see :func:`link_tubes`): ``viterbi`` (YOWO), ``act`` or ``moc``.
     """
 
-    def __init__(self, model: nn.Module, meta: dict[str, Any], settings: dict[str, Any], device: str = "cpu") -> None:
+    def __init__(self, model: nn.Module, meta: dict[str, Any], settings: dict[str, Any], device: str = "cpu",
+                 linking: str = "viterbi") -> None:
         self.device = torch.device(device)
+        self.linking = linking
         self.model = model.eval().to(self.device)
         size = meta.get("input_size", [224, 224])
         self.size = (int(size[0]), int(size[1])) if isinstance(size, (list, tuple)) else (int(size), int(size))
@@ -442,8 +490,8 @@ class YowoPredictor:
             yield from flush()
 
     def link(self, dets: FrameDets, num_frames: dict[str, int], trim: float = 0.0) -> list[Tube]:
-        """Tubes of per-frame detections: YOWO's Viterbi linking (+ optional trimming)."""
-        return link_tubes(dets, num_frames, trim)
+        """Tubes of per-frame detections by :attr:`linking` (+ optional trimming; :func:`link_tubes`)."""
+        return link_tubes(dets, num_frames, trim, self.linking)
 
 
 def yowo_predictor(model: nn.Module, meta: dict[str, Any], cfg: ActionConfig) -> YowoPredictor:
@@ -451,7 +499,7 @@ def yowo_predictor(model: nn.Module, meta: dict[str, Any], cfg: ActionConfig) ->
         model.parallel = bool(getattr(cfg, "parallel_branches", False))
     if hasattr(model, "set_channels_last_3d") and str(cfg.device).startswith("cpu") and not model.channels_last_3d:
         model.set_channels_last_3d(True)
-    return YowoPredictor(model, meta, postprocess_settings(cfg, meta), cfg.device)
+    return YowoPredictor(model, meta, postprocess_settings(cfg, meta), cfg.device, yowo_linking(cfg, meta))
 
 
 #: family -> ``(model, meta, cfg) -> predictor`` (ACT adds its own entry).

@@ -90,7 +90,7 @@ class ACTPredictor:
         self.fusion_weight = float((flow_meta or {}).get("fusion_weight", ACT_FUSION_WEIGHT))
         if not 0.0 <= self.fusion_weight <= 1.0:
             raise ConfigError(f"the motion stream's fusion_weight must lie in [0, 1], got {self.fusion_weight}")
-        self.linking = linking
+        self.linking = linking or "act"
         self.link_params = link_params(linking, self.k)
         #: run the two streams in two threads (:func:`~singleshot.engine.branches.parallel_branches`; same numbers)
         self.parallel = False
@@ -257,7 +257,8 @@ def _flow_stream(meta: dict[str, Any], cfg: Any) -> tuple[nn.Module, dict[str, A
 def act_predictor(model: nn.Module, meta: dict[str, Any], cfg: Any) -> ACTPredictor:
     """The ``PREDICTORS["act"]`` entry of :mod:`singleshot.tasks.action` (with the motion stream, if any)."""
     flow = _flow_stream(meta, cfg)
-    predictor = ACTPredictor(model, meta, tubelet_settings(meta, cfg), getattr(cfg, "linking", "act"), cfg.device,
+    predictor = ACTPredictor(model, meta, tubelet_settings(meta, cfg),
+                             getattr(cfg, "linking", "") or str(meta.get("linking", "act")), cfg.device,
                              flow_model=flow[0] if flow else None, flow_meta=flow[1] if flow else None,
                              flow_root=getattr(cfg, "flow", "") or None)  # fmt: skip
     predictor.parallel = bool(getattr(cfg, "parallel_branches", False))

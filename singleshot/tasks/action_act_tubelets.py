@@ -181,8 +181,8 @@ def tubelet_settings(meta: dict[str, Any], cfg: Any = None) -> TubeletPostproces
 
 
 def link_params(linking: str, k: int) -> ACTLinkParams:
-    """``linking=act`` (ACT's published parameters) or ``moc`` (MOC-Detector's preset for K frames)."""
-    if linking == "act":
+    """``linking=act`` (ACT's published parameters; also ``""``) or ``moc`` (MOC-Detector's preset for K frames)."""
+    if linking in ("", "act"):
         return ACTLinkParams()
     if linking == "moc":
         return moc_link_params(k)

@@ -82,7 +82,9 @@ def evaluate_action(predictor: Any, ann: ActionAnnotations, frame_root: str | Pa
     dets = detect_dataset(predictor, ann, frame_root, vids, max(1, cfg.batch), cfg.workers)
     tubes = predictor.link(dets, {v: ann.videos[v].num_frames for v in vids}, cfg.trim)
     metrics = score_action(ann, dets, tubes, cfg.protocol, iou_thresh=cfg.match_iou, videos=vids)
-    metrics["linking"] = "viterbi" + (f", trimmed at frame score {cfg.trim:g}" if cfg.trim > 0 else "")
+    linking = getattr(predictor, "linking", "viterbi")
+    metrics["linking"] = linking + ("" if linking == "viterbi" else " (one-frame tubelets)") + (
+        f", trimmed at frame score {cfg.trim:g}" if cfg.trim > 0 else "")
     return metrics, dets, tubes
 
 

@@ -297,13 +297,16 @@ def convert_weights(cfg: ActionConfig) -> dict[str, Any]:
 
 
 # ---------------------------------------------------------------- demo
-#: The CPU demo recipe (measured in BENCHMARKS.md, "Action demos"; it does not yet reach the
-#: issue's target). Output stride 8 (``out_stride=8``: the 2D branch at a 12 x 12 map at 96 px, the
-#: 3D branch's stride-16 map upsampled to it), so that the actors (about one 16-px cell) span about
-#: two cells and the box offsets are regressed finely enough for IoU 0.5; the 3D branch sees frame
-#: differences (``input_3d=diff``), so it need not learn to subtract frames before it can learn the
-#: motion classes; batch 4 (twice the updates of batch 8 in the same time); the same 180 training
-#: videos as the ACT demo.
+#: The CPU demo recipe (measured in BENCHMARKS.md, "Action demos"). Output stride 8 (``out_stride=8``:
+#: the 2D branch at a 12 x 12 map at 96 px, the 3D branch's stride-16 map upsampled to it), so that the
+#: actors (about one 16-px cell) span about two cells and the box offsets are regressed finely enough
+#: for IoU 0.5; the 3D branch sees frame differences (``input_3d=diff``), so it need not learn to
+#: subtract frames before it can learn the motion classes; batch 4, 4 epochs over the same 180
+#: training videos as the ACT demo. Evaluation: detections per class (``post_mode=per_class``: a box
+#: whose class is uncertain still counts for its other likely classes, as YOWO's validation boxes do),
+#: tubes by ACT's linking of the per-frame detections (``linking=act``: YOWO's Viterbi paths span the
+#: whole video and keep one path per class, so actions that start and end inside a video, or two
+#: actors of one class, are lost).
 DEMO_DEFAULTS: dict[str, Any] = {
     "model": "yowo",
     "arch": "yowo_tiny",
@@ -313,7 +316,7 @@ DEMO_DEFAULTS: dict[str, Any] = {
     "clip_len": 8,
     "imgsz": 96,
     "auto_anchors": True,
-    "epochs": 2,
+    "epochs": 4,
     "batch": 4,
     "lr": 1e-3,
     "optimizer": "adam",
@@ -324,6 +327,8 @@ DEMO_DEFAULTS: dict[str, Any] = {
     "workers": 1,
     "parallel_branches": True,
     "protocol": "act",
+    "post_mode": "per_class",
+    "linking": "act",
     "name": "demo",
     "eval_every": 100,
     "checkpoint_every": 0,

@@ -47,6 +47,7 @@ def test_demo_pipeline_at_toy_scale(tmp_path: Path, capsys: pytest.CaptureFixtur
     assert 12 <= len(frames) <= 14 and frames[0].shape == (48, 64, 3)
     _, meta = load_weights(run / "best.safetensors")
     assert len(meta["anchors"]) == 5 and max(max(a) for a in meta["anchors"]) < 2  # k-means: small synthetic boxes
+    assert meta["linking"] == "act" and meta["postprocess"]["mode"] == "per_class"  # the demo's evaluation, recorded
 
 
 def test_kmeans_anchors_recover_two_box_shapes() -> None:

@@ -18,7 +18,9 @@ from singleshot.engine.weights import save_weights
 from singleshot.io.video import VideoWriter, read_frames
 from singleshot.metrics.action_files import read_frame_detections, read_tubes
 from singleshot.postprocess.yowo import yowo_postprocess
-from singleshot.tasks.action import ActionConfig, action_meta, build_action_model, trim_tube
+from singleshot.errors import ConfigError
+from singleshot.metrics.frame_ap import FrameDets
+from singleshot.tasks.action import ActionConfig, action_meta, build_action_model, link_tubes, trim_tube, yowo_linking
 from singleshot.tasks.action_modes import load_predictor
 from singleshot.structures import Tube
 
@@ -142,6 +144,38 @@ def test_trim_keeps_the_best_run_of_confident_frames() -> None:
     assert cut is not None and cut.frames.tolist() == [5, 6, 7]  # 2.4 beats 1.1
     assert cut.score == pytest.approx(0.8) and np.array_equal(cut.boxes, boxes[4:7])
     assert trim_tube(tube, 0.95) is None
+
+
+def test_act_linking_of_frame_detections_by_hand() -> None:
+    """``linking=act``: per-frame detections as one-frame tubelets through ACT's linking. Video "v":
+    an actor of label 0 moving 1 px a frame over frames 1-20, missed on frames 8-10 (a gap of 3 < 5:
+    bridged), a far distractor of label 0 on frames 1-20 too (a second tube), and a label-1 blip on
+    frames 3-6 (4 frames < min_length 15: dropped). Each tube's frame scores are its detections'."""
+    rows = []
+    for f in range(1, 21):
+        if not 8 <= f <= 10:
+            rows.append((0, f, 0, 0.9, (10.0 + f, 10.0, 30.0 + f, 40.0)))
+        rows.append((0, f, 0, 0.2, (100.0, 100.0, 120.0, 130.0)))
+        if 3 <= f <= 6:
+            rows.append((0, f, 1, 0.5, (10.0 + f, 10.0, 30.0 + f, 40.0)))
+    v, f, c, s, b = (np.array(x) for x in zip(*rows))
+    dets = FrameDets(["v"], v, f, c, s, np.stack(b))
+    tubes = sorted(link_tubes(dets, {"v": 20}, linking="act"), key=lambda t: -t.score)
+    assert [(t.label, len(t)) for t in tubes] == [(0, 17), (0, 20)]
+    actor, distractor = tubes
+    assert actor.frames.tolist() == [*range(1, 8), *range(11, 21)]
+    assert np.allclose(actor.boxes[:, 0], 10.0 + actor.frames) and actor.score == pytest.approx(0.9)
+    assert np.allclose(actor.frame_scores, 0.9) and np.allclose(distractor.boxes, [100, 100, 120, 130])
+    assert distractor.score == pytest.approx(0.2)
+    # trimming applies after linking; MOC's preset (link IoU 0.5, gap K = 1) cuts the actor at the gap
+    assert len(link_tubes(dets, {"v": 20}, trim=0.5, linking="act")) == 1
+    moc = sorted((t.label, len(t)) for t in link_tubes(dets, {"v": 20}, linking="moc"))
+    assert moc == [(0, 20)]  # the actor's pieces (7 and 10 frames) are shorter than min_length 15
+    assert yowo_linking(ActionConfig(), {"linking": "act"}) == "act"  # recorded in the weights
+    assert yowo_linking(ActionConfig(linking="moc"), {"linking": "act"}) == "moc"  # the command line wins
+    assert yowo_linking(ActionConfig()) == "viterbi"
+    with pytest.raises(ConfigError, match="linking='tracks'"):
+        yowo_linking(ActionConfig(linking="tracks"))
 
 
 def test_export_mode_then_predict_with_the_onnx_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
