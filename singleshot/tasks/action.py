@@ -331,12 +331,15 @@ def trim_tubes(tubes: Sequence[Tube], thresh: float) -> list[Tube]:
 YOWO_LINKINGS = ("viterbi", "act", "moc")
 
 
-def yowo_linking(cfg: Any, meta: dict[str, Any] | None = None) -> str:
-    """The YOWO family's linking: ``cfg.linking``, else the weights' recorded one, else ``"viterbi"``."""
-    linking = str(getattr(cfg, "linking", "") or (meta or {}).get("linking") or "viterbi")
+def _checked_linking(linking: str) -> str:
     if linking not in YOWO_LINKINGS:
         raise ConfigError(f"linking={linking!r} is unknown for YOWO; expected one of {', '.join(YOWO_LINKINGS)}")
     return linking
+
+
+def yowo_linking(cfg: Any, meta: dict[str, Any] | None = None) -> str:
+    """The YOWO family's linking: ``cfg.linking``, else the weights' recorded one, else ``"viterbi"``."""
+    return _checked_linking(str(getattr(cfg, "linking", "") or (meta or {}).get("linking") or "viterbi"))
 
 
 def link_frames_act(dets: FrameDets, params: ACTLinkParams) -> list[Tube]:
@@ -365,10 +368,8 @@ def link_tubes(dets: FrameDets, num_frames: dict[str, int], trim: float = 0.0, l
     """Tubes of per-frame detections: YOWO's Viterbi linking (``linking="viterbi"``) or ACT's linking of
     one-frame tubelets (``"act"``, ``"moc"``: :func:`link_frames_act`), then optional trimming
     (:func:`trim_tube`)."""
-    if linking == "viterbi":
+    if _checked_linking(linking) == "viterbi":
         return trim_tubes(link_viterbi(dets, num_frames), trim)
-    if linking not in YOWO_LINKINGS:
-        raise ConfigError(f"linking={linking!r} is unknown; expected one of {', '.join(YOWO_LINKINGS)}")
     params = ACTLinkParams() if linking == "act" else moc_link_params(1)
     return trim_tubes(link_frames_act(dets, params), trim)
 

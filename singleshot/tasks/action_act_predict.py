@@ -91,7 +91,7 @@ class ACTPredictor:
         if not 0.0 <= self.fusion_weight <= 1.0:
             raise ConfigError(f"the motion stream's fusion_weight must lie in [0, 1], got {self.fusion_weight}")
         self.linking = linking or "act"
-        self.link_params = link_params(linking, self.k)
+        self.link_params = link_params(self.linking, self.k)
         #: run the two streams in two threads (:func:`~singleshot.engine.branches.parallel_branches`; same numbers)
         self.parallel = False
         self.class_names: list[str] = list(meta.get("classes", [])) or [str(i) for i in range(model.num_classes)]
