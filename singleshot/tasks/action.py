@@ -347,21 +347,15 @@ def link_frames_act(dets: FrameDets, params: ACTLinkParams) -> list[Tube]:
     each detection is a one-frame tubelet of its label, so a tube grows frame by frame through boxes
     of IoU >= ``params.link_iou`` with its last box, survives ``params.max_gap`` frames without one,
     and is kept when it spans ``params.min_length`` frames and its mean score reaches ``params.min_score``."""
-    tubes: list[Tube] = []
-    order = np.lexsort((dets.label, dets.frame, dets.video))
-    video, frame, label = dets.video[order], dets.frame[order], dets.label[order]
-    boxes, scores = dets.boxes[order], dets.score[order]
-    keys = np.stack((video, frame, label), 1)
-    cuts = np.flatnonzero(np.any(keys[1:] != keys[:-1], axis=1)) + 1 if len(keys) else np.zeros(0, np.int64)
+    order = np.lexsort((dets.label, dets.frame, dets.video))  # rows grouped by (video, frame, label)
+    keys = np.stack((dets.video, dets.frame, dets.label), 1)[order]
+    boxes, scores = dets.boxes[order, None], dets.score[order]  # boxes [M, 1, 4]: one-frame tubelets
+    starts = np.flatnonzero(np.r_[True, np.any(keys[1:] != keys[:-1], axis=1)]) if len(keys) else np.zeros(0, np.int64)
     per_video: dict[int, dict[int, dict[int, tuple[np.ndarray, np.ndarray]]]] = {}
-    for lo, hi in zip(np.r_[0, cuts], np.r_[cuts, len(keys)]):
-        if hi <= lo:
-            continue
+    for lo, hi in zip(starts, np.r_[starts[1:], len(keys)]):
         v, f, c = (int(x) for x in keys[lo])
-        per_video.setdefault(v, {}).setdefault(f, {})[c] = (boxes[lo:hi, None], scores[lo:hi])
-    for v in sorted(per_video):
-        tubes += link_act(per_video[v], dets.videos[v], 1, params)
-    return tubes
+        per_video.setdefault(v, {}).setdefault(f, {})[c] = (boxes[lo:hi], scores[lo:hi])
+    return [t for v in sorted(per_video) for t in link_act(per_video[v], dets.videos[v], 1, params)]
 
 
 def link_tubes(dets: FrameDets, num_frames: dict[str, int], trim: float = 0.0, linking: str = "viterbi") -> list[Tube]:

@@ -50,7 +50,7 @@ from singleshot.models import build_model
 from singleshot.models.aux_heads import deployable
 from singleshot.structures import TubeletTarget
 from singleshot.tasks.action import ActionConfig, branch_threads
-from singleshot.tasks.action_act_tubelets import tubelet_settings
+from singleshot.tasks.action_act_tubelets import act_linking, tubelet_settings
 from singleshot.tasks.action_distill import build_training
 
 logger = logging.getLogger(__name__)
@@ -131,7 +131,7 @@ def act_meta(cfg: ActionConfig, kwargs: dict[str, Any], classes: list[str], mean
         "channel_order": "RGB", "mean": [float(v) for v in mean], "std": [float(v) for v in std],
         "postprocess": {"score_thresh": post.score_thresh, "nms_thresh": post.nms_thresh,
                         "topk_candidates": post.topk_candidates, "max_detections": post.max_detections},
-        "linking": cfg.linking or "act",
+        "linking": act_linking(cfg.linking),
     }  # fmt: skip
     meta.update(extra)
     return meta
@@ -317,7 +317,7 @@ def convert_caffe(cfg: ActionConfig) -> dict[str, Any]:
         meta["classes"] = list(cfg.classes)
     model = build_model(meta["architecture"], meta["num_classes"], **meta["arch_kwargs"])
     model.load_state_dict(converted.state_dict)  # proves the mapping before anything is written
-    meta["linking"] = cfg.linking or "act"
+    meta["linking"] = act_linking(cfg.linking)
     save_weights(Path(cfg.dst), model, meta)
     return {"dst": cfg.dst, "architecture": meta["architecture"], "num_classes": meta["num_classes"],
             "K": meta["K"], "tensors": len(model.state_dict())}  # fmt: skip

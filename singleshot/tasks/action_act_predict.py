@@ -30,6 +30,7 @@ from singleshot.postprocess.tubelet import TubeletDetections, TubeletPostprocess
 from singleshot.tasks.action_act_tubelets import (
     CandidateSettings,
     VideoTubelets,
+    act_linking,
     link_params,
     linking_candidates,
     tubelet_settings,
@@ -90,7 +91,7 @@ class ACTPredictor:
         self.fusion_weight = float((flow_meta or {}).get("fusion_weight", ACT_FUSION_WEIGHT))
         if not 0.0 <= self.fusion_weight <= 1.0:
             raise ConfigError(f"the motion stream's fusion_weight must lie in [0, 1], got {self.fusion_weight}")
-        self.linking = linking or "act"
+        self.linking = act_linking(linking)
         self.link_params = link_params(self.linking, self.k)
         #: run the two streams in two threads (:func:`~singleshot.engine.branches.parallel_branches`; same numbers)
         self.parallel = False

@@ -39,7 +39,7 @@ from singleshot.structures import Tube
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["CandidateSettings", "VideoTubelets", "link_params", "linking_candidates", "tubelet_settings"]
+__all__ = ["CandidateSettings", "VideoTubelets", "act_linking", "link_params", "linking_candidates", "tubelet_settings"]
 
 
 @dataclass(frozen=True)
@@ -180,10 +180,15 @@ def tubelet_settings(meta: dict[str, Any], cfg: Any = None) -> TubeletPostproces
     return TubeletPostprocess(**values)
 
 
+def act_linking(linking: str) -> str:
+    """The ACT family's linking name: ``act`` (ACT's published parameters; also for ``""``, the
+    family's default) or ``moc`` (MOC-Detector's preset)."""
+    name = linking or "act"
+    if name not in ("act", "moc"):
+        raise ConfigError(f"linking={linking!r} is unknown for ACT; expected act or moc")
+    return name
+
+
 def link_params(linking: str, k: int) -> ACTLinkParams:
-    """``linking=act`` (ACT's published parameters; also ``""``) or ``moc`` (MOC-Detector's preset for K frames)."""
-    if linking in ("", "act"):
-        return ACTLinkParams()
-    if linking == "moc":
-        return moc_link_params(k)
-    raise ConfigError(f"linking={linking!r} is unknown; expected act or moc")
+    """The parameters of :func:`act_linking`'s ``linking`` for tubelets of ``k`` frames."""
+    return ACTLinkParams() if act_linking(linking) == "act" else moc_link_params(k)

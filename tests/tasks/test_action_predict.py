@@ -15,11 +15,11 @@ from PIL import Image
 
 from singleshot.cli import main
 from singleshot.engine.weights import save_weights
+from singleshot.errors import ConfigError
 from singleshot.io.video import VideoWriter, read_frames
 from singleshot.metrics.action_files import read_frame_detections, read_tubes
-from singleshot.postprocess.yowo import yowo_postprocess
-from singleshot.errors import ConfigError
 from singleshot.metrics.frame_ap import FrameDets
+from singleshot.postprocess.yowo import yowo_postprocess
 from singleshot.tasks.action import ActionConfig, action_meta, build_action_model, link_tubes, trim_tube, yowo_linking
 from singleshot.tasks.action_modes import load_predictor
 from singleshot.structures import Tube
