@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: install demo test bench clean
+.PHONY: install demo test lint bench clean
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -16,8 +16,14 @@ install: $(STAMP)
 demo: $(STAMP)
 	$(VENV)/bin/singleshot detect demo
 
-test: $(STAMP)
+test: $(STAMP) lint
 	$(PY) -m pytest -n 2 --durations=15 tests
+
+# Layering (import-linter contracts in pyproject.toml), lint rules and formatting.
+lint: $(STAMP)
+	$(VENV)/bin/lint-imports
+	$(VENV)/bin/ruff check singleshot tests benchmarks
+	$(VENV)/bin/ruff format --check singleshot tests benchmarks
 
 bench: $(STAMP)
 	$(PY) benchmarks/bench_ssd_inference.py

@@ -18,10 +18,10 @@ from pathlib import Path
 import numpy as np
 
 from singleshot.metrics.action_files import read_frame_detections, write_frame_detections
-from singleshot.metrics.frame_ap import FrameDets, frame_ap
+from singleshot.metrics.frame_ap import frame_ap
 from singleshot.metrics.video_ap import video_ap
 from singleshot.postprocess.tube_link import link_act, link_viterbi, tubelets_from_act_rows
-from singleshot.structures import ActionAnnotations, Tube, VideoAnnotation
+from singleshot.structures import ActionAnnotations, FrameDets, Tube, VideoAnnotation
 
 
 def make_data(n_videos: int, n_classes: int, per_frame: int, seed: int) -> tuple[ActionAnnotations, FrameDets]:

@@ -1,6 +1,6 @@
 """Is data loading the bottleneck? Loader images/s (demo augmentation) against training speed.
 
-Builds the ``detect demo`` recipe (``singleshot/tasks/detect_train.py`` ``DEMO_DEFAULTS``): the
+Builds the ``detect demo`` recipe (``singleshot/tasks/detect/demo.py`` ``DEMO_DEFAULTS``): the
 shapes dataset in VOC format, the SSD training augmentation (photometric distortion, zoom-out,
 IoU crop, flip, resize; or flips only when the demo sets ``augment=false``) and the training loader (``build_train_loader``, per-sample seeding),
 then measures
@@ -36,10 +36,13 @@ from singleshot.data.transforms import build_train_transform
 from singleshot.engine.sampler import build_train_loader
 from singleshot.engine.train_config import TrainConfig, build_optimizer
 from singleshot.losses.multibox import MultiBoxLoss
-from singleshot.models import build_model
-from singleshot.tasks.detect import IMAGENET_MEAN, arch_kwargs
-from singleshot.tasks.detect_modes import _cfg, build_dataset
-from singleshot.tasks.detect_train import DEMO_DEFAULTS, PrepareBatch
+from singleshot.models import create_model
+from singleshot.tasks.common import make_config
+from singleshot.tasks.detect.config import DetectConfig
+from singleshot.tasks.detect.data import build_dataset
+from singleshot.tasks.detect.demo import DEMO_DEFAULTS
+from singleshot.tasks.detect.predictor import IMAGENET_MEAN, arch_kwargs
+from singleshot.tasks.detect.train import NormalizeToDevice
 
 
 def loader_speed(train_set: Any, batch: int, workers: int, batches: int, seed: int) -> dict[str, float]:
@@ -80,13 +83,13 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
 
-    cfg = _cfg({}, **DEMO_DEFAULTS)
+    cfg = make_config(DetectConfig, {}, **DEMO_DEFAULTS)
     tmp = tempfile.TemporaryDirectory()
     root = Path(args.data or tmp.name)
     if not args.data:
         write_shapes_dataset(root, cfg.n_train, 0, size=160, seed=cfg.seed)
     cfg.data, cfg.classes = str(root), tuple(SHAPES_CLASSES)
-    model = build_model(cfg.model, len(SHAPES_CLASSES), **arch_kwargs(cfg.model, cfg.imgsz))
+    model = create_model(cfg.model, len(SHAPES_CLASSES), **arch_kwargs(cfg.model, cfg.imgsz))
     size = int(model.image_size)
     train_set = build_dataset(cfg, cfg.train_set, list(SHAPES_CLASSES),
                               build_train_transform(size, IMAGENET_MEAN, strong=cfg.augment))
@@ -101,7 +104,7 @@ def main() -> None:
                     for w in args.workers.split(",")]
 
     # training alone, on batches held in memory
-    prepare = PrepareBatch()
+    prepare = NormalizeToDevice()
     device = torch.device("cpu")
     memory_loader = build_train_loader(train_set, cfg.batch, seed=cfg.seed, collate_fn=collate_detection, drop_last=True)
     held = [b for _, b in zip(range(4), memory_loader)]

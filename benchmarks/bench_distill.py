@@ -4,7 +4,7 @@ On the embedded shapes data (``detect demo``'s dataset: 800 training / 200 held-
 160x160, generated once with seed 0):
 
 1. a teacher is trained first (default: ``ssd_slim``, the demo recipe of
-   ``singleshot/tasks/detect_train.py`` ``DEMO_DEFAULTS`` for ``--teacher-epochs`` epochs), or
+   ``singleshot/tasks/detect/demo.py`` ``DEMO_DEFAULTS`` for ``--teacher-epochs`` epochs), or
    taken from ``--teacher-weights``;
 2. for each seed, the student (default: the demo's ``ssd_tiny``, same recipe, a short schedule of
    ``--student-epochs`` epochs so that it has room below the teacher) is trained once per config:
@@ -38,8 +38,10 @@ from typing import Any
 import torch
 
 from singleshot.data.shapes import SHAPES_CLASSES, write_shapes_dataset
-from singleshot.tasks.detect_modes import _cfg
-from singleshot.tasks.detect_train import DEMO_DEFAULTS, demo_threads, train_detector
+from singleshot.tasks.common import demo_threads, make_config
+from singleshot.tasks.detect.config import DetectConfig
+from singleshot.tasks.detect.demo import DEMO_DEFAULTS
+from singleshot.tasks.detect.train import train_detector
 
 CONFIGS: dict[str, dict[str, str]] = {
     "baseline": {},
@@ -54,7 +56,7 @@ def train(data: Path, out: Path, name: str, model: str, epochs: int, seed: int, 
     """One ``detect train`` run with the demo recipe; returns its result dict plus ``wall_s``."""
     args = {"data": str(data), "classes": ",".join(SHAPES_CLASSES), "model": model, "epochs": str(epochs),
             "eval_every": str(epochs), "seed": str(seed), "project": str(out), "name": name, "plot_every": "0", **extra}
-    cfg = _cfg(args, **DEMO_DEFAULTS)
+    cfg = make_config(DetectConfig, args, **DEMO_DEFAULTS)
     t0 = time.perf_counter()
     result = train_detector(cfg)
     assert result is not None

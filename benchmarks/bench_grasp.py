@@ -21,7 +21,7 @@ import torch
 from _timing import interleaved_median_times, median_time  # benchmarks/ is on sys.path when run as a script
 
 from singleshot.postprocess.grasp import GraspPostprocess
-from singleshot.tasks.grasp import build_grasp_model
+from singleshot.tasks.grasp.predictor import build_grasp_model
 
 PUBLISHED_GPU_MS = 6.0
 

@@ -29,20 +29,22 @@ import torch
 from _timing import median_time  # benchmarks/ is on sys.path when run as a script
 
 from singleshot.data.shapes import write_shapes_dataset
-from singleshot.export.detect_export import ExportOptions, calibration_batches, export_detector
 from singleshot.export.onnx_export import export_onnx
 from singleshot.export.onnx_runtime import OnnxModel
 from singleshot.export.quantize import quantize_static_onnx
-from singleshot.models import build_model
-from singleshot.tasks.detect import DetectConfig, DetectPredictor, settings_from_meta
-from singleshot.tasks.detect_modes import build_dataset, evaluate_dataset, load_predictor
+from singleshot.models import create_model
+from singleshot.tasks.detect.config import DetectConfig
+from singleshot.tasks.detect.data import build_dataset
+from singleshot.tasks.detect.evaluate import evaluate_dataset, load_predictor
+from singleshot.tasks.detect.export import ExportOptions, calibration_batches, export_detector
+from singleshot.tasks.detect.predictor import DetectPredictor, settings_from_meta
 
 OUTPUTS = ["cls_logits", "bbox_regression"]
 
 
 def speed(tmp: Path, repeats: int, threads: int, calib_images: int) -> dict[str, Any]:
     torch.manual_seed(0)
-    model = build_model("ssd300", 20).eval()
+    model = create_model("ssd300", 20).eval()
     with torch.no_grad():  # a trained-like score range (random features saturate the softmax)
         for conv in model.head.conf:
             conv.weight.mul_(0.1)

@@ -16,7 +16,7 @@ from torchvision.models.detection import ssd300_vgg16
 from _timing import interleaved_median_times  # benchmarks/ is on sys.path when run as a script
 
 from singleshot.convert.torchvision_ssd import load_torchvision_ssd300
-from singleshot.tasks.detect import DetectPredictor, settings_from_meta
+from singleshot.tasks.detect.predictor import DetectPredictor, settings_from_meta
 
 
 

@@ -2,17 +2,23 @@
 
 from __future__ import annotations
 
-import importlib
 import json
 import logging
 import math
 import sys
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from singleshot.config import parse_overrides
 from singleshot.errors import SingleshotError
-from singleshot.tasks import TASKS
+from singleshot.tasks import action, detect, grasp
+
+#: ``singleshot TASK ...`` -> the task's table of modes.
+TASKS: dict[str, dict[str, Callable[[dict[str, str]], dict | None]]] = {
+    "detect": detect.MODES,
+    "action": action.MODES,
+    "grasp": grasp.MODES,
+}
 
 USAGE = """usage: singleshot TASK MODE [key=value ...]
 
@@ -71,7 +77,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if task not in TASKS:
         print(f"error: unknown task {task!r}; tasks: {', '.join(TASKS)}", file=sys.stderr)
         return 2
-    modes = importlib.import_module(TASKS[task]).MODES
+    modes = TASKS[task]
     if mode not in modes:
         print(f"error: unknown mode {mode!r} for {task}; modes: {', '.join(modes)}", file=sys.stderr)
         return 2

@@ -83,22 +83,29 @@ def _convert(value: Any, tp: Any, key: str) -> Any:
     return value
 
 
+def load_yaml_mapping(path: str | Path) -> dict[str, Any]:
+    """The ``key: value`` mapping of a YAML config file (an empty file is an empty mapping).
+
+    Raises:
+        ConfigError: naming the file when it cannot be read or parsed or holds no mapping.
+    """
+    path = Path(path)
+    try:
+        loaded = yaml.safe_load(path.read_text()) or {}
+    except (OSError, yaml.YAMLError) as e:
+        raise ConfigError(f"{path}: cannot read the YAML config: {e}") from None
+    if not isinstance(loaded, dict):
+        raise ConfigError(f"{path}: a config file must hold a mapping of key: value")
+    return loaded
+
+
 def build_config(cls: type[T], yaml_path: str | Path | None = None, overrides: dict[str, Any] | None = None) -> T:
     """An instance of the dataclass ``cls`` from defaults, a YAML file, then overrides.
 
     Raises:
         ConfigError: naming an unknown key (with the closest valid keys) or a value of the wrong type.
     """
-    values: dict[str, Any] = {}
-    if yaml_path:
-        path = Path(yaml_path)
-        try:
-            loaded = yaml.safe_load(path.read_text()) or {}
-        except (OSError, yaml.YAMLError) as e:
-            raise ConfigError(f"{path}: cannot read the YAML config: {e}") from None
-        if not isinstance(loaded, dict):
-            raise ConfigError(f"{path}: a config file must hold a mapping of key: value")
-        values.update(loaded)
+    values: dict[str, Any] = load_yaml_mapping(yaml_path) if yaml_path else {}
     values.update(overrides or {})
     fields = {f.name: f for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
     hints = typing.get_type_hints(cls)

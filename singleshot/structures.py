@@ -7,6 +7,7 @@ background class exists only inside matchers, losses and model heads (index 0 th
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
@@ -202,6 +203,111 @@ class ActionAnnotations:
 
 
 @dataclass
+class FrameDets:
+    """Per-frame detections of many videos as flat arrays, one row per detection.
+
+    Attributes:
+        videos: video names (``"Class/video"``); ``video`` indexes this list.
+        video: int64 [M] index into ``videos``.
+        frame: int64 [M] 1-based frame numbers.
+        label: int64 [M] 0-based class indices.
+        score: float64 [M].
+        boxes: float64 [M, 4] xyxy pixels in the video's own frame size.
+    """
+
+    videos: list[str]
+    video: np.ndarray
+    frame: np.ndarray
+    label: np.ndarray
+    score: np.ndarray
+    boxes: np.ndarray
+
+    def __post_init__(self) -> None:
+        self.videos = list(self.videos)
+        self.video = np.asarray(self.video, dtype=np.int64).reshape(-1)
+        self.frame = np.asarray(self.frame, dtype=np.int64).reshape(-1)
+        self.label = np.asarray(self.label, dtype=np.int64).reshape(-1)
+        self.score = np.asarray(self.score, dtype=np.float64).reshape(-1)
+        self.boxes = np.asarray(self.boxes, dtype=np.float64).reshape(-1, 4)
+        n = self.video.shape[0]
+        if not (self.frame.shape[0] == self.label.shape[0] == self.score.shape[0] == self.boxes.shape[0] == n):
+            raise ValueError("FrameDets arrays differ in length")
+        if n and (self.video.min() < 0 or self.video.max() >= len(self.videos)):
+            raise ValueError(f"FrameDets video index outside 0..{len(self.videos) - 1}")
+
+    def __len__(self) -> int:
+        return int(self.video.shape[0])
+
+    @classmethod
+    def from_array(cls, rows: np.ndarray, videos: Sequence[str]) -> "FrameDets":
+        """From ACT's ``[M, 8]`` rows ``(video_idx, frame, label, score, x1, y1, x2, y2)``,
+        ``video_idx`` indexing ``videos``."""
+        rows = np.asarray(rows, dtype=np.float64)
+        if rows.ndim != 2 or rows.shape[1] != 8:
+            raise ValueError(f"detection rows must have shape [M, 8], not {list(rows.shape)}")
+        return cls(list(videos), rows[:, 0].astype(np.int64), rows[:, 1].astype(np.int64),
+                   rows[:, 2].astype(np.int64), rows[:, 3], rows[:, 4:8])  # fmt: skip
+
+    def to_array(self) -> np.ndarray:
+        """float64 [M, 8] rows ``(video_idx, frame, label, score, x1, y1, x2, y2)``."""
+        cols = (self.video[:, None], self.frame[:, None], self.label[:, None], self.score[:, None], self.boxes)
+        return np.concatenate(cols, axis=1).astype(np.float64)
+
+    def select(self, mask: np.ndarray) -> "FrameDets":
+        """The rows where ``mask`` (bool [M] or int indices) holds, same video list."""
+        return FrameDets(self.videos, self.video[mask], self.frame[mask], self.label[mask], self.score[mask],
+                         self.boxes[mask])  # fmt: skip
+
+    def reindex(self, videos: Sequence[str]) -> tuple["FrameDets", np.ndarray]:
+        """Re-express onto another video list.
+
+        Returns:
+            (detections whose video is in ``videos``, indexed into it; bool [M] mask of the rows kept).
+        """
+        position = {v: i for i, v in enumerate(videos)}
+        lut = np.array([position.get(v, -1) for v in self.videos], dtype=np.int64)
+        new = lut[self.video] if len(self) else np.zeros(0, dtype=np.int64)
+        keep = new >= 0
+        out = self.select(keep)
+        return replace(out, videos=list(videos), video=new[keep]), keep
+
+
+def as_frame_dets(detections: Any, videos: Sequence[str]) -> FrameDets:
+    """Normalise the accepted detection forms to :class:`FrameDets`.
+
+    Args:
+        detections: a FrameDets; an array [M, 8] of ACT rows whose first column indexes ``videos``;
+            a mapping ``{(video, frame): Detections | (boxes [N, 4], scores [N], labels [N])}``; or
+            a list of records ``{"video", "frame", "label", "score", "box"}`` (the frames JSON form).
+        videos: the video list that array rows index.
+    """
+    if isinstance(detections, FrameDets):
+        return detections
+    if isinstance(detections, Mapping):
+        names: dict[str, int] = {}
+        parts: list[tuple[np.ndarray, ...]] = []
+        for (video, frame), value in detections.items():
+            if isinstance(value, Detections):
+                boxes, scores, labels = (t.detach().cpu().numpy() for t in (value.boxes, value.scores, value.labels))
+            else:
+                boxes, scores, labels = (np.asarray(x) for x in value)
+            n = np.asarray(scores).reshape(-1).shape[0]
+            vi = names.setdefault(str(video), len(names))
+            boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
+            parts.append((np.full(n, vi), np.full(n, int(frame)), np.asarray(labels).reshape(-1),
+                          np.asarray(scores).reshape(-1), boxes))  # fmt: skip
+        if not parts:
+            return FrameDets(list(names), *(np.zeros(0),) * 4, np.zeros((0, 4)))
+        return FrameDets(list(names), *(np.concatenate([p[i] for p in parts]) for i in range(5)))
+    if isinstance(detections, list) and detections and isinstance(detections[0], dict):
+        index: dict[str, int] = {}
+        vid = [index.setdefault(str(d["video"]), len(index)) for d in detections]
+        return FrameDets(list(index), vid, [d["frame"] for d in detections], [d["label"] for d in detections],
+                         [d["score"] for d in detections], [d["box"] for d in detections])  # fmt: skip
+    return FrameDets.from_array(np.asarray(detections), videos)
+
+
+@dataclass
 class TubeletTarget(_PickledByValue):
     """Ground truth of one K-frame training sample (ACT) or one clip's key frame (YOWO, K = 1).
 
@@ -228,6 +334,10 @@ class TubeletTarget(_PickledByValue):
 
 
 # --- grasp family --------------------------------------------------------------------------------
+
+
+#: Input channels of each grasp input kind: ``depth`` 1, ``rgb`` 3, ``rgbd`` 4 (depth first, then RGB).
+GRASP_INPUT_CHANNELS: dict[str, int] = {"depth": 1, "rgb": 3, "rgbd": 4}
 
 
 @dataclass

@@ -6,9 +6,9 @@ import pytest
 
 from singleshot.config import build_config
 from singleshot.errors import ConfigError
-from singleshot.tasks.action import ActionConfig
-from singleshot.tasks.detect import DetectConfig
-from singleshot.tasks.grasp import GraspConfig
+from singleshot.tasks.action.config import ActionConfig
+from singleshot.tasks.detect.config import DetectConfig
+from singleshot.tasks.grasp.config import GraspConfig
 
 CONFIGS = sorted((Path(__file__).resolve().parents[1] / "configs").glob("*.yaml"))
 

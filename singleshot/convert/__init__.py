@@ -1,13 +1,14 @@
 """Weight converters from other projects' checkpoints to singleshot models.
 
-Every converter reads ``.pth`` files with ``torch.load(weights_only=True)`` only, returns the renamed
+Every converter reads ``.pth`` files with ``torch.load(weights_only=True)`` only (through the one
+loader of foreign weights, :func:`singleshot.engine.weights.load_foreign_pth`), returns the renamed
 state dict with the metadata needed to reproduce the source's predictions, and loads strictly
 (missing, unexpected or mis-shaped weights raise ``WeightsError`` naming the key).
 """
 
 from __future__ import annotations
 
-from singleshot.convert._common import ConvertedWeights, load_state_dict_file
+from singleshot.convert._common import ConvertedWeights
 from singleshot.convert.ssd_pytorch import convert_ssd_pytorch, load_ssd_pytorch
 from singleshot.convert.torchvision_ssd import convert_torchvision_ssd300, load_torchvision_ssd300
 from singleshot.convert.vgg_decimate import load_vgg16_base, vgg16_to_ssd_base
@@ -24,7 +25,6 @@ __all__ = [
     "convert_ssd_pytorch",
     "convert_torchvision_ssd300",
     "load_ssd_pytorch",
-    "load_state_dict_file",
     "load_torchvision_ssd300",
     "load_vgg16_base",
     "vgg16_to_ssd_base",

@@ -1,4 +1,6 @@
-"""Shared helpers of the weight converters: safe loading, key checks and strict loading."""
+"""Shared helpers of the weight converters: the source's state dict (read by the one loader of
+foreign ``.pth`` files, :func:`singleshot.engine.weights.load_foreign_pth`), key checks and strict
+loading."""
 
 from __future__ import annotations
 
@@ -8,17 +10,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Union
 
-import torch
 from torch import Tensor, nn
 
+from singleshot.engine.weights import load_foreign_pth, unwrap_state_dict
 from singleshot.errors import WeightsError
 
 logger = logging.getLogger(__name__)
 
 StateSource = Union[str, Path, Mapping[str, Tensor]]
-
-#: wrapper keys under which training scripts commonly nest the model's state dict.
-_NESTED_KEYS = ("model", "state_dict", "model_state_dict", "net")
 
 
 @dataclass
@@ -39,51 +38,20 @@ class ConvertedWeights:
     source: str = "<state dict>"
 
 
-def load_state_dict_file(path: str | Path) -> dict[str, Tensor]:
-    """Read a ``.pth``/``.pt`` state dict with ``torch.load(weights_only=True)`` (no arbitrary unpickling).
+def as_state_dict(source: StateSource) -> tuple[dict[str, Tensor], str]:
+    """A tensor state dict from a path or a mapping, and a name for error messages.
 
-    A dict nesting the weights under ``model``/``state_dict`` is unwrapped and a ``module.`` prefix
-    (``nn.DataParallel``) is removed, each with a logged warning.
+    A path is read by :func:`singleshot.engine.weights.load_foreign_pth`
+    (``torch.load(weights_only=True)``: nothing but tensors and plain data is unpickled); both forms
+    go through :func:`singleshot.engine.weights.unwrap_state_dict` (wrapper dicts such as
+    ``{"state_dict": ...}`` are descended and a ``module.`` prefix on every key is removed).
 
     Raises:
-        WeightsError: the file is missing, is not a safe pickle of tensors, or holds no state dict.
+        WeightsError: the file is missing, unsafe or unreadable, or holds no tensor state dict.
     """
-    path = Path(path)
-    if not path.is_file():
-        raise WeightsError(f"{path}: weights file not found")
-    try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # torch raises UnpicklingError, RuntimeError, EOFError, ...
-        raise WeightsError(f"{path}: cannot be read as a weights-only torch file: {exc}") from exc
-    return normalise_state_dict(obj, str(path))
-
-
-def normalise_state_dict(obj: object, source: str) -> dict[str, Tensor]:
-    """Unwrap a nested checkpoint and strip ``module.`` prefixes; every value must be a tensor."""
-    if isinstance(obj, Mapping):
-        for key in _NESTED_KEYS:
-            inner = obj.get(key)
-            if isinstance(inner, Mapping) and inner and all(isinstance(v, Tensor) for v in inner.values()):
-                logger.warning("%s: using the state dict nested under %r", source, key)
-                obj = inner
-                break
-    if not isinstance(obj, Mapping) or not obj:
-        raise WeightsError(f"{source}: expected a non-empty state dict (a mapping of names to tensors)")
-    bad = [k for k, v in obj.items() if not isinstance(v, Tensor)]
-    if bad:
-        raise WeightsError(f"{source}: entries that are not tensors: {bad[:5]}")
-    sd = {str(k): v for k, v in obj.items()}
-    if all(k.startswith("module.") for k in sd):
-        logger.warning("%s: stripped the 'module.' prefix of nn.DataParallel from every key", source)
-        sd = {k[len("module."):]: v for k, v in sd.items()}
-    return sd
-
-
-def as_state_dict(source: StateSource) -> tuple[dict[str, Tensor], str]:
-    """A state dict from a path or a mapping, and a name for error messages."""
     if isinstance(source, (str, Path)):
-        return load_state_dict_file(source), str(source)
-    return normalise_state_dict(source, "<state dict>"), "<state dict>"
+        return load_foreign_pth(source), str(source)
+    return unwrap_state_dict(source, "<state dict>"), "<state dict>"
 
 
 def rename_keys(

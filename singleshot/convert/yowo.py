@@ -14,7 +14,8 @@ Kinetics files (kenshohara 3D-ResNets-PyTorch, okankop Efficient-3DCNNs) are ``{
 
 Input YOWO's UCF101-24 / J-HMDB-21 models expect: PIL RGB frames resized to 224x224, ``ToTensor``
 only (0..1, no mean/std), the clip ending at the key frame; decoding uses conf 0.005 and NMS 0.4.
-Files are read with ``torch.load(weights_only=True)`` (``load_foreign_pth``).
+Files are read with ``torch.load(weights_only=True)`` (``as_state_dict`` ->
+:func:`singleshot.engine.weights.load_foreign_pth`).
 """
 
 from __future__ import annotations
@@ -28,8 +29,7 @@ from typing import Any, Union
 import torch
 from torch import Tensor, nn
 
-from singleshot.convert._common import ConvertedWeights, load_strict
-from singleshot.engine.weights import load_foreign_pth, unwrap_state_dict
+from singleshot.convert._common import ConvertedWeights, as_state_dict, load_strict
 from singleshot.errors import WeightsError
 from singleshot.models.backbones3d_shufflenet import SHUFFLENETV2_CHANNELS
 from singleshot.models.yowo import JHMDB21_ANCHORS, UCF24_ANCHORS, YOWO, yowo
@@ -62,13 +62,6 @@ JHMDB21_CLASSES: tuple[str, ...] = (
 _PARTS = ("backbone_3d.", "backbone_2d.", "cfam.", "conv_final.")
 _CLASSIFIER = re.compile(r"^(fc|classifier)\.")
 YOWO_NUM_ANCHORS = 5
-
-
-def _state(source: Source) -> tuple[dict[str, Tensor], str]:
-    """A tensor state dict (wrappers and ``module.`` removed) and a name for messages."""
-    if isinstance(source, (str, Path)):
-        return load_foreign_pth(source), str(source)
-    return unwrap_state_dict(source, "<state dict>"), "<state dict>"
 
 
 def _add_bn_counters(sd: dict[str, Tensor]) -> int:
@@ -154,7 +147,7 @@ def convert_yowo_checkpoint(
     Raises:
         WeightsError: a key belongs to no part of YOWO, or the architecture is not recognised.
     """
-    sd, name = _state(source)
+    sd, name = as_state_dict(source)
     stray = [k for k in sd if not k.startswith(_PARTS)]
     if stray:
         raise WeightsError(f"{name}: {len(stray)} keys are not part of a YOWO model, first {stray[:5]}")
@@ -228,7 +221,7 @@ def convert_kinetics_3d(source: Source) -> ConvertedWeights:
     Raises:
         WeightsError: the keys match no supported 3D backbone.
     """
-    sd, name = _state(source)
+    sd, name = as_state_dict(source)
     dropped = sorted(k for k in sd if _CLASSIFIER.match(k))
     out = {k: v for k, v in sd.items() if not _CLASSIFIER.match(k)}
     if dropped:

@@ -33,9 +33,9 @@ from typing import Any
 import torch
 from torch import Tensor
 from torchvision import tv_tensors
-from torchvision.ops import box_iou
 from torchvision.transforms import v2
 
+from singleshot.ops.boxes import pairwise_iou
 from singleshot.structures import BoxTarget
 
 logger = logging.getLogger(__name__)
@@ -150,7 +150,7 @@ class BatchedIoUCrop(v2.RandomIoUCrop):
             inside = (  # [trials, N]: box centre strictly inside the crop
                 (left[:, None] < cx) & (cx < right[:, None]) & (top[:, None] < cy) & (cy < bottom[:, None])
             )
-            ious = box_iou(torch.stack((left, top, right, bottom), dim=1), xyxy)  # [trials, N]
+            ious = pairwise_iou(torch.stack((left, top, right, bottom), dim=1), xyxy)  # [trials, N]
             if xyxy.shape[0] == 0:
                 ok &= False  # no box centre can lie inside: only the "keep" option ends the loop
             else:

@@ -14,7 +14,7 @@ from torch import nn
 from singleshot.engine.schedules import SCHEDULES
 from singleshot.errors import ConfigError
 
-__all__ = ["TrainConfig", "build_optimizer", "train_config_for", "OPTIMIZERS", "AMP_DTYPES"]
+__all__ = ["EngineOptions", "TrainConfig", "build_optimizer", "train_config_for", "OPTIMIZERS", "AMP_DTYPES"]
 
 OPTIMIZERS = ("sgd", "adam", "adamw")
 AMP_DTYPES = ("auto", "bfloat16", "float16")
@@ -113,9 +113,47 @@ class TrainConfig:
         return out
 
 
-def train_config_for(task_cfg: Any, batches_per_epoch: int, out_dir: str | Path, device: str) -> TrainConfig:
-    """The :class:`TrainConfig` of a task's command-line config (``DetectConfig``, ``ActionConfig``,
-    ``GraspConfig``: the keys they share, read by name).
+@dataclass
+class EngineOptions:
+    """The training and run keys every task's command-line config shares (``DetectConfig``,
+    ``ActionConfig`` and ``GraspConfig`` derive from it and set their own defaults).
+
+    ``milestones`` are in epochs and ``warmup`` in optimizer steps (see :func:`train_config_for`);
+    ``ema`` is the decay of an EMA of the weights; ``patience`` stops after that many evaluated
+    epochs without a better metric; ``checkpoint_every`` also writes ``last.pt`` every N steps
+    (0: at epoch ends only); ``plot_every`` redraws ``results.png`` every N epochs (0: never).
+    Runs write under ``project/name`` (training) or ``project/<mode>``.
+    """
+
+    data: str = ""  # the dataset (each task documents the layouts it reads)
+    epochs: int = 10
+    batch: int = 8
+    lr: float = 1e-3
+    momentum: float = 0.9
+    weight_decay: float = 0.0
+    optimizer: str = "sgd"
+    schedule: str = "constant"
+    milestones: tuple[int, ...] = ()  # completed epochs after which lr *= gamma (multistep)
+    warmup: int = 0  # optimizer steps of linear warm-up
+    accumulate: int = 1  # micro-batches per optimizer step
+    clip_grad: float | None = None  # max total gradient L2 norm
+    workers: int = 2  # data loader worker processes
+    device: str = "cpu"
+    seed: int = 0
+    resume: bool = False  # continue from project/name/last.pt
+    eval_every: int = 1  # evaluate every N epochs (and after the last)
+    amp: bool = False  # mixed precision: bfloat16 autocast on CPU, float16 + gradient scaler on CUDA
+    ema: float | None = None  # decay of an EMA of the weights (e.g. 0.9998), used for evaluation and saved
+    patience: int | None = None  # early stopping: evaluated epochs without a better metric
+    checkpoint_every: int = 1000  # also write last.pt every N optimizer steps (0: at epoch ends only)
+    plot_every: int = 1  # redraw results.png every N epochs (0: never)
+    project: str = "runs"
+    name: str = "train"
+
+
+def train_config_for(task_cfg: EngineOptions, batches_per_epoch: int, out_dir: str | Path, device: str) -> TrainConfig:
+    """The :class:`TrainConfig` of a task's command-line config (an :class:`EngineOptions`;
+    ``gamma`` and ``channels_last`` are read when the task's config has them).
 
     ``milestones`` are given in epochs and become optimizer steps (``batches_per_epoch`` micro-batches
     of ``accumulate`` per step); ``warmup`` is in steps; the log line comes four times per epoch;
@@ -135,8 +173,9 @@ def train_config_for(task_cfg: Any, batches_per_epoch: int, out_dir: str | Path,
     )  # fmt: skip
 
 
-def build_optimizer(params: Iterable[nn.Parameter], cfg: TrainConfig) -> torch.optim.Optimizer:
-    """The optimizer named by ``cfg.optimizer`` over ``params`` (weight decay on all of them).
+def build_optimizer(params: Iterable[nn.Parameter] | Iterable[dict[str, Any]], cfg: TrainConfig) -> torch.optim.Optimizer:
+    """The optimizer named by ``cfg.optimizer`` over ``params``: parameters (weight decay on all of
+    them) or parameter groups (their own ``lr``/``weight_decay`` override the config's).
 
     ``foreach=True`` everywhere: torch picks the per-tensor loop on CPU by default, which costs a
     few ms of Python per step for a small model; the multi-tensor kernels give the same numbers.

@@ -89,6 +89,10 @@ class Trainer:
         metric_key: the metric whose maximum selects ``best.pt`` (bigger is better).
         hooks: :class:`Hook` instances called in order.
         run_config: the task's whole configuration, written to ``config.yaml``.
+        param_groups: optimizer parameter groups (``{"params": [...], "lr": ..., "weight_decay": ...}``
+            each; the first group's lr is the one logged), e.g. per-layer learning rates; None: one
+            group of every trainable parameter at ``cfg.lr`` and ``cfg.weight_decay``. The schedule
+            scales every group's lr by the same factor.
     """
 
     def __init__(
@@ -102,6 +106,7 @@ class Trainer:
         metric_key: str | None = None,
         hooks: Sequence[Hook] = (),
         run_config: Mapping[str, Any] | None = None,
+        param_groups: Sequence[dict[str, Any]] | None = None,
     ) -> None:
         self.cfg = cfg
         self.device = torch.device(cfg.device)
@@ -139,7 +144,7 @@ class Trainer:
         self.steps_per_epoch = math.ceil(batches / cfg.accumulate)
         self.total_iters = cfg.epochs * self.steps_per_epoch
         self.params = [p for p in self.model.parameters() if p.requires_grad]
-        self.optimizer = build_optimizer(self.params, cfg)
+        self.optimizer = build_optimizer(self.params if param_groups is None else param_groups, cfg)
         self.scheduler = build_scheduler(
             self.optimizer, cfg.schedule, self.total_iters, cfg.warmup_iters, cfg.warmup_factor,
             cfg.milestones, cfg.gamma, cfg.power, cfg.min_lr_factor,

@@ -5,7 +5,8 @@ metadata dict (architecture, classes, mean/std, input size, clip length, metrics
 string under the key ``"singleshot"`` (plus ``"format": "pt"`` for other safetensors tools).
 Loading parses no pickle at all.
 
-Weights from other projects come as ``.pth`` pickles: :func:`load_foreign_pth` reads them with
+Weights from other projects come as ``.pth`` pickles: :func:`load_foreign_pth`, the one loader of
+foreign weights (the converters of :mod:`singleshot.convert` read through it), reads them with
 ``torch.load(weights_only=True)`` and refuses anything that would need arbitrary code execution.
 """
 
@@ -130,19 +131,21 @@ def unwrap_state_dict(obj: Any, source: str = "<object>") -> dict[str, Tensor]:
             raise WeightsError(f"{source}: expected a dict of tensors, found {type(current).__name__}")
         if current and all(isinstance(v, Tensor) for v in current.values()):
             break
-        inner = next((current[k] for k in _WRAPPER_KEYS if isinstance(current.get(k), Mapping)), None)
-        if inner is None:
+        key = next((k for k in _WRAPPER_KEYS if isinstance(current.get(k), Mapping)), None)
+        if key is None:
             bad = [k for k, v in current.items() if not isinstance(v, Tensor)][:5]
             raise WeightsError(
                 f"{source}: no tensor state dict found (keys {sorted(map(str, current))[:8]}; "
                 f"non-tensor entries such as {bad} and no wrapper key among {list(_WRAPPER_KEYS)})"
             )
-        current = inner
+        logger.info("%s: using the state dict nested under %r", source, key)
+        current = current[key]
     else:
         raise WeightsError(f"{source}: state dict nested too deeply")
     state = {str(k): v for k, v in current.items()}
     prefix = "module."
     if state and all(k.startswith(prefix) for k in state):
+        logger.info("%s: stripped the 'module.' prefix (nn.DataParallel / DDP) from every key", source)
         state = {k[len(prefix):]: v for k, v in state.items()}
     return state
 
@@ -176,6 +179,6 @@ def load_foreign_pth(path: str | Path) -> dict[str, Tensor]:
             "its state dict (torch.save(obj['state_dict'] or model.state_dict(), ...)) in the "
             "environment that made it, and load that instead."
         ) from exc
-    except (RuntimeError, EOFError, OSError) as exc:
+    except Exception as exc:  # RuntimeError, EOFError, OSError, ... from a damaged or foreign file
         raise WeightsError(f"{path}: not a readable PyTorch file ({exc})") from exc
     return unwrap_state_dict(obj, source=str(path))

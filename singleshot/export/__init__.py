@@ -6,7 +6,6 @@
   ``model(x) -> dict[str, Tensor]`` interface.
 - :func:`~singleshot.export.quantize.quantize_static_onnx`: int8 (QDQ) static quantization with
   calibration inputs.
-- :func:`~singleshot.export.detect_graph.append_ssd_postprocess`: SSD decoding + NMS in the graph.
 
 Names are imported on first use, so ``import singleshot.export`` loads neither onnx nor onnxruntime.
 """
@@ -23,8 +22,6 @@ _WHERE = {
     "OnnxModel": "onnx_runtime",
     "quantize_static_onnx": "quantize",
     "ArrayCalibrationReader": "quantize",
-    "append_ssd_postprocess": "detect_graph",
-    "detections_from_rows": "detect_graph",
 }
 
 __all__ = sorted(_WHERE)

@@ -37,6 +37,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from singleshot.models.aux_heads import TrainingWrapper, capture_outputs, deployable
+from singleshot.ops.region import split_region_output
 
 logger = logging.getLogger(__name__)
 
@@ -305,8 +306,6 @@ class RegionLogits:
         self.num_classes = int(num_classes)
 
     def __call__(self, out: Tensor) -> Tensor:
-        from singleshot.postprocess.yowo import split_region_output
-
         raw = split_region_output(out, self.num_anchors, self.num_classes)
         return raw[:, :, 5:].permute(0, 1, 3, 4, 2).reshape(out.shape[0], -1, self.num_classes)
 
@@ -324,8 +323,6 @@ class TeacherObjectnessMask:
         self.key = key
 
     def __call__(self, outputs: Mapping[str, Tensor], targets: Any) -> Tensor:
-        from singleshot.postprocess.yowo import split_region_output
-
         t = outputs["teacher_" + self.key]
         obj = split_region_output(t, self.num_anchors, self.num_classes)[:, :, 4].float().sigmoid()  # [B, A, H, W]
         return obj.reshape(t.shape[0], -1) >= self.threshold

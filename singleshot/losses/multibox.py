@@ -1,8 +1,10 @@
-"""SSD's multibox loss with 3:1 hard negative mining, batched over the images of a batch."""
+"""SSD's multibox loss with 3:1 hard negative mining, batched over the images of a batch, and the
+auxiliary multibox loss of the SSD auxiliary head (:class:`AuxMultiBoxLoss`, for
+:class:`singleshot.models.aux_heads.WithAuxHead`)."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -223,3 +225,53 @@ class MultiBoxLoss:
         # The exact cross-entropy (and its gradient) only over the chosen priors.
         conf = F.cross_entropy(logits[si, sp], labels, reduction="sum")
         return {"loc": self.alpha * loc / num_pos, "conf": conf / num_pos}
+
+
+class AuxMultiBoxLoss:
+    """Multibox loss of the auxiliary head on the main head's matched priors.
+
+    Matching (``assign_targets``) runs over all ``priors`` and is then restricted to
+    ``prior_index``; smooth-L1 over the positives there, cross-entropy over them and the
+    ``neg_pos_ratio`` x hardest negatives among the same priors (ranked by the auxiliary logits),
+    both divided by the number of those positives (at least 1).
+
+    Args:
+        priors: Tensor[P, 4] cxcywh normalised, all priors of the detector.
+        prior_index: Tensor[Pa] int64, the priors the auxiliary outputs predict, in their order.
+
+    ``__call__(outputs, targets)``: outputs with ``aux_cls_logits`` [B, Pa, C+1] and
+    ``aux_bbox_regression`` [B, Pa, 4]; targets in network-input pixels. Returns ``{"loc", "conf"}``.
+    """
+
+    def __init__(
+        self,
+        priors: Tensor,
+        prior_index: Tensor,
+        neg_pos_ratio: float = 3.0,
+        iou_threshold: float = 0.5,
+        variances: tuple[float, float] = DEFAULT_VARIANCES,
+    ) -> None:
+        self.priors = priors
+        self.prior_index = prior_index
+        self.neg_pos_ratio = neg_pos_ratio
+        self.iou_threshold = iou_threshold
+        self.variances = variances
+
+    def __call__(self, outputs: Mapping[str, Tensor], targets: Sequence[BoxTarget]) -> dict[str, Tensor]:
+        logits = outputs["aux_cls_logits"].float()
+        regression = outputs["aux_bbox_regression"].float()
+        device = logits.device
+        priors = self.priors.to(device)
+        index = self.prior_index.to(device)
+        padded = pad_targets(targets, device)
+        with torch.no_grad():
+            labels, matched = assign_targets(padded, priors, self.iou_threshold)
+            labels, matched = labels[:, index], matched[:, index]
+            (bi, pi), deltas = positive_targets(padded, matched, priors[index], self.variances)
+            positive = labels > 0
+            negative = hard_negative_mask(background_loss(logits.detach()), positive, self.neg_pos_ratio)
+        num_pos = positive.sum().clamp(min=1).float()
+        loc = F.smooth_l1_loss(regression[bi, pi], deltas, reduction="sum", beta=1.0)
+        si, sp = (positive | negative).nonzero(as_tuple=True)
+        conf = F.cross_entropy(logits[si, sp], labels[si, sp], reduction="sum")
+        return {"loc": loc / num_pos, "conf": conf / num_pos}

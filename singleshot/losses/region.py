@@ -42,7 +42,7 @@ from torch import Tensor
 
 from singleshot.losses.region_targets import RegionTargets, assign_region_targets, pad_region_targets
 from singleshot.ops.boxes import cxcywh_to_xyxy, pairwise_iou
-from singleshot.postprocess.yowo import region_grid_boxes, split_region_output
+from singleshot.ops.region import region_grid_boxes, split_region_output
 from singleshot.structures import TubeletTarget
 
 logger = logging.getLogger(__name__)

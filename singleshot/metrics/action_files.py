@@ -25,8 +25,7 @@ import numpy as np
 
 from singleshot.data.action.safe_pickle import safe_load_pickle
 from singleshot.errors import DataError
-from singleshot.metrics.frame_ap import FrameDets
-from singleshot.structures import Tube
+from singleshot.structures import FrameDets, Tube
 
 logger = logging.getLogger(__name__)
 

@@ -4,17 +4,18 @@ Ground truth: anything :func:`singleshot.data.action.readers.load_action_annotat
 ``*-GT.pkl``, a YOWO-layout root, ``finalAnnots.mat``, ``pyannot.pkl``), or ActionAnnotations.
 Frame detections (``pred``): a frames JSON or ACT ``.npy`` rows (see :mod:`.action_files`).
 Tubes (``tubes``): a tubes JSON, an ACT ``*_tubes.pkl`` or a folder of them. Without tubes, the
-frame detections are linked with YOWO's Viterbi linking: under ``protocol="yowo"`` that is the
-protocol's own linking; ACT's linking needs K-frame tubelets, which a frames file does not hold,
-so under ``protocol="act"`` the frame detections are also Viterbi-linked and the result says so in
-its ``"linking"`` entry.
+frame detections are linked by the caller's ``link`` function (metrics link nothing themselves; the
+``score`` mode passes :func:`singleshot.postprocess.tube_link_viterbi.link_viterbi`, YOWO's Viterbi
+linking): under ``protocol="yowo"`` that is the protocol's own linking; ACT's linking needs K-frame
+tubelets, which a frames file does not hold, so under ``protocol="act"`` the frame detections are
+also Viterbi-linked and the result says so in its ``"linking"`` entry.
 """
 
 from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -22,14 +23,19 @@ import numpy as np
 
 from singleshot.errors import ConfigError, DataError
 from singleshot.metrics.action_files import read_frame_predictions, read_tube_predictions
-from singleshot.metrics.frame_ap import FRAME_PROTOCOLS, FrameDets, evaluation_videos, frame_ap
+from singleshot.metrics.frame_ap import FRAME_PROTOCOLS, evaluation_videos, frame_ap
 from singleshot.metrics.video_ap import VIDEO_THRESHOLDS, video_ap
-from singleshot.postprocess.tube_link_viterbi import link_viterbi
-from singleshot.structures import ActionAnnotations, Tube
+from singleshot.structures import ActionAnnotations, FrameDets, Tube
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["ACTION_METRIC_KEYS", "score_action"]
+__all__ = ["ACTION_METRIC_KEYS", "FrameLinker", "score_action"]
+
+#: Links frame detections (boxes xyxy pixels, frames 1-based) into tubes, given ``{video: frame count}``.
+FrameLinker = Callable[[FrameDets, dict[str, int]], list[Tube]]
+
+#: How the ``"linking"`` entry describes a linking under ``protocol="act"``, by ``link_name``.
+_LINK_DESCRIPTIONS = {"viterbi": "YOWO's Viterbi linking"}
 
 ACTION_METRIC_KEYS: tuple[str, ...] = (
     "frame_map", "video_map@0.2", "video_map@0.5", "video_map@0.75", "video_map@0.5:0.95",
@@ -82,6 +88,8 @@ def score_action(
     split_list: str | Path | None = None,
     split: int = 1,
     videos: Sequence[str] | None = None,
+    link: FrameLinker | None = None,
+    link_name: str = "viterbi",
 ) -> dict[str, Any]:
     """Frame-mAP and video-mAP of action predictions.
 
@@ -90,10 +98,14 @@ def score_action(
             or ActionAnnotations.
         pred_path: frame detections (frames JSON, ACT ``.npy`` whose rows index the evaluated video
             list, or FrameDets); None to score tubes only.
-        tubes_path: tubes (JSON, ACT pickle(s) or a list of Tube); None links ``pred_path``.
+        tubes_path: tubes (JSON, ACT pickle(s) or a list of Tube); None links ``pred_path`` with ``link``.
         protocol: ``"yowo"`` or ``"act"`` (frame-mAP switches of :mod:`.frame_ap`, video-AP form).
         iou_thresh: frame-mAP IoU threshold.
         videos: evaluated videos (default: the ground truth's test split, else every video).
+        link: links the frame detections of the evaluated videos into tubes, called as
+            ``link(dets, {video: frame count})``; needed when ``tubes_path`` is None (the ``score``
+            mode passes :func:`~singleshot.postprocess.tube_link_viterbi.link_viterbi`).
+        link_name: the name of ``link`` reported in ``"linking"``.
 
     Returns:
         ``{"frame_map", "video_map@0.2", "video_map@0.5", "video_map@0.75", "video_map@0.5:0.95"}``
@@ -103,7 +115,7 @@ def score_action(
         ``"n_detections"``, ``"n_tubes"``.
 
     Raises:
-        ConfigError: unknown protocol, or neither predictions nor tubes.
+        ConfigError: unknown protocol, neither predictions nor tubes, or no tubes and no ``link``.
         DataError: unreadable or malformed files (naming the file and the entry).
     """
     if protocol not in FRAME_PROTOCOLS:
@@ -139,10 +151,13 @@ def score_action(
         linking = "given"
     else:
         assert dets is not None
+        if link is None:
+            raise ConfigError("scoring frame detections without tubes= needs a link function to link them into tubes")
         in_eval, _ = dets.reindex(vids)
-        tubes = link_viterbi(in_eval, {v: gt.videos[v].num_frames for v in vids})
-        linking = "viterbi" if protocol == "yowo" else (
-            "viterbi (ACT linking needs K-frame tubelets; the frame detections were linked with YOWO's Viterbi linking)"
+        tubes = link(in_eval, {v: gt.videos[v].num_frames for v in vids})
+        described = _LINK_DESCRIPTIONS.get(link_name, f"{link_name} linking")
+        linking = link_name if protocol == "yowo" else (
+            f"{link_name} (ACT linking needs K-frame tubelets; the frame detections were linked with {described})"
         )  # fmt: skip
 
     result: dict[str, Any] = {"frame_map": None}

@@ -1,9 +1,10 @@
 """Frame-mAP of spatio-temporal action detection under the YOWO and the ACT protocols.
 
-A detection is one box on one frame of one video, with a 0-based label and a score. Per class,
-detections are ranked by descending score (stable sort: ties keep the given order) and matched
-to the ground-truth boxes of their class on their own frame. The two published protocols differ
-in four places, each a switch of :class:`FrameAPProtocol`:
+A detection is one box on one frame of one video, with a 0-based label and a score (held as
+:class:`singleshot.structures.FrameDets`, or any form :func:`singleshot.structures.as_frame_dets`
+accepts). Per class, detections are ranked by descending score (stable sort: ties keep the given
+order) and matched to the ground-truth boxes of their class on their own frame. The two published
+protocols differ in four places, each a switch of :class:`FrameAPProtocol`:
 
 =================  ==========================================  ==========================================
 switch             ``"yowo"`` (wei-tim/YOWO, VOC devkit port)   ``"act"`` (vkalogeiton ACT, MOC-Detector)
@@ -31,22 +32,21 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
 
-from singleshot.metrics.voc import box_iou_np, voc_ap
-from singleshot.structures import ActionAnnotations, Detections
+from singleshot.metrics.voc import voc_ap
+from singleshot.ops.boxes import box_iou_np
+from singleshot.structures import ActionAnnotations, as_frame_dets
 
 logger = logging.getLogger(__name__)
 
 __all__ = [
     "FRAME_PROTOCOLS",
     "FrameAPProtocol",
-    "FrameDets",
-    "as_frame_dets",
     "average_precision",
     "evaluation_videos",
     "frame_ap",
@@ -80,111 +80,6 @@ FRAME_PROTOCOLS: dict[str, FrameAPProtocol] = {
     "yowo": FrameAPProtocol(frames="keyframes", ap="voc", plus_one=True, duplicates="best"),
     "act": FrameAPProtocol(frames="all", ap="trapezoid", plus_one=True, duplicates="remaining"),
 }
-
-
-@dataclass
-class FrameDets:
-    """Per-frame detections of many videos as flat arrays, one row per detection.
-
-    Attributes:
-        videos: video names (``"Class/video"``); ``video`` indexes this list.
-        video: int64 [M] index into ``videos``.
-        frame: int64 [M] 1-based frame numbers.
-        label: int64 [M] 0-based class indices.
-        score: float64 [M].
-        boxes: float64 [M, 4] xyxy pixels in the video's own frame size.
-    """
-
-    videos: list[str]
-    video: np.ndarray
-    frame: np.ndarray
-    label: np.ndarray
-    score: np.ndarray
-    boxes: np.ndarray
-
-    def __post_init__(self) -> None:
-        self.videos = list(self.videos)
-        self.video = np.asarray(self.video, dtype=np.int64).reshape(-1)
-        self.frame = np.asarray(self.frame, dtype=np.int64).reshape(-1)
-        self.label = np.asarray(self.label, dtype=np.int64).reshape(-1)
-        self.score = np.asarray(self.score, dtype=np.float64).reshape(-1)
-        self.boxes = np.asarray(self.boxes, dtype=np.float64).reshape(-1, 4)
-        n = self.video.shape[0]
-        if not (self.frame.shape[0] == self.label.shape[0] == self.score.shape[0] == self.boxes.shape[0] == n):
-            raise ValueError("FrameDets arrays differ in length")
-        if n and (self.video.min() < 0 or self.video.max() >= len(self.videos)):
-            raise ValueError(f"FrameDets video index outside 0..{len(self.videos) - 1}")
-
-    def __len__(self) -> int:
-        return int(self.video.shape[0])
-
-    @classmethod
-    def from_array(cls, rows: np.ndarray, videos: Sequence[str]) -> "FrameDets":
-        """From ACT's ``[M, 8]`` rows ``(video_idx, frame, label, score, x1, y1, x2, y2)``,
-        ``video_idx`` indexing ``videos``."""
-        rows = np.asarray(rows, dtype=np.float64)
-        if rows.ndim != 2 or rows.shape[1] != 8:
-            raise ValueError(f"detection rows must have shape [M, 8], not {list(rows.shape)}")
-        return cls(list(videos), rows[:, 0].astype(np.int64), rows[:, 1].astype(np.int64),
-                   rows[:, 2].astype(np.int64), rows[:, 3], rows[:, 4:8])  # fmt: skip
-
-    def to_array(self) -> np.ndarray:
-        """float64 [M, 8] rows ``(video_idx, frame, label, score, x1, y1, x2, y2)``."""
-        cols = (self.video[:, None], self.frame[:, None], self.label[:, None], self.score[:, None], self.boxes)
-        return np.concatenate(cols, axis=1).astype(np.float64)
-
-    def select(self, mask: np.ndarray) -> "FrameDets":
-        """The rows where ``mask`` (bool [M] or int indices) holds, same video list."""
-        return FrameDets(self.videos, self.video[mask], self.frame[mask], self.label[mask], self.score[mask],
-                         self.boxes[mask])  # fmt: skip
-
-    def reindex(self, videos: Sequence[str]) -> tuple["FrameDets", np.ndarray]:
-        """Re-express onto another video list.
-
-        Returns:
-            (detections whose video is in ``videos``, indexed into it; bool [M] mask of the rows kept).
-        """
-        position = {v: i for i, v in enumerate(videos)}
-        lut = np.array([position.get(v, -1) for v in self.videos], dtype=np.int64)
-        new = lut[self.video] if len(self) else np.zeros(0, dtype=np.int64)
-        keep = new >= 0
-        out = self.select(keep)
-        return replace(out, videos=list(videos), video=new[keep]), keep
-
-
-def as_frame_dets(detections: Any, videos: Sequence[str]) -> FrameDets:
-    """Normalise the accepted detection forms to :class:`FrameDets`.
-
-    Args:
-        detections: a FrameDets; an array [M, 8] of ACT rows whose first column indexes ``videos``;
-            a mapping ``{(video, frame): Detections | (boxes [N, 4], scores [N], labels [N])}``; or
-            a list of records ``{"video", "frame", "label", "score", "box"}`` (the frames JSON form).
-        videos: the video list that array rows index.
-    """
-    if isinstance(detections, FrameDets):
-        return detections
-    if isinstance(detections, Mapping):
-        names: dict[str, int] = {}
-        parts: list[tuple[np.ndarray, ...]] = []
-        for (video, frame), value in detections.items():
-            if isinstance(value, Detections):
-                boxes, scores, labels = (t.detach().cpu().numpy() for t in (value.boxes, value.scores, value.labels))
-            else:
-                boxes, scores, labels = (np.asarray(x) for x in value)
-            n = np.asarray(scores).reshape(-1).shape[0]
-            vi = names.setdefault(str(video), len(names))
-            boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
-            parts.append((np.full(n, vi), np.full(n, int(frame)), np.asarray(labels).reshape(-1),
-                          np.asarray(scores).reshape(-1), boxes))  # fmt: skip
-        if not parts:
-            return FrameDets(list(names), *(np.zeros(0),) * 4, np.zeros((0, 4)))
-        return FrameDets(list(names), *(np.concatenate([p[i] for p in parts]) for i in range(5)))
-    if isinstance(detections, list) and detections and isinstance(detections[0], dict):
-        index: dict[str, int] = {}
-        vid = [index.setdefault(str(d["video"]), len(index)) for d in detections]
-        return FrameDets(list(index), vid, [d["frame"] for d in detections], [d["label"] for d in detections],
-                         [d["score"] for d in detections], [d["box"] for d in detections])  # fmt: skip
-    return FrameDets.from_array(np.asarray(detections), videos)
 
 
 def evaluation_videos(gt: ActionAnnotations, videos: Sequence[str] | None = None) -> list[str]:
@@ -370,8 +265,9 @@ def frame_ap(
 
     Args:
         gt: ground truth (boxes xyxy pixels, frames 1-based).
-        detections: see :func:`as_frame_dets`; ACT rows index ``videos`` (default: the evaluated
-            videos, i.e. ``gt.test_videos``, or all videos when the split is empty).
+        detections: see :func:`singleshot.structures.as_frame_dets`; ACT rows index ``videos``
+            (default: the evaluated videos, i.e. ``gt.test_videos``, or all videos when the split
+            is empty).
         protocol: ``"yowo"``, ``"act"`` or a :class:`FrameAPProtocol`; ``frames``, ``ap``,
             ``plus_one`` and ``duplicates`` override single switches.
         iou_thresh: minimum IoU of a match.

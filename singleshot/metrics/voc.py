@@ -33,11 +33,12 @@ from dataclasses import dataclass
 import numpy as np
 
 from singleshot.metrics._common import check_labels, target_boxes_original, target_difficult, to_numpy
+from singleshot.ops.boxes import box_iou_np
 from singleshot.structures import BoxTarget, Detections
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["ClassResult", "VOCEvaluator", "box_iou_np", "evaluate_class", "match_class", "voc_ap"]
+__all__ = ["ClassResult", "VOCEvaluator", "evaluate_class", "match_class", "voc_ap"]
 
 # The IoU block computed at once is (detections × boxes of the busiest image); keep it below this.
 _MAX_BLOCK = 1 << 21
@@ -72,33 +73,6 @@ def voc_ap(recall: np.ndarray, precision: np.ndarray, use_07: bool) -> float:
     envelope = np.maximum.accumulate(mpre[::-1])[::-1]
     steps = np.flatnonzero(mrec[1:] != mrec[:-1])
     return float(np.sum((mrec[steps + 1] - mrec[steps]) * envelope[steps + 1]))
-
-
-def box_iou_np(a: np.ndarray, b: np.ndarray, plus_one: bool) -> np.ndarray:
-    """Pairwise IoU with broadcasting.
-
-    Args:
-        a: float array [..., 4], xyxy pixels.
-        b: float array [..., 4], xyxy pixels, broadcastable against ``a``.
-        plus_one: add 1 to widths and heights (the devkit's inclusive-pixel convention).
-
-    Returns:
-        float64 array of the broadcast shape without the last axis. Boxes that do not overlap
-        (intersection width or height <= 0) have IoU 0.
-    """
-    one = 1.0 if plus_one else 0.0
-    a = np.asarray(a, dtype=np.float64)
-    b = np.asarray(b, dtype=np.float64)
-    iw = np.minimum(a[..., 2], b[..., 2]) - np.maximum(a[..., 0], b[..., 0]) + one
-    ih = np.minimum(a[..., 3], b[..., 3]) - np.maximum(a[..., 1], b[..., 1]) + one
-    overlap = (iw > 0) & (ih > 0)
-    inter = np.where(overlap, iw * ih, 0.0)
-    area_a = (a[..., 2] - a[..., 0] + one) * (a[..., 3] - a[..., 1] + one)
-    area_b = (b[..., 2] - b[..., 0] + one) * (b[..., 3] - b[..., 1] + one)
-    union = area_a + area_b - inter
-    with np.errstate(divide="ignore", invalid="ignore"):
-        iou = np.where(overlap & (union > 0), inter / union, 0.0)
-    return iou
 
 
 def match_class(

@@ -37,6 +37,7 @@ from singleshot.models.tiny import ssd_tiny
 from singleshot.models.stream_conv import StreamDilatedConv2d
 from singleshot.models.vgg import EXTRAS_300, FC6_INDEX, VGGBackbone
 from singleshot.ops.priors import PriorSpec, generate_priors, priors_per_cell
+from singleshot.models.registry import register_model
 
 logger = logging.getLogger(__name__)
 
@@ -248,6 +249,7 @@ class ACTDetector(nn.Module):
         return [g for g in groups if g["params"]]
 
 
+@register_model("act_vgg16", task="action", family="act")
 def act_vgg16(
     num_classes: int,
     k: int = 6,
@@ -287,6 +289,7 @@ def act_vgg16(
     return ACTDetector(backbone, k, num_classes, spec, shared_l2norm=shared_l2norm)
 
 
+@register_model("act_tiny", task="action", family="act")
 def act_tiny(num_classes: int, k: int = 6, image_size: int = 128, width: float = 1.0) -> ACTDetector:
     """ACT on the tiny SSD trunk (:func:`~singleshot.models.tiny.ssd_tiny`'s backbone and priors), for CPU work.
 
@@ -296,6 +299,7 @@ def act_tiny(num_classes: int, k: int = 6, image_size: int = 128, width: float =
     return ACTDetector(ssd.backbone, k, num_classes, ssd.prior_spec)
 
 
+@register_model("act_slim", task="action", family="act")
 def act_slim(num_classes: int, k: int = 6, image_size: int = 160, width: float = 1.0) -> ACTDetector:
     """ACT on the slim SSD trunk (:func:`~singleshot.models.small.ssd_slim`'s backbone and priors)."""
     ssd = ssd_slim(num_classes, image_size=image_size, width=width)

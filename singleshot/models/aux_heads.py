@@ -20,33 +20,29 @@ that is the *input of the last convolution producing that source*: the same reso
 shallower (conv4_2 and fc6 in the VGG16 trunk; the penultimate conv-BN-ReLU of each stage in the
 small trunks). On these taps an SSD-style head (3x3 loc and conf convolutions,
 :class:`~singleshot.models.heads.SSDHead`) predicts offsets and class logits for exactly the priors
-of those levels. :class:`AuxMultiBoxLoss` trains it with the multibox loss *on the same matched
-priors as the main head*: matching runs over all priors (so a large object is never forced onto a
-small prior) and the result is restricted to the tapped levels; hard negatives (3:1) are mined
-among those levels from the auxiliary logits; the loss is normalised by the tapped levels'
-positives. A dense objectness-only head would be cheaper but gives no box signal, and a head on the
-source maps themselves adds no shorter path. The head and its loss cost two 3x3 convolutions per
-tapped level and one matching pass; at inference nothing changes (the head is never saved in
-deployable weights).
+of those levels. :class:`~singleshot.losses.multibox.AuxMultiBoxLoss` (a loss, so it lives in
+:mod:`singleshot.losses`) trains it with the multibox loss *on the same matched priors as the main
+head*: matching runs over all priors (so a large object is never forced onto a small prior) and the
+result is restricted to the tapped levels; hard negatives (3:1) are mined among those levels from
+the auxiliary logits; the loss is normalised by the tapped levels' positives. A dense
+objectness-only head would be cheaper but gives no box signal, and a head on the source maps
+themselves adds no shorter path. The head and its loss cost two 3x3 convolutions per tapped level
+and one matching pass; at inference nothing changes (the head is never saved in deployable weights).
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from singleshot.errors import ConfigError
-from singleshot.losses.multibox import assign_targets, background_loss, hard_negative_mask, pad_targets, positive_targets
 from singleshot.models.heads import SSDHead
-from singleshot.ops.coders import DEFAULT_VARIANCES
 from singleshot.ops.priors import priors_per_cell
-from singleshot.structures import BoxTarget
 
 logger = logging.getLogger(__name__)
 
@@ -56,7 +52,6 @@ __all__ = [
     "capture_outputs",
     "ssd_aux_taps",
     "WithAuxHead",
-    "AuxMultiBoxLoss",
 ]
 
 
@@ -206,53 +201,3 @@ class WithAuxHead(TrainingWrapper):
         out["aux_cls_logits"] = conf
         out["aux_bbox_regression"] = loc
         return out
-
-
-class AuxMultiBoxLoss:
-    """Multibox loss of the auxiliary head on the main head's matched priors.
-
-    Matching (``assign_targets``) runs over all ``priors`` and is then restricted to
-    ``prior_index``; smooth-L1 over the positives there, cross-entropy over them and the
-    ``neg_pos_ratio`` x hardest negatives among the same priors (ranked by the auxiliary logits),
-    both divided by the number of those positives (at least 1).
-
-    Args:
-        priors: Tensor[P, 4] cxcywh normalised, all priors of the detector.
-        prior_index: Tensor[Pa] int64, the priors the auxiliary outputs predict, in their order.
-
-    ``__call__(outputs, targets)``: outputs with ``aux_cls_logits`` [B, Pa, C+1] and
-    ``aux_bbox_regression`` [B, Pa, 4]; targets in network-input pixels. Returns ``{"loc", "conf"}``.
-    """
-
-    def __init__(
-        self,
-        priors: Tensor,
-        prior_index: Tensor,
-        neg_pos_ratio: float = 3.0,
-        iou_threshold: float = 0.5,
-        variances: tuple[float, float] = DEFAULT_VARIANCES,
-    ) -> None:
-        self.priors = priors
-        self.prior_index = prior_index
-        self.neg_pos_ratio = neg_pos_ratio
-        self.iou_threshold = iou_threshold
-        self.variances = variances
-
-    def __call__(self, outputs: Mapping[str, Tensor], targets: Sequence[BoxTarget]) -> dict[str, Tensor]:
-        logits = outputs["aux_cls_logits"].float()
-        regression = outputs["aux_bbox_regression"].float()
-        device = logits.device
-        priors = self.priors.to(device)
-        index = self.prior_index.to(device)
-        padded = pad_targets(targets, device)
-        with torch.no_grad():
-            labels, matched = assign_targets(padded, priors, self.iou_threshold)
-            labels, matched = labels[:, index], matched[:, index]
-            (bi, pi), deltas = positive_targets(padded, matched, priors[index], self.variances)
-            positive = labels > 0
-            negative = hard_negative_mask(background_loss(logits.detach()), positive, self.neg_pos_ratio)
-        num_pos = positive.sum().clamp(min=1).float()
-        loc = F.smooth_l1_loss(regression[bi, pi], deltas, reduction="sum", beta=1.0)
-        si, sp = (positive | negative).nonzero(as_tuple=True)
-        conf = F.cross_entropy(logits[si, sp], labels[si, sp], reduction="sum")
-        return {"loc": loc / num_pos, "conf": conf / num_pos}

@@ -18,10 +18,16 @@ sides divisible by 4 for the same reason.
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+
+from singleshot.errors import ConfigError
+from singleshot.models.registry import register_model
+from singleshot.structures import GRASP_INPUT_CHANNELS
 
 logger = logging.getLogger(__name__)
 
@@ -148,11 +154,23 @@ class GGCNN2(nn.Module):
         return maps_dict(_fused_heads(self, x), size)
 
 
-def ggcnn(in_channels: int = 1) -> GGCNN:
-    """GG-CNN for ``in_channels`` input channels (62,420 parameters for depth)."""
+def grasp_kwargs_from_meta(meta: Mapping[str, Any]) -> dict[str, Any]:
+    """Builder arguments of grasp weights metadata: the input channels of its ``input`` kind (no
+    auxiliary head: deployed weights never hold one)."""
+    kind = str(meta.get("input", "depth"))
+    if kind not in GRASP_INPUT_CHANNELS:
+        raise ConfigError(f"input: expected one of {', '.join(GRASP_INPUT_CHANNELS)}, got {kind!r}")
+    return {"in_channels": GRASP_INPUT_CHANNELS[kind]}
+
+
+@register_model("ggcnn", task="grasp", family="ggcnn", from_meta=grasp_kwargs_from_meta)
+def ggcnn(in_channels: int = 1, aux: bool = False) -> GGCNN:
+    """GG-CNN for ``in_channels`` input channels (62,420 parameters for depth); ``aux`` is accepted
+    for the grasp builders' common signature (GG-CNN has no auxiliary head)."""
     return GGCNN(in_channels)
 
 
-def ggcnn2(in_channels: int = 1) -> GGCNN2:
-    """GG-CNN2 for ``in_channels`` input channels (66,676 parameters for depth)."""
+@register_model("ggcnn2", task="grasp", family="ggcnn", from_meta=grasp_kwargs_from_meta)
+def ggcnn2(in_channels: int = 1, aux: bool = False) -> GGCNN2:
+    """GG-CNN2 for ``in_channels`` input channels (66,676 parameters for depth); ``aux`` as in :func:`ggcnn`."""
     return GGCNN2(in_channels)

@@ -30,7 +30,8 @@ import torchvision
 from torch import Tensor, nn
 
 from singleshot.errors import ConfigError
-from singleshot.models.ggcnn import MAP_KEYS
+from singleshot.models.ggcnn import MAP_KEYS, grasp_kwargs_from_meta
+from singleshot.models.registry import register_model
 
 logger = logging.getLogger(__name__)
 
@@ -179,16 +180,19 @@ def strip_aux(state_dict: Mapping[str, Tensor]) -> dict[str, Tensor]:
     return {k: v for k, v in state_dict.items() if not (k.startswith(AUX_PREFIX) or f".{AUX_PREFIX}" in k)}
 
 
+@register_model("psp_resnet18", task="grasp", family="psp", from_meta=grasp_kwargs_from_meta)
 def psp_grasp_resnet18(in_channels: int = 1, aux: bool = False, **kwargs: object) -> PSPGrasp:
     """PSPNet grasp net on a dilated ResNet-18 (small; for CPU runs and tests)."""
     return PSPGrasp("resnet18", in_channels, aux, **kwargs)  # type: ignore[arg-type]
 
 
+@register_model("psp_resnet50", task="grasp", family="psp", from_meta=grasp_kwargs_from_meta)
 def psp_grasp_resnet50(in_channels: int = 1, aux: bool = False, **kwargs: object) -> PSPGrasp:
     """PSPNet grasp net on a dilated ResNet-50 (the distillation student)."""
     return PSPGrasp("resnet50", in_channels, aux, **kwargs)  # type: ignore[arg-type]
 
 
+@register_model("psp_resnet101", task="grasp", family="psp", from_meta=grasp_kwargs_from_meta)
 def psp_grasp_resnet101(in_channels: int = 1, aux: bool = False, **kwargs: object) -> PSPGrasp:
     """PSPNet grasp net on a dilated ResNet-101 (the distillation teacher)."""
     return PSPGrasp("resnet101", in_channels, aux, **kwargs)  # type: ignore[arg-type]

@@ -20,6 +20,7 @@ from singleshot.models.heads import xavier_init_
 from singleshot.models.ssd import SSD
 from singleshot.models.vgg import ExtraBlock, extra_layers
 from singleshot.ops.priors import PriorSpec
+from singleshot.models.registry import register_model
 
 logger = logging.getLogger(__name__)
 
@@ -131,6 +132,7 @@ def probe_feature_maps(backbone: nn.Module, image_size: int) -> list[int]:
     return sizes
 
 
+@register_model("ssd_slim", task="detect", family="ssd")
 def ssd_slim(num_classes: int, image_size: int = 160, width: float = 1.0) -> SSD:
     """Slim SSD for CPU: ``SlimBackbone`` trunk, SSD heads, priors from the VOC-style size rule.
 

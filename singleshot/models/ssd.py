@@ -7,7 +7,9 @@ and decoding + NMS live in ``singleshot.losses`` and ``singleshot.postprocess``.
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from dataclasses import replace
+from typing import Any
 
 from torch import Tensor, nn
 
@@ -15,6 +17,7 @@ from singleshot.errors import ConfigError
 from singleshot.models.heads import SSDHead
 from singleshot.models.vgg import EXTRAS_300, EXTRAS_512, VGGBackbone
 from singleshot.ops.priors import PriorSpec, generate_priors, prior_spec, priors_per_cell
+from singleshot.models.registry import class_kwargs, register_model
 
 logger = logging.getLogger(__name__)
 
@@ -92,11 +95,21 @@ def _spec_name(priors: str, size: int) -> str:
     return f"{priors}{size}"
 
 
+def ssd_kwargs_from_meta(meta: Mapping[str, Any]) -> dict[str, Any]:
+    """Builder arguments of SSD300/SSD512 weights metadata: ``num_classes``, ``arch_kwargs`` and the
+    prior set of converted weights (metadata ``priors`` such as ``"coco300"`` -> ``priors="coco"``)."""
+    kwargs = class_kwargs(meta)
+    if "priors" in meta and "priors" not in kwargs:
+        kwargs["priors"] = str(meta["priors"]).rstrip("0123456789")
+    return kwargs
+
+
 def _spec(priors: str, size: int, prior_clip: str | None) -> PriorSpec:
     spec = prior_spec(_spec_name(priors, size))
     return spec if prior_clip is None else replace(spec, clip=prior_clip)
 
 
+@register_model("ssd300", task="detect", family="ssd", from_meta=ssd_kwargs_from_meta)
 def ssd300(num_classes: int, priors: str = "voc", prior_clip: str | None = None) -> SSD:
     """SSD300 with the VGG16-reduced trunk (8732 priors).
 
@@ -109,6 +122,7 @@ def ssd300(num_classes: int, priors: str = "voc", prior_clip: str | None = None)
     return SSD(VGGBackbone(EXTRAS_300), num_classes, _spec(priors, 300, prior_clip))
 
 
+@register_model("ssd512", task="detect", family="ssd", from_meta=ssd_kwargs_from_meta)
 def ssd512(num_classes: int, priors: str = "voc", prior_clip: str | None = None) -> SSD:
     """SSD512 with the VGG16-reduced trunk and conv12_2 (24564 priors).
 

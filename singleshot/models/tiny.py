@@ -20,6 +20,7 @@ from singleshot.models.small import TwoStageTrunk, probe_feature_maps, vgg_like_
 from singleshot.models.ssd import SSD
 from singleshot.models.vgg import ExtraBlock
 from singleshot.ops.priors import spec_from_scales
+from singleshot.models.registry import register_model
 
 logger = logging.getLogger(__name__)
 
@@ -49,6 +50,7 @@ class TinyBackbone(TwoStageTrunk):
         super().__init__(stage8, stage16, tuple(ExtraBlock(half, c[3], 3, 2, 1) for _ in range(3)), (c[2], c[3]))
 
 
+@register_model("ssd_tiny", task="detect", family="ssd")
 def ssd_tiny(num_classes: int, image_size: int = 128, width: float = 1.0) -> SSD:
     """Tiny SSD for CPU demos: ``TinyBackbone`` trunk, SSD heads, priors from ``TINY_SCALES``.
 

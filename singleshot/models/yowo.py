@@ -35,6 +35,7 @@ from singleshot.errors import ConfigError
 from singleshot.models.backbones3d import build_backbone3d
 from singleshot.models.cfam import CFAM
 from singleshot.models.darknet import darknet19_yolov2, tiny2d
+from singleshot.models.registry import register_model
 
 logger = logging.getLogger(__name__)
 
@@ -220,6 +221,7 @@ def _inside(name: str, prefixes: tuple[str, ...]) -> bool:
     return any(name == p or name.startswith(p + ".") for p in prefixes)
 
 
+@register_model("yowo", task="action", family="yowo")
 def yowo(
     num_classes: int,
     backbone3d: str = "resnext101",
@@ -266,6 +268,7 @@ def tiny3d_stride(stride: int) -> int:
     return max(int(stride), 16)
 
 
+@register_model("yowo_tiny", task="action", family="yowo")
 def yowo_tiny(
     num_classes: int,
     clip_len: int = 8,

@@ -1,11 +1,20 @@
-"""Box conversions and overlaps.
+"""Box conversions and overlaps: the box IoU of the package, in torch and in NumPy.
 
 ``xyxy`` boxes are (x1, y1, x2, y2); ``cxcywh`` boxes are (centre x, centre y, width, height). All
 functions work on any leading batch shape and any consistent unit (pixels or normalised).
+
+Two IoUs, each with the ``plus_one`` switch (widths ``x2 - x1 + 1``, the VOC devkit's and ACT's
+inclusive-pixel convention; ``False``: continuous ``x2 - x1``):
+
+* :func:`pairwise_iou` (torch): every box of ``a`` [..., N, 4] with every box of ``b`` [..., M, 4];
+  differentiable, or into reusable buffers.
+* :func:`box_iou_np` (NumPy): elementwise with broadcasting, ``a`` [..., 4] with ``b`` [..., 4]
+  (pairwise: ``box_iou_np(a[:, None], b[None])``), in float64 or, with ``dtype``, float32.
 """
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -72,6 +81,37 @@ def pairwise_iou(
     union = torch.add(area_a, area_b, out=tmp)
     # inter <= union, so an empty union (two empty boxes) gives 0 / tiny = 0.
     return inter.div_(union.sub_(inter).clamp_(min=tiny))
+
+
+def box_iou_np(
+    a: np.ndarray, b: np.ndarray, plus_one: bool = False, dtype: type[np.floating] = np.float64
+) -> np.ndarray:
+    """IoU of xyxy boxes, elementwise with NumPy broadcasting.
+
+    Args:
+        a: float array [..., 4], xyxy (pixels or normalised).
+        b: float array [..., 4], xyxy, broadcastable against ``a``.
+        plus_one: add 1 to widths and heights (the devkit's inclusive-pixel convention).
+        dtype: the float type of the computation and the result: ``np.float64`` (default) or
+            ``np.float32`` where a caller must reproduce a float32 computation bit for bit.
+
+    Returns:
+        array of ``dtype`` with the broadcast shape without the last axis. Boxes that do not overlap
+        (intersection width or height <= 0), an empty union and NaN coordinates give IoU 0.
+    """
+    one = 1.0 if plus_one else 0.0
+    a = np.asarray(a, dtype=dtype)
+    b = np.asarray(b, dtype=dtype)
+    iw = np.minimum(a[..., 2], b[..., 2]) - np.maximum(a[..., 0], b[..., 0]) + one
+    ih = np.minimum(a[..., 3], b[..., 3]) - np.maximum(a[..., 1], b[..., 1]) + one
+    overlap = (iw > 0) & (ih > 0)
+    inter = np.where(overlap, iw * ih, 0.0)
+    area_a = (a[..., 2] - a[..., 0] + one) * (a[..., 3] - a[..., 1] + one)
+    area_b = (b[..., 2] - b[..., 0] + one) * (b[..., 3] - b[..., 1] + one)
+    union = area_a + area_b - inter
+    with np.errstate(divide="ignore", invalid="ignore"):
+        iou = np.where(overlap & (union > 0), inter / union, 0.0)
+    return iou.astype(dtype, copy=False)
 
 
 def clip_boxes(boxes: Tensor, height: float, width: float) -> Tensor:

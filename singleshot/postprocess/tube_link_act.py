@@ -20,11 +20,11 @@ At the end every tube is scored by the mean score of its tubelets and dropped wh
 ``min_score`` (0.01) or when it spans fewer than ``min_length`` (15) frames; each frame's box (and
 per-frame score) is the mean over the tubelets covering that frame. (Frames covered by no tubelet,
 possible only with ``max_gap > K``, are left out of the tube; ACT would divide by zero there.)
-IoUs use the +1 pixel convention, as ACT. Classes are advanced together frame by frame, so the
-K-frame IoU matrix of tubelets that several classes share (ACT's ``dets_all``) is computed once per
-start frame. MOC's preset (:func:`moc_link_params`): NMS 0.6, link
-IoU 0.5, gap K, min score 0.005; MOC's NMS re-weights suppressed tubelets' scores instead of
-dropping them, which is not copied.
+IoUs (:func:`singleshot.ops.boxes.box_iou_np`, float64) use the +1 pixel convention, as ACT.
+Classes are advanced together frame by frame, so the K-frame IoU matrix of tubelets that several
+classes share (ACT's ``dets_all``) is computed once per start frame. MOC's preset
+(:func:`moc_link_params`): NMS 0.6, link IoU 0.5, gap K, min score 0.005; MOC's NMS re-weights
+suppressed tubelets' scores instead of dropping them, which is not copied.
 """
 
 from __future__ import annotations
@@ -35,6 +35,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from singleshot.ops.boxes import box_iou_np
 from singleshot.structures import Tube
 
 logger = logging.getLogger(__name__)
@@ -63,23 +64,12 @@ def moc_link_params(k: int) -> ACTLinkParams:
     return ACTLinkParams(nms_thresh=0.6, top_k=10, link_iou=0.5, max_gap=k, min_score=0.005, min_length=15)
 
 
-def _iou(a: np.ndarray, b: np.ndarray, plus_one: bool) -> np.ndarray:
-    """Broadcast IoU of xyxy boxes ``a`` [..., 4] and ``b`` [..., 4] (float64; 0 without overlap)."""
-    one = 1.0 if plus_one else 0.0
-    iw = np.minimum(a[..., 2], b[..., 2]) - np.maximum(a[..., 0], b[..., 0]) + one
-    ih = np.minimum(a[..., 3], b[..., 3]) - np.maximum(a[..., 1], b[..., 1]) + one
-    inter = np.maximum(iw, 0.0) * np.maximum(ih, 0.0)
-    area_a = (a[..., 2] - a[..., 0] + one) * (a[..., 3] - a[..., 1] + one)
-    area_b = (b[..., 2] - b[..., 0] + one) * (b[..., 3] - b[..., 1] + one)
-    return inter / np.maximum(area_a + area_b - inter, 1e-12)
-
-
 def tubelet_iou_matrix(boxes: np.ndarray, plus_one: bool = True) -> np.ndarray:
     """float64 [N, N]: IoU averaged over the K frames between tubelets ``boxes`` [N, K, 4]."""
     out = np.empty((boxes.shape[0], boxes.shape[0]), dtype=np.float64)
     step = max(1, (1 << 20) // max(1, boxes.shape[0] * boxes.shape[1]))
     for i in range(0, boxes.shape[0], step):
-        out[i : i + step] = _iou(boxes[i : i + step, None], boxes[None], plus_one).mean(axis=2)
+        out[i : i + step] = box_iou_np(boxes[i : i + step, None], boxes[None], plus_one).mean(axis=2)
     return out
 
 
@@ -103,7 +93,10 @@ def nms_tubelets(boxes: np.ndarray, scores: np.ndarray, thresh: float, top_k: in
         if not alive[i]:
             break
         keep.append(i)
-        row = iou[order[i], order] if iou is not None else _iou(ranked[i][None], ranked, plus_one).mean(axis=1)
+        if iou is not None:
+            row = iou[order[i], order]
+        else:
+            row = box_iou_np(ranked[i][None], ranked, plus_one).mean(axis=1)
         alive &= row <= thresh
         alive[i] = False
     return order[np.asarray(keep, dtype=np.int64)]
@@ -120,7 +113,7 @@ def _link_iou(last: np.ndarray, offset: np.ndarray, new: np.ndarray, plus_one: b
     shared[no_overlap, 0] = True
     src = np.where(no_overlap[:, None], k - 1, np.minimum(src, k - 1))
     aligned = np.take_along_axis(last, src[:, :, None], axis=1)  # [T, K, 4]
-    iou = _iou(aligned[:, None], new[None], plus_one)  # [T, M, K]
+    iou = box_iou_np(aligned[:, None], new[None], plus_one)  # [T, M, K]
     return (iou * shared[:, None, :]).sum(axis=2) / shared.sum(axis=1)[:, None]
 
 

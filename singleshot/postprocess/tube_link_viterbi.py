@@ -7,12 +7,12 @@ Per video and class, over frames 1 … T (T = the video's frame count, or its la
   some (the earlier one on a tie);
 * the edge between detection i of frame t and j of frame t + 1 scores
   ``w_iou · IoU(i, j) + w_score · (s_i + s_j) + w_product · s_i · s_j`` (1, 1, 0.5; IoU without the
-  +1 pixel convention, as YOWO's ``bbox_iou``);
+  +1 pixel convention, as YOWO's ``bbox_iou``, computed in float32 like the whole edge table);
 * the path of highest total edge score is taken (ties to the lowest slot; slots within a frame are
   ordered by descending score), its detections are removed from their frames, and the search
   repeats, at most ``max_paths`` (3) times and only while every frame still has a detection;
 * each path is a tube over all T frames (no temporal trimming) scored by its mean detection score;
-  tubes of one (video, class) are then 3D-NMSed at 0.3.
+  tubes of one (video, class) are then 3D-NMSed at 0.3 (:func:`singleshot.ops.tubes.nms_3d`).
 
 The dynamic programme runs frame pair by frame pair over all (video, class) groups together
 (groups sorted by length, so the groups still running at a step are a prefix), in batches of
@@ -26,9 +26,9 @@ from collections.abc import Mapping
 
 import numpy as np
 
-from singleshot.metrics.frame_ap import FrameDets
-from singleshot.metrics.video_ap import nms_3d
-from singleshot.structures import Tube
+from singleshot.ops.boxes import box_iou_np
+from singleshot.ops.tubes import nms_3d
+from singleshot.structures import FrameDets, Tube
 
 logger = logging.getLogger(__name__)
 
@@ -172,7 +172,7 @@ def _link_batch(
     for r in range(1, n_rows):
         k = _n_longer(lens, r)
         s1, s2 = scores[r, :k, :, None], scores[r - 1, :k, None, :]
-        iou = _iou32(boxes[r, :k, :, None, :], boxes[r - 1, :k, None, :, :], plus_one)
+        iou = box_iou_np(boxes[r, :k, :, None, :], boxes[r - 1, :k, None, :, :], plus_one, dtype=np.float32)
         pair[r, :k] = w_iou * iou + w_sum * (s1 + s2) + w_mul * s1 * s2
 
     members = batch
@@ -221,14 +221,3 @@ def _n_longer(lens: np.ndarray, r: int) -> int:
     """How many of ``lens`` (sorted descending) exceed ``r``."""
     return int(np.searchsorted(-lens, -r, side="left"))
 
-
-def _iou32(a: np.ndarray, b: np.ndarray, plus_one: bool) -> np.ndarray:
-    """Broadcast IoU of xyxy boxes ``a`` [..., 4] and ``b`` [..., 4] in float32 (0 without overlap)."""
-    one = np.float32(1.0 if plus_one else 0.0)
-    iw = np.minimum(a[..., 2], b[..., 2]) - np.maximum(a[..., 0], b[..., 0]) + one
-    ih = np.minimum(a[..., 3], b[..., 3]) - np.maximum(a[..., 1], b[..., 1]) + one
-    inter = np.maximum(iw, 0) * np.maximum(ih, 0)
-    union = (a[..., 2] - a[..., 0] + one) * (a[..., 3] - a[..., 1] + one) + (b[..., 2] - b[..., 0] + one) * (
-        b[..., 3] - b[..., 1] + one
-    ) - inter
-    return np.where(union > 0, inter / np.where(union > 0, union, 1), 0).astype(np.float32)

@@ -25,6 +25,7 @@ from torch import Tensor
 from torchvision.ops import batched_nms
 
 from singleshot.errors import ConfigError
+from singleshot.ops.boxes import pairwise_iou
 from singleshot.ops.coders import DEFAULT_VARIANCES
 from singleshot.ops.cuboids import decode_tubelets
 from singleshot.structures import Detections
@@ -85,15 +86,10 @@ def _mean_iou_to_one(a: Tensor, b: Tensor) -> Tensor:
 
     a: Tensor[G, K, 4], b: Tensor[G, M, K, 4], xyxy -> Tensor[G, M].
     """
-    a = a[:, None]
-    iw = (torch.minimum(a[..., 2], b[..., 2]) - torch.maximum(a[..., 0], b[..., 0])).clamp_(min=0)
-    ih = (torch.minimum(a[..., 3], b[..., 3]) - torch.maximum(a[..., 1], b[..., 1])).clamp_(min=0)
-    inter = iw.mul_(ih)
-    area_a = (a[..., 2] - a[..., 0]).clamp(min=0) * (a[..., 3] - a[..., 1]).clamp(min=0)
-    area_b = (b[..., 2] - b[..., 0]).clamp(min=0) * (b[..., 3] - b[..., 1]).clamp(min=0)
-    union = (area_a + area_b).sub_(inter)
-    iou = torch.where(union > 0, inter / union.clamp(min=torch.finfo(inter.dtype).tiny), 0.0)
-    return iou.mean(dim=-1)
+    # Per frame k: IoU of a[g, k] (one box) with the M boxes b[g, :, k] -> [G, K, 1, M].
+    iou = pairwise_iou(a[:, :, None], b.transpose(1, 2))
+    # Averaged over K from the [G, M, K] layout, as the frames are summed in that order.
+    return iou[:, :, 0].transpose(1, 2).contiguous().mean(dim=-1)
 
 
 def tubelet_nms_sorted(boxes: Tensor, valid: Tensor, iou_threshold: float) -> Tensor:

@@ -1,15 +1,9 @@
-"""The table of tasks: CLI task name -> module holding its ``MODES``.
+"""The task layer: one package per family (``detect``, ``action``, ``grasp``) over one shared
+skeleton (:mod:`singleshot.tasks.common`).
 
-Each task module declares its pieces (model builders, target assignment, loss, post-processing,
-evaluator, dataset readers) and a ``MODES`` dict mapping a mode name (``train``, ``val``,
-``predict``, ``score``, ``export``, ``convert``, ``demo``) to ``fn(args: dict[str, str]) -> dict | None``.
-Modules are imported only when their task is run.
+Each family package has the same files for the same jobs (``config``, ``predictor``, ``data``,
+``evaluate``, ``predict``, ``train``, ``distill``, ``export``, ``convert``, ``demo``) and its
+``__init__`` holds only ``MODES``: mode name (``train``, ``val``, ``predict``, ``score``, ``export``,
+``convert``, ``demo``) -> ``fn(args: dict[str, str]) -> dict | None``. The CLI's table of tasks is
+in :mod:`singleshot.cli`. See docs/ARCHITECTURE.md.
 """
-
-from __future__ import annotations
-
-TASKS: dict[str, str] = {
-    "detect": "singleshot.tasks.detect_modes",
-    "action": "singleshot.tasks.action_modes",
-    "grasp": "singleshot.tasks.grasp_modes",
-}

@@ -17,7 +17,7 @@ from singleshot.convert.caffe_ssd import caffe_priors, convert_caffe_ssd, ssd_la
 from singleshot.convert.prototxt import first, layers_of, parse_prototxt
 from singleshot.errors import WeightsError
 from singleshot.models.ssd import ssd300
-from singleshot.tasks.detect import DetectPredictor, settings_from_meta
+from singleshot.tasks.detect.predictor import DetectPredictor, settings_from_meta
 
 # ---------------------------------------------------------------- a Caffe SSD300 written by hand
 VGG = [("conv1_1", 64), ("conv1_2", 64), "pool1", ("conv2_1", 128), ("conv2_2", 128), "pool2",
@@ -211,7 +211,7 @@ def test_bad_files_name_the_problem(tmp_path: Path, caffe_ssd300: tuple) -> None
 
 def test_cli_converts_a_caffe_model(caffe_ssd300: tuple, tmp_path: Path) -> None:
     from singleshot.engine.weights import load_weights
-    from singleshot.tasks.detect_modes import convert
+    from singleshot.tasks.detect.convert import convert
 
     prototxt, caffemodel, _, _ = caffe_ssd300
     dst = tmp_path / "ssd300_caffe.safetensors"

@@ -10,7 +10,7 @@ import torchvision
 
 from singleshot.convert import load_vgg16_base
 from singleshot.errors import WeightsError
-from singleshot.models import ssd300
+from singleshot.models.ssd import ssd300
 
 
 @pytest.fixture(scope="module")

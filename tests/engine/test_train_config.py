@@ -9,9 +9,9 @@ def test_train_config_for_each_task_config() -> None:
     """Milestones in epochs become optimizer steps (ceil of batches / accumulate), log four times an
     epoch, channels-last only on CUDA when the task leaves it to the device, gamma where a task has it."""
     from singleshot.engine.train_config import TrainConfig, train_config_for
-    from singleshot.tasks.action import ActionConfig
-    from singleshot.tasks.detect import DetectConfig
-    from singleshot.tasks.grasp import GraspConfig
+    from singleshot.tasks.action.config import ActionConfig
+    from singleshot.tasks.detect.config import DetectConfig
+    from singleshot.tasks.grasp.config import GraspConfig
 
     det = DetectConfig(milestones=(2, 3), accumulate=4, clip_grad=5.0, ema=0.99, warmup=7)
     t = train_config_for(det, 10, "out", "cpu")

@@ -244,3 +244,23 @@ def test_progress_bar_on_request(tmp_path: Path, capsys: pytest.CaptureFixture[s
     Trainer(make_net(), loss_fn, DataLoader(Noisy(8), batch_size=4), cfg, prepare).train()
     err = capsys.readouterr().err
     assert "epoch 1/1" in err and "2/2" in err and "mse=" in err and "lr=" in err
+
+
+def test_param_groups_keep_their_rates_under_the_schedule(tmp_path: Path) -> None:
+    """Groups given to the Trainer are its optimizer's (the first group's lr is logged); the
+    schedule scales each group's rate by the same factor."""
+    net = make_net(dropout=0.0)
+    first, last = net.body[0], net.body[3]
+    groups = [
+        {"params": list(last.parameters()), "lr": 0.1, "weight_decay": 0.0},
+        {"params": list(first.parameters()), "lr": 0.025, "weight_decay": 1e-4},
+    ]
+    cfg = TrainConfig(epochs=2, lr=0.1, out_dir=tmp_path, schedule="multistep", milestones=(3,), gamma=0.5,
+                      plot_every=0, tensorboard=False)  # fmt: skip
+    t = Trainer(net, loss_fn, DataLoader(Noisy(12), batch_size=4), cfg, prepare, param_groups=groups)
+    assert [g["lr"] for g in t.optimizer.param_groups] == [0.1, 0.025]
+    assert [g["weight_decay"] for g in t.optimizer.param_groups] == [0.0, 1e-4]
+    t.train()  # 6 steps: the rate halves after step 3
+    assert [g["lr"] for g in t.optimizer.param_groups] == pytest.approx([0.05, 0.0125])
+    untouched = make_net(dropout=0.0)
+    assert not torch.equal(first.weight, untouched.body[0].weight)  # the second group trained too

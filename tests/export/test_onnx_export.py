@@ -13,7 +13,7 @@ from torch import Tensor, nn
 from singleshot.errors import ConfigError, WeightsError
 from singleshot.export.onnx_export import export_onnx, read_onnx_metadata
 from singleshot.export.onnx_runtime import OnnxModel
-from singleshot.models import build_model
+from singleshot.models import create_model
 from singleshot.postprocess.detect import DetectPostprocess, postprocess_detections
 
 OUTPUTS = ["cls_logits", "bbox_regression"]
@@ -22,7 +22,7 @@ OUTPUTS = ["cls_logits", "bbox_regression"]
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory: pytest.TempPathFactory) -> tuple[nn.Module, Path]:
     torch.manual_seed(0)
-    model = build_model("ssd_tiny", 4, image_size=96)
+    model = create_model("ssd_tiny", 4, image_size=96)
     with torch.no_grad():  # non-trivial BatchNorm statistics, so eval vs train mode differ
         for m in model.modules():
             if isinstance(m, nn.BatchNorm2d):
@@ -109,7 +109,7 @@ def test_errors_name_the_problem(tmp_path: Path) -> None:
 @pytest.mark.slow  # ~6 s on an idle 2-core machine (tracing + two forward passes of VGG16 at 300x300)
 def test_ssd300_batch_two(tmp_path: Path) -> None:
     torch.manual_seed(0)
-    model = build_model("ssd300", 3).eval()
+    model = create_model("ssd300", 3).eval()
     path = export_onnx(model, torch.randn(1, 3, 300, 300), tmp_path / "ssd300.onnx", OUTPUTS)
     x = torch.randn(2, 3, 300, 300)
     with torch.no_grad():

@@ -14,7 +14,8 @@ from torchvision.ops import box_iou
 from singleshot.errors import DataError
 from singleshot.losses.region import RegionLoss
 from singleshot.losses.region_targets import RegionTargets, assign_region_targets, pad_region_targets
-from singleshot.postprocess.yowo import region_grid_boxes, split_region_output, yowo_postprocess
+from singleshot.ops.region import region_grid_boxes, split_region_output
+from singleshot.postprocess.yowo import yowo_postprocess
 from singleshot.structures import TubeletTarget
 
 

@@ -22,8 +22,7 @@ from singleshot.metrics.action_files import (
     write_frame_detections,
     write_tubes,
 )
-from singleshot.metrics.frame_ap import FrameDets
-from singleshot.structures import Tube
+from singleshot.structures import FrameDets, Tube
 
 REAL_VIDEOS = ["Basketball/v_Basketball_g01_c01", "BasketballDunk/v_BasketballDunk_g01_c01"]
 

@@ -11,8 +11,8 @@ import pytest
 from singleshot.errors import ConfigError, DataError
 from singleshot.metrics.action_files import write_frame_detections, write_tubes
 from singleshot.metrics.action_score import ACTION_METRIC_KEYS, score_action
-from singleshot.metrics.frame_ap import FrameDets
-from singleshot.structures import ActionAnnotations, Tube, VideoAnnotation
+from singleshot.postprocess.tube_link_viterbi import link_viterbi
+from singleshot.structures import ActionAnnotations, FrameDets, Tube, VideoAnnotation
 
 REAL_VIDEOS = ["Basketball/v_Basketball_g01_c01", "BasketballDunk/v_BasketballDunk_g01_c01"]
 
@@ -44,7 +44,7 @@ def test_perfect_detections_from_files(tmp_path: Path, protocol: str) -> None:
     gt_path, gt = _synthetic(tmp_path)
     pred = tmp_path / "frames.json"
     write_frame_detections(pred, _perfect(gt))
-    res = score_action(gt_path, pred, None, protocol)
+    res = score_action(gt_path, pred, None, protocol, link=link_viterbi)
     assert set(ACTION_METRIC_KEYS) <= set(res)
     assert res["frame_map"] == pytest.approx(1.0)
     # Viterbi tubes are not trimmed: A/a's tube spans frames 1..10 against a ground truth of 3..10,
@@ -126,5 +126,5 @@ def test_real_act_files(shared_data, tmp_path: Path) -> None:
     assert res["per_class"]["Biking"] == {"frame_ap": None, "video_ap@0.2": None, "video_ap@0.5": None,
                                           "video_ap@0.75": None, "video_ap@0.5:0.95": None}  # fmt: skip
     assert res["n_videos"] == 2 and res["n_detections"] == 2000
-    yowo = score_action(gt_path, act / "all_dets.npy", None, "yowo")
+    yowo = score_action(gt_path, act / "all_dets.npy", None, "yowo", link=link_viterbi)
     assert yowo["linking"] == "viterbi" and yowo["frame_map"] > res["frame_map"]

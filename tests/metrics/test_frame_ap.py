@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 import torch
 
-from singleshot.metrics.frame_ap import FrameDets, average_precision, frame_ap
+from singleshot.metrics.frame_ap import average_precision, frame_ap
 from singleshot.metrics.voc import VOCEvaluator
-from singleshot.structures import ActionAnnotations, BoxTarget, Detections, Tube, VideoAnnotation
+from singleshot.structures import ActionAnnotations, BoxTarget, Detections, FrameDets, Tube, VideoAnnotation
 
 DATA = Path(__file__).resolve().parents[2] / ".." / "shared" / "data" / "act"
 REAL_VIDEOS = ["Basketball/v_Basketball_g01_c01", "BasketballDunk/v_BasketballDunk_g01_c01"]

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from singleshot.errors import ConfigError
-from singleshot.models import build_model
+from singleshot.models import create_model
 from singleshot.models.small import ssd_prior_sizes
 from singleshot.ops.priors import prior_spec
 
@@ -20,7 +20,7 @@ def test_size_rule_reproduces_ssd_pytorch_voc_sizes() -> None:
 
 @pytest.mark.parametrize("image_size", [160, 224, 300])
 def test_slim_feature_maps_come_from_the_network(image_size: int) -> None:
-    model = build_model("ssd_slim", 3, image_size=image_size)
+    model = create_model("ssd_slim", 3, image_size=image_size)
     maps = [-(-image_size // 8)]
     maps.append(-(-maps[0] // 2))
     maps += [-(-maps[1] // 2), -(-maps[1] // 4)]
@@ -33,7 +33,7 @@ def test_slim_feature_maps_come_from_the_network(image_size: int) -> None:
 
 def test_slim_outputs_match_priors_in_train_and_eval_and_train() -> None:
     torch.manual_seed(0)
-    model = build_model("ssd_slim", 3, image_size=160)
+    model = create_model("ssd_slim", 3, image_size=160)
     p = model.priors.shape[0]
     x = torch.randn(2, 3, 160, 160)
     model.train()
@@ -50,11 +50,11 @@ def test_slim_outputs_match_priors_in_train_and_eval_and_train() -> None:
 
 
 def test_slim_train_mode_works_with_batch_one() -> None:
-    model = build_model("ssd_slim", 2).train()
+    model = create_model("ssd_slim", 2).train()
     out = model(torch.randn(1, 3, 160, 160))
     assert out["cls_logits"].shape[0] == 1
 
 
 def test_slim_rejects_too_small_inputs() -> None:
     with pytest.raises(ConfigError, match="image_size"):
-        build_model("ssd_slim", 2, image_size=96)
+        create_model("ssd_slim", 2, image_size=96)

@@ -10,7 +10,8 @@ from torchvision.models.detection.ssd import SSDHead as TVSSDHead
 from torchvision.models.detection.ssd import _vgg_extractor
 
 from singleshot.errors import ConfigError
-from singleshot.models import MODELS, build_model, ssd300, ssd512
+from singleshot.models import create_model, list_models
+from singleshot.models.ssd import ssd300, ssd512
 from singleshot.models.heads import flatten_predictions
 from singleshot.models.l2norm import L2Norm
 
@@ -109,12 +110,12 @@ def test_l2norm_matches_torch_normalize() -> None:
 
 
 def test_build_model_lookup_and_errors() -> None:
-    assert {"ssd300", "ssd512", "ssd_slim"} <= set(MODELS)
+    assert {"ssd300", "ssd512", "ssd_slim"} <= set(list_models())
     with pytest.raises(ConfigError, match="ssd300"):
-        build_model("ssd301", 20)
+        create_model("ssd301", 20)
     with pytest.raises(ConfigError, match="coco"):
-        build_model("ssd300", 20, priors="kitti")
+        create_model("ssd300", 20, priors="kitti")
     with pytest.raises(ConfigError, match="bad arguments"):
-        build_model("ssd_slim", 3, depth=7)
+        create_model("ssd_slim", 3, depth=7)
     with pytest.raises(ConfigError, match="num_classes"):
-        build_model("ssd_slim", 0)
+        create_model("ssd_slim", 0)

@@ -8,7 +8,6 @@ import itertools
 import numpy as np
 import pytest
 
-from singleshot.metrics.frame_ap import FrameDets
 from singleshot.postprocess.tube_link import (
     ACTLinkParams,
     link_act,
@@ -18,6 +17,7 @@ from singleshot.postprocess.tube_link import (
     tubelets_from_act_rows,
     tubelets_from_moc_dict,
 )
+from singleshot.structures import FrameDets
 
 
 def _tubelet(box: list[float], k: int, dx: float = 0.0) -> np.ndarray:

@@ -40,11 +40,11 @@ import numpy as np
 import torch
 from torch import Tensor
 from torchvision import tv_tensors
-from torchvision.ops import box_iou
 from torchvision.transforms import v2
 from torchvision.transforms.v2 import functional as F
 
 from singleshot.data.transforms import horizontal_flip, photometric_distort, zoom_out
+from singleshot.ops.boxes import box_iou_np
 
 logger = logging.getLogger(__name__)
 
@@ -286,7 +286,6 @@ class TubeletIoUCrop(v2.RandomIoUCrop):
         # the same order as torch's, at a fraction of the per-call overhead.
         gt = xyxy.numpy()
         cx, cy = np.float32(0.5) * (gt[:, 0] + gt[:, 2]), np.float32(0.5) * (gt[:, 1] + gt[:, 3])
-        area_gt = (gt[:, 2] - gt[:, 0]) * (gt[:, 3] - gt[:, 1])
         lo, span = np.float32(self.min_scale), np.float32(self.max_scale - self.min_scale)
         while True:
             min_iou = self.options[int(torch.randint(0, len(self.options), (1,)))]
@@ -302,10 +301,8 @@ class TubeletIoUCrop(v2.RandomIoUCrop):
             ok = (new_w > 0) & (new_h > 0) & (aspect >= self.min_aspect_ratio) & (aspect <= self.max_aspect_ratio)
             inside = (left[:, None] < cx) & (cx < right[:, None]) & (top[:, None] < cy) & (cy < bottom[:, None])
             inside = inside.reshape(self.trials, n, k).all(axis=2)  # [trials, N]
-            iw = np.clip(np.minimum(right[:, None], gt[:, 2]) - np.maximum(left[:, None], gt[:, 0]), 0, None)
-            ih = np.clip(np.minimum(bottom[:, None], gt[:, 3]) - np.maximum(top[:, None], gt[:, 1]), 0, None)
-            inter = iw * ih
-            iou = inter / ((new_w * new_h)[:, None] + area_gt - inter)
+            crops = np.stack((left, top, right, bottom), axis=1)  # [trials, 4] xyxy pixels
+            iou = box_iou_np(crops[:, None], gt[None], dtype=np.float32)  # [trials, N * K]
             mean_iou = _mean_last(iou.reshape(self.trials, n, k))
             best = np.where(inside, mean_iou, np.float32(-1.0)).max(axis=1)
             ok &= inside.any(axis=1) & (best >= min_iou)

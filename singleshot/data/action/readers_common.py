@@ -17,6 +17,7 @@ import torch
 
 from singleshot.data.boxcheck import check_boxes
 from singleshot.errors import DataError
+from singleshot.ops.boxes import box_iou_np
 from singleshot.structures import ActionAnnotations, Tube
 
 logger = logging.getLogger(__name__)
@@ -29,7 +30,6 @@ __all__ = [
     "read_classes",
     "link_boxes_into_tubes",
     "apply_split_list",
-    "pairwise_iou",
     "summarize",
     "check_boxes_np",
 ]
@@ -191,17 +191,6 @@ def read_classes(classes: Sequence[str] | str | Path) -> list[str]:
     return names
 
 
-def pairwise_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """IoU of boxes a ndarray[N, 4] and b ndarray[M, 4] (xyxy, continuous: area = w * h) -> [N, M]."""
-    lt = np.maximum(a[:, None, :2], b[None, :, :2])
-    rb = np.minimum(a[:, None, 2:], b[None, :, 2:])
-    inter = np.clip(rb - lt, 0, None).prod(axis=2)
-    area_a = np.clip(a[:, 2:] - a[:, :2], 0, None).prod(axis=1)
-    area_b = np.clip(b[:, 2:] - b[:, :2], 0, None).prod(axis=1)
-    union = area_a[:, None] + area_b[None, :] - inter
-    return np.where(union > 0, inter / np.where(union > 0, union, 1), 0.0)
-
-
 def link_boxes_into_tubes(
     video: str, frames: np.ndarray, labels: np.ndarray, boxes: np.ndarray
 ) -> list[Tube]:
@@ -252,7 +241,7 @@ def link_boxes_into_tubes(
             assigned = np.full(cur.shape[0], -1, dtype=np.int64)
             if open_ids:
                 last = np.stack([tracks[t][1][-1] for t in open_ids])
-                iou = pairwise_iou(last, cur)
+                iou = box_iou_np(last[:, None], cur[None], dtype=np.float32)  # [open tubes, boxes], continuous
                 if iou.shape == (1, 1):
                     rows, cols = np.zeros(1, np.int64), np.zeros(1, np.int64)
                 else:

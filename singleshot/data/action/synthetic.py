@@ -34,7 +34,7 @@ from singleshot.structures import ActionAnnotations, Tube, VideoAnnotation
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["SYNTH_ACTION_CLASSES", "SYNTH_PICKLE", "ensure_action_dataset", "generate_action_dataset"]
+__all__ = ["SYNTH_ACTION_CLASSES", "SYNTH_PICKLE", "generate_action_dataset"]
 
 #: File name of the ACT pickle written beside the YOWO layout.
 SYNTH_PICKLE = "SynthAction-GT.pkl"
@@ -134,34 +134,3 @@ def generate_action_dataset(
     write_act_pickle(ann, root / SYNTH_PICKLE)
     logger.info("wrote %d + %d synthetic action videos under %s", num_train_videos, num_test_videos, root)
     return ann
-
-
-def ensure_action_dataset(
-    root: str | Path,
-    num_train_videos: int,
-    num_test_videos: int,
-    size: Sequence[int] = (120, 160),
-    num_frames: Sequence[int] = (24, 40),
-    seed: int = 0,
-) -> Path:
-    """The dataset of these arguments under ``root``, written only when it is not already there.
-
-    A completed run leaves one marker file, ``.complete-<train>-<test>-<h>x<w>-<lo>-<hi>-<seed>``; a
-    folder with a different (or no) marker is rewritten and its old markers removed, so a folder
-    never holds a marker that no longer describes its contents. An interrupted run leaves no marker.
-
-    Returns:
-        ``root`` as a Path.
-    """
-    h, w = (int(v) for v in size)
-    lo, hi = (int(v) for v in num_frames)
-    root = Path(root)
-    marker = root / f".complete-{num_train_videos}-{num_test_videos}-{h}x{w}-{lo}-{hi}-{int(seed)}"
-    if marker.exists():
-        return root
-    logger.info("writing the synthetic action dataset to %s", root)
-    for old in root.glob(".complete-*"):
-        old.unlink()
-    generate_action_dataset(root, num_train_videos, num_test_videos, (h, w), (lo, hi), seed, overwrite=True)
-    marker.touch()
-    return root

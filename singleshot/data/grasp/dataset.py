@@ -37,14 +37,11 @@ from singleshot.data.grasp.depth import normalise_depth, normalise_rgb
 from singleshot.data.grasp.jacquard import find_jacquard_samples, load_jacquard
 from singleshot.data.grasp.records import GraspImage, GraspSample
 from singleshot.errors import ConfigError, DataError
-from singleshot.structures import Grasps
+from singleshot.structures import GRASP_INPUT_CHANNELS, Grasps
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["GraspDataset", "find_grasp_samples", "load_sample", "INPUT_CHANNELS"]
-
-#: Channels of each input kind.
-INPUT_CHANNELS: dict[str, int] = {"depth": 1, "rgb": 3, "rgbd": 4}
+__all__ = ["GraspDataset", "find_grasp_samples", "load_sample"]
 
 
 def find_grasp_samples(root: str | Path, format: str = "auto", **kwargs: object) -> list[GraspSample]:
@@ -111,8 +108,8 @@ class GraspDataset(Dataset[tuple[Tensor, Grasps]]):
         augment: GraspAugment | None = None,
         cache: bool = False,
     ) -> None:
-        if input not in INPUT_CHANNELS:
-            raise ConfigError(f"input: expected one of {sorted(INPUT_CHANNELS)}, got {input!r}")
+        if input not in GRASP_INPUT_CHANNELS:
+            raise ConfigError(f"input: expected one of {sorted(GRASP_INPUT_CHANNELS)}, got {input!r}")
         if int(size) <= 0:
             raise ConfigError(f"size: must be positive, got {size}")
         if isinstance(crop, str) and crop not in ("gt_center", "center"):
@@ -133,7 +130,7 @@ class GraspDataset(Dataset[tuple[Tensor, Grasps]]):
     @property
     def channels(self) -> int:
         """C of the items' images."""
-        return INPUT_CHANNELS[self.input]
+        return GRASP_INPUT_CHANNELS[self.input]
 
     def load(self, index: int) -> GraspImage:
         """The original image and grasps of item ``index`` (cached when ``cache=True``)."""

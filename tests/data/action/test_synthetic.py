@@ -161,23 +161,3 @@ def test_refuses_to_overwrite_without_flag(tmp_path: Path) -> None:
     assert len(list((tmp_path / "rgb-images").glob("*/*"))) == 2 and ann.test_videos == []
     with pytest.raises(ValueError):
         generate_action_dataset(tmp_path / "x", 1, 1, size=(20, 20))
-
-
-def test_ensure_action_dataset_rewrites_when_the_arguments_change(tmp_path, monkeypatch):
-    import singleshot.data.action.synthetic as synthetic
-
-    calls: list[int] = []
-    real = synthetic.generate_action_dataset
-
-    def counting(*args, **kwargs):
-        calls.append(args[5])
-        return real(*args, **kwargs)
-
-    monkeypatch.setattr(synthetic, "generate_action_dataset", counting)
-    root = tmp_path / "demo"
-    for seed in (0, 0, 1, 0):
-        assert synthetic.ensure_action_dataset(root, 1, 1, (48, 64), (12, 12), seed) == root
-        markers = sorted(p.name for p in root.glob(".complete-*"))
-        assert markers == [f".complete-1-1-48x64-12-12-{seed}"]
-    assert calls == [0, 1, 0]  # the second seed-0 call found its marker; the last one did not
-    assert len((root / "trainlist.txt").read_text().split()) > 0

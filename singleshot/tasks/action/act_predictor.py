@@ -1,0 +1,298 @@
+"""The ACT member's predictor: K-frame windows -> tubelets
+(:class:`~singleshot.tasks.action.act_tubelets.VideoTubelets`), and ACT's builder arguments and
+weights metadata.
+
+A window's input is its K frames resized to the model's input (bilinear, antialiased when
+shrinking), scaled to [0, 1] and normalised with the weights' mean/std (channels flipped first for
+BGR models such as ACT's Caffe ones). With a motion stream (two-stream ACT, see
+:mod:`singleshot.tasks.action.act_two_stream`) each frame also has its motion image (RGB difference
+computed here, or a precomputed flow image); the two detectors' class probabilities are averaged
+(with weights 1 − w and w, w the motion stream's ``fusion_weight``: ACT's 0.5 unless its metadata or
+``motion_weight=`` says otherwise)
+per anchor cuboid and the boxes come from the RGB stream, as in ACT's ``extract_tubelets``.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Iterator, Sequence
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from singleshot.data.action.clip_transforms import resize_clip
+from singleshot.data.action.datasets import IMAGENET_MEAN, IMAGENET_STD
+from singleshot.engine.branches import parallel_branches
+from singleshot.errors import ConfigError
+from singleshot.models import list_models
+from singleshot.postprocess.tubelet import TubeletDetections, TubeletPostprocess, postprocess_tubelets
+from singleshot.tasks.action.act_tubelets import (
+    CandidateSettings,
+    VideoTubelets,
+    act_linking,
+    frame_dets_of_tubelets,
+    link_params,
+    linking_candidates,
+    tubelet_settings,
+)
+from singleshot.tasks.action.act_two_stream import motion_images
+from singleshot.tasks.action.config import ActionConfig, ActOptions
+from singleshot.tasks.action.predictor import VideoPrediction, frame_dets_of, load_action_weights, trim_tubes
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["ACT_FUSION_WEIGHT", "ACTPredictor", "act_arch_kwargs", "act_meta", "act_predictor"]
+
+
+#: ACT's late fusion: the motion stream's class probabilities weigh 0.5 (``0.5 * (rgb + flow)``).
+ACT_FUSION_WEIGHT = 0.5
+
+
+# ---------------------------------------------------------------- models and metadata
+def act_arch_kwargs(cfg: ActOptions) -> dict[str, Any]:
+    """Builder arguments of ``cfg.arch`` (``K``; ``imgsz`` and ``act_width`` for the light trunks)."""
+    archs = tuple(list_models(task="action", family="act"))
+    if cfg.arch not in archs:
+        raise ConfigError(f"arch={cfg.arch!r} is not an ACT architecture; expected one of {archs}")
+    if cfg.K < 1:
+        raise ConfigError(f"K={cfg.K}: frames per tubelet must be >= 1")
+    if cfg.arch == "act_vgg16":
+        if cfg.imgsz != 300:
+            raise ConfigError(f"imgsz={cfg.imgsz}: act_vgg16 is ACT's SSD300 (imgsz=300)")
+        return {"k": cfg.K}
+    return {"k": cfg.K, "image_size": cfg.imgsz, "width": cfg.act_width}
+
+
+def act_meta(cfg: ActOptions, kwargs: dict[str, Any], classes: list[str], mean: Any = IMAGENET_MEAN,
+             std: Any = IMAGENET_STD, **extra: Any) -> dict[str, Any]:  # fmt: skip
+    """Weights metadata of an ACT model trained here (read back by ``action val/predict``)."""
+    post = TubeletPostprocess()
+    meta: dict[str, Any] = {
+        "task": "action", "family": "act", "architecture": cfg.arch, "arch_kwargs": kwargs,
+        "num_classes": len(classes), "classes": list(classes), "K": cfg.K, "input_size": [cfg.imgsz, cfg.imgsz],
+        "channel_order": "RGB", "mean": [float(v) for v in mean], "std": [float(v) for v in std],
+        "postprocess": {"score_thresh": post.score_thresh, "nms_thresh": post.nms_thresh,
+                        "topk_candidates": post.topk_candidates, "max_detections": post.max_detections},
+        "linking": act_linking(cfg.linking),
+    }  # fmt: skip
+    meta.update(extra)
+    return meta
+
+
+# ---------------------------------------------------------------- the predictor
+
+
+class _Stream:
+    """One detector and its input convention."""
+
+    def __init__(self, model: nn.Module, meta: dict[str, Any], device: torch.device) -> None:
+        self.model = model.eval().to(device)
+        self.mean = torch.tensor([float(v) for v in meta.get("mean", IMAGENET_MEAN)], device=device).view(1, 1, 3, 1, 1)
+        self.std = torch.tensor([float(v) for v in meta.get("std", IMAGENET_STD)], device=device).view(1, 1, 3, 1, 1)
+        self.bgr = str(meta.get("channel_order", "RGB")).upper() == "BGR"
+
+
+class ACTPredictor:
+    """An ACT model (or two streams) and its settings: frames in, :class:`VideoTubelets` out (an
+    :class:`~singleshot.tasks.action.predictor.ActionPredictor`).
+
+    Args:
+        model: an :class:`~singleshot.models.act.ACTDetector` (``k``, ``priors``, ``num_classes``).
+        meta: weights metadata (``input_size``, ``mean``, ``std``, ``channel_order``, ``classes``).
+        settings: tubelet thresholds. linking: ``act`` or ``moc``. device: where the models run.
+        candidates: the linking candidates' settings.
+        flow_model, flow_meta: the motion stream (its metadata's ``modality``: ``diff`` or ``flow``).
+        flow_root: folder of precomputed flow images (``flow`` streams, dataset evaluation).
+    """
+
+    def __init__(self, model: nn.Module, meta: dict[str, Any], settings: TubeletPostprocess = TubeletPostprocess(),
+                 linking: str = "act", device: str = "cpu", candidates: CandidateSettings = CandidateSettings(),
+                 flow_model: nn.Module | None = None, flow_meta: dict[str, Any] | None = None,
+                 flow_root: str | Path | None = None) -> None:  # fmt: skip
+        self.device = torch.device(device)
+        self.meta, self.settings, self.candidates = meta, settings, candidates
+        self.streams = [_Stream(model, meta, self.device)]
+        self.model = self.streams[0].model
+        self.k = int(model.k)
+        size = meta["input_size"] if "input_size" in meta else [model.image_size] * 2
+        self.size = (int(size[0]), int(size[1])) if isinstance(size, (list, tuple)) else (int(size), int(size))
+        self.flow_meta, self.motion, self.flow_root = flow_meta, None, Path(flow_root) if flow_root else None
+        if flow_model is not None:
+            self.motion = str((flow_meta or {}).get("modality", "diff"))
+            if self.motion not in ("diff", "flow"):
+                raise ConfigError(f"motion stream of modality {self.motion!r}; expected diff or flow")
+            if flow_model.k != self.k or flow_model.priors.shape != model.priors.shape:
+                raise ConfigError("the motion stream must have the RGB stream's K and anchor cuboids")
+            self.streams.append(_Stream(flow_model, flow_meta or {}, self.device))
+        self.fusion_weight = float((flow_meta or {}).get("fusion_weight", ACT_FUSION_WEIGHT))
+        if not 0.0 <= self.fusion_weight <= 1.0:
+            raise ConfigError(f"the motion stream's fusion_weight must lie in [0, 1], got {self.fusion_weight}")
+        self.linking = act_linking(linking)
+        self.link_params = link_params(self.linking, self.k)
+        #: run the two streams in two threads (:func:`~singleshot.engine.branches.parallel_branches`; same numbers)
+        self.parallel = False
+        self.class_names: list[str] = list(meta.get("classes", [])) or [str(i) for i in range(model.num_classes)]
+
+    def prepare(self, frames: Tensor, flow: Tensor | None = None) -> Tensor:
+        """A video's frames Tensor[N, 3, H, W] uint8 RGB (and, for a ``flow`` stream, its flow images)
+        -> Tensor[N, 3 * streams, h, w] uint8 at the input size: each stream's input, channel-stacked."""
+        rgb, _ = resize_clip(frames, torch.zeros(0, 4), self.size)
+        parts = [rgb.flip(1) if self.streams[0].bgr else rgb]
+        if self.motion is not None:
+            if self.motion == "flow" and flow is None:
+                raise ConfigError("this two-stream ACT reads precomputed flow images: pass flow=<folder>")
+            extra = motion_images(frames) if self.motion == "diff" else flow
+            parts.append(resize_clip(extra, torch.zeros(0, 4), self.size)[0])
+        return torch.cat(parts, 1) if len(parts) > 1 else parts[0]
+
+    def normalise(self, windows: Tensor) -> list[Tensor]:
+        """Tensor[B, K, 3 * streams, h, w] uint8 -> per stream Tensor[B, K, 3, h, w] float normalised."""
+        x = windows.to(self.device, torch.float32).div_(255.0)
+        return [(x[:, :, 3 * i : 3 * i + 3] - s.mean) / s.std for i, s in enumerate(self.streams)]
+
+    @torch.inference_mode()
+    def detect_windows(self, windows: Tensor, starts: Sequence[int], orig_size: tuple[int, int]) -> tuple[list[TubeletDetections], list[tuple[Tensor, Tensor]]]:  # fmt: skip
+        """Prepared windows Tensor[B, K, C, h, w] uint8 starting at ``starts`` -> (detections, candidates) per window."""
+        xs = self.normalise(windows)
+        if len(self.streams) > 1:  # ACT's late fusion: (weighted) mean class probabilities, boxes of the RGB stream
+            out, motion = parallel_branches([partial(s.model, x) for s, x in zip(self.streams, xs)]) if self.parallel \
+                else [s.model(x) for s, x in zip(self.streams, xs)]  # fmt: skip
+            w = self.fusion_weight
+            probs = (1.0 - w) * out["conf"].float().softmax(-1) + w * motion["conf"].float().softmax(-1)
+            out = {"loc": out["loc"], "conf": probs.clamp_(min=1e-12).log()}
+        else:
+            out = self.model(xs[0])
+        sizes = [orig_size] * len(starts)
+        frames = [torch.arange(s, s + self.k, dtype=torch.int64) for s in starts]
+        dets = postprocess_tubelets(out, self.model.priors, sizes, self.settings, frames=frames)
+        return dets, linking_candidates(out, self.model.priors, sizes, self.candidates, self.settings.variances)
+
+    def _collect(self, video: str, num_frames: int, size: tuple[int, int], parts: Iterable[tuple[list[int], tuple]]) -> VideoTubelets:  # fmt: skip
+        cols: dict[str, list[np.ndarray]] = {name: [] for name in VideoTubelets.ARRAYS}
+        for starts, (dets, cands) in parts:
+            for s, d, (cb, cs) in zip(starts, dets, cands):
+                cols["det_start"].append(np.full(len(d), s, np.int64))
+                cols["det_boxes"].append(d.boxes.cpu().numpy().astype(np.float32))
+                cols["det_scores"].append(d.scores.cpu().numpy().astype(np.float32))
+                cols["det_labels"].append(d.labels.cpu().numpy().astype(np.int64))
+                cols["cand_start"].append(np.full(cb.shape[0], s, np.int64))
+                cols["cand_boxes"].append(cb.cpu().numpy().astype(np.float32))
+                cols["cand_scores"].append(cs.cpu().numpy().astype(np.float32))
+        vt = VideoTubelets(video, int(num_frames), size, self.k)
+        for name, parts_ in cols.items():
+            if parts_:
+                setattr(vt, name, np.concatenate(parts_))
+        if not cols["cand_scores"]:
+            vt.cand_scores = np.zeros((0, self.model.num_classes), np.float32)
+            vt.det_boxes = vt.cand_boxes = np.zeros((0, self.k, 4), np.float32)
+        return vt
+
+    def detect_video(self, stored: Tensor, orig_size: tuple[int, int], video: str = "", batch: int = 16) -> VideoTubelets:
+        """Tubelets of every window ``1 … N-K+1`` of a video's prepared frames Tensor[N, C, h, w] uint8.
+
+        A video shorter than K frames has no window and gives no tubelets (a warning says so).
+        """
+        n = int(stored.shape[0])
+        if n < self.k:
+            logger.warning("%s: %d frames, fewer than K=%d: no window to detect on", video or "video", n, self.k)
+        offsets = torch.arange(self.k)
+
+        def parts() -> Iterator[tuple[list[int], tuple]]:
+            for first in range(1, n - self.k + 2, max(1, batch)):
+                starts = list(range(first, min(n - self.k + 1, first + max(1, batch) - 1) + 1))
+                index = (torch.tensor(starts)[:, None] - 1) + offsets[None]  # [B, K] 0-based frames
+                yield starts, self.detect_windows(stored[index], starts, orig_size)
+
+        return self._collect(video, n, orig_size, parts())
+
+    def _prepared(self, frames: Iterable[np.ndarray]) -> Iterator[tuple[tuple[int, int], Tensor]]:
+        """``(frame size, prepared frame Tensor[C, h, w])`` per frame, in order; with an RGB-difference
+        stream one frame late (frame t's motion image needs frame t + 1; the ends are clamped)."""
+        if self.motion == "flow":
+            raise ConfigError("a two-stream ACT on precomputed flow images cannot run on a raw video")
+        prev: Tensor | None = None
+        cur: Tensor | None = None
+        for frame in frames:
+            t = torch.from_numpy(np.ascontiguousarray(frame)).permute(2, 0, 1)
+            if self.motion is None:
+                yield (int(t.shape[1]), int(t.shape[2])), self.prepare(t[None])[0]
+                continue
+            if cur is not None:
+                yield (int(cur.shape[1]), int(cur.shape[2])), self.prepare(torch.stack([prev if prev is not None else cur, cur, t]))[1]
+            prev, cur = cur, t
+        if cur is not None:  # the last frame (motion image against its predecessor)
+            yield (int(cur.shape[1]), int(cur.shape[2])), self.prepare(torch.stack([prev if prev is not None else cur, cur, cur]))[1]
+
+    def stream(self, frames: Iterable[np.ndarray], video: str = "", batch: int = 8) -> tuple[VideoTubelets, tuple[int, int]]:
+        """Online detection over frames uint8 [H, W, 3] RGB: a ring of the last K prepared frames,
+        each new frame closing the window that ends at it, ``batch`` windows run together.
+
+        Returns:
+            (the video's tubelets, its frame size (h, w)).
+        """
+        ring: list[Tensor] = []
+        pending: list[tuple[int, Tensor]] = []
+        count, size = 0, (0, 0)
+
+        def flush() -> tuple[list[int], tuple]:
+            starts = [p[0] for p in pending]
+            result = self.detect_windows(torch.stack([p[1] for p in pending]), starts, size)
+            pending.clear()
+            return starts, result
+
+        def parts() -> Iterator[tuple[list[int], tuple]]:
+            nonlocal count, size
+            for size, stored in self._prepared(frames):
+                count += 1
+                ring.append(stored)
+                del ring[: max(0, len(ring) - self.k)]
+                if len(ring) == self.k:
+                    pending.append((count - self.k + 1, torch.stack(ring)))
+                    if len(pending) == batch:
+                        yield flush()
+            if pending:
+                yield flush()
+
+        collected = list(parts())
+        return self._collect(video, count, size, collected), size
+
+    def predict_video(self, frames: Iterable[np.ndarray], name: str, batch: int, trim: float = 0.0) -> VideoPrediction:
+        """:meth:`stream` over ``frames``: the per-frame detections pooled from the tubelets, the tubes of
+        ACT's linking (trimmed at ``trim``; by descending score) and ``extra["windows"]``, the windows run."""
+        vt, size = self.stream(frames, name, batch)
+        if vt.num_frames == 0:
+            return VideoPrediction(frame_dets_of([name], []), [], 0, size, {"windows": 0})
+        dets = frame_dets_of_tubelets([name], {name: vt})
+        tubes = sorted(trim_tubes(vt.link(self.link_params), trim), key=lambda t: -t.score)
+        windows = vt.num_frames - self.k + 1 if vt.num_frames >= self.k else 0
+        return VideoPrediction(dets, tubes, vt.num_frames, size, {"windows": windows})
+
+
+def flow_stream(meta: dict[str, Any], cfg: ActOptions) -> tuple[nn.Module, dict[str, Any]] | None:
+    """The motion stream named by ``flow_weights`` (else by the RGB weights' metadata, beside them)."""
+    name = str(cfg.flow_weights or meta.get("flow_weights", "") or "")
+    if not name or name.lower() == "none":
+        return None
+    path = Path(name)
+    if not cfg.flow_weights and cfg.weights:
+        path = Path(cfg.weights).parent / name
+    model, fmeta = load_action_weights(path)
+    weight = float(cfg.motion_weight)
+    if weight != ACT_FUSION_WEIGHT:  # an explicit motion_weight= wins over the metadata's
+        fmeta = dict(fmeta, fusion_weight=weight)
+    return model, fmeta
+
+
+def act_predictor(model: nn.Module, meta: dict[str, Any], cfg: ActionConfig) -> ACTPredictor:
+    """The ACT member's predictor factory (:mod:`singleshot.tasks.action.members`): ``model`` with the
+    thresholds and linking of ``meta`` under ``cfg``'s, and the motion stream, if any."""
+    flow = flow_stream(meta, cfg)
+    predictor = ACTPredictor(model, meta, tubelet_settings(meta, cfg), cfg.linking or str(meta.get("linking", "act")),
+                             cfg.device, flow_model=flow[0] if flow else None, flow_meta=flow[1] if flow else None,
+                             flow_root=cfg.flow or None)  # fmt: skip
+    predictor.parallel = bool(cfg.parallel_branches)
+    return predictor

@@ -1,0 +1,204 @@
+"""ACT's tubelets of a video: per-window detections and linking candidates, their pooling into
+per-frame detections and their linking into tubes.
+
+Per window (frames ``s … s+K-1``) two sets are kept, as ACT's ``extract_tubelets`` keeps them:
+
+* the *detections* (``dets``): per class the 400 best cuboids above 0.01, tubelet NMS at 0.45, 200
+  kept (:func:`~singleshot.postprocess.tubelet.postprocess_tubelets`); they give the per-frame
+  detections of frame-mAP (:func:`~singleshot.postprocess.tubelet.frames_from_tubelets`, NMS 0.3);
+* the *linking candidates* (``dets_all``): the cuboids whose best class score exceeds 0.01, with the
+  scores of all C classes, after a class-agnostic tubelet NMS at 0.7 on the best class score, 300
+  kept (:func:`linking_candidates`);
+  ACT's linking (:func:`~singleshot.postprocess.tube_link_act.link_act`) reads these per class.
+
+Boxes are xyxy pixels of the video's own frames (clipped to them). :func:`frame_dets_of_tubelets`
+gathers the per-frame detections of many videos into one :class:`~singleshot.structures.FrameDets`.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from singleshot.errors import ConfigError
+from singleshot.ops.boxes import pairwise_iou
+from singleshot.ops.cuboids import decode_tubelets
+from singleshot.postprocess.tube_link_act import ACTLinkParams, link_act, moc_link_params
+from singleshot.postprocess.tubelet import (
+    TubeletDetections,
+    TubeletPostprocess,
+    VideoFrameDetections,
+    frames_from_tubelets,
+)
+from singleshot.structures import FrameDets, Tube
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["CandidateSettings", "VideoTubelets", "act_linking", "frame_dets_of_tubelets", "link_params",
+           "linking_candidates", "tubelet_settings"]  # fmt: skip
+
+
+@dataclass(frozen=True)
+class CandidateSettings:
+    """ACT's linking candidates: cuboids whose best class score exceeds ``min_score`` (0.01, the
+    threshold ACT's ``extract_tubelets`` documents), class-agnostic tubelet NMS at ``nms_thresh``
+    (0.7) on that score, ``keep`` (300) kept; only the ``pre_top`` best enter the NMS."""
+
+    nms_thresh: float = 0.7
+    keep: int = 300
+    pre_top: int = 1000
+    min_score: float = 0.01
+
+
+@dataclass
+class VideoTubelets:
+    """Every window's tubelets of one video (see the module doc); arrays as stored in the cache.
+
+    Attributes:
+        video: name. num_frames: frames in the video. size: (height, width) of the boxes' frames.
+        k: frames per tubelet.
+        det_start: int64 [D] start frame of each detection; det_boxes: float32 [D, K, 4] xyxy pixels;
+        det_scores: float32 [D]; det_labels: int64 [D] 0-based.
+        cand_start: int64 [A]; cand_boxes: float32 [A, K, 4]; cand_scores: float32 [A, C].
+    """
+
+    video: str
+    num_frames: int
+    size: tuple[int, int]
+    k: int
+    det_start: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+    det_boxes: np.ndarray = field(default_factory=lambda: np.zeros((0, 1, 4), np.float32))
+    det_scores: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float32))
+    det_labels: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+    cand_start: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+    cand_boxes: np.ndarray = field(default_factory=lambda: np.zeros((0, 1, 4), np.float32))
+    cand_scores: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), np.float32))
+
+    ARRAYS = ("det_start", "det_boxes", "det_scores", "det_labels", "cand_start", "cand_boxes", "cand_scores")
+
+    def tubelet_detections(self) -> list[TubeletDetections]:
+        """One :class:`TubeletDetections` per start frame that has detections (``frames`` set)."""
+        out = []
+        for s in np.unique(self.det_start).tolist():
+            m = self.det_start == s
+            out.append(TubeletDetections(torch.from_numpy(self.det_boxes[m]), torch.from_numpy(self.det_scores[m]),
+                                         torch.from_numpy(self.det_labels[m]), self.video,
+                                         torch.arange(s, s + self.k, dtype=torch.int64)))  # fmt: skip
+        return out
+
+    def frame_detections(self, nms_thresh: float = 0.3, plus_one: bool = True) -> VideoFrameDetections:
+        """Per-frame detections, ACT's way (every tubelet gives each covered frame its box; NMS per frame and class)."""
+        return frames_from_tubelets(self.tubelet_detections(), nms_thresh, plus_one, video=self.video)
+
+    def link_input(self) -> dict[int, dict[int, tuple[np.ndarray, np.ndarray]]]:
+        """``{start: {label: (boxes [N, K, 4], scores [N])}}`` of the linking candidates."""
+        out: dict[int, dict[int, tuple[np.ndarray, np.ndarray]]] = {}
+        for s in np.unique(self.cand_start).tolist():
+            m = self.cand_start == s
+            boxes, scores = self.cand_boxes[m], self.cand_scores[m]
+            out[int(s)] = {c: (boxes, scores[:, c]) for c in range(scores.shape[1])}
+        return out
+
+    def link(self, params: ACTLinkParams) -> list[Tube]:
+        """ACT's tube linking of the candidates (tubes of every class)."""
+        return link_act(self.link_input(), self.video, self.k, params) if len(self.cand_start) else []
+
+
+def frame_dets_of_tubelets(videos: Sequence[str], tubelets: dict[str, VideoTubelets]) -> FrameDets:
+    """Per-frame detections (ACT's pooling and NMS 0.3) of ``videos`` as one :class:`FrameDets`."""
+    parts = []
+    for i, v in enumerate(videos):
+        fd = tubelets[v].frame_detections()
+        if len(fd):
+            parts.append((np.full(len(fd), i), fd.frames.numpy(), fd.labels.numpy(), fd.scores.double().numpy(),
+                          fd.boxes.double().numpy()))  # fmt: skip
+    if not parts:
+        return FrameDets(list(videos), *(np.zeros(0),) * 4, np.zeros((0, 4)))
+    return FrameDets(list(videos), *(np.concatenate([p[j] for p in parts]) for j in range(5)))
+
+
+def _mean_iou_matrix(boxes: Tensor) -> Tensor:
+    """Tensor[n, K, 4] xyxy tubelets -> Tensor[n, n] IoU averaged over the K frames."""
+    out = boxes.new_zeros((boxes.shape[0], boxes.shape[0]))
+    for f in range(boxes.shape[1]):  # frames summed in order, then averaged
+        out += pairwise_iou(boxes[:, f], boxes[:, f])
+    return out / boxes.shape[1]
+
+
+def _greedy_keep(over: np.ndarray, keep: int) -> np.ndarray:
+    """Greedy NMS of score-sorted candidates given ``over`` (bool [n, n], True where i suppresses j):
+    bool [n], the first ``keep`` survivors."""
+    n = over.shape[0]
+    alive = np.ones(n, dtype=bool)
+    kept = np.zeros(n, dtype=bool)
+    count = 0
+    for i in range(n):
+        if not alive[i]:
+            continue
+        kept[i] = True
+        count += 1
+        if count == keep:
+            break
+        alive[i + 1 :] &= ~over[i, i + 1 :]
+    return kept
+
+
+def linking_candidates(outputs: dict[str, Tensor], priors: Tensor, frame_sizes: Sequence[tuple[int, int]],
+                       settings: CandidateSettings = CandidateSettings(),
+                       variances: tuple[float, float] = TubeletPostprocess().variances) -> list[tuple[Tensor, Tensor]]:  # fmt: skip
+    """ACT's ``dets_all`` of a batch: per sample ``(boxes Tensor[A, K, 4] xyxy pixels clipped to the
+    frame, scores Tensor[A, C] softmax class scores)``, A <= ``settings.keep``, by descending best
+    score (> ``settings.min_score``); a candidate is dropped when its mean IoU over the K frames
+    with a better kept one exceeds ``settings.nms_thresh`` (greedy, ACT's ``nms_tubelets``)."""
+    logits, loc = outputs["conf"].float(), outputs["loc"].float()
+    b, p, _ = logits.shape
+    k = loc.shape[2] // 4
+    scores = logits.softmax(-1)[..., 1:]  # [B, P, C]
+    best, idx = scores.max(-1).values.topk(min(settings.pre_top, p), dim=1)  # sorted, descending
+    tubes = decode_tubelets(loc.unflatten(-1, (k, 4)), priors.to(loc.device), variances)  # [B, P, K, 4]
+    wh = torch.tensor([[w, h, w, h] for h, w in frame_sizes], dtype=torch.float32, device=loc.device)
+    bi = torch.arange(b, device=loc.device)[:, None]
+    cand = tubes[bi, idx] * wh[:, None, None, :]  # [B, n, K, 4]
+    cand = torch.minimum(cand.clamp(min=0), wh[:, None, None, :])
+    out = []
+    for i in range(b):
+        n = int((best[i] > settings.min_score).sum())  # a prefix: best is sorted
+        over = (_mean_iou_matrix(cand[i, :n]) > settings.nms_thresh).cpu().numpy()
+        kept = torch.from_numpy(_greedy_keep(over, settings.keep)).to(loc.device)
+        out.append((cand[i, :n][kept], scores[i, idx[i, :n][kept]]))
+    return out
+
+
+def tubelet_settings(meta: dict[str, Any], cfg: Any = None) -> TubeletPostprocess:
+    """Tubelet thresholds: the weights' ``postprocess`` (ACT's defaults otherwise); CLI ``conf``,
+    ``iou`` and ``max_det`` win when they differ from the ``ActionConfig`` defaults."""
+    post = dict(meta.get("postprocess") or {})
+    base = TubeletPostprocess()
+    values = {f: type(getattr(base, f))(post[f]) for f in ("score_thresh", "nms_thresh", "topk_candidates", "max_detections")
+              if f in post}  # fmt: skip
+    if cfg is not None:
+        defaults = type(cfg)()
+        for key, f in (("conf", "score_thresh"), ("iou", "nms_thresh"), ("max_det", "max_detections")):
+            if getattr(cfg, key) != getattr(defaults, key):
+                values[f] = type(getattr(base, f))(getattr(cfg, key))
+    return TubeletPostprocess(**values)
+
+
+def act_linking(linking: str) -> str:
+    """The ACT member's linking name: ``act`` (ACT's published parameters; also for ``""``, the
+    member's default) or ``moc`` (MOC-Detector's preset)."""
+    name = linking or "act"
+    if name not in ("act", "moc"):
+        raise ConfigError(f"linking={linking!r} is unknown for ACT; expected act or moc")
+    return name
+
+
+def link_params(linking: str, k: int) -> ACTLinkParams:
+    """The parameters of :func:`act_linking`'s ``linking`` for tubelets of ``k`` frames."""
+    return ACTLinkParams() if act_linking(linking) == "act" else moc_link_params(k)

@@ -1,0 +1,99 @@
+"""``action val`` and ``action score``: frame-mAP and video-mAP of a weights file on a dataset, or of
+prediction files against ground truth.
+
+``val`` loads the weights (:func:`load_predictor`: a ``.safetensors``, or an ``.onnx`` written by
+``action export`` run with onnxruntime), looks up their member
+(:func:`~singleshot.tasks.action.members.member_of_meta`) and runs the member's evaluation over the
+test videos of ``data`` (YOWO: :func:`~singleshot.tasks.action.yowo_evaluate.evaluate_yowo`; ACT:
+:func:`~singleshot.tasks.action.act_evaluate.val_act`); ``score`` needs no model.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import warnings
+from pathlib import Path
+from typing import Any
+
+from torch import nn
+
+from singleshot.errors import ConfigError, WeightsError
+from singleshot.metrics.action_files import write_frame_detections, write_tubes
+from singleshot.metrics.action_score import score_action
+from singleshot.postprocess.tube_link_viterbi import link_viterbi
+from singleshot.structures import ActionAnnotations
+from singleshot.tasks.action.config import ActionConfig
+from singleshot.tasks.action.data import load_data
+from singleshot.tasks.action.export import load_onnx_action_model
+from singleshot.tasks.action.members import member_of_meta
+from singleshot.tasks.action.predictor import ActionPredictor, load_action_weights
+from singleshot.tasks.common import explicit_keys, make_config, require, run_dir
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["check_classes", "load_model", "load_predictor", "score", "val"]
+
+
+def load_model(cfg: ActionConfig) -> tuple[nn.Module, dict[str, Any]]:
+    """``(model, metadata)`` of ``weights=``: a ``.safetensors`` file, or an ``.onnx`` file written by
+    ``action export`` (run with onnxruntime); ``stride=``, when given, replaces the weights' temporal
+    stride."""
+    require(cfg, "weights")
+    if Path(cfg.weights).suffix.lower() == ".onnx":
+        model, meta = load_onnx_action_model(cfg.weights)
+    else:
+        model, meta = load_action_weights(cfg.weights)
+    if cfg.stride != ActionConfig.stride:
+        meta = dict(meta, stride=cfg.stride)
+    return model, meta
+
+
+def load_predictor(cfg: ActionConfig) -> ActionPredictor:
+    """The model and thresholds of ``weights=`` (:func:`load_model`) as its member's predictor."""
+    model, meta = load_model(cfg)
+    return member_of_meta(meta).predictor(model, meta, cfg)
+
+
+def check_classes(predictor: ActionPredictor, ann: ActionAnnotations, weights: str) -> None:
+    """Fail when the model and the data have different class counts; warn when only the names differ."""
+    names = list(predictor.class_names)
+    if len(names) != len(ann.classes):
+        raise WeightsError(f"{weights}: the model has {len(names)} classes, the data {ann.source!r} has {len(ann.classes)}")
+    if names != list(ann.classes):
+        warnings.warn(f"{weights}: class names differ from those of {ann.source!r}; labels are matched by index",
+                      stacklevel=2)  # fmt: skip
+
+
+# ---------------------------------------------------------------- modes
+def score(args: dict[str, str]) -> dict:
+    """Frame-mAP and video-mAP of prediction files against ground truth (no model)."""
+    cfg = make_config(ActionConfig, args)
+    require(cfg, "gt")
+    if not cfg.pred and not cfg.tubes:
+        raise ConfigError("score needs pred=frames.json (frame detections) and/or tubes=tubes.json")
+    # Without tubes=, frame detections are Viterbi-linked under either protocol (a frames file holds
+    # no K-frame tubelets for ACT's linking; the result's "linking" entry says so).
+    return score_action(cfg.gt, cfg.pred or None, cfg.tubes or None, cfg.protocol, iou_thresh=cfg.match_iou,
+                        split_list=cfg.split_list or None, split=cfg.split, link=link_viterbi,
+                        link_name="viterbi")  # fmt: skip
+
+
+def val(args: dict[str, str]) -> dict:
+    """Frame-mAP and video-mAP of a weights file on the test videos of ``data``; writes metrics.json,
+    frames.json (every frame's detections) and tubes.json under ``project/val``."""
+    given = explicit_keys(args)
+    cfg = make_config(ActionConfig, args, batch=16)
+    model, meta = load_model(cfg)
+    member = member_of_meta(meta)
+    predictor = member.predictor(model, meta, cfg)
+    if "protocol" not in given:  # the member's own protocol unless one is asked for (ACT: act)
+        cfg.protocol = member.protocol
+    ann, root = load_data(cfg)
+    check_classes(predictor, ann, cfg.weights)
+    metrics, dets, tubes = member.evaluate(predictor, ann, root, cfg)
+    out = run_dir(cfg, "val")
+    write_frame_detections(out / "frames.json", dets)
+    write_tubes(out / "tubes.json", tubes)
+    (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
+    return metrics

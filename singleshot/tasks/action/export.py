@@ -1,0 +1,325 @@
+"""``action export``: ONNX export of the action detectors (YOWO, ACT) and ``.onnx`` files standing
+in for them in the members' predictors.
+
+Graphs (batch axis dynamic, every other axis fixed at export):
+
+- YOWO: input ``clips`` float32 [B, 3, T, H, W] (normalised as the metadata says, key frame last),
+  output ``out`` [B, A * (5 + C), H/32, W/32] -- the raw region map of
+  :class:`~singleshot.models.yowo.YOWO`;
+- ACT: input ``frames`` float32 [B, K, 3, S, S] (the K frames of a tubelet in temporal order),
+  outputs ``loc`` [B, P, 4K] and ``conf`` [B, P, C + 1] of
+  :class:`~singleshot.models.act.ACTDetector` (fc6 with one dilation per stream included).
+
+The weights' metadata travels inside the file (``metadata_props["singleshot"]``), with ``family``
+and ``input_layout`` added. :func:`load_onnx_action_model` gives an
+:class:`~singleshot.export.onnx_runtime.OnnxModel` carrying the attributes the predictors and
+post-processors read from the torch model (YOWO: ``anchors``, ``num_classes``, ``num_anchors``,
+``clip_len``; ACT: ``priors``, ``k``, ``num_classes``, ``prior_spec``, ``image_size``).
+
+int8 calibration inputs (``calib``), in order of preference:
+
+- an action dataset (a YOWO root or a ground-truth file such as an ACT ``*-GT.pkl``; frames under
+  ``frames`` or beside it): ``calib_samples`` test clips spread evenly over the split, pre-processed
+  exactly as at inference (resize, /255, channel order, mean/std of the metadata);
+- a ``.npy`` / ``.npz`` file of already pre-processed inputs in the graph's layout;
+- nothing: ``calib_samples`` inputs drawn from N(0, 1), with a warning. Normalised frames have
+  roughly unit spread, so this gives usable ranges for a smoke test, but activation ranges of
+  random noise are not those of real clips: use data for any accuracy claim.
+
+The file and random sources are :mod:`singleshot.export.calibration`'s, shared by every family.
+"""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+import time
+import warnings
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from singleshot.data.action.datasets import ActTubeletDataset, YowoClipDataset
+from singleshot.data.action.readers import load_action_annotations
+from singleshot.errors import ConfigError, DataError, WeightsError
+from singleshot.export.calibration import CALIB_FILES, calibration_from_file, eager, even_picks, random_calibration
+from singleshot.export.onnx_export import export_onnx, read_onnx_metadata
+from singleshot.export.onnx_runtime import OnnxModel
+from singleshot.export.quantize import quantize_static_onnx
+from singleshot.models.act import ACTDetector
+from singleshot.models.aux_heads import deployable
+from singleshot.models.yowo import YOWO
+from singleshot.tasks.action.predictor import action_model_of, load_action_weights
+from singleshot.tasks.common import make_config, require
+
+logger = logging.getLogger(__name__)
+
+__all__ = [
+    "ActionExportOptions",
+    "INPUT_NAMES",
+    "OUTPUT_NAMES",
+    "action_family",
+    "calibration_batches",
+    "example_input",
+    "export_action",
+    "export_action_model",
+    "export_mode",
+    "input_shape",
+    "load_onnx_action_model",
+]
+
+#: graph input name per family.
+INPUT_NAMES: dict[str, str] = {"yowo": "clips", "act": "frames"}
+#: graph outputs per family (the keys of the torch model's output dict).
+OUTPUT_NAMES: dict[str, tuple[str, ...]] = {"yowo": ("out",), "act": ("loc", "conf")}
+_LAYOUTS = {"yowo": "[B, 3, T, H, W] float32 normalised, key frame last", "act": "[B, K, 3, S, S] float32 normalised"}
+
+
+# ---------------------------------------------------------------- export of a model
+def action_family(model: nn.Module) -> str:
+    """``"yowo"`` or ``"act"`` for a YOWO / ACT detector (training wrappers removed first)."""
+    if isinstance(model, YOWO):
+        return "yowo"
+    if isinstance(model, ACTDetector):
+        return "act"
+    raise ConfigError(f"action export: {type(model).__name__} is neither a YOWO nor an ACT detector")
+
+
+def input_shape(model: nn.Module, meta: dict[str, Any]) -> tuple[int, ...]:
+    """One sample's input shape: YOWO (3, T, H, W) from ``clip_len`` / ``input_size`` of the metadata
+    (else the model's ``clip_len`` and 224); ACT (K, 3, S, S) from the model."""
+    model = deployable(model)
+    if action_family(model) == "act":
+        s = int(model.image_size)
+        return (int(model.k), 3, s, s)
+    size = meta.get("input_size", [224, 224])
+    h, w = (int(size[0]), int(size[1])) if isinstance(size, (list, tuple)) else (int(size), int(size))
+    return (3, int(meta.get("clip_len", getattr(model, "clip_len", 16))), h, w)
+
+
+def example_input(model: nn.Module, meta: dict[str, Any], batch: int = 1, seed: int = 0) -> Tensor:
+    """A N(0, 1) input of the graph's shape with ``batch`` samples (see :func:`input_shape`)."""
+    g = torch.Generator().manual_seed(seed)
+    return torch.randn((batch, *input_shape(model, meta)), generator=g)
+
+
+def export_action_model(
+    model: nn.Module,
+    meta: dict[str, Any],
+    path: str | Path,
+    *,
+    opset: int = 17,
+    dynamic_batch: bool = True,
+    dynamo: bool = False,
+) -> Path:
+    """Export a YOWO or ACT detector (its weights as they are) to ``path``.
+
+    Args:
+        model: the detector, or a training wrapper around it (the deployable model is exported).
+        meta: weights metadata, embedded in the file with ``task``, ``family``, ``input_layout``
+            and ``input_shape`` (one sample) added.
+        path: the ``.onnx`` file.
+        opset / dynamic_batch / dynamo: see :func:`~singleshot.export.onnx_export.export_onnx`.
+
+    Returns:
+        ``path``.
+    """
+    model = deployable(model)
+    family = action_family(model)
+    shape = input_shape(model, meta)
+    full = dict(meta, task="action", family=family, input_layout=_LAYOUTS[family], input_shape=list(shape))
+    full.setdefault("num_classes", int(model.num_classes))
+    if family == "yowo":
+        full.setdefault("anchors", model.anchors.tolist())
+        full.setdefault("clip_len", shape[1])
+    return export_onnx(
+        model, example_input(model, meta), path, list(OUTPUT_NAMES[family]), dynamic_batch, opset, full,
+        input_names=(INPUT_NAMES[family],), dynamo=dynamo,
+    )  # fmt: skip
+
+
+# ---------------------------------------------------------------- calibration
+def _dataset_batches(
+    model: nn.Module, meta: dict[str, Any], root: str, frames: str, split: int, count: int, batch: int
+) -> Iterator[np.ndarray]:
+    """Test clips of an action dataset, pre-processed as at inference, as float32 arrays [b, *shape]."""
+    family, shape = action_family(model), input_shape(model, meta)
+    path = Path(root)
+    ann = load_action_annotations(path, split=split, classes=list(meta.get("classes") or []) or None)
+    frame_root = Path(frames) if frames else (path if path.is_dir() else path.parent)
+    if not (frame_root / "rgb-images").is_dir():
+        raise DataError(f"{frame_root / 'rgb-images'}: calibration frames not found; pass frames=<folder holding rgb-images/>")
+    unit = ((0.0, 0.0, 0.0), (1.0, 1.0, 1.0))  # the dataset gives x / 255; normalised below as the metadata says
+    if family == "yowo":
+        size, channel_dim = shape[2:], 1
+        dataset: Any = YowoClipDataset(ann, frame_root, None, shape[1], size, False, stride=int(meta.get("stride", 1)),
+                                       mean=unit[0], std=unit[1])  # fmt: skip
+    else:
+        size, channel_dim = shape[2:], 2
+        dataset = ActTubeletDataset(ann, frame_root, None, shape[0], size, False, mean=unit[0], std=unit[1])
+    picks = even_picks(len(dataset), count)
+    if not picks:
+        raise DataError(f"calib={root}: no {family} calibration samples in the test split")
+    view = [1] * (len(shape) + 1)
+    view[channel_dim] = 3
+    mean = torch.tensor([float(v) for v in meta.get("mean", (0.485, 0.456, 0.406))]).view(view)
+    std = torch.tensor([float(v) for v in meta.get("std", (0.229, 0.224, 0.225))]).view(view)
+    bgr = str(meta.get("channel_order", "RGB")).upper() == "BGR"
+    for start in range(0, len(picks), batch):
+        x = torch.stack([dataset[i][0] for i in picks[start : start + batch]])
+        if bgr:
+            x = x.flip(channel_dim)
+        yield ((x - mean) / std).contiguous().numpy()
+
+
+def calibration_batches(
+    model: nn.Module,
+    meta: dict[str, Any],
+    calib: str | Path | None,
+    count: int = 32,
+    batch: int = 4,
+    frames: str = "",
+    split: int = 1,
+    seed: int = 0,
+) -> Iterator[np.ndarray]:
+    """Calibration inputs for int8 quantization (see the module docstring for the three sources)."""
+    shape = input_shape(model, meta)
+    if calib is None or str(calib) == "":
+        warnings.warn(f"int8 without calib=: calibrating on {count} random N(0, 1) inputs; "
+                      "pass a dataset for representative activation ranges", stacklevel=2)  # fmt: skip
+        return random_calibration(shape, count, batch, seed)
+    path = Path(calib)
+    if not path.exists():
+        raise ConfigError(f"calib={calib}: calibration data not found")
+    if path.suffix.lower() in CALIB_FILES:
+        return eager(calibration_from_file(path, shape, count, batch))
+    return eager(_dataset_batches(model, meta, str(path), frames, split, count, batch))
+
+
+def export_action(
+    weights_path: str | Path,
+    dst: str | Path | None = None,
+    int8: bool = False,
+    calib: str | Path | None = None,
+    *,
+    calib_samples: int = 32,
+    calib_method: str = "minmax",
+    per_channel: bool = True,
+    frames: str = "",
+    split: int = 1,
+    opset: int = 17,
+    dynamic_batch: bool = True,
+) -> dict[str, Any]:
+    """Export an action ``.safetensors`` (YOWO or ACT) to ONNX, optionally quantized to int8.
+
+    Args:
+        weights_path: the weights file (metadata: ``architecture``, ``num_classes``, ``arch_kwargs``, ...).
+        dst: the ``.onnx`` to write (default: beside the weights, ``<stem>.onnx`` / ``<stem>.int8.onnx``).
+        int8: quantize (onnxruntime static QDQ, uint8 activations, int8 per-channel weights).
+        calib: calibration data (dataset, ``.npy``/``.npz``, or None for random inputs).
+        calib_samples: calibration samples. calib_method: ``minmax``, ``entropy`` or ``percentile``.
+        frames / split: frame folder and split of a calibration dataset.
+
+    Returns:
+        ``{"dst", "format", "family", "int8", "opset", "input", "input_name", "outputs", "bytes",
+        "seconds"}`` plus ``"calibration_samples"`` for int8.
+    """
+    weights = Path(weights_path)
+    if weights.suffix == ".onnx":
+        raise ConfigError(f"weights={weights}: already ONNX; export reads a .safetensors file")
+    model, meta = load_action_weights(weights)
+    model.eval()
+    family = action_family(model)
+    out = Path(dst) if dst else weights.with_name(weights.stem + (".int8" if int8 else "") + ".onnx")
+    meta = dict(meta, source_weights=weights.name)
+    t0 = time.perf_counter()
+    result: dict[str, Any] = {}
+    with tempfile.TemporaryDirectory(prefix="singleshot-export-") as tmp:
+        raw = Path(tmp) / "raw.onnx" if int8 else out
+        export_action_model(model, meta, raw, opset=opset, dynamic_batch=dynamic_batch)
+        if int8:
+            batches = calibration_batches(model, meta, calib, calib_samples, frames=frames, split=split)
+            quantize_static_onnx(raw, out, batches, per_channel=per_channel, method=calib_method)
+            result["calibration_samples"] = int(read_onnx_metadata(out)["onnx"]["int8"]["calibration_samples"])
+            result["calibration"] = str(calib) if calib else "random-normal"
+    shape = input_shape(model, meta)
+    result = {
+        "dst": str(out), "format": "onnx", "family": family, "int8": bool(int8), "opset": int(opset),
+        "input": [-1 if dynamic_batch else 1, *shape], "input_name": INPUT_NAMES[family],
+        "outputs": list(OUTPUT_NAMES[family]), "bytes": out.stat().st_size,
+        "seconds": round(time.perf_counter() - t0, 2), **result,
+    }  # fmt: skip
+    logger.info("wrote %s (%s, %.1f s)", out, family, result["seconds"])
+    return result
+
+
+# ---------------------------------------------------------------- running an exported file
+def load_onnx_action_model(path: str | Path, threads: int | None = None) -> tuple[nn.Module, dict[str, Any]]:
+    """An exported action ``.onnx`` as ``(model, meta)``: ``model(x)`` returns the torch model's dict
+    (``{"out"}`` or ``{"loc", "conf"}``) and carries the attributes the predictors read (see the
+    module docstring), so it can replace the torch model in a predictor.
+
+    Raises:
+        WeightsError: not an action export, or its outputs do not fit the family.
+    """
+    model = OnnxModel(path, threads=threads)
+    meta = model.meta
+    if not meta or meta.get("task") != "action":
+        raise WeightsError(f"{path}: not an ONNX file written by `singleshot action export` (task {meta.get('task')!r})")
+    family = str(meta.get("family", ""))
+    if family not in OUTPUT_NAMES:
+        raise WeightsError(f"{path}: unknown action family {family!r} in the metadata")
+    missing = [n for n in OUTPUT_NAMES[family] if n not in model.output_names]
+    if missing:
+        raise WeightsError(f"{path}: the graph outputs {model.output_names}, lacking {missing}")
+    model.num_classes = int(meta["num_classes"])
+    if family == "yowo" and meta.get("anchors"):
+        model.register_buffer("anchors", torch.tensor(meta["anchors"], dtype=torch.float32).view(-1, 2), persistent=False)
+        model.num_anchors = int(model.anchors.shape[0])
+        model.clip_len = int(meta.get("clip_len", meta["input_shape"][1]))
+        return model, meta
+    ref = action_model_of(meta, path)  # rebuilt (untrained) for its anchors / priors only
+    if family == "yowo":
+        model.register_buffer("anchors", ref.anchors.clone(), persistent=False)
+        model.num_anchors, model.clip_len = int(ref.num_anchors), int(meta.get("clip_len", ref.clip_len))
+    else:
+        model.register_buffer("priors", ref.priors.clone(), persistent=False)
+        model.k, model.prior_spec, model.image_size = int(ref.k), ref.prior_spec, int(ref.image_size)
+    return model, meta
+
+
+# ---------------------------------------------------------------- CLI
+@dataclass
+class ActionExportOptions:
+    """The keys of ``singleshot action export``."""
+
+    weights: str = ""
+    dst: str = ""
+    format: str = "onnx"
+    int8: bool = False
+    calib: str = ""  # a YOWO root / ground-truth file, a .npy/.npz of inputs, or empty for random inputs
+    calib_samples: int = 32
+    calib_method: str = "minmax"
+    per_channel: bool = True
+    frames: str = ""  # folder holding rgb-images/ of the calibration data
+    split: int = 1
+    opset: int = 17
+    dynamic_batch: bool = True
+
+
+def export_mode(args: dict[str, str]) -> dict[str, Any]:
+    """``singleshot action export weights=W.safetensors [dst=...] [int8=true [calib=...]] ...``."""
+    opts = make_config(ActionExportOptions, args)
+    if opts.format != "onnx":
+        raise ConfigError(f"format={opts.format!r} is not supported; expected onnx")
+    require(opts, "weights")
+    return export_action(
+        opts.weights, opts.dst or None, opts.int8, opts.calib or None, calib_samples=opts.calib_samples,
+        calib_method=opts.calib_method, per_channel=opts.per_channel, frames=opts.frames, split=opts.split,
+        opset=opts.opset, dynamic_batch=opts.dynamic_batch,
+    )  # fmt: skip

@@ -1,0 +1,69 @@
+"""``DetectConfig``: every ``key=value`` the ``detect`` modes accept (each mode reads the keys it needs).
+
+The training and run keys come from :class:`~singleshot.engine.train_config.EngineOptions`; this
+class sets the SSD recipe's defaults for them (120 epochs, batch 32, weight decay 5e-4, multistep
+schedule, 500 warm-up steps, ``runs/detect``) and adds the keys only ``detect`` has.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from singleshot.engine.train_config import EngineOptions
+
+__all__ = ["DetectConfig"]
+
+
+@dataclass
+class DetectConfig(EngineOptions):
+    """Every ``key=value`` the ``detect`` modes accept (each mode reads the keys it needs)."""
+
+    # engine keys whose SSD defaults differ from EngineOptions'
+    epochs: int = 120
+    batch: int = 32
+    weight_decay: float = 5e-4
+    schedule: str = "multistep"
+    warmup: int = 500
+    project: str = "runs/detect"
+    # model and data (``data``: a VOC root or a COCO ``*.json``)
+    model: str = "ssd300"
+    weights: str = ""
+    images: str = ""
+    classes: tuple[str, ...] = ()
+    train_set: str = "trainval"
+    val_set: str = "test"
+    years: tuple[str, ...] = ("2007",)
+    val_years: tuple[str, ...] = ()  # years of the evaluation split (default: ``years``)
+    imgsz: int = 0
+    # training
+    augment: bool = True
+    channels_last: bool | None = None  # channels-last model and inputs (None: on for CUDA)
+    pretrained: str = ""
+    # distillation and auxiliary head (singleshot/tasks/detect/distill.py)
+    teacher: str = ""  # weights of a trained detector whose soft class scores the student learns
+    kd_weight: float = 1.0
+    kd_temperature: float = 2.0
+    kd_mask: str = "matched"  # priors of the KD term: matched (positives + hard negatives), positive, all
+    feat_weight: float = 0.0  # feature imitation of the stride-8/16 maps through a 1x1 adapter
+    aux: bool = False  # auxiliary SSD head on intermediate maps, training only
+    aux_weight: float = 0.4
+    # inference
+    source: str = ""
+    conf: float = 0.01
+    iou: float = 0.45
+    topk: int = 400
+    max_det: int = 200
+    show_conf: float = 0.3
+    metric: str = "voc07"
+    plus_one: bool = True
+    # score and convert
+    gt: str = ""
+    pred: str = ""
+    from_: str = ""
+    src: str = ""
+    dst: str = ""
+    prototxt: str = ""  # convert from=caffe: the net definition
+    caffemodel: str = ""  # convert from=caffe: the weights
+    # demo
+    n_train: int = 800
+    n_val: int = 200

@@ -1,0 +1,191 @@
+"""The ``detect`` predictor: SSD models from names or weights, and detections from raw images.
+
+Pieces: the metadata written beside the tensors of a model trained here (:func:`model_meta`),
+model building from a name (:func:`build_detector`, through :func:`singleshot.models.create_model`)
+or from a weights file (:func:`load_detector`, through :func:`singleshot.models.model_from_meta`),
+post-processing thresholds from the config or the weights (:func:`postprocess_settings`,
+:func:`settings_from_meta`) and :class:`DetectPredictor` (pre-processing, forward, decoding and NMS
+in one batched call).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from singleshot.engine.weights import load_state_into, load_weights
+from singleshot.errors import ConfigError
+from singleshot.models import create_model, model_from_meta
+from singleshot.models.fuse import fuse_conv_relu
+from singleshot.postprocess.detect import DetectPostprocess, postprocess_detections
+from singleshot.structures import Detections
+from singleshot.tasks.detect.config import DetectConfig
+
+logger = logging.getLogger(__name__)
+
+__all__ = [
+    "IMAGENET_MEAN",
+    "IMAGENET_STD",
+    "DetectPredictor",
+    "arch_kwargs",
+    "build_detector",
+    "load_detector",
+    "model_meta",
+    "normalize",
+    "postprocess_settings",
+    "settings_from_meta",
+]
+
+#: ImageNet RGB mean and std in [0, 1] units, used by models trained here.
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+#: DetectConfig key -> (DetectPostprocess field, keys that may hold it in weights metadata).
+_THRESHOLDS: dict[str, tuple[str, tuple[str, ...]]] = {
+    "conf": ("score_thresh", ("score_thresh",)),
+    "iou": ("nms_thresh", ("nms_thresh",)),
+    "topk": ("topk_candidates", ("topk_candidates",)),
+    "max_det": ("max_detections", ("detections_per_img", "max_detections")),
+}
+
+
+def postprocess_settings(cfg: DetectConfig) -> DetectPostprocess:
+    """The thresholds of ``cfg`` (``conf``, ``iou``, ``topk``, ``max_det``) as post-processing settings."""
+    return DetectPostprocess(**{field: getattr(cfg, key) for key, (field, _) in _THRESHOLDS.items()})
+
+
+def settings_from_meta(meta: dict[str, Any], cfg: DetectConfig | None = None) -> DetectPostprocess:
+    """Thresholds carried in weights metadata; explicit CLI values (non-default) win."""
+    post = meta.get("postprocess", {})
+    base = DetectConfig()
+    values: dict[str, Any] = {}
+    for key, (field, meta_keys) in _THRESHOLDS.items():
+        default = getattr(base, key)
+        chosen = next((post[k] for k in meta_keys if k in post), default)
+        if cfg is not None and getattr(cfg, key) != default:
+            chosen = getattr(cfg, key)
+        values[field] = type(default)(chosen)
+    return DetectPostprocess(**values)
+
+
+def arch_kwargs(name: str, imgsz: int) -> dict[str, Any]:
+    """Builder arguments for a model name and an input size (0 = the model's default)."""
+    if name in ("ssd300", "ssd512"):
+        if imgsz not in (0, int(name[3:])):
+            raise ConfigError(f"imgsz={imgsz}: {name} takes {name[3:]}x{name[3:]} inputs")
+        return {}
+    return {"image_size": imgsz} if imgsz else {}
+
+
+def build_detector(name: str, num_classes: int, imgsz: int = 0) -> tuple[nn.Module, dict[str, Any]]:
+    """The registered architecture ``name`` for ``num_classes`` classes (background excluded) and
+    input side ``imgsz`` (0: the model's default), untrained; returns ``(model, builder kwargs)``."""
+    kwargs = arch_kwargs(name, imgsz)
+    return create_model(name, num_classes, **kwargs), kwargs
+
+
+def load_detector(path: str | Path) -> tuple[nn.Module, dict[str, Any]]:
+    """The detector of a ``.safetensors`` weights file and its metadata.
+
+    Raises:
+        WeightsError: unreadable file, metadata naming no detect architecture, or tensors that do
+            not fit it.
+    """
+    state, meta = load_weights(path)
+    return load_state_into(model_from_meta(meta, task="detect"), state, path, meta.get("architecture")), meta
+
+
+def model_meta(model: nn.Module, name: str, kwargs: dict[str, Any], classes: Sequence[str], **extra: Any) -> dict[str, Any]:
+    """Metadata written beside the tensors of a model trained here."""
+    size = int(getattr(model, "image_size"))
+    meta = {
+        "task": "detect",
+        "architecture": name,
+        "arch_kwargs": kwargs,
+        "num_classes": len(classes),
+        "classes": list(classes),
+        "input_size": [size, size],
+        "channel_order": "RGB",
+        "mean": list(IMAGENET_MEAN),
+        "std": list(IMAGENET_STD),
+        "postprocess": {"score_thresh": 0.01, "nms_thresh": 0.45, "topk_candidates": 400, "detections_per_img": 200},
+    }
+    meta.update(extra)
+    return meta
+
+
+def normalize(images: Tensor, mean: Sequence[float], std: Sequence[float]) -> Tensor:
+    """(x - mean) / std per channel; images Tensor[B, 3, H, W] float in [0, 1]."""
+    m = torch.tensor(mean, dtype=images.dtype, device=images.device).view(1, 3, 1, 1)
+    s = torch.tensor(std, dtype=images.dtype, device=images.device).view(1, 3, 1, 1)
+    return (images - m) / s
+
+
+class DetectPredictor:
+    """Raw images in, detections in the original pixels out.
+
+    Pre-processing follows torchvision's SSD transform: scale to [0, 1], normalise with the
+    weights' mean/std, resize to the input size with bilinear interpolation (no antialias, aspect
+    ratio not kept). BGR weights (ssd.pytorch, Caffe) get their channels swapped first.
+
+    Args:
+        model: an SSD-style module with ``priors`` and ``forward -> {cls_logits, bbox_regression}``.
+        meta: weights metadata (``input_size``, ``mean``, ``std``, ``channel_order``).
+        settings: post-processing thresholds.
+        device: where to run.
+        channels_last: prepare the model for fast inference: channels-last model and inputs, and
+            each convolution fused with its ReLU (:func:`singleshot.models.fuse.fuse_conv_relu`);
+            off while evaluating during training, to leave the trained model untouched.
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        meta: dict[str, Any],
+        settings: DetectPostprocess,
+        device: str = "cpu",
+        channels_last: bool = True,
+    ) -> None:
+        self.device = torch.device(device)
+        self.channels_last = channels_last
+        self.model = model.eval().to(self.device)
+        if channels_last:
+            self.model = self.model.to(memory_format=torch.channels_last)
+            if isinstance(self.model, nn.Module):
+                fuse_conv_relu(self.model)
+        size = meta.get("input_size", getattr(model, "image_size", 300))
+        self.size = (int(size[0]), int(size[1])) if isinstance(size, (list, tuple)) else (int(size), int(size))
+        self.mean = [float(v) for v in meta.get("mean", IMAGENET_MEAN)]
+        self.std = [float(v) for v in meta.get("std", IMAGENET_STD)]
+        self.bgr = str(meta.get("channel_order", "RGB")).upper() == "BGR"
+        self.settings = settings
+        self.class_names: list[str] = list(meta.get("classes", []))
+        #: COCO category id written for each label (COCO-trained weights), else label + 1.
+        self.category_ids: list[int] | None = meta.get("category_ids")
+
+    def preprocess(self, images: Sequence[Tensor]) -> Tensor:
+        """images: uint8 Tensor[3, H, W] RGB each -> Tensor[B, 3, S, S] normalised, channels-last."""
+        out = []
+        for img in images:
+            x = img.to(self.device, non_blocking=True).float().div_(255.0)
+            if self.bgr:
+                x = x.flip(0)
+            x = normalize(x[None], self.mean, self.std)
+            out.append(F.interpolate(x, size=self.size, mode="bilinear", align_corners=False))
+        batch = torch.cat(out)
+        return batch.contiguous(memory_format=torch.channels_last) if self.channels_last else batch
+
+    @torch.inference_mode()
+    def __call__(self, images: Sequence[Tensor], image_ids: Sequence[str] | None = None) -> list[Detections]:
+        if len(images) == 0:
+            return []
+        outputs = self.model(self.preprocess(images))
+        sizes = [(int(i.shape[-2]), int(i.shape[-1])) for i in images]
+        return postprocess_detections(outputs, self.model.priors, sizes, self.settings, image_ids)

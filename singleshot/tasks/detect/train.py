@@ -1,0 +1,101 @@
+"""``detect train``: SSD training on the engine, as a :class:`~singleshot.tasks.common.TrainingPlan`
+handed to :func:`singleshot.tasks.common.fit`.
+
+The plan: the model named by ``model=`` (``pretrained=`` loads a VGG16 base into it), the
+training split with the SSD augmentation (``augment=false``: flips only), the multibox loss
+(wrapped by :func:`singleshot.tasks.detect.distill.build_training` for ``teacher=`` / ``aux=true``),
+batches moved to the device and normalised with the ImageNet mean/std (:class:`NormalizeToDevice`),
+and evaluation on the ``val_set`` split (``map`` for ``metric=coco``, else ``map50``, selects the
+best weights). ``best.safetensors`` holds the plain student with :func:`model_meta` metadata.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import torch
+from torch import Tensor, nn
+
+from singleshot.config import config_to_dict
+from singleshot.data.collate import collate_detection
+from singleshot.losses.multibox import MultiBoxLoss
+from singleshot.models.aux_heads import deployable
+from singleshot.structures import BoxTarget
+from singleshot.tasks.common import ToDevice, TrainingPlan, fit, make_config, metric_floats
+from singleshot.tasks.detect.config import DetectConfig
+from singleshot.tasks.detect.data import build_dataset, class_names_for
+from singleshot.tasks.detect.distill import build_training
+from singleshot.tasks.detect.evaluate import evaluate_dataset
+from singleshot.tasks.detect.predictor import (
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    DetectPredictor,
+    build_detector,
+    model_meta,
+    normalize,
+    postprocess_settings,
+)
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["NormalizeToDevice", "train", "train_detector", "training_plan"]
+
+
+class NormalizeToDevice(ToDevice):
+    """``prepare_batch`` of a collated ``(images Tensor[B, 3, S, S] in [0, 1], targets)`` batch:
+    moved to the device, then the images normalised with the ImageNet mean/std."""
+
+    def __call__(self, batch: tuple[Tensor, list[BoxTarget]], device: torch.device) -> tuple[Tensor, list[BoxTarget]]:
+        images, targets = super().__call__(batch, device)
+        return normalize(images, IMAGENET_MEAN, IMAGENET_STD), targets
+
+
+def training_plan(cfg: DetectConfig, device: str) -> TrainingPlan:
+    """What :func:`~singleshot.tasks.common.fit` trains for ``cfg`` (built after seeding; the order
+    of the random draws: the model, then the auxiliary head / feature adapter of ``build_training``)."""
+    classes = class_names_for(cfg)
+    model, kwargs = build_detector(cfg.model, len(classes), cfg.imgsz)
+    if cfg.pretrained:
+        from singleshot.convert.vgg_decimate import load_vgg16_base
+
+        load_vgg16_base(model, Path(cfg.pretrained))
+    size = int(model.image_size)
+    from singleshot.data.transforms import build_train_transform
+
+    train_set = build_dataset(cfg, cfg.train_set, classes, build_train_transform(size, IMAGENET_MEAN, strong=cfg.augment))
+    val_set = build_dataset(cfg, cfg.val_set, classes)
+    meta = model_meta(model, cfg.model, kwargs, classes, train_config=config_to_dict(cfg))
+    settings = postprocess_settings(cfg)
+
+    def evaluate(m: nn.Module) -> dict[str, float]:
+        predictor = DetectPredictor(deployable(m), meta, settings, device, channels_last=False)
+        return metric_floats(evaluate_dataset(predictor, val_set, cfg, cfg.metric, classes))
+
+    # teacher= / aux=true wrap `model` in train-only parts; `model` itself stays the saved student
+    train_model, loss_fn = build_training(cfg, model, classes, MultiBoxLoss(model.priors))
+    return TrainingPlan(
+        model=model,
+        loss_fn=loss_fn,
+        train_set=train_set,
+        collate_fn=collate_detection,
+        evaluate=evaluate,
+        metric_key="map" if cfg.metric == "coco" else "map50",
+        meta=meta,
+        prepare_batch=NormalizeToDevice(),
+        train_model=train_model,
+    )
+
+
+def train_detector(cfg: DetectConfig) -> dict | None:
+    """Train ``cfg.model`` on ``cfg.data``; returns the best metrics plus the output paths.
+
+    Under ``torchrun`` every process calls this; ``batch`` is the global batch, split evenly
+    across the processes. Only rank 0 writes the weights and returns the result (others: None).
+    """
+    return fit(cfg, lambda device, world: training_plan(cfg, device))
+
+
+def train(args: dict[str, str]) -> dict | None:
+    """Train an SSD; writes ``last.pt``/``best.pt`` checkpoints, ``best.safetensors``, logs and plots."""
+    return train_detector(make_config(DetectConfig, args))

@@ -1,0 +1,185 @@
+"""Two-stream ACT: the RGB-difference images against a NumPy formula, the training windows' motion
+half, the flow flip, ACT's late fusion (mean class probabilities, RGB boxes), the online stream
+with its one-frame look-ahead, and ``action train modality=rgb+diff`` -> two weights files that
+``action val`` picks up together."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+from torchvision import tv_tensors
+
+from singleshot.cli import main
+from singleshot.data.action.clip_transforms import ClipResize
+from singleshot.data.action.frames import read_clip_frames
+from singleshot.data.action.readers import load_action_annotations
+from singleshot.data.action.synthetic import SYNTH_PICKLE, generate_action_dataset
+from singleshot.engine.weights import load_weights
+from singleshot.errors import ConfigError
+from singleshot.models.act import act_tiny
+from singleshot.postprocess.tubelet import TubeletPostprocess
+from singleshot.tasks.action.act_predictor import ACTPredictor
+from singleshot.tasks.action.act_tubelets import CandidateSettings
+from singleshot.tasks.action.act_two_stream import FlowFlip, TwoStreamTubeletDataset, motion_images
+
+K = 3
+META = {"input_size": [64, 64], "classes": ["Bounce", "Pulse", "Slide", "Spin"]}
+FAST = {"settings": TubeletPostprocess(score_thresh=0.21, topk_candidates=60, max_detections=30),
+        "candidates": CandidateSettings(keep=40)}  # fmt: skip
+
+
+@pytest.fixture(autouse=True)
+def one_thread() -> Iterator[None]:
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, object]:
+    root = tmp_path_factory.mktemp("two_stream")
+    generate_action_dataset(root, 3, 2, size=(48, 64), num_frames=(12, 14), seed=1)
+    return root, load_action_annotations(root / SYNTH_PICKLE)
+
+
+def test_motion_images_are_the_clamped_central_difference() -> None:
+    frames = torch.randint(0, 256, (5, 3, 4, 6), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
+    f = frames.numpy().astype(np.int64)
+    padded = np.concatenate([f[:1], f, f[-1:]])
+    expected = np.clip(128 + np.floor((padded[2:] - padded[:-2]) / 2), 0, 255)
+    np.testing.assert_array_equal(motion_images(frames).numpy(), expected)
+
+
+@pytest.mark.parametrize("cache", [True, False])
+def test_training_windows_hold_frames_then_their_motion_images(data: tuple[Path, object], cache: bool) -> None:
+    root, ann = data
+    ds = TwoStreamTubeletDataset(ann, root, None, K, (48, 64), True, transform=ClipResize((48, 64)), modality="diff")
+    ds.cache_frames = cache
+    video = ds.videos[0]
+    n = ann.videos[video].num_frames
+    whole = read_clip_frames(root, video, range(1, n + 1))
+    motion = motion_images(whole)
+    for start in (1, 2, n - K + 1, 1):  # both ends of the video (clamped neighbours); again from the cache
+        clip = ds._read(video, list(range(start, start + K)))
+        assert torch.equal(clip[:K], whole[start - 1 : start - 1 + K])
+        assert torch.equal(clip[K:], motion[start - 1 : start - 1 + K])
+    assert len(ds.__dict__.get("_diffs", {})) == (K + 1 + K if cache else 0)
+    item, target = ds[0]
+    assert item.shape == (2 * K, 3, 48, 64) and target.boxes.shape[1:] == (K, 4)
+
+
+def test_flow_flip_mirrors_both_streams_and_negates_flow_x() -> None:
+    x = torch.arange(2 * 2 * 3 * 2 * 3, dtype=torch.uint8).view(4, 3, 2, 3)  # K = 2: 2 RGB + 2 flow frames
+    boxes = tv_tensors.BoundingBoxes(torch.tensor([[0.0, 0.0, 1.0, 2.0]]), format="XYXY", canvas_size=(2, 3))
+    out, out_boxes = FlowFlip(2, p=1.0)(tv_tensors.Image(x), boxes)
+    mirrored = x.flip(-1)
+    assert torch.equal(out[:2], mirrored[:2]) and torch.equal(out[2:, 1:], mirrored[2:, 1:])
+    assert torch.equal(out[2:, 0], 255 - mirrored[2:, 0])
+    assert out_boxes.tolist() == [[2.0, 0.0, 3.0, 2.0]]
+
+
+class _Fused(nn.Module):
+    """Reference: an RGB model whose logits are replaced by log of the weighted mean of its
+    probabilities (weight 1 - w) and a constant probability vector (weight w): what ACT's fusion gives
+    when the other stream is constant (ACT: w = 0.5)."""
+
+    def __init__(self, rgb: nn.Module, probs: torch.Tensor, w: float) -> None:
+        super().__init__()
+        self.rgb, self.k, self.priors, self.num_classes, self.probs = rgb, rgb.k, rgb.priors, rgb.num_classes, probs
+        self.w = w
+
+    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        out = self.rgb(x)
+        return {"loc": out["loc"], "conf": ((1 - self.w) * out["conf"].softmax(-1) + self.w * self.probs).log()}
+
+
+@pytest.mark.parametrize("weight", [None, 0.5, 0.75])
+def test_late_fusion_averages_class_probabilities_and_keeps_rgb_boxes(weight: float | None) -> None:
+    torch.manual_seed(0)
+    rgb, flow = act_tiny(4, k=K, image_size=64, width=0.25), act_tiny(4, k=K, image_size=64, width=0.25)
+    logits = torch.tensor([0.5, 2.0, -1.0, 0.0, 1.0])
+    with torch.no_grad():  # the motion stream predicts the same class probabilities everywhere
+        for conv in flow.head.conf:
+            conv.weight.zero_()
+            conv.bias.copy_(logits.repeat(conv.bias.numel() // 5))
+    flow_meta = {"modality": "diff"} if weight is None else {"modality": "diff", "fusion_weight": weight}
+    two = ACTPredictor(rgb, META, flow_model=flow, flow_meta=flow_meta, **FAST)
+    ref = ACTPredictor(_Fused(rgb, logits.softmax(0), 0.5 if weight is None else weight), META, **FAST)
+    windows = torch.randint(0, 256, (2, K, 6, 64, 64), dtype=torch.uint8, generator=torch.Generator().manual_seed(1))
+    got_dets, got_cands = two.detect_windows(windows, [1, 2], (48, 64))
+    exp_dets, exp_cands = ref.detect_windows(windows[:, :, :3], [1, 2], (48, 64))
+    for g, e in zip(got_dets, exp_dets):
+        assert len(g) == len(e) > 0
+        assert torch.allclose(g.scores, e.scores, atol=1e-5) and torch.allclose(g.boxes, e.boxes, atol=1e-3)
+    for (gb, gs), (eb, es) in zip(got_cands, exp_cands):
+        assert torch.allclose(gs, es, atol=1e-5) and torch.allclose(gb, eb, atol=1e-3)
+
+
+def test_fusion_weight_outside_zero_one_is_refused() -> None:
+    rgb, flow = act_tiny(4, k=K, image_size=64, width=0.25), act_tiny(4, k=K, image_size=64, width=0.25)
+    with pytest.raises(ConfigError, match="fusion_weight must lie in"):
+        ACTPredictor(rgb, META, flow_model=flow, flow_meta={"modality": "diff", "fusion_weight": 1.5}, **FAST)
+
+
+def test_online_stream_with_look_ahead_equals_the_whole_video(data: tuple[Path, object]) -> None:
+    root, ann = data
+    torch.manual_seed(0)
+    rgb, flow = act_tiny(4, k=K, image_size=64, width=0.25), act_tiny(4, k=K, image_size=64, width=0.25)
+    predictor = ACTPredictor(rgb, META, flow_model=flow, flow_meta={"modality": "diff"}, **FAST)
+    video = ann.test_videos[0]
+    n = ann.videos[video].num_frames
+    frames = read_clip_frames(root, video, range(1, n + 1))
+    whole = predictor.detect_video(predictor.prepare(frames), (48, 64), video, batch=4)
+    online, _ = predictor.stream((f.permute(1, 2, 0).numpy() for f in frames), video, batch=3)
+    assert online.num_frames == n and len(whole.det_start) > 0
+    np.testing.assert_array_equal(online.det_start, whole.det_start)
+    np.testing.assert_allclose(online.det_scores, whole.det_scores, rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(online.cand_boxes, whole.cand_boxes, rtol=1e-4, atol=1e-3)
+
+
+def test_train_two_streams_then_val_uses_both(data: tuple[Path, object], tmp_path: Path,
+                                              capsys: pytest.CaptureFixture[str]) -> None:  # fmt: skip
+    root, _ = data
+    args = ["action", "train", "model=act", "arch=act_tiny", "act_width=0.25", f"K={K}", "imgsz=64", "batch=8",
+            "workers=0", "epochs=1", "modality=rgb+diff", "motion_weight=0.75", "conf=0.2", f"data={root}", f"project={tmp_path}", "name=run"]  # fmt: skip
+    assert main(args) == 0
+    run = tmp_path / "run"
+    _, meta = load_weights(run / "best.safetensors")
+    _, flow_meta = load_weights(run / "best_flow.safetensors")
+    assert meta["flow_weights"] == "best_flow.safetensors" and flow_meta["modality"] == "diff"
+    assert flow_meta["fusion_weight"] == 0.75  # val and predict fuse as training's evaluation did
+    trained = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    val = ["action", "val", f"weights={run / 'best.safetensors'}", f"data={root / SYNTH_PICKLE}", "workers=0",
+           "conf=0.2", f"project={tmp_path}", "cache=false"]  # fmt: skip
+    assert main(val) == 0
+    both = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert both["frame_map"] == pytest.approx(trained["frame_map"])  # val found the motion stream by itself
+    assert main([*val, "flow_weights=none"]) == 0
+    rgb_only = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert rgb_only["n_detections"] != both["n_detections"]
+
+
+def test_parallel_streams_give_the_same_gradients() -> None:
+    import copy
+
+    from singleshot.tasks.action.act_two_stream import TwoStreamACT
+
+    torch.manual_seed(0)
+    seq = TwoStreamACT(act_tiny(3, k=K, image_size=64, width=0.25), act_tiny(3, k=K, image_size=64, width=0.25))
+    par = copy.deepcopy(seq)
+    par.parallel = True
+    x = torch.randn(2, 2 * K, 3, 64, 64)
+    outs = [m(x) for m in (seq, par)]
+    for key in ("loc", "conf", "flow_loc", "flow_conf"):
+        assert torch.equal(outs[0][key], outs[1][key])
+    for out in outs:
+        sum(v.square().mean() for v in out.values()).backward()
+    for (name, p), q in zip(seq.named_parameters(), par.parameters()):
+        assert torch.equal(p.grad, q.grad), name

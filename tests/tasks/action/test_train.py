@@ -1,0 +1,130 @@
+"""``singleshot action train`` / ``val`` on a tiny synthetic dataset in the real YOWO layout: the engine
+wiring (accumulation, plots, weights metadata), frozen backbones, and val files that ``score`` reads back."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import torch
+
+from singleshot.cli import main
+from singleshot.data.action.readers import load_action_annotations
+from singleshot.data.action.synthetic import SYNTH_PICKLE, generate_action_dataset
+from singleshot.engine.weights import load_weights
+from singleshot.metrics.action_score import score_action
+
+TINY = ["arch=yowo_tiny", "width=4", "clip_len=4", "imgsz=64", "batch=4", "workers=0", "lr=1e-3", "schedule=constant"]
+
+
+@pytest.fixture(autouse=True)
+def one_thread() -> Iterator[None]:
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """(dataset root, run folder) of two epochs on 4 + 2 tiny videos."""
+    tmp = tmp_path_factory.mktemp("action")
+    root = tmp / "data"
+    generate_action_dataset(root, 4, 2, size=(48, 64), num_frames=(12, 14), seed=0)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        args = ["action", "train", f"data={root}", *TINY, "epochs=2", "eval_every=2", "accumulate=2", f"project={tmp}", "name=run"]
+        assert main(args) == 0
+    finally:
+        torch.set_num_threads(threads)
+    return root, tmp / "run"
+
+
+def test_train_writes_weights_logs_and_plots(trained: tuple[Path, Path]) -> None:
+    root, run = trained
+    for name in ("best.safetensors", "last.pt", "results.csv", "results.png", "config.yaml"):
+        assert (run / name).is_file(), name
+    state, meta = load_weights(run / "best.safetensors")
+    assert meta["classes"] == ["Bounce", "Pulse", "Slide", "Spin"] and meta["clip_len"] == 4
+    assert meta["input_size"] == [64, 64] and meta["architecture"] == "yowo_tiny" and meta["family"] == "yowo"
+    assert set(meta["metrics"]) >= {"frame_map", "video_map@0.5"} and meta["epoch"] == 2  # the one evaluation
+    rows = (run / "results.csv").read_text().strip().splitlines()
+    assert len(rows) == 3 and "metrics/frame_map" in rows[0]  # header + one row per epoch
+
+
+def test_val_files_score_back_to_the_same_metrics(trained: tuple[Path, Path], tmp_path: Path,
+                                                  capsys: pytest.CaptureFixture[str]) -> None:  # fmt: skip
+    root, run = trained
+    args = ["action", "val", f"weights={run / 'best.safetensors'}", f"data={root / SYNTH_PICKLE}", "protocol=act",
+            f"project={tmp_path}", "workers=0"]  # fmt: skip
+    capsys.readouterr()
+    assert main(args) == 0
+    got = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    for key in ("frame_map", "video_map@0.2", "video_map@0.5", "video_map@0.75", "video_map@0.5:0.95", "per_class"):
+        assert key in got
+    ann = load_action_annotations(root / SYNTH_PICKLE)
+    frames = json.loads((tmp_path / "val" / "frames.json").read_text())
+    per_video = {v: {e["frame"] for e in frames if e["video"] == v} for v in ann.test_videos}
+    for v in ann.test_videos:  # every frame of every test video was run (the untrained head fires everywhere)
+        assert per_video[v] == set(range(1, ann.videos[v].num_frames + 1))
+    again = score_action(root / SYNTH_PICKLE, tmp_path / "val" / "frames.json", tmp_path / "val" / "tubes.json", "act")
+    assert again["frame_map"] == pytest.approx(got["frame_map"]) and again["video_map@0.5"] == pytest.approx(got["video_map@0.5"])
+
+
+def test_frozen_2d_backbone_keeps_the_pretrained_tensors(trained: tuple[Path, Path], tmp_path: Path) -> None:
+    root, run = trained
+    pre, _ = load_weights(run / "best.safetensors")
+    args = ["action", "train", f"data={root}", *TINY, "epochs=1", f"pretrained={run / 'best.safetensors'}",
+            "freeze_2d=all", f"project={tmp_path}", "name=frozen", "eval_every=5"]  # fmt: skip
+    assert main(args) == 0
+    post, _ = load_weights(tmp_path / "frozen" / "best.safetensors")
+    names = [k for k in pre if k.startswith("backbone_2d.")]
+    assert names and all(torch.equal(pre[k], post[k]) for k in names)  # weights and BatchNorm statistics
+    assert not torch.equal(pre["conv_final.weight"], post["conv_final.weight"])
+    assert not torch.equal(pre["backbone_3d.conv1.weight"], post["backbone_3d.conv1.weight"])
+
+
+def test_bad_inputs_name_the_problem(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["action", "train", f"data={tmp_path / 'nowhere'}"]) == 2
+    assert "nowhere" in capsys.readouterr().err
+    assert main(["action", "train", "model=foo", f"data={tmp_path}"]) == 2
+    assert "model='foo'" in capsys.readouterr().err
+    assert main(["action", "val", "weigths=x"]) == 2
+    assert "did you mean weights" in capsys.readouterr().err
+
+
+def test_train_with_a_teacher_adds_soft_labels_and_saves_the_student(trained: tuple[Path, Path], tmp_path: Path,
+                                                                      capsys: pytest.CaptureFixture[str]) -> None:  # fmt: skip
+    """``teacher=`` (the run of the fixture): the kd term is trained and logged, the saved weights are
+    the student's; a teacher that sees another input is refused with the reason."""
+    root, run = trained
+    teacher = run / "best.safetensors"
+    args = ["action", "train", f"data={root}", *TINY, "epochs=1", f"project={tmp_path}", "name=kd", f"teacher={teacher}",
+            "kd_obj_thresh=0.0", "kd_weight=3"]  # fmt: skip
+    assert main(args) == 0
+    rows = (tmp_path / "kd" / "results.csv").read_text().strip().splitlines()
+    header, first = rows[0].split(","), rows[1].split(",")
+    assert float(first[header.index("train/kd")]) > 0
+    state, meta = load_weights(tmp_path / "kd" / "best.safetensors")
+    t_state, _ = load_weights(teacher)
+    assert set(state) == set(t_state) and meta["architecture"] == "yowo_tiny"
+    assert any(not torch.equal(state[k], t_state[k]) for k in state)  # trained from its own start, not copied
+    capsys.readouterr()
+    assert main([*args[:-3], "imgsz=96", f"teacher={teacher}"]) != 0
+    assert "input_size" in capsys.readouterr().err
+
+
+def test_input_3d_travels_from_the_config_to_the_weights_metadata() -> None:
+    from singleshot.models import model_from_meta
+    from singleshot.tasks.action.config import ActionConfig
+    from singleshot.tasks.action.predictor import arch_kwargs, build_action_model
+
+    cfg = ActionConfig(arch="yowo_tiny", width=8, imgsz=64, input_3d="diff")
+    model, kwargs = build_action_model(cfg, 3)
+    assert model.input_3d == "diff" and kwargs["input_3d"] == "diff"
+    rebuilt = model_from_meta({"architecture": "yowo_tiny", "num_classes": 3, "arch_kwargs": kwargs})
+    assert rebuilt.input_3d == "diff"
+    assert "input_3d" not in arch_kwargs(ActionConfig(arch="yowo_tiny"))  # YOWO's own input: no new key

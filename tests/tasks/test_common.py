@@ -1,0 +1,230 @@
+"""The shared task skeleton: configs, run folders, generated datasets, fit and the demo runner."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+from torch import Tensor, nn
+from torch.utils.data import Dataset
+
+from singleshot.engine.train_config import EngineOptions
+from singleshot.engine.weights import load_weights
+from singleshot.errors import ConfigError
+from singleshot.tasks.common import (
+    ToDevice,
+    TrainingPlan,
+    ensure_dataset,
+    explicit_keys,
+    fit,
+    make_config,
+    metric_floats,
+    require,
+    run_demo,
+    run_dir,
+)
+
+
+@dataclass
+class Options(EngineOptions):
+    """A task config as the families write theirs: engine keys plus a few of its own."""
+
+    epochs: int = 2
+    batch: int = 4
+    lr: float = 0.05
+    workers: int = 0
+    checkpoint_every: int = 0
+    plot_every: int = 0
+    width: int = 8
+    src: str = ""
+
+
+class Target:
+    """A target structure with ``.to(device)``, as the families' targets have."""
+
+    def __init__(self, y: Tensor) -> None:
+        self.y = y
+
+    def to(self, device: torch.device) -> Target:
+        return Target(self.y.to(device))
+
+
+class Pairs(Dataset):
+    def __init__(self, n: int = 16) -> None:
+        g = torch.Generator().manual_seed(0)
+        self.x = torch.randn(n, 3, generator=g)
+        self.y = self.x.sum(1, keepdim=True)
+
+    def __len__(self) -> int:
+        return len(self.x)
+
+    def __getitem__(self, i: int) -> tuple[Tensor, Target]:
+        return self.x[i], Target(self.y[i])
+
+
+def collate(batch: list[tuple[Tensor, Target]]) -> tuple[Tensor, list[Target]]:
+    return torch.stack([b[0] for b in batch]), [b[1] for b in batch]
+
+
+class Net(nn.Module):
+    def __init__(self, width: int) -> None:
+        super().__init__()
+        self.body = nn.Sequential(nn.Linear(3, width), nn.ReLU(), nn.Linear(width, 1))
+
+    def forward(self, x: Tensor) -> dict[str, Tensor]:
+        return {"y": self.body(x)}
+
+
+def mse(outputs: dict[str, Tensor], targets: list[Target]) -> dict[str, Tensor]:
+    return {"mse": nn.functional.mse_loss(outputs["y"], torch.stack([t.y for t in targets]))}
+
+
+def plan_for(cfg: Options, **changes: Any) -> TrainingPlan:
+    model = Net(cfg.width)
+    data = Pairs()
+
+    def evaluate(m: nn.Module) -> dict[str, float]:
+        x, targets = collate([data[i] for i in range(len(data))])
+        return {"neg_mse": -float(mse(m(x), targets)["mse"]), "count": 16}
+
+    fields: dict[str, Any] = dict(
+        model=model, loss_fn=mse, train_set=data, collate_fn=collate, evaluate=evaluate, metric_key="neg_mse",
+        meta={"architecture": "net", "width": cfg.width},
+    )
+    fields.update(changes)
+    return TrainingPlan(**fields)
+
+
+def test_make_config_precedence_and_explicit_keys(tmp_path: Path) -> None:
+    recipe = tmp_path / "recipe.yaml"
+    recipe.write_text("epochs: 7\nwidth: 3\n")
+    args = {"cfg": str(recipe), "width": "5"}
+    cfg = make_config(Options, args, epochs=4, lr=0.5)
+    assert (cfg.epochs, cfg.width, cfg.lr) == (7, 5, 0.5)  # defaults < YAML < arguments
+    assert args == {"cfg": str(recipe), "width": "5"}  # the caller's arguments are left alone
+    assert explicit_keys(args) == {"cfg", "epochs", "width"}
+    with pytest.raises(ConfigError, match="did you mean width"):
+        make_config(Options, {"widht": "2"})
+
+
+def test_require_names_every_missing_key_and_run_dir(tmp_path: Path) -> None:
+    cfg = Options(project=str(tmp_path / "p"), name="exp")
+    with pytest.raises(ConfigError, match=r"data=\.\.\., src=\.\.\."):
+        require(cfg, "data", "src", "name")
+    assert run_dir(cfg, "train") == tmp_path / "p" / "exp" and (tmp_path / "p" / "exp").is_dir()
+    assert run_dir(cfg, "val") == tmp_path / "p" / "val"
+
+
+def test_metric_floats() -> None:
+    metrics = {"b": 2, "a": 0.5, "flag": True, "name": "x", "ci": [0, 1]}
+    assert metric_floats(metrics) == {"b": 2.0, "a": 0.5}
+    assert list(metric_floats(metrics, ("a", "b", "missing"))) == ["a", "b"]
+
+
+def test_ensure_dataset_writes_once_and_replaces_stale_markers(tmp_path: Path) -> None:
+    calls: list[Path] = []
+
+    def write(root: Path) -> None:
+        calls.append(root)
+        root.mkdir(parents=True, exist_ok=True)
+        (root / "data.txt").write_text(str(len(calls)))
+
+    root = tmp_path / "gen"
+    assert ensure_dataset(root, "10-2-0", write) == root
+    assert ensure_dataset(root, "10-2-0", write) == root
+    assert len(calls) == 1 and (root / ".complete-10-2-0").exists()
+    ensure_dataset(root, "10-2-1", write)  # other arguments: written again, the old marker goes
+    assert len(calls) == 2 and sorted(p.name for p in root.glob(".complete-*")) == [".complete-10-2-1"]
+
+    def broken(root: Path) -> None:
+        raise OSError("disk full")
+
+    with pytest.raises(OSError):
+        ensure_dataset(root, "other", broken)
+    assert list(root.glob(".complete-*")) == []  # an interrupted write leaves no marker
+
+
+def test_to_device_moves_inputs_and_targets() -> None:
+    x, targets = ToDevice()(collate([Pairs()[0], Pairs()[1]]), torch.device("cpu"))
+    assert x.shape == (2, 3) and isinstance(targets[0], Target)
+
+
+def test_fit_trains_saves_and_reports(tmp_path: Path) -> None:
+    cfg = Options(project=str(tmp_path), name="run")
+    result = fit(cfg, lambda device, world: plan_for(cfg))
+    assert result is not None
+    assert list(result) == ["neg_mse", "count", "epochs", "train_seconds", "weights", "out"]
+    assert result["epochs"] == 2 and result["out"] == str(tmp_path / "run")
+    state, meta = load_weights(result["weights"])
+    assert meta["width"] == 8 and meta["epoch"] == 2 and meta["metrics"] == {"neg_mse": result["neg_mse"], "count": 16.0}
+    assert set(state) == {"body.0.weight", "body.0.bias", "body.2.weight", "body.2.bias"}
+    assert (tmp_path / "run" / "last.pt").exists() and (tmp_path / "run" / "config.yaml").exists()
+
+
+def test_fit_is_deterministic_and_takes_groups_files_and_report(tmp_path: Path) -> None:
+    cfg = Options(project=str(tmp_path), name="a")
+    first = fit(cfg, lambda device, world: plan_for(cfg))
+    cfg_b = Options(project=str(tmp_path), name="b")
+    again = fit(cfg_b, lambda device, world: plan_for(cfg_b))
+    assert first is not None and again is not None and first["neg_mse"] == again["neg_mse"]
+
+    seen: dict[str, Any] = {}
+
+    def build(device: str, world: int) -> TrainingPlan:
+        cfg_c = Options(project=str(tmp_path), name="c")
+        plan = plan_for(cfg_c)
+        body = plan.model.body  # type: ignore[union-attr]
+        plan.param_groups = [
+            {"params": list(body[2].parameters()), "lr": 0.05},
+            {"params": list(body[0].parameters()), "lr": 0.0125, "weight_decay": 0.0},
+        ]
+        plan.files = lambda: {"best.safetensors": (plan.model, plan.meta), "head.safetensors": (body[2], {"part": "head"})}
+        plan.report = lambda best: {"score": best["neg_mse"], "note": "custom"}
+        seen["plan"] = plan
+        return plan
+
+    cfg_c = Options(project=str(tmp_path), name="c")
+    result = fit(cfg_c, build)
+    assert result is not None and list(result)[:2] == ["score", "note"]
+    assert result["weights"] == str(tmp_path / "c" / "best.safetensors")
+    head, head_meta = load_weights(tmp_path / "c" / "head.safetensors")
+    assert set(head) == {"weight", "bias"} and head_meta["part"] == "head" and head_meta["epoch"] == 2
+    assert result["score"] != first["neg_mse"]  # other learning rates, other weights
+
+
+def test_fit_checks_the_global_batch(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import singleshot.tasks.common as common
+
+    monkeypatch.setattr(common, "get_world_size", lambda: 3)
+    monkeypatch.setattr(common, "init_distributed", lambda device: device)
+    with pytest.raises(ConfigError, match="divisible by the 3 processes"):
+        fit(Options(project=str(tmp_path), batch=4), lambda device, world: plan_for(Options()))
+
+
+def test_run_demo_writes_data_once_metrics_and_restores_threads(tmp_path: Path) -> None:
+    threads = torch.get_num_threads()
+    seen: dict[str, Any] = {}
+
+    def write_data(cfg: Options) -> None:
+        seen["written"] = True
+        cfg.data = str(tmp_path / "data")
+
+    def train(cfg: Options) -> dict[str, Any]:
+        seen["threads"] = torch.get_num_threads()
+        seen["data"] = cfg.data
+        return fit(cfg, lambda device, world: plan_for(cfg))  # type: ignore[return-value]
+
+    cfg = Options(project=str(tmp_path), name="demo")
+    result = run_demo(cfg, "singleshot x train", write_data, train, lambda c, r: {"pictures": "p"}, threads=1,
+                      seconds_key="demo_seconds")  # fmt: skip
+    assert seen == {"written": True, "threads": 1, "data": str(tmp_path / "data")}
+    assert torch.get_num_threads() == threads
+    assert list(result)[-2:] == ["pictures", "demo_seconds"] and result["demo_seconds"] >= 0
+    assert json.loads((tmp_path / "demo" / "metrics.json").read_text()) == result
+    seen.clear()
+    run_demo(Options(project=str(tmp_path), name="demo2", data="given"), "x", write_data, train, lambda c, r: {})
+    assert "written" not in seen and seen["data"] == "given"
