@@ -92,8 +92,10 @@ def main() -> None:
     gt, dets = make_data(args.videos, 24, args.per_frame, seed=0)
     n_frames = sum(v.num_frames for v in gt.videos.values())
     n_tubes = sum(len(v.tubes) for v in gt.videos.values())
-    print(f"data: {len(gt.videos)} videos, {n_frames} frames, {len(dets)} detections, {n_tubes} gt tubes "
-          f"({time.perf_counter() - t0:.1f} s to generate)")  # fmt: skip
+    print(
+        f"data: {len(gt.videos)} videos, {n_frames} frames, {len(dets)} detections, {n_tubes} gt tubes "
+        f"({time.perf_counter() - t0:.1f} s to generate)"
+    )
     times: dict[str, float] = {}
 
     def timed(name: str, fn):  # noqa: ANN001, ANN202
@@ -122,13 +124,17 @@ def main() -> None:
         print(f"{name:20s} {sec:7.2f} s")
     if videos:
         frames = sum(v.num_frames for v in videos)
-        print(f"ACT linking: {times['ACT linking'] / frames * 1e3:.1f} ms per frame (50 tubelets x 24 classes, "
-              f"K=6), {times['ACT linking'] / frames * n_frames:.0f} s extrapolated to all {n_frames} frames")  # fmt: skip
+        print(
+            f"ACT linking: {times['ACT linking'] / frames * 1e3:.1f} ms per frame (50 tubelets x 24 classes, "
+            f"K=6), {times['ACT linking'] / frames * n_frames:.0f} s extrapolated to all {n_frames} frames"
+        )
     core = sum(sec for name, sec in times.items() if "JSON" not in name and "ACT" not in name)
     print(f"{'total (metrics)':20s} {core:7.2f} s   target < 120 s")
-    print(f"frame-mAP yowo {fy['frame_map']:.4f}  act {fa['frame_map']:.4f}; {len(tubes)} tubes; "
-          f"video-mAP@0.5 yowo {vy['video_map@0.5']:.4f}  act {va['video_map@0.5']:.4f}; "
-          f"act @0.2 {va['video_map@0.2']:.4f} @0.5:0.95 {va['video_map@0.5:0.95']:.4f}")  # fmt: skip
+    print(
+        f"frame-mAP yowo {fy['frame_map']:.4f}  act {fa['frame_map']:.4f}; {len(tubes)} tubes; "
+        f"video-mAP@0.5 yowo {vy['video_map@0.5']:.4f}  act {va['video_map@0.5']:.4f}; "
+        f"act @0.2 {va['video_map@0.2']:.4f} @0.5:0.95 {va['video_map@0.5:0.95']:.4f}"
+    )
 
 
 if __name__ == "__main__":

@@ -47,8 +47,15 @@ from singleshot.tasks.detect.train import NormalizeToDevice
 
 def loader_speed(train_set: Any, batch: int, workers: int, batches: int, seed: int) -> dict[str, float]:
     """Images/s of the training loader over ``batches`` batches after the first one."""
-    loader = build_train_loader(train_set, batch, seed=seed, workers=workers, collate_fn=collate_detection,
-                                drop_last=True, persistent_workers=False)
+    loader = build_train_loader(
+        train_set,
+        batch,
+        seed=seed,
+        workers=workers,
+        collate_fn=collate_detection,
+        drop_last=True,
+        persistent_workers=False,
+    )
     t0 = time.perf_counter()
     it = iter(loader)
     next(it)
@@ -91,22 +98,31 @@ def main() -> None:
     cfg.data, cfg.classes = str(root), tuple(SHAPES_CLASSES)
     model = create_model(cfg.model, len(SHAPES_CLASSES), **arch_kwargs(cfg.model, cfg.imgsz))
     size = int(model.image_size)
-    train_set = build_dataset(cfg, cfg.train_set, list(SHAPES_CLASSES),
-                              build_train_transform(size, IMAGENET_MEAN, strong=cfg.augment))
-    print(f"demo recipe: model={cfg.model} input={size}x{size} batch={cfg.batch} workers={cfg.workers} "
-          f"train images={len(train_set)} torch threads={torch.get_num_threads()}")
+    train_set = build_dataset(
+        cfg, cfg.train_set, list(SHAPES_CLASSES), build_train_transform(size, IMAGENET_MEAN, strong=cfg.augment)
+    )
+    print(
+        f"demo recipe: model={cfg.model} input={size}x{size} batch={cfg.batch} workers={cfg.workers} "
+        f"train images={len(train_set)} torch threads={torch.get_num_threads()}"
+    )
 
-    loaders = [dict(loader_speed(train_set, cfg.batch, int(w), args.batches, cfg.seed), augmentation=augment_name(cfg.augment))
-               for w in args.workers.split(",")]
+    loaders = [
+        dict(loader_speed(train_set, cfg.batch, int(w), args.batches, cfg.seed), augmentation=augment_name(cfg.augment))
+        for w in args.workers.split(",")
+    ]
     if not cfg.augment:  # the demo trains with flips only: also time the full SSD pipeline, `detect train`'s default
         strong_set = build_dataset(cfg, cfg.train_set, list(SHAPES_CLASSES), build_train_transform(size, IMAGENET_MEAN))
-        loaders += [dict(loader_speed(strong_set, cfg.batch, int(w), args.batches, cfg.seed), augmentation="ssd")
-                    for w in args.workers.split(",")]
+        loaders += [
+            dict(loader_speed(strong_set, cfg.batch, int(w), args.batches, cfg.seed), augmentation="ssd")
+            for w in args.workers.split(",")
+        ]
 
     # training alone, on batches held in memory
     prepare = NormalizeToDevice()
     device = torch.device("cpu")
-    memory_loader = build_train_loader(train_set, cfg.batch, seed=cfg.seed, collate_fn=collate_detection, drop_last=True)
+    memory_loader = build_train_loader(
+        train_set, cfg.batch, seed=cfg.seed, collate_fn=collate_detection, drop_last=True
+    )
     held = [b for _, b in zip(range(4), memory_loader)]
     loss_fn = MultiBoxLoss(model.priors)
     optimizer = build_optimizer(model.parameters(), TrainConfig(lr=cfg.lr, weight_decay=cfg.weight_decay))
@@ -127,8 +143,9 @@ def main() -> None:
     train_steps = args.steps / (time.perf_counter() - t0)
 
     # training fed by the demo's loader, as in `singleshot detect demo`
-    fed_loader = build_train_loader(train_set, cfg.batch, seed=cfg.seed, workers=cfg.workers,
-                                    collate_fn=collate_detection, drop_last=True)
+    fed_loader = build_train_loader(
+        train_set, cfg.batch, seed=cfg.seed, workers=cfg.workers, collate_fn=collate_detection, drop_last=True
+    )
     it = iter(fed_loader)
     for _ in range(2):
         step(next(it))
@@ -150,14 +167,27 @@ def main() -> None:
     print(f"\n{'setting':<34}{'images/s':>10}{'steps/s':>10}{'loader/need':>13}")
     for r in loaders:
         label = f"loader, {r['augmentation']} aug, workers={r['workers']}"
-        print(f"{label:<34}{r['images_per_s']:>10.1f}{r['images_per_s'] / cfg.batch:>10.2f}"
-              f"{r['images_per_s'] / need:>12.1f}x   (first batch {r['first_batch_s']:.2f} s)")
+        print(
+            f"{label:<34}{r['images_per_s']:>10.1f}{r['images_per_s'] / cfg.batch:>10.2f}"
+            f"{r['images_per_s'] / need:>12.1f}x   (first batch {r['first_batch_s']:.2f} s)"
+        )
     print(f"{'training alone (batches in memory)':<34}{need:>10.1f}{train_steps:>10.2f}")
-    print(f"{'training fed by the loader':<34}{fed_steps * cfg.batch:>10.1f}{fed_steps:>10.2f}"
-          f"{'':>13}   ({fed_steps / train_steps:.0%} of training alone, workers={cfg.workers})")
-    print(json.dumps({"recipe": {k: DEMO_DEFAULTS[k] for k in ("model", "imgsz", "batch", "workers")},
-                      "loader": loaders, "train_steps_per_s": train_steps, "train_images_per_s": need,
-                      "fed_steps_per_s": fed_steps, "torch_threads": torch.get_num_threads()}))
+    print(
+        f"{'training fed by the loader':<34}{fed_steps * cfg.batch:>10.1f}{fed_steps:>10.2f}"
+        f"{'':>13}   ({fed_steps / train_steps:.0%} of training alone, workers={cfg.workers})"
+    )
+    print(
+        json.dumps(
+            {
+                "recipe": {k: DEMO_DEFAULTS[k] for k in ("model", "imgsz", "batch", "workers")},
+                "loader": loaders,
+                "train_steps_per_s": train_steps,
+                "train_images_per_s": need,
+                "fed_steps_per_s": fed_steps,
+                "torch_threads": torch.get_num_threads(),
+            }
+        )
+    )
     tmp.cleanup()
 
 

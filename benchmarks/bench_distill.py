@@ -52,10 +52,22 @@ CONFIGS: dict[str, dict[str, str]] = {
 }
 
 
-def train(data: Path, out: Path, name: str, model: str, epochs: int, seed: int, extra: dict[str, str]) -> dict[str, Any]:
+def train(
+    data: Path, out: Path, name: str, model: str, epochs: int, seed: int, extra: dict[str, str]
+) -> dict[str, Any]:
     """One ``detect train`` run with the demo recipe; returns its result dict plus ``wall_s``."""
-    args = {"data": str(data), "classes": ",".join(SHAPES_CLASSES), "model": model, "epochs": str(epochs),
-            "eval_every": str(epochs), "seed": str(seed), "project": str(out), "name": name, "plot_every": "0", **extra}
+    args = {
+        "data": str(data),
+        "classes": ",".join(SHAPES_CLASSES),
+        "model": model,
+        "epochs": str(epochs),
+        "eval_every": str(epochs),
+        "seed": str(seed),
+        "project": str(out),
+        "name": name,
+        "plot_every": "0",
+        **extra,
+    }
     cfg = make_config(DetectConfig, args, **DEMO_DEFAULTS)
     t0 = time.perf_counter()
     result = train_detector(cfg)
@@ -82,8 +94,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     p.add_argument("--out", default="runs/bench_distill")
     p.add_argument("--verbose", action="store_true")
     a = p.parse_args(argv)
-    logging.basicConfig(level=logging.INFO if a.verbose else logging.WARNING, stream=sys.stderr,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.INFO if a.verbose else logging.WARNING,
+        stream=sys.stderr,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
     seeds = [int(s) for s in a.seeds.split(",") if s.strip()]
     configs = [c for c in a.configs.split(",") if c.strip()]
     unknown = [c for c in configs if c not in CONFIGS]
@@ -106,8 +121,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         else:
             teacher_info = train(data, out, "teacher", a.teacher_model, a.teacher_epochs, 0, {})
             teacher_path = teacher_info["weights"]
-            print(f"teacher {a.teacher_model} ({a.teacher_epochs} epochs): mAP@0.5 {teacher_info['map50']:.4f} "
-                  f"in {teacher_info['wall_s']:.0f} s", flush=True)
+            print(
+                f"teacher {a.teacher_model} ({a.teacher_epochs} epochs): mAP@0.5 {teacher_info['map50']:.4f} "
+                f"in {teacher_info['wall_s']:.0f} s",
+                flush=True,
+            )
         runs: dict[str, dict[int, dict[str, Any]]] = {c: {} for c in configs}
         for seed in seeds:
             for c in configs:
@@ -120,27 +138,44 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     summary: dict[str, Any] = {}
     for c in configs:
         maps = [runs[c][s]["map50"] for s in seeds]
-        row: dict[str, Any] = {"map50": maps, "mean": statistics.fmean(maps),
-                               "std": statistics.stdev(maps) if len(maps) > 1 else 0.0,
-                               "wall_s": statistics.fmean(runs[c][s]["wall_s"] for s in seeds)}
+        row: dict[str, Any] = {
+            "map50": maps,
+            "mean": statistics.fmean(maps),
+            "std": statistics.stdev(maps) if len(maps) > 1 else 0.0,
+            "wall_s": statistics.fmean(runs[c][s]["wall_s"] for s in seeds),
+        }
         if "baseline" in runs and c != "baseline":
             diffs = [runs[c][s]["map50"] - runs["baseline"][s]["map50"] for s in seeds]
             row["diff_mean"] = statistics.fmean(diffs)
             row["diff_std"] = statistics.stdev(diffs) if len(diffs) > 1 else 0.0
         summary[c] = row
     print()
-    print(f"student {a.student_model}, {a.student_epochs} epochs; teacher {a.teacher_model if not a.teacher_weights else a.teacher_weights}"
-          + (f" ({a.teacher_epochs} epochs, mAP@0.5 {teacher_info['map50']:.4f})" if "map50" in teacher_info else ""))
-    print("| config | " + " | ".join(f"seed {s}" for s in seeds) + " | mean ± std | Δ vs baseline (paired) | wall s/run |")
+    print(
+        f"student {a.student_model}, {a.student_epochs} epochs; teacher {a.teacher_model if not a.teacher_weights else a.teacher_weights}"
+        + (f" ({a.teacher_epochs} epochs, mAP@0.5 {teacher_info['map50']:.4f})" if "map50" in teacher_info else "")
+    )
+    print(
+        "| config | " + " | ".join(f"seed {s}" for s in seeds) + " | mean ± std | Δ vs baseline (paired) | wall s/run |"
+    )
     print("|---|" + "---|" * len(seeds) + "---|---|---|")
     for c in configs:
         r = summary[c]
         diff = f"{r['diff_mean']:+.4f} ± {r['diff_std']:.4f}" if "diff_mean" in r else ""
-        print(f"| {c} | " + " | ".join(f"{m:.4f}" for m in r["map50"]) + f" | {r['mean']:.4f} ± {r['std']:.4f} | {diff} | {r['wall_s']:.0f} |")
+        print(
+            f"| {c} | "
+            + " | ".join(f"{m:.4f}" for m in r["map50"])
+            + f" | {r['mean']:.4f} ± {r['std']:.4f} | {diff} | {r['wall_s']:.0f} |"
+        )
     total = time.perf_counter() - t_start
     print(f"\ncommand: {command_line(argv)}  (total {total:.0f} s)")
-    result = {"configs": summary, "seeds": seeds, "teacher": {k: teacher_info.get(k) for k in ("weights", "map50", "wall_s")},
-              "student_model": a.student_model, "student_epochs": a.student_epochs, "total_s": round(total, 1)}
+    result = {
+        "configs": summary,
+        "seeds": seeds,
+        "teacher": {k: teacher_info.get(k) for k in ("weights", "map50", "wall_s")},
+        "student_model": a.student_model,
+        "student_epochs": a.student_epochs,
+        "total_s": round(total, 1),
+    }
     print(json.dumps(result))
     return result
 

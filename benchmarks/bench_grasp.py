@@ -52,8 +52,10 @@ def main() -> None:
             for layout, value in (("", t), ("_channels_last", tc)):
                 key = f"net_ms_per_image_b{batch}_t{threads}{layout}"
                 results[key] = 1000 * value / batch
-                print(f"{args.model} forward{layout.replace('_', ' '):15} batch {batch}  threads {threads}: "
-                      f"{results[key]:8.2f} ms / image")
+                print(
+                    f"{args.model} forward{layout.replace('_', ' '):15} batch {batch}  threads {threads}: "
+                    f"{results[key]:8.2f} ms / image"
+                )
     torch.set_num_threads(1)
     for batch in (1, 8):
         with torch.inference_mode():
@@ -63,8 +65,17 @@ def main() -> None:
         results[key] = 1000 * t / batch
         print(f"post-processing    batch {batch}  threads 1: {results[key]:8.2f} ms / image")
     torch.set_num_threads(threads0)
-    print(json.dumps({"model": args.model, "size": args.size, "load_at_start": round(load, 2),
-                      "published_gpu_ms": PUBLISHED_GPU_MS, **{k: round(v, 3) for k, v in results.items()}}))
+    print(
+        json.dumps(
+            {
+                "model": args.model,
+                "size": args.size,
+                "load_at_start": round(load, 2),
+                "published_gpu_ms": PUBLISHED_GPU_MS,
+                **{k: round(v, 3) for k, v in results.items()},
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -25,7 +25,6 @@ from pathlib import Path
 from typing import Any
 
 import torch
-
 from _timing import median_time  # benchmarks/ is on sys.path when run as a script
 
 from singleshot.data.shapes import write_shapes_dataset
@@ -53,7 +52,9 @@ def speed(tmp: Path, repeats: int, threads: int, calib_images: int) -> dict[str,
     meta = {"input_size": [300, 300], "classes": [f"c{i}" for i in range(20)]}
     pre = DetectPredictor(model, meta, settings_from_meta({}), channels_last=False)
     images_dir = str(shapes / "VOC2007" / "JPEGImages")
-    int8 = quantize_static_onnx(fp32, tmp / "ssd300.int8.onnx", calibration_batches(pre, DetectConfig(), images_dir, calib_images))
+    int8 = quantize_static_onnx(
+        fp32, tmp / "ssd300.int8.onnx", calibration_batches(pre, DetectConfig(), images_dir, calib_images)
+    )
     ort32, ort8 = OnnxModel(fp32, threads=threads), OnnxModel(int8, threads=threads)
     g = torch.Generator().manual_seed(1)
     rows = []
@@ -68,22 +69,33 @@ def speed(tmp: Path, repeats: int, threads: int, calib_images: int) -> dict[str,
         t32 = median_time(lambda: ort32(x), repeats)
         t8 = median_time(lambda: ort8(x), repeats)
         out8 = ort8(x)
-        rows.append({
-            "batch": b, "torch_s": t_torch, "ort_fp32_s": t32, "ort_int8_s": t8,
-            "int8_over_fp32": t8 / t32, "int8_over_torch": t8 / t_torch,
-            "int8_logit_mae": float((out8["cls_logits"] - ref["cls_logits"]).abs().mean()),
-        })  # fmt: skip
+        rows.append(
+            {
+                "batch": b,
+                "torch_s": t_torch,
+                "ort_fp32_s": t32,
+                "ort_int8_s": t8,
+                "int8_over_fp32": t8 / t32,
+                "int8_over_torch": t8 / t_torch,
+                "int8_logit_mae": float((out8["cls_logits"] - ref["cls_logits"]).abs().mean()),
+            }
+        )
     return {"threads": threads, "repeats": repeats, "rows": rows}
 
 
 def accuracy(tmp: Path, weights: Path, data: Path, calib_images: int) -> dict[str, Any]:
-    cfg = DetectConfig(weights=str(weights), data=str(data), train_set="train", val_set="val", workers=0, batch=16, metric="voc07")
+    cfg = DetectConfig(
+        weights=str(weights), data=str(data), train_set="train", val_set="val", workers=0, batch=16, metric="voc07"
+    )
     predictor = load_predictor(cfg)
     classes = predictor.class_names
     val_set = build_dataset(cfg, cfg.val_set, classes)
     out: dict[str, Any] = {"weights": str(weights), "val_images": len(val_set), "calib_images": calib_images}
     out["torch_map50"] = evaluate_dataset(predictor, val_set, cfg, "voc07", classes)["map50"]
-    for name, opts in (("fp32", ExportOptions()), ("int8", ExportOptions(int8=True, calib=str(data), calib_images=calib_images))):
+    for name, opts in (
+        ("fp32", ExportOptions()),
+        ("int8", ExportOptions(int8=True, calib=str(data), calib_images=calib_images)),
+    ):
         dst = tmp / f"demo.{name}.onnx"
         export_detector(DetectConfig(weights=str(weights), dst=str(dst), train_set="train"), opts)
         onnx_pred = load_predictor(DetectConfig(weights=str(dst)))
@@ -110,17 +122,23 @@ def main() -> None:
         print(f"SSD300 forward, threads={args.threads}, median of {args.repeats}")
         print(f"{'batch':>5} {'torch s':>9} {'ort fp32 s':>11} {'ort int8 s':>11} {'int8/fp32':>10} {'int8/torch':>11}")
         for r in result["ssd300_speed"]["rows"]:
-            print(f"{r['batch']:>5} {r['torch_s']:>9.4f} {r['ort_fp32_s']:>11.4f} {r['ort_int8_s']:>11.4f} "
-                  f"{r['int8_over_fp32']:>10.2f} {r['int8_over_torch']:>11.2f}")  # fmt: skip
+            print(
+                f"{r['batch']:>5} {r['torch_s']:>9.4f} {r['ort_fp32_s']:>11.4f} {r['ort_int8_s']:>11.4f} "
+                f"{r['int8_over_fp32']:>10.2f} {r['int8_over_torch']:>11.2f}"
+            )
         if not args.skip_map:
             if not args.weights.is_file() or not args.data.is_dir():
-                print(f"no demo weights/data at {args.weights} / {args.data}: run `singleshot detect demo` first, or pass --skip-map")
+                print(
+                    f"no demo weights/data at {args.weights} / {args.data}: run `singleshot detect demo` first, or pass --skip-map"
+                )
             else:
                 acc = accuracy(Path(tmp), args.weights, args.data, args.calib_images)
                 result["demo_map"] = acc
-                print(f"demo detector VOC07 mAP@0.5 on {acc['val_images']} val images: torch {acc['torch_map50']:.4f}  "
-                      f"onnx fp32 {acc['fp32_map50']:.4f}  onnx int8 {acc['int8_map50']:.4f}  "
-                      f"(drop {acc['int8_drop_points']:.2f} points)")  # fmt: skip
+                print(
+                    f"demo detector VOC07 mAP@0.5 on {acc['val_images']} val images: torch {acc['torch_map50']:.4f}  "
+                    f"onnx fp32 {acc['fp32_map50']:.4f}  onnx int8 {acc['int8_map50']:.4f}  "
+                    f"(drop {acc['int8_drop_points']:.2f} points)"
+                )
     print(json.dumps(result))
 
 

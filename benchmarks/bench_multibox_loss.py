@@ -10,17 +10,16 @@ what its ``SSD.forward`` does for the loss: per-image IoU + ``SSDMatcher``, then
 from __future__ import annotations
 
 import argparse
+
 import torch
+from _timing import interleaved_median_times  # benchmarks/ is on sys.path when run as a script
 from torchvision.models.detection import ssd300_vgg16
 from torchvision.ops import box_iou
-
-from _timing import interleaved_median_times  # benchmarks/ is on sys.path when run as a script
 
 from singleshot.losses.multibox import MultiBoxLoss
 from singleshot.ops.boxes import cxcywh_to_xyxy
 from singleshot.ops.priors import generate_priors, prior_spec
 from singleshot.structures import BoxTarget
-
 
 
 def main() -> None:
@@ -36,8 +35,14 @@ def main() -> None:
         n = int(torch.randint(1, 6, (1,), generator=g))  # 1..5, mean 3
         xy = torch.rand(n, 2, generator=g) * 200
         wh = torch.rand(n, 2, generator=g) * 90 + 10
-        targets.append(BoxTarget(torch.cat((xy, xy + wh), 1), torch.randint(0, c - 1, (n,), generator=g),
-                                 torch.zeros(n, dtype=torch.bool), size=(300, 300)))  # fmt: skip
+        targets.append(
+            BoxTarget(
+                torch.cat((xy, xy + wh), 1),
+                torch.randint(0, c - 1, (n,), generator=g),
+                torch.zeros(n, dtype=torch.bool),
+                size=(300, 300),
+            )
+        )
     outputs = {"cls_logits": torch.randn(b, p, c, generator=g), "bbox_regression": torch.randn(b, p, 4, generator=g)}
 
     ours = MultiBoxLoss(priors)

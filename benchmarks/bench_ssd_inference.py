@@ -10,14 +10,13 @@ ours / theirs, and checks that the raw head outputs agree within 1e-4 and the de
 from __future__ import annotations
 
 import argparse
-import torch
-from torchvision.models.detection import ssd300_vgg16
 
+import torch
 from _timing import interleaved_median_times  # benchmarks/ is on sys.path when run as a script
+from torchvision.models.detection import ssd300_vgg16
 
 from singleshot.convert.torchvision_ssd import load_torchvision_ssd300
 from singleshot.tasks.detect.predictor import DetectPredictor, settings_from_meta
-
 
 
 def main() -> None:

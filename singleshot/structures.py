@@ -78,7 +78,7 @@ class BoxTarget(_PickledByValue):
     def __len__(self) -> int:
         return int(self.boxes.shape[0])
 
-    def to(self, device: torch.device | str) -> "BoxTarget":
+    def to(self, device: torch.device | str) -> BoxTarget:
         return replace(
             self,
             boxes=self.boxes.to(device),
@@ -106,10 +106,8 @@ class Detections(_PickledByValue):
     def __len__(self) -> int:
         return int(self.boxes.shape[0])
 
-    def to(self, device: torch.device | str) -> "Detections":
-        return replace(
-            self, boxes=self.boxes.to(device), scores=self.scores.to(device), labels=self.labels.to(device)
-        )
+    def to(self, device: torch.device | str) -> Detections:
+        return replace(self, boxes=self.boxes.to(device), scores=self.scores.to(device), labels=self.labels.to(device))
 
 
 # --- action family -------------------------------------------------------------------------------
@@ -239,26 +237,33 @@ class FrameDets:
         return int(self.video.shape[0])
 
     @classmethod
-    def from_array(cls, rows: np.ndarray, videos: Sequence[str]) -> "FrameDets":
+    def from_array(cls, rows: np.ndarray, videos: Sequence[str]) -> FrameDets:
         """From ACT's ``[M, 8]`` rows ``(video_idx, frame, label, score, x1, y1, x2, y2)``,
         ``video_idx`` indexing ``videos``."""
         rows = np.asarray(rows, dtype=np.float64)
         if rows.ndim != 2 or rows.shape[1] != 8:
             raise ValueError(f"detection rows must have shape [M, 8], not {list(rows.shape)}")
-        return cls(list(videos), rows[:, 0].astype(np.int64), rows[:, 1].astype(np.int64),
-                   rows[:, 2].astype(np.int64), rows[:, 3], rows[:, 4:8])  # fmt: skip
+        return cls(
+            list(videos),
+            rows[:, 0].astype(np.int64),
+            rows[:, 1].astype(np.int64),
+            rows[:, 2].astype(np.int64),
+            rows[:, 3],
+            rows[:, 4:8],
+        )
 
     def to_array(self) -> np.ndarray:
         """float64 [M, 8] rows ``(video_idx, frame, label, score, x1, y1, x2, y2)``."""
         cols = (self.video[:, None], self.frame[:, None], self.label[:, None], self.score[:, None], self.boxes)
         return np.concatenate(cols, axis=1).astype(np.float64)
 
-    def select(self, mask: np.ndarray) -> "FrameDets":
+    def select(self, mask: np.ndarray) -> FrameDets:
         """The rows where ``mask`` (bool [M] or int indices) holds, same video list."""
-        return FrameDets(self.videos, self.video[mask], self.frame[mask], self.label[mask], self.score[mask],
-                         self.boxes[mask])  # fmt: skip
+        return FrameDets(
+            self.videos, self.video[mask], self.frame[mask], self.label[mask], self.score[mask], self.boxes[mask]
+        )
 
-    def reindex(self, videos: Sequence[str]) -> tuple["FrameDets", np.ndarray]:
+    def reindex(self, videos: Sequence[str]) -> tuple[FrameDets, np.ndarray]:
         """Re-express onto another video list.
 
         Returns:
@@ -294,16 +299,29 @@ def as_frame_dets(detections: Any, videos: Sequence[str]) -> FrameDets:
             n = np.asarray(scores).reshape(-1).shape[0]
             vi = names.setdefault(str(video), len(names))
             boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
-            parts.append((np.full(n, vi), np.full(n, int(frame)), np.asarray(labels).reshape(-1),
-                          np.asarray(scores).reshape(-1), boxes))  # fmt: skip
+            parts.append(
+                (
+                    np.full(n, vi),
+                    np.full(n, int(frame)),
+                    np.asarray(labels).reshape(-1),
+                    np.asarray(scores).reshape(-1),
+                    boxes,
+                )
+            )
         if not parts:
             return FrameDets(list(names), *(np.zeros(0),) * 4, np.zeros((0, 4)))
         return FrameDets(list(names), *(np.concatenate([p[i] for p in parts]) for i in range(5)))
     if isinstance(detections, list) and detections and isinstance(detections[0], dict):
         index: dict[str, int] = {}
         vid = [index.setdefault(str(d["video"]), len(index)) for d in detections]
-        return FrameDets(list(index), vid, [d["frame"] for d in detections], [d["label"] for d in detections],
-                         [d["score"] for d in detections], [d["box"] for d in detections])  # fmt: skip
+        return FrameDets(
+            list(index),
+            vid,
+            [d["frame"] for d in detections],
+            [d["label"] for d in detections],
+            [d["score"] for d in detections],
+            [d["box"] for d in detections],
+        )
     return FrameDets.from_array(np.asarray(detections), videos)
 
 
@@ -329,7 +347,7 @@ class TubeletTarget(_PickledByValue):
     def __len__(self) -> int:
         return int(self.boxes.shape[0])
 
-    def to(self, device: torch.device | str) -> "TubeletTarget":
+    def to(self, device: torch.device | str) -> TubeletTarget:
         return replace(self, boxes=self.boxes.to(device), labels=self.labels.to(device))
 
 
@@ -362,5 +380,5 @@ class Grasps(_PickledByValue):
     def __len__(self) -> int:
         return int(self.grasps.shape[0])
 
-    def to(self, device: torch.device | str) -> "Grasps":
+    def to(self, device: torch.device | str) -> Grasps:
         return replace(self, grasps=self.grasps.to(device), scores=self.scores.to(device))

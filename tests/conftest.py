@@ -37,7 +37,9 @@ def pytest_configure(config: pytest.Config) -> None:
         torch.set_num_threads(1)
 
 
-def _assert_same(got: Sequence[Detections], ref: Sequence[Detections], score_atol: float = 1e-4, box_atol: float = 1e-2) -> None:
+def _assert_same(
+    got: Sequence[Detections], ref: Sequence[Detections], score_atol: float = 1e-4, box_atol: float = 1e-2
+) -> None:
     """Every detection of ``ref`` has its own partner in ``got`` (same label, score and box within
     tolerance), image by image. Matching instead of sorting: near-equal scores may come in any order."""
     assert len(got) == len(ref)
@@ -51,7 +53,9 @@ def _assert_same(got: Sequence[Detections], ref: Sequence[Detections], score_ato
         used = torch.zeros(len(g), dtype=torch.bool)
         for i in range(len(r)):
             free = (close[i] & ~used).nonzero()
-            assert len(free) > 0, f"no match for detection {i}: label {int(r.labels[i])} score {float(r.scores[i]):.6f} box {r.boxes[i].tolist()}"
+            assert len(free) > 0, (
+                f"no match for detection {i}: label {int(r.labels[i])} score {float(r.scores[i]):.6f} box {r.boxes[i].tolist()}"
+            )
             used[free[0, 0]] = True
 
 

@@ -16,8 +16,14 @@ from singleshot.structures import BoxTarget, Detections, Grasps, TubeletTarget
 def _examples() -> list[object]:
     g = torch.Generator().manual_seed(0)
     return [
-        BoxTarget(torch.rand(3, 4, generator=g), torch.tensor([0, 2, 1]), torch.tensor([False, True, False]),
-                  "img", (10, 20), (30, 40)),  # fmt: skip
+        BoxTarget(
+            torch.rand(3, 4, generator=g),
+            torch.tensor([0, 2, 1]),
+            torch.tensor([False, True, False]),
+            "img",
+            (10, 20),
+            (30, 40),
+        ),
         TubeletTarget(torch.rand(2, 4, 4, generator=g), torch.tensor([1, 0]), "A/v1", torch.arange(3, 7), (96, 96)),
         Detections(torch.rand(2, 4, generator=g), torch.rand(2, generator=g), torch.tensor([3, 1]), "x"),
         Grasps(torch.rand(4, 5, generator=g), torch.rand(4, generator=g), "pcd0100", (480, 640)),

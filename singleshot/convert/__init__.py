@@ -9,11 +9,11 @@ state dict with the metadata needed to reproduce the source's predictions, and l
 from __future__ import annotations
 
 from singleshot.convert._common import ConvertedWeights
+from singleshot.convert.darknet_weights import read_darknet_weights
 from singleshot.convert.ssd_pytorch import convert_ssd_pytorch, load_ssd_pytorch
 from singleshot.convert.torchvision_ssd import convert_torchvision_ssd300, load_torchvision_ssd300
 from singleshot.convert.vgg_decimate import load_vgg16_base, vgg16_to_ssd_base
 from singleshot.convert.yowo import convert_kinetics_3d, convert_yowo_checkpoint, load_kinetics_3d, load_yowo_checkpoint
-from singleshot.convert.darknet_weights import read_darknet_weights
 
 __all__ = [
     "ConvertedWeights",

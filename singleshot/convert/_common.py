@@ -8,7 +8,7 @@ import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Union
+from typing import Any
 
 from torch import Tensor, nn
 
@@ -17,7 +17,7 @@ from singleshot.errors import WeightsError
 
 logger = logging.getLogger(__name__)
 
-StateSource = Union[str, Path, Mapping[str, Tensor]]
+StateSource = str | Path | Mapping[str, Tensor]
 
 
 @dataclass

@@ -73,8 +73,13 @@ _FLOW_CHANNELS = 15  # 5 stacked 3-channel flow images per frame
 _STREAM0 = re.compile(r"conv1_1_stream(\d+)(flow)?")
 
 
-def act_vgg16_caffe(num_classes: int, k: int = 6, pool5: str = "2x2s1", shared_l2norm: bool = False,
-                    fc6_dilations: Sequence[int] | None = None) -> ACTDetector:  # fmt: skip
+def act_vgg16_caffe(
+    num_classes: int,
+    k: int = 6,
+    pool5: str = "2x2s1",
+    shared_l2norm: bool = False,
+    fc6_dilations: Sequence[int] | None = None,
+) -> ACTDetector:
     """``act_vgg16`` whose fc6 is dilated per stream as in ACT's released models (kept for callers)."""
     return act_vgg16(num_classes, k=k, pool5=pool5, shared_l2norm=shared_l2norm, fc6_dilations=fc6_dilations)
 
@@ -107,8 +112,10 @@ def _param_names(layer: Message) -> list[str]:
 def _geometry(layer: Message) -> tuple[int, int, int, int]:
     """(kernel, stride, pad, dilation) of a Convolution or Pooling layer, with Caffe's defaults."""
     p = first(layer, "convolution_param") or first(layer, "pooling_param") or {}
-    return tuple(int(first(p, key, default)) for key, default in  # type: ignore[return-value]
-                 (("kernel_size", 0), ("stride", 1), ("pad", 0), ("dilation", 1)))  # fmt: skip
+    return tuple(
+        int(first(p, key, default))
+        for key, default in (("kernel_size", 0), ("stride", 1), ("pad", 0), ("dilation", 1))  # type: ignore[return-value]
+    )
 
 
 def _layer(params: dict[str, Message], name: str, kind: str, source: str) -> Message:
@@ -131,15 +138,19 @@ def _check_trunk(params: dict[str, Message], lay: ACTCaffeLayout, source: str) -
         fc6 = lay.stream("fc6", k)
         kernel, stride, pad, dilation = got = _geometry(_layer(params, fc6, "Convolution", source))
         if (kernel, stride) != (3, 1) or pad != dilation:
-            raise WeightsError(f"{source}: layer {fc6!r} has (kernel, stride, pad, dilation) {got}; "
-                               "act_vgg16 has a 3x3 fc6 with pad = dilation")  # fmt: skip
+            raise WeightsError(
+                f"{source}: layer {fc6!r} has (kernel, stride, pad, dilation) {got}; "
+                "act_vgg16 has a 3x3 fc6 with pad = dilation"
+            )
         lay.fc6_dilations.append(dilation)
         for base in _TRUNK:
             name = lay.stream(base, k)
             conv = _layer(params, name, "Convolution", source)
             if base in expect and _geometry(conv) != expect[base]:
-                raise WeightsError(f"{source}: layer {name!r} has (kernel, stride, pad, dilation) "
-                                   f"{_geometry(conv)}, act_vgg16 has {expect[base]}")  # fmt: skip
+                raise WeightsError(
+                    f"{source}: layer {name!r} has (kernel, stride, pad, dilation) "
+                    f"{_geometry(conv)}, act_vgg16 has {expect[base]}"
+                )
             if str(first(conv, "top")) not in relu_inputs:
                 raise WeightsError(f"{source}: layer {name!r} is not followed by a ReLU, as act_vgg16's is")
         for i in range(1, 5):
@@ -156,7 +167,9 @@ def _find_heads(params: dict[str, Message], lay: ACTCaffeLayout, source: str) ->
         want = [lay.stream(base, k) for k in range(lay.k)]
         concat = [layer for layer in by_type.get("Concat", []) if set(layer.get("bottom", [])) & set(want)]
         if len(concat) != 1:
-            raise WeightsError(f"{source}: expected one Concat layer of {want[0]!r} … {want[-1]!r}, found {len(concat)}")
+            raise WeightsError(
+                f"{source}: expected one Concat layer of {want[0]!r} … {want[-1]!r}, found {len(concat)}"
+            )
         name, top, axis = first(concat[0], "name"), str(first(concat[0], "top")), first(concat[0], "concat_param", {})
         if list(concat[0].get("bottom", [])) != want or int(first(axis, "axis", 1)) != 1:
             raise WeightsError(f"{source}: Concat layer {name!r} must join {want} along channels in this order")
@@ -187,12 +200,16 @@ def act_caffe_layout(net: Message, source: str) -> ACTCaffeLayout:
     for layer in params.values():
         seq = first(first(layer, "act_detection_output_param", {}), "sequence_length")
         if seq is not None and int(seq) != lay.k:
-            raise WeightsError(f"{source}: {lay.k} streams but layer {first(layer, 'name')!r} has sequence_length {seq}")
+            raise WeightsError(
+                f"{source}: {lay.k} streams but layer {first(layer, 'name')!r} has sequence_length {seq}"
+            )
     pool5 = lay.stream("pool5", 0)
     geometry = _geometry(_layer(params, pool5, "Pooling", source))[:3]
     if geometry not in _POOL5:
-        raise WeightsError(f"{source}: layer {pool5!r} has (kernel, stride, pad) {geometry}; "
-                           "act_vgg16 supports 2x2/s1 (ACT) and 3x3/s1/p1 (SSD)")  # fmt: skip
+        raise WeightsError(
+            f"{source}: layer {pool5!r} has (kernel, stride, pad) {geometry}; "
+            "act_vgg16 supports 2x2/s1 (ACT) and 3x3/s1/p1 (SSD)"
+        )
     lay.pool5 = _POOL5[geometry]
     try:
         height, width = input_size(net, source)
@@ -205,9 +222,13 @@ def act_caffe_layout(net: Message, source: str) -> ACTCaffeLayout:
     norm_params = []
     for k in range(lay.k):
         norm = _layer(params, lay.stream("conv4_3_norm", k), "Normalize", source)
-        if first(first(norm, "norm_param", {}), "across_spatial", True) or first(norm, "bottom") != lay.stream("conv4_3", k):
-            raise WeightsError(f"{source}: layer {first(norm, 'name')!r} must normalise {lay.stream('conv4_3', k)!r} "
-                               "per position (across_spatial: false), as SSD and ACT do")  # fmt: skip
+        if first(first(norm, "norm_param", {}), "across_spatial", True) or first(norm, "bottom") != lay.stream(
+            "conv4_3", k
+        ):
+            raise WeightsError(
+                f"{source}: layer {first(norm, 'name')!r} must normalise {lay.stream('conv4_3', k)!r} "
+                "per position (across_spatial: false), as SSD and ACT do"
+            )
         norm_params.append(tuple(_param_names(norm)))
     lay.shared_l2norm = lay.k > 1 and len(set(norm_params)) == 1 and bool(norm_params[0]) and all(norm_params[0])
     _check_trunk(params, lay, source)
@@ -216,13 +237,16 @@ def act_caffe_layout(net: Message, source: str) -> ACTCaffeLayout:
     theirs = caffe_priors(net, lay.concat_tops, spec.feature_maps, (height, width), source)
     ours = generate_priors(spec)
     if ours.shape != theirs.shape or not torch.allclose(ours, theirs, atol=1e-5):
-        raise WeightsError(f"{source}: the PriorBox layers ({theirs.shape[0]} priors) differ from ACT's "
-                           f"({ours.shape[0]} priors for pool5 {lay.pool5}, not clipped)")  # fmt: skip
+        raise WeightsError(
+            f"{source}: the PriorBox layers ({theirs.shape[0]} priors) differ from ACT's "
+            f"({ours.shape[0]} priors for pool5 {lay.pool5}, not clipped)"
+        )
     return lay
 
 
-def _stream_blobs(base: str, lay: ACTCaffeLayout, params: dict[str, Message], layers: dict[str, CaffeLayer],
-                  source: str) -> tuple[list[np.ndarray], str]:  # fmt: skip
+def _stream_blobs(
+    base: str, lay: ACTCaffeLayout, params: dict[str, Message], layers: dict[str, CaffeLayer], source: str
+) -> tuple[list[np.ndarray], str]:
     """The blobs of a layer shared by the K streams, and the instance they were read from.
 
     Every instance in the file must hold the same values; an absent one must share all its blobs
@@ -236,20 +260,30 @@ def _stream_blobs(base: str, lay: ACTCaffeLayout, params: dict[str, Message], la
     blobs, ref_params = layers[ref].blobs, _param_names(params[ref])
     for name in names:
         theirs = _param_names(params[name])
-        shared = [j < min(len(theirs), len(ref_params)) and theirs[j] != "" and theirs[j] == ref_params[j]
-                  for j in range(len(blobs))]  # fmt: skip
+        shared = [
+            j < min(len(theirs), len(ref_params)) and theirs[j] != "" and theirs[j] == ref_params[j]
+            for j in range(len(blobs))
+        ]
         if name not in layers:
             if not all(shared):
-                raise WeightsError(f"{source}: no weights for layer {name!r}, and the prototxt does not share its "
-                                   f"blobs with {ref!r} (param names {theirs} vs {ref_params})")  # fmt: skip
+                raise WeightsError(
+                    f"{source}: no weights for layer {name!r}, and the prototxt does not share its "
+                    f"blobs with {ref!r} (param names {theirs} vs {ref_params})"
+                )
             continue
         other = layers[name].blobs
         for j in range(max(len(blobs), len(other))):
-            if j >= min(len(blobs), len(other)) or blobs[j].shape != other[j].shape or not np.array_equal(blobs[j], other[j]):
+            if (
+                j >= min(len(blobs), len(other))
+                or blobs[j].shape != other[j].shape
+                or not np.array_equal(blobs[j], other[j])
+            ):
                 how = "declared shared" if j < len(shared) and shared[j] else "not shared"
-                raise WeightsError(f"{source}: layers {ref!r} and {name!r} hold different values in blob {j} "
-                                   f"({how} in the prototxt); singleshot's ACT runs the K streams through one "
-                                   "trunk, so the streams' weights must be identical")  # fmt: skip
+                raise WeightsError(
+                    f"{source}: layers {ref!r} and {name!r} hold different values in blob {j} "
+                    f"({how} in the prototxt); singleshot's ACT runs the K streams through one "
+                    "trunk, so the streams' weights must be identical"
+                )
     return blobs, ref
 
 
@@ -269,20 +303,27 @@ def _check_shapes(expected: dict[str, Tensor], state: dict[str, Tensor], origin:
     """Shapes of the converted tensors present in ``expected`` (the model's state dict) against it."""
     for key, tensor in state.items():
         if key in expected and tuple(tensor.shape) != tuple(expected[key].shape):
-            raise WeightsError(f"{source}: layer {origin[key]!r} has shape {tuple(tensor.shape)}, act_vgg16 "
-                               f"expects {tuple(expected[key].shape)} for {key!r}")  # fmt: skip
+            raise WeightsError(
+                f"{source}: layer {origin[key]!r} has shape {tuple(tensor.shape)}, act_vgg16 "
+                f"expects {tuple(expected[key].shape)} for {key!r}"
+            )
 
 
-def _norm_scales(lay: ACTCaffeLayout, params: dict[str, Message], layers: dict[str, CaffeLayer], source: str,
-                 channels: int) -> Tensor:  # fmt: skip
+def _norm_scales(
+    lay: ACTCaffeLayout, params: dict[str, Message], layers: dict[str, CaffeLayer], source: str, channels: int
+) -> Tensor:
     """conv4_3 scales: Tensor[K, C] (one row per stream), or Tensor[C] when the prototxt shares one."""
     if lay.shared_l2norm:
-        scales = torch.from_numpy(np.array(_stream_blobs("conv4_3_norm", lay, params, layers, source)[0][0], np.float32))
+        scales = torch.from_numpy(
+            np.array(_stream_blobs("conv4_3_norm", lay, params, layers, source)[0][0], np.float32)
+        )
     else:
         names = [lay.stream("conv4_3_norm", k) for k in range(lay.k)]
         missing = [name for name in names if name not in layers]
         if missing:
-            raise WeightsError(f"{source}: no weights for layer {missing[0]!r} (its scale is not shared in the prototxt)")
+            raise WeightsError(
+                f"{source}: no weights for layer {missing[0]!r} (its scale is not shared in the prototxt)"
+            )
         rows = [np.array(layers[name].blobs[0], dtype=np.float32).reshape(-1) for name in names]
         if len({r.size for r in rows}) != 1:
             raise WeightsError(f"{source}: the layers {names} hold scales of sizes {[r.size for r in rows]}")
@@ -296,8 +337,12 @@ def _norm_scales(lay: ACTCaffeLayout, params: dict[str, Message], layers: dict[s
 def _postprocess(net: Message) -> dict[str, Any]:
     """TubeletPostprocess thresholds from the prototxt's (ACT)DetectionOutput layer, ACT's defaults otherwise."""
     base = TubeletPostprocess()
-    out = {"score_thresh": base.score_thresh, "nms_thresh": base.nms_thresh,
-           "topk_candidates": base.topk_candidates, "max_detections": base.max_detections}  # fmt: skip
+    out = {
+        "score_thresh": base.score_thresh,
+        "nms_thresh": base.nms_thresh,
+        "topk_candidates": base.topk_candidates,
+        "max_detections": base.max_detections,
+    }
     for layer in layer_params(net).values():
         if first(layer, "type") in ("ACTDetectionOutput", "DetectionOutput"):
             p = first(layer, "detection_output_param", {})
@@ -310,8 +355,10 @@ def _postprocess(net: Message) -> dict[str, Any]:
 
 
 def _flow_error(where: str) -> WeightsError:
-    return WeightsError(f"{where}: an ACT flow model (5 stacked flow images, {_FLOW_CHANNELS} input channels per "
-                        "frame); flow models are not supported yet: act_vgg16 takes 3-channel frames")  # fmt: skip
+    return WeightsError(
+        f"{where}: an ACT flow model (5 stacked flow images, {_FLOW_CHANNELS} input channels per "
+        "frame); flow models are not supported yet: act_vgg16 takes 3-channel frames"
+    )
 
 
 def convert_caffe_act(prototxt: str | Path, caffemodel: str | Path) -> ConvertedWeights:
@@ -350,7 +397,9 @@ def convert_caffe_act(prototxt: str | Path, caffemodel: str | Path) -> Converted
 
     for ours, base in zip(_TRUNK_KEYS, _TRUNK):
         put(ours, *_stream_blobs(base, lay, params, layers, source))
-    state["backbone.l2norm.weight"] = _norm_scales(lay, params, layers, source, int(state["backbone.vgg.21.weight"].shape[0]))
+    state["backbone.l2norm.weight"] = _norm_scales(
+        lay, params, layers, source, int(state["backbone.vgg.21.weight"].shape[0])
+    )
     origin["backbone.l2norm.weight"] = lay.stream("conv4_3_norm", 0)
     for s, (loc, conf) in enumerate(lay.heads):
         for ours, name in ((f"head.loc.{s}", loc), (f"head.conf.{s}", conf)):
@@ -361,8 +410,10 @@ def convert_caffe_act(prototxt: str | Path, caffemodel: str | Path) -> Converted
     loc0, conf0 = state["head.loc.0.weight"].shape[0], state["head.conf.0.weight"].shape[0]
     anchors = loc0 // (4 * lay.k)
     if anchors == 0 or loc0 % (4 * lay.k) or conf0 % anchors or conf0 // anchors < 2:
-        raise WeightsError(f"{source}: layer {lay.heads[0][0]!r} has {loc0} outputs and {lay.heads[0][1]!r} "
-                           f"{conf0}: not 4K={4 * lay.k} offsets and C+1 scores per prior")  # fmt: skip
+        raise WeightsError(
+            f"{source}: layer {lay.heads[0][0]!r} has {loc0} outputs and {lay.heads[0][1]!r} "
+            f"{conf0}: not 4K={4 * lay.k} offsets and C+1 scores per prior"
+        )
     num_classes = conf0 // anchors - 1
     with torch.device("meta"):
         expected = act_vgg16_caffe(num_classes, **arch_kwargs).state_dict()
@@ -379,7 +430,8 @@ def convert_caffe_act(prototxt: str | Path, caffemodel: str | Path) -> Converted
         "num_classes": num_classes,
         "classes": list(known.get(num_classes, [f"class_{i}" for i in range(1, num_classes + 1)])),
         "classes_from": "the conf head's size (24: UCF101-24, 21: J-HMDB-21, in ACT's order)"
-        if num_classes in known else "placeholders: the caffemodel holds no class names",
+        if num_classes in known
+        else "placeholders: the caffemodel holds no class names",
         "K": lay.k,
         "modality": "rgb",
         "input_size": [lay.size, lay.size],

@@ -93,6 +93,4 @@ def caffe_messages(raw: bool = True) -> dict[str, Any]:
                 field.options.packed = True
     pool = descriptor_pool.DescriptorPool()
     pool.Add(file_proto)
-    return {
-        name: message_factory.GetMessageClass(pool.FindMessageTypeByName(f"{_PACKAGE}.{name}")) for name in _SCHEMA
-    }
+    return {name: message_factory.GetMessageClass(pool.FindMessageTypeByName(f"{_PACKAGE}.{name}")) for name in _SCHEMA}

@@ -36,9 +36,20 @@ from singleshot.models.vgg import FC6_INDEX, FC7_INDEX, VGG16_CONV_INDICES
 from singleshot.ops.priors import generate_priors, prior_spec
 
 VGG_NAMES = (
-    "conv1_1", "conv1_2", "conv2_1", "conv2_2", "conv3_1", "conv3_2", "conv3_3",
-    "conv4_1", "conv4_2", "conv4_3", "conv5_1", "conv5_2", "conv5_3",
-)  # fmt: skip
+    "conv1_1",
+    "conv1_2",
+    "conv2_1",
+    "conv2_2",
+    "conv3_1",
+    "conv3_2",
+    "conv3_3",
+    "conv4_1",
+    "conv4_2",
+    "conv4_3",
+    "conv5_1",
+    "conv5_2",
+    "conv5_3",
+)
 #: BGR mean on 0..255 pixels of the Caffe SSD models (and of ACT).
 CAFFE_MEAN_BGR = (104.0, 117.0, 123.0)
 
@@ -70,7 +81,7 @@ def caffe_priors(net: Message, sources: list[str], maps: list[int], size: tuple[
         p = by_bottom[name]
         ratios = [1.0]
         for ar in p.get("aspect_ratio", []):
-            for r in ([float(ar), 1.0 / float(ar)] if first(p, "flip", True) else [float(ar)]):
+            for r in [float(ar), 1.0 / float(ar)] if first(p, "flip", True) else [float(ar)]:
                 if all(abs(r - q) > 1e-6 for q in ratios):
                     ratios.append(r)
         step = float(first(p, "step", width / fmap))

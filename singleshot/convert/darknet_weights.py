@@ -76,7 +76,9 @@ def read_darknet_header(path: str | Path) -> DarknetHeader:
     probe = DarknetHeader(major, minor, revision, 0)
     if probe.seen_is_int64:
         if len(head) < 20:
-            raise WeightsError(f"{path}: version {major}.{minor} needs a 20-byte header, the file has {len(head)} bytes")
+            raise WeightsError(
+                f"{path}: version {major}.{minor} needs a 20-byte header, the file has {len(head)} bytes"
+            )
         seen = int(np.frombuffer(head[12:20], dtype="<i8")[0])
     else:
         seen = int(np.frombuffer(head[12:16], dtype="<i4")[0])
@@ -121,7 +123,8 @@ def read_darknet_weights(path: str | Path, model: Darknet2D, allow_partial: bool
                 break
             raise WeightsError(
                 f"{path}: data ends inside {where}: {data.size} float32 values after the header, "
-                f"the network takes {needed}" + ("" if allow_partial else " (allow_partial=True loads leading whole layers)")
+                f"the network takes {needed}"
+                + ("" if allow_partial else " (allow_partial=True loads leading whole layers)")
             )
         parts = [bn.bias, bn.weight, bn.running_mean, bn.running_var] if bn is not None else [conv.bias]
         for target in [*parts, conv.weight]:
@@ -136,6 +139,11 @@ def read_darknet_weights(path: str | Path, model: Darknet2D, allow_partial: bool
         logger.warning(msg)
     logger.info(
         "%s: Darknet weights v%d.%d.%d (seen %d), %d conv layers",
-        path, header.major, header.minor, header.revision, header.seen, loaded,
-    )  # fmt: skip
+        path,
+        header.major,
+        header.minor,
+        header.revision,
+        header.seen,
+        loaded,
+    )
     return header

@@ -36,7 +36,7 @@ def _tokens(text: str, source: str) -> list[tuple[str, str, int]]:
             if text[pos:].strip() == "":
                 break
             line = text.count("\n", 0, pos) + 1
-            raise WeightsError(f"{source}: line {line}: cannot read {text[pos:pos + 20]!r}")
+            raise WeightsError(f"{source}: line {line}: cannot read {text[pos : pos + 20]!r}")
         pos = m.end()
         kind = m.lastgroup
         if kind and kind != "comment":

@@ -24,8 +24,6 @@ import re
 from collections.abc import Callable
 from typing import Any
 
-from torch import Tensor
-
 from singleshot.convert._common import ConvertedWeights, StateSource, as_state_dict, load_strict, rename_keys, require
 from singleshot.errors import WeightsError
 from singleshot.models.ssd import SSD, ssd300

@@ -24,7 +24,7 @@ import logging
 import re
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Union
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -46,19 +46,57 @@ __all__ = [
     "load_yowo_checkpoint",
 ]
 
-Source = Union[str, Path, Mapping[str, Any]]
+Source = str | Path | Mapping[str, Any]
 
 UCF24_CLASSES: tuple[str, ...] = (
-    "Basketball", "BasketballDunk", "Biking", "CliffDiving", "CricketBowling", "Diving", "Fencing",
-    "FloorGymnastics", "GolfSwing", "HorseRiding", "IceDancing", "LongJump", "PoleVault", "RopeClimbing",
-    "SalsaSpin", "SkateBoarding", "Skiing", "Skijet", "SoccerJuggling", "Surfing", "TennisSwing",
-    "TrampolineJumping", "VolleyballSpiking", "WalkingWithDog",
-)  # fmt: skip
+    "Basketball",
+    "BasketballDunk",
+    "Biking",
+    "CliffDiving",
+    "CricketBowling",
+    "Diving",
+    "Fencing",
+    "FloorGymnastics",
+    "GolfSwing",
+    "HorseRiding",
+    "IceDancing",
+    "LongJump",
+    "PoleVault",
+    "RopeClimbing",
+    "SalsaSpin",
+    "SkateBoarding",
+    "Skiing",
+    "Skijet",
+    "SoccerJuggling",
+    "Surfing",
+    "TennisSwing",
+    "TrampolineJumping",
+    "VolleyballSpiking",
+    "WalkingWithDog",
+)
 JHMDB21_CLASSES: tuple[str, ...] = (
-    "brush_hair", "catch", "clap", "climb_stairs", "golf", "jump", "kick_ball", "pick", "pour", "pullup",
-    "push", "run", "shoot_ball", "shoot_bow", "shoot_gun", "sit", "stand", "swing_baseball", "throw",
-    "walk", "wave",
-)  # fmt: skip
+    "brush_hair",
+    "catch",
+    "clap",
+    "climb_stairs",
+    "golf",
+    "jump",
+    "kick_ball",
+    "pick",
+    "pour",
+    "pullup",
+    "push",
+    "run",
+    "shoot_ball",
+    "shoot_bow",
+    "shoot_gun",
+    "sit",
+    "stand",
+    "swing_baseball",
+    "throw",
+    "walk",
+    "wave",
+)
 _PARTS = ("backbone_3d.", "backbone_2d.", "cfam.", "conv_final.")
 _CLASSIFIER = re.compile(r"^(fc|classifier)\.")
 YOWO_NUM_ANCHORS = 5
@@ -80,7 +118,9 @@ def _blocks(sd: Mapping[str, Tensor], prefix: str, layer: int) -> int:
     return len({int(m[1]) for k in sd if (m := pat.match(k))})
 
 
-def infer_backbone3d(sd: Mapping[str, Tensor], prefix: str = "", source: str = "<state dict>") -> tuple[str, dict[str, Any]]:
+def infer_backbone3d(
+    sd: Mapping[str, Tensor], prefix: str = "", source: str = "<state dict>"
+) -> tuple[str, dict[str, Any]]:
     """The ``build_backbone3d`` name and arguments whose weights have the keys and shapes of ``sd``.
 
     Raises:
@@ -99,7 +139,9 @@ def infer_backbone3d(sd: Mapping[str, Tensor], prefix: str = "", source: str = "
     layers = tuple(_blocks(sd, p, i) for i in range(1, 5))
     stem = sd.get(f"{p}conv1.weight")
     if stem is None or stem.dim() != 5 or min(layers) == 0:
-        raise WeightsError(f"{source}: no 3D backbone found under {p or 'the top level'!r} (need conv1 and layer1..layer4)")
+        raise WeightsError(
+            f"{source}: no 3D backbone found under {p or 'the top level'!r} (need conv1 and layer1..layer4)"
+        )
     if f"{p}layer1.0.conv3.weight" in sd:
         conv2 = sd[f"{p}layer1.0.conv2.weight"]
         cardinality = conv2.shape[0] // conv2.shape[1]
@@ -115,7 +157,9 @@ def infer_backbone3d(sd: Mapping[str, Tensor], prefix: str = "", source: str = "
         return "resnet18", {"width": width / 64, "shortcut": shortcut}
     if tuple(stem.shape[2:]) == (3, 7, 7) and len(set(layers)) == 1:
         return "tiny3d", {"width": width, "blocks": layers[0]}
-    raise WeightsError(f"{source}: 3D ResNet with stem {tuple(stem.shape)} and blocks {layers} is not a supported backbone")
+    raise WeightsError(
+        f"{source}: 3D ResNet with stem {tuple(stem.shape)} and blocks {layers} is not a supported backbone"
+    )
 
 
 def _infer_backbone2d(sd: Mapping[str, Tensor], source: str) -> tuple[str, dict[str, Any]]:

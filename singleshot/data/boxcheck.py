@@ -58,9 +58,7 @@ def check_boxes(
     x1, y1, x2, y2 = boxes.unbind(dim=1)
     degenerate = (x2 <= x1) | (y2 <= y1)
     outside = (x1 >= width) | (y1 >= height) | (x2 <= 0) | (y2 <= 0)
-    clipped = torch.stack(
-        (x1.clamp(0, width), y1.clamp(0, height), x2.clamp(0, width), y2.clamp(0, height)), dim=1
-    )
+    clipped = torch.stack((x1.clamp(0, width), y1.clamp(0, height), x2.clamp(0, width), y2.clamp(0, height)), dim=1)
     changed = (clipped != boxes).any(dim=1)
     keep = ~(degenerate | outside)
     for k in degenerate.nonzero().flatten().tolist():
@@ -70,8 +68,7 @@ def check_boxes(
         )
     for k in (outside & ~degenerate).nonzero().flatten().tolist():
         warnings.warn(
-            f"{file}: {names[k]} lies wholly outside the {frame} "
-            f"(xyxy {boxes[k].tolist()}); dropped",
+            f"{file}: {names[k]} lies wholly outside the {frame} (xyxy {boxes[k].tolist()}); dropped",
             stacklevel=3,
         )
     for k in (keep & changed).nonzero().flatten().tolist():

@@ -67,8 +67,20 @@ def _polygon(kind: str) -> list[tuple[float, float]]:
         return [(0.0, -0.5), (0.5, 0.5), (-0.5, 0.5)]
     if kind == "cross":
         a = 1.0 / 6.0
-        return [(-a, -0.5), (a, -0.5), (a, -a), (0.5, -a), (0.5, a), (a, a), (a, 0.5), (-a, 0.5),
-                (-a, a), (-0.5, a), (-0.5, -a), (-a, -a)]  # fmt: skip
+        return [
+            (-a, -0.5),
+            (a, -0.5),
+            (a, -a),
+            (0.5, -a),
+            (0.5, a),
+            (a, a),
+            (a, 0.5),
+            (-a, 0.5),
+            (-a, a),
+            (-0.5, a),
+            (-0.5, -a),
+            (-a, -a),
+        ]
     if kind == "star":
         pts = []
         for k in range(10):
@@ -206,9 +218,13 @@ def render_shapes_image(
             patch[:] = patch * (1.0 - a) + (color * shade[..., None]) * a
             boxes.append(bbox)
             objects.append(
-                {"name": kind, "box": (bbox[0], bbox[1], bbox[2] - 1, bbox[3] - 1),
-                 "difficult": tiny, "truncated": bool(truncated)}
-            )  # fmt: skip
+                {
+                    "name": kind,
+                    "box": (bbox[0], bbox[1], bbox[2] - 1, bbox[3] - 1),
+                    "difficult": tiny,
+                    "truncated": bool(truncated),
+                }
+            )
             return True
         return False
 
@@ -286,8 +302,12 @@ def write_shapes_dataset(
             (voc / "Annotations" / f"{image_id}.xml").write_text(_xml(image_id, size, objects))
             splits[split].append(image_id)
     main = voc / "ImageSets" / "Main"
-    for name, ids in (("train", splits["train"]), ("trainval", splits["train"]),
-                      ("val", splits["val"]), ("test", splits["val"])):  # fmt: skip
+    for name, ids in (
+        ("train", splits["train"]),
+        ("trainval", splits["train"]),
+        ("val", splits["val"]),
+        ("test", splits["val"]),
+    ):
         (main / f"{name}.txt").write_text("".join(f"{i}\n" for i in ids))
     logger.info("wrote %d + %d shapes images (%s) under %s", n_train, n_val, ", ".join(classes), voc)
     return root

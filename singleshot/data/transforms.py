@@ -129,9 +129,13 @@ class BatchedIoUCrop(v2.RandomIoUCrop):
     def make_params(self, flat_inputs: list[Any]) -> dict[str, Any]:
         boxes = next(x for x in flat_inputs if isinstance(x, tv_tensors.BoundingBoxes))  # check_inputs ensures one
         orig_h, orig_w = boxes.canvas_size
-        xyxy = v2.functional.convert_bounding_box_format(
-            boxes.as_subclass(Tensor), boxes.format, tv_tensors.BoundingBoxFormat.XYXY
-        ).reshape(-1, 4).to(torch.float32)
+        xyxy = (
+            v2.functional.convert_bounding_box_format(
+                boxes.as_subclass(Tensor), boxes.format, tv_tensors.BoundingBoxFormat.XYXY
+            )
+            .reshape(-1, 4)
+            .to(torch.float32)
+        )
         cx = 0.5 * (xyxy[:, 0] + xyxy[:, 2])
         cy = 0.5 * (xyxy[:, 1] + xyxy[:, 3])
         while True:
@@ -159,17 +163,24 @@ class BatchedIoUCrop(v2.RandomIoUCrop):
             if bool(ok.any()):
                 k = int(ok.nonzero()[0, 0])
                 return dict(
-                    top=int(top[k]), left=int(left[k]), height=int(new_h[k]), width=int(new_w[k]),
+                    top=int(top[k]),
+                    left=int(left[k]),
+                    height=int(new_h[k]),
+                    width=int(new_w[k]),
                     is_within_crop_area=inside[k],
-                )  # fmt: skip
+                )
 
 
 def iou_crop() -> v2.Transform:
     """SSD's IoU-constrained crop (see the module docstring); must be followed by sanitize_boxes()."""
     return BatchedIoUCrop(
-        min_scale=0.3, max_scale=1.0, min_aspect_ratio=0.5, max_aspect_ratio=2.0,
-        sampler_options=[0.0, 0.1, 0.3, 0.5, 0.7, 0.9, 1.0], trials=40,
-    )  # fmt: skip
+        min_scale=0.3,
+        max_scale=1.0,
+        min_aspect_ratio=0.5,
+        max_aspect_ratio=2.0,
+        sampler_options=[0.0, 0.1, 0.3, 0.5, 0.7, 0.9, 1.0],
+        trials=40,
+    )
 
 
 def horizontal_flip(p: float = 0.5) -> v2.Transform:

@@ -35,10 +35,27 @@ __all__ = ["VOC_CLASSES", "VOCDetection", "parse_voc_xml", "find_voc_folders"]
 
 #: The 20 Pascal VOC classes in the devkit's (alphabetical) order; label i is ``VOC_CLASSES[i]``.
 VOC_CLASSES: tuple[str, ...] = (
-    "aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair", "cow",
-    "diningtable", "dog", "horse", "motorbike", "person", "pottedplant", "sheep", "sofa", "train",
+    "aeroplane",
+    "bicycle",
+    "bird",
+    "boat",
+    "bottle",
+    "bus",
+    "car",
+    "cat",
+    "chair",
+    "cow",
+    "diningtable",
+    "dog",
+    "horse",
+    "motorbike",
+    "person",
+    "pottedplant",
+    "sheep",
+    "sofa",
+    "train",
     "tvmonitor",
-)  # fmt: skip
+)
 
 Transforms = Callable[[Tensor, BoxTarget], tuple[Tensor, BoxTarget]]
 
@@ -197,9 +214,13 @@ def parse_voc_xml(
     """
     path = Path(path)
     return _build_target(
-        _read_xml(path), path, class_names,
-        keep_difficult=keep_difficult, skip_unknown=skip_unknown, image_size=image_size,
-    )  # fmt: skip
+        _read_xml(path),
+        path,
+        class_names,
+        keep_difficult=keep_difficult,
+        skip_unknown=skip_unknown,
+        image_size=image_size,
+    )
 
 
 def find_voc_folders(root: str | Path, years: Sequence[str | int] = ("2007",)) -> list[Path]:
@@ -309,9 +330,13 @@ class VOCDetection(Dataset):
         """Target of sample ``index`` from the XML alone (no image decoding; size from ``<size>``)."""
         path = self.annotation_path(index)
         return _build_target(
-            _read_xml(path), path, self.class_names,
-            keep_difficult=self.keep_difficult, skip_unknown=self.skip_unknown, image_size=None,
-        )  # fmt: skip
+            _read_xml(path),
+            path,
+            self.class_names,
+            keep_difficult=self.keep_difficult,
+            skip_unknown=self.skip_unknown,
+            image_size=None,
+        )
 
     def __getitem__(self, index: int) -> tuple[Tensor, BoxTarget]:
         xml_path = self.annotation_path(index)
@@ -327,9 +352,13 @@ class VOCDetection(Dataset):
                 stacklevel=2,
             )
         target = _build_target(
-            ann, xml_path, self.class_names,
-            keep_difficult=self.keep_difficult, skip_unknown=self.skip_unknown, image_size=real,
-        )  # fmt: skip
+            ann,
+            xml_path,
+            self.class_names,
+            keep_difficult=self.keep_difficult,
+            skip_unknown=self.skip_unknown,
+            image_size=real,
+        )
         target.image_id = self.ids[index][1]
         if self.transforms is not None:
             image, target = self.transforms(image, target)

@@ -97,8 +97,9 @@ def _autocast_on() -> bool:
 Outputs = TypeVar("Outputs", Tensor, dict[str, Tensor])
 
 
-def parallel_branches(branches: Sequence[Callable[[], Outputs]],
-                      params: Sequence[Sequence[torch.nn.Parameter]] | None = None) -> list[Outputs]:  # fmt: skip
+def parallel_branches(
+    branches: Sequence[Callable[[], Outputs]], params: Sequence[Sequence[torch.nn.Parameter]] | None = None
+) -> list[Outputs]:
     """Run independent branches in threads; with grad enabled their backward runs in threads too.
 
     Args:

@@ -63,7 +63,9 @@ def init_distributed(device: str = "cpu", timeout_s: float = 1800.0) -> str:
         if not torch.cuda.is_available():
             raise ConfigError(f"device={device!r}: CUDA is not available to process LOCAL_RANK={local_rank}")
         if local_rank >= torch.cuda.device_count():
-            raise ConfigError(f"LOCAL_RANK={local_rank} but only {torch.cuda.device_count()} CUDA device(s) are visible")
+            raise ConfigError(
+                f"LOCAL_RANK={local_rank} but only {torch.cuda.device_count()} CUDA device(s) are visible"
+            )
         device = f"cuda:{local_rank}"
         torch.cuda.set_device(device)
         backend = "nccl"

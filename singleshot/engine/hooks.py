@@ -52,5 +52,11 @@ class EarlyStopping(Hook):
         waited = trainer.epoch - trainer.best_epoch
         if waited >= self.patience:
             trainer.should_stop = True
-            logger.info("early stopping at epoch %d: %s has not improved for %d epochs (best %s at epoch %d)",
-                        trainer.epoch, trainer.metric_key, waited, trainer.best_metric, trainer.best_epoch)
+            logger.info(
+                "early stopping at epoch %d: %s has not improved for %d epochs (best %s at epoch %d)",
+                trainer.epoch,
+                trainer.metric_key,
+                waited,
+                trainer.best_metric,
+                trainer.best_epoch,
+            )

@@ -146,8 +146,9 @@ class Progress:
         if self.use_bar and self.enabled:
             from tqdm import tqdm
 
-            self._bar = tqdm(total=total, initial=initial, desc=f"epoch {epoch}/{epochs}", unit="it",
-                             dynamic_ncols=True, leave=True)
+            self._bar = tqdm(
+                total=total, initial=initial, desc=f"epoch {epoch}/{epochs}", unit="it", dynamic_ncols=True, leave=True
+            )
 
     def images_per_second(self) -> float:
         """Images counted by :meth:`update` since :meth:`start`, per second of wall time."""
@@ -187,4 +188,6 @@ class Progress:
             eta = f" eta {max(self._total - self._count, 0) / rate:.0f}s"
         terms = " ".join(f"{k}={v:.4g}" for k, v in losses.items())
         imgs = f" {self._images / elapsed:.1f} img/s" if self._images else ""
-        return f"epoch {self._epoch}/{self._epochs} it {self._count}{total} {terms} lr={lr:.3g} {rate:.2f} it/s{imgs}{eta}"
+        return (
+            f"epoch {self._epoch}/{self._epochs} it {self._count}{total} {terms} lr={lr:.3g} {rate:.2f} it/s{imgs}{eta}"
+        )

@@ -187,10 +187,17 @@ def build_train_loader(
     sampler = ResumableSampler(len(dataset), seed=seed, shuffle=shuffle, with_seeds=True)  # type: ignore[arg-type]
     pin = device.startswith("cuda") and torch.cuda.is_available()
     return DataLoader(
-        SeededDataset(dataset), batch_size=batch_size, sampler=sampler, num_workers=workers,
-        collate_fn=collate_fn, drop_last=drop_last, pin_memory=pin, worker_init_fn=worker_init_fn,
-        generator=torch.Generator().manual_seed(int(seed)), persistent_workers=workers > 0 and persistent_workers,
-    )  # fmt: skip
+        SeededDataset(dataset),
+        batch_size=batch_size,
+        sampler=sampler,
+        num_workers=workers,
+        collate_fn=collate_fn,
+        drop_last=drop_last,
+        pin_memory=pin,
+        worker_init_fn=worker_init_fn,
+        generator=torch.Generator().manual_seed(int(seed)),
+        persistent_workers=workers > 0 and persistent_workers,
+    )
 
 
 def resumable_sampler(loader: Any, want_mid_epoch: bool = False) -> tuple[ResumableSampler | None, int]:

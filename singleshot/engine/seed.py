@@ -96,10 +96,6 @@ def set_rng_state(state: dict[str, Any]) -> None:
             )
     npst = state["numpy"]
     keys = npst["keys"].numpy().astype(np.uint32)
-    np.random.set_state(
-        ("MT19937", keys, int(npst["pos"]), int(npst["has_gauss"]), float(npst["cached_gaussian"]))
-    )
+    np.random.set_state(("MT19937", keys, int(npst["pos"]), int(npst["has_gauss"]), float(npst["cached_gaussian"])))
     pyst = state["python"]
-    random.setstate(
-        (int(pyst["version"]), tuple(int(v) for v in pyst["state"].tolist()), pyst["gauss_next"])
-    )
+    random.setstate((int(pyst["version"]), tuple(int(v) for v in pyst["state"].tolist()), pyst["gauss_next"]))

@@ -81,8 +81,13 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         self.milestones = tuple(int(m) for m in self.milestones)
-        positive = {"epochs": self.epochs, "accumulate": self.accumulate, "eval_every": self.eval_every,
-                    "max_nonfinite": self.max_nonfinite, "log_every": self.log_every}
+        positive = {
+            "epochs": self.epochs,
+            "accumulate": self.accumulate,
+            "eval_every": self.eval_every,
+            "max_nonfinite": self.max_nonfinite,
+            "log_every": self.log_every,
+        }
         for key, value in positive.items():
             if int(value) < 1:
                 raise ConfigError(f"{key}: must be >= 1, got {value}")
@@ -163,17 +168,35 @@ def train_config_for(task_cfg: EngineOptions, batches_per_epoch: int, out_dir: s
     steps_per_epoch = -(-int(batches_per_epoch) // int(c.accumulate))
     channels_last = getattr(c, "channels_last", False)
     return TrainConfig(
-        epochs=c.epochs, lr=c.lr, momentum=c.momentum, weight_decay=c.weight_decay, optimizer=c.optimizer,
-        schedule=c.schedule, milestones=tuple(m * steps_per_epoch for m in c.milestones),
-        gamma=getattr(c, "gamma", TrainConfig.gamma), warmup_iters=c.warmup, accumulate=c.accumulate,
-        clip_grad=c.clip_grad, eval_every=c.eval_every, out_dir=out_dir, seed=c.seed, device=device, resume=c.resume,
-        log_every=max(1, int(batches_per_epoch) // 4), amp=c.amp, ema_decay=c.ema, patience=c.patience,
-        checkpoint_every=c.checkpoint_every, plot_every=c.plot_every,
+        epochs=c.epochs,
+        lr=c.lr,
+        momentum=c.momentum,
+        weight_decay=c.weight_decay,
+        optimizer=c.optimizer,
+        schedule=c.schedule,
+        milestones=tuple(m * steps_per_epoch for m in c.milestones),
+        gamma=getattr(c, "gamma", TrainConfig.gamma),
+        warmup_iters=c.warmup,
+        accumulate=c.accumulate,
+        clip_grad=c.clip_grad,
+        eval_every=c.eval_every,
+        out_dir=out_dir,
+        seed=c.seed,
+        device=device,
+        resume=c.resume,
+        log_every=max(1, int(batches_per_epoch) // 4),
+        amp=c.amp,
+        ema_decay=c.ema,
+        patience=c.patience,
+        checkpoint_every=c.checkpoint_every,
+        plot_every=c.plot_every,
         channels_last=device.startswith("cuda") if channels_last is None else bool(channels_last),
-    )  # fmt: skip
+    )
 
 
-def build_optimizer(params: Iterable[nn.Parameter] | Iterable[dict[str, Any]], cfg: TrainConfig) -> torch.optim.Optimizer:
+def build_optimizer(
+    params: Iterable[nn.Parameter] | Iterable[dict[str, Any]], cfg: TrainConfig
+) -> torch.optim.Optimizer:
     """The optimizer named by ``cfg.optimizer`` over ``params``: parameters (weight decay on all of
     them) or parameter groups (their own ``lr``/``weight_decay`` override the config's).
 

@@ -146,8 +146,15 @@ class Trainer:
         self.params = [p for p in self.model.parameters() if p.requires_grad]
         self.optimizer = build_optimizer(self.params if param_groups is None else param_groups, cfg)
         self.scheduler = build_scheduler(
-            self.optimizer, cfg.schedule, self.total_iters, cfg.warmup_iters, cfg.warmup_factor,
-            cfg.milestones, cfg.gamma, cfg.power, cfg.min_lr_factor,
+            self.optimizer,
+            cfg.schedule,
+            self.total_iters,
+            cfg.warmup_iters,
+            cfg.warmup_factor,
+            cfg.milestones,
+            cfg.gamma,
+            cfg.power,
+            cfg.min_lr_factor,
         )
         self.amp_dtype = resolve_amp_dtype(cfg.amp, cfg.amp_dtype, self.device)
         self.scaler = make_scaler(self.device, self.amp_dtype)
@@ -194,8 +201,12 @@ class Trainer:
             "ema": self.ema.state_dict() if self.ema is not None else None,
             "epoch": self.epoch,
             "iteration": self.iteration,
-            "sampler": {"epoch": self.epoch, "batches": self.batch_in_epoch, "batch_size": self.loader_batch_size,
-                        "world_size": self.world_size},
+            "sampler": {
+                "epoch": self.epoch,
+                "batches": self.batch_in_epoch,
+                "batch_size": self.loader_batch_size,
+                "world_size": self.world_size,
+            },
             "epoch_sums": {"sums": dict(self._sums), "finite": self._finite},
             "rng": rng,
             "rng_ranks": all_gather_objects(rng) if is_distributed() else None,
@@ -227,11 +238,19 @@ class Trainer:
         self.metrics = dict(state.get("metrics") or {})
         pos = state.get("sampler") or {}
         batches = int(pos.get("batches", 0))
-        if batches and (self.sampler is None or pos.get("batch_size") != self.loader_batch_size
-                        or pos.get("world_size") != self.world_size):
-            logger.warning("checkpoint was written after %d batches of epoch %d with batch %s x %s processes; this "
-                           "loader cannot continue there, so the epoch restarts from its first batch",
-                           batches, self.epoch + 1, pos.get("batch_size"), pos.get("world_size"))
+        if batches and (
+            self.sampler is None
+            or pos.get("batch_size") != self.loader_batch_size
+            or pos.get("world_size") != self.world_size
+        ):
+            logger.warning(
+                "checkpoint was written after %d batches of epoch %d with batch %s x %s processes; this "
+                "loader cannot continue there, so the epoch restarts from its first batch",
+                batches,
+                self.epoch + 1,
+                pos.get("batch_size"),
+                pos.get("world_size"),
+            )
             batches = 0
         self.batch_in_epoch = batches
         sums = (state.get("epoch_sums") or {}) if batches else {}
@@ -251,7 +270,9 @@ class Trainer:
         if self.is_main:
             try:
                 if not self.last_path.is_file():
-                    raise ConfigError(f"resume: {self.last_path} not found; nothing to resume (set resume=false to start)")
+                    raise ConfigError(
+                        f"resume: {self.last_path} not found; nothing to resume (set resume=false to start)"
+                    )
                 state = load_checkpoint(self.last_path)
             except (ConfigError, WeightsError) as exc:
                 error = exc
@@ -262,11 +283,19 @@ class Trainer:
         saved = state.get("config") or {}
         changed = sorted(k for k, v in self.cfg.to_dict().items() if k != "resume" and k in saved and saved[k] != v)
         if changed and self.is_main:
-            logger.warning("resuming %s with changed settings: %s", self.last_path,
-                           ", ".join(f"{k}: {saved[k]!r} -> {getattr(self.cfg, k)!r}" for k in changed))
+            logger.warning(
+                "resuming %s with changed settings: %s",
+                self.last_path,
+                ", ".join(f"{k}: {saved[k]!r} -> {getattr(self.cfg, k)!r}" for k in changed),
+            )
         self.load_state_dict(state)
-        logger.info("resumed %s at epoch %d, batch %d, iteration %d", self.last_path, self.epoch,
-                    self.batch_in_epoch, self.iteration)
+        logger.info(
+            "resumed %s at epoch %d, batch %d, iteration %d",
+            self.last_path,
+            self.epoch,
+            self.batch_in_epoch,
+            self.iteration,
+        )
 
     def _save_last(self) -> dict[str, Any]:
         state = self.state_dict()  # every process: gathers the RNG states
@@ -291,8 +320,12 @@ class Trainer:
             seed_everything(cfg.seed + self.rank)
         if log is not None:
             log.truncate(self.epoch)
-            engine = {"train": cfg.to_dict(), "world_size": self.world_size, "torch": str(torch.__version__),
-                      "amp_dtype": str(self.amp_dtype).replace("torch.", "") if self.amp_dtype else None}
+            engine = {
+                "train": cfg.to_dict(),
+                "world_size": self.world_size,
+                "torch": str(torch.__version__),
+                "amp_dtype": str(self.amp_dtype).replace("torch.", "") if self.amp_dtype else None,
+            }
             write_yaml_files(self.out_dir, {"config.yaml": self.run_config or cfg.to_dict(), "engine.yaml": engine})
         board = TensorBoardLog(self.out_dir, cfg.tensorboard and self.is_main)
         progress = Progress(cfg.log_every, cfg.progress_bar, enabled=self.is_main)
@@ -308,8 +341,12 @@ class Trainer:
                 self._sums, self._finite = {}, 0
                 if self.evaluate is not None and (self.epoch % cfg.eval_every == 0 or self.epoch == cfg.epochs):
                     self._run_evaluation()
-                row: dict[str, Any] = {"epoch": self.epoch, "lr": self._last_lr, "time_s": time.perf_counter() - t0,
-                                       "images_per_s": progress.images_per_second()}
+                row: dict[str, Any] = {
+                    "epoch": self.epoch,
+                    "lr": self._last_lr,
+                    "time_s": time.perf_counter() - t0,
+                    "images_per_s": progress.images_per_second(),
+                }
                 row.update({f"train/{k}": v for k, v in means.items()})
                 row.update({f"metrics/{k}": v for k, v in self.metrics.items()} if self.evaluated_now else {})
                 if log is not None:
@@ -443,14 +480,23 @@ class Trainer:
         where = f"epoch {self.epoch + 1}, batch {batch_idx}, iteration {self.iteration}"
         terms = ", ".join(f"{k}={v:.6g}" for k, v in named.items())
         if self.is_main:
-            logger.warning("non-finite loss at %s (%s); skipping this step (%d/%d in a row)",
-                           where, terms, self._nonfinite_run, self.cfg.max_nonfinite)
+            logger.warning(
+                "non-finite loss at %s (%s); skipping this step (%d/%d in a row)",
+                where,
+                terms,
+                self._nonfinite_run,
+                self.cfg.max_nonfinite,
+            )
         if self._nonfinite_run >= self.cfg.max_nonfinite:
             resumable = self.sampler is not None
             if not resumable:
                 self.batch_in_epoch, self._sums, self._finite = 0, {}, 0  # resume restarts the epoch
             self._save_last()
-            at = f"after batch {batch_idx} of epoch {self.epoch + 1}" if resumable else f"at the start of epoch {self.epoch + 1}"
+            at = (
+                f"after batch {batch_idx} of epoch {self.epoch + 1}"
+                if resumable
+                else f"at the start of epoch {self.epoch + 1}"
+            )
             raise TrainingError(
                 f"training stopped: {self._nonfinite_run} consecutive non-finite losses, the last at {where} "
                 f"({terms}). The weights before them are saved in {self.last_path} (resume=true continues {at}). "

@@ -101,8 +101,9 @@ def load_weights(path: str | Path, device: str | torch.device = "cpu") -> tuple[
     return state, meta
 
 
-def load_state_into(model: nn.Module, state: Mapping[str, Tensor], source: str | Path,
-                    architecture: str | None = None) -> nn.Module:  # fmt: skip
+def load_state_into(
+    model: nn.Module, state: Mapping[str, Tensor], source: str | Path, architecture: str | None = None
+) -> nn.Module:
     """``model.load_state_dict(state)`` (strict), returning ``model``.
 
     Raises:
@@ -146,7 +147,7 @@ def unwrap_state_dict(obj: Any, source: str = "<object>") -> dict[str, Tensor]:
     prefix = "module."
     if state and all(k.startswith(prefix) for k in state):
         logger.info("%s: stripped the 'module.' prefix (nn.DataParallel / DDP) from every key", source)
-        state = {k[len(prefix):]: v for k, v in state.items()}
+        state = {k[len(prefix) :]: v for k, v in state.items()}
     return state
 
 

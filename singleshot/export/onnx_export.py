@@ -17,6 +17,7 @@ import json
 import logging
 import warnings
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +28,15 @@ from singleshot.errors import ConfigError, WeightsError
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["META_KEY", "export_onnx", "read_onnx_metadata", "set_onnx_metadata", "inline_shared_initializers", "TupleOutputs"]
+__all__ = [
+    "META_KEY",
+    "ExportOptions",
+    "export_onnx",
+    "read_onnx_metadata",
+    "set_onnx_metadata",
+    "inline_shared_initializers",
+    "TupleOutputs",
+]
 
 #: ``metadata_props`` key holding the singleshot metadata JSON (same as the safetensors header key).
 META_KEY = "singleshot"
@@ -152,22 +161,37 @@ def export_onnx(
         with torch.no_grad(), warnings.catch_warnings():
             warnings.filterwarnings("ignore", category=torch.jit.TracerWarning)
             warnings.filterwarnings("ignore", category=DeprecationWarning, module=r"torch\.onnx")
-            warnings.filterwarnings("ignore", message=".*legacy TorchScript-based ONNX export", category=DeprecationWarning)
+            warnings.filterwarnings(
+                "ignore", message=".*legacy TorchScript-based ONNX export", category=DeprecationWarning
+            )
             if dynamo:
                 batch = torch.export.Dim("batch")
                 if dynamic_batch:  # torch.export specialises a size-1 axis: trace with batch 2
                     inputs = tuple(t.expand(2, *t.shape[1:]).clone() if t.shape[0] == 1 else t for t in inputs)
                 torch.onnx.export(
-                    wrapper, inputs, str(path), input_names=list(input_names), output_names=list(output_names),
-                    opset_version=opset, dynamo=True, external_data=False,
+                    wrapper,
+                    inputs,
+                    str(path),
+                    input_names=list(input_names),
+                    output_names=list(output_names),
+                    opset_version=opset,
+                    dynamo=True,
+                    external_data=False,
                     dynamic_shapes=(tuple({0: batch} for _ in inputs),) if dynamic_batch else None,
-                )  # fmt: skip
+                )
             else:
                 axes = {n: {0: "batch"} for n in (*input_names, *output_names)} if dynamic_batch else None
                 torch.onnx.export(
-                    wrapper, inputs, str(path), input_names=list(input_names), output_names=list(output_names),
-                    opset_version=opset, dynamo=False, dynamic_axes=axes, do_constant_folding=True,
-                )  # fmt: skip
+                    wrapper,
+                    inputs,
+                    str(path),
+                    input_names=list(input_names),
+                    output_names=list(output_names),
+                    opset_version=opset,
+                    dynamo=False,
+                    dynamic_axes=axes,
+                    do_constant_folding=True,
+                )
     finally:
         model.train(was_training)
     proto = onnx.load(str(path))
@@ -185,3 +209,28 @@ def export_onnx(
     onnx.save(proto, str(path))
     logger.info("exported %s (%d nodes, outputs %s)", path, len(proto.graph.node), list(output_names))
     return path
+
+
+@dataclass
+class ExportOptions:
+    """The ``export`` keys of the families whose mode reads only a weights file (action, grasp;
+    each adds the keys of its calibration data).
+
+    ``calib``: a dataset, a ``.npy``/``.npz`` of pre-processed inputs, or empty for N(0, 1) inputs;
+    ``calib_method``: ``minmax``, ``entropy`` or ``percentile``.
+    """
+
+    weights: str = ""
+    dst: str = ""
+    format: str = "onnx"
+    int8: bool = False
+    calib: str = ""
+    calib_samples: int = 32
+    calib_method: str = "minmax"
+    per_channel: bool = True
+    opset: int = 17
+    dynamic_batch: bool = True
+
+    def __post_init__(self) -> None:
+        if self.format != "onnx":
+            raise ConfigError(f"format={self.format!r} is not supported; expected onnx")

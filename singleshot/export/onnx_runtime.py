@@ -67,7 +67,9 @@ class OnnxModel(nn.Module):
             raise WeightsError(f"{self.path}: ONNX file not found")
         try:
             self.session = ort.InferenceSession(
-                str(self.path), sess_options=session_options(threads), providers=list(providers or ["CPUExecutionProvider"])
+                str(self.path),
+                sess_options=session_options(threads),
+                providers=list(providers or ["CPUExecutionProvider"]),
             )
         except Exception as exc:  # onnxruntime raises its own (non-exported) exception types
             raise WeightsError(f"{self.path}: onnxruntime cannot load this file ({exc})") from exc

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import logging
 import tempfile
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +26,7 @@ from singleshot.export.onnx_export import read_onnx_metadata, set_onnx_metadata
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["ArrayCalibrationReader", "quantize_static_onnx"]
+__all__ = ["ArrayCalibrationReader", "quantize_static_onnx", "write_onnx_graph"]
 
 _QTYPES = {"int8": "QInt8", "uint8": "QUInt8"}
 _METHODS = {"minmax": "MinMax", "entropy": "Entropy", "percentile": "Percentile"}
@@ -110,15 +110,20 @@ def quantize_static_onnx(
     src, dst = Path(src), Path(dst)
     if not src.is_file():
         raise WeightsError(f"{src}: ONNX file not found")
-    for name, value, table in (("activation_type", activation_type, _QTYPES), ("weight_type", weight_type, _QTYPES),
-                               ("method", method, _METHODS)):  # fmt: skip
+    for name, value, table in (
+        ("activation_type", activation_type, _QTYPES),
+        ("weight_type", weight_type, _QTYPES),
+        ("method", method, _METHODS),
+    ):
         if value not in table:
             raise ConfigError(f"{name}={value!r} is unknown; expected one of {sorted(table)}")
     meta = read_onnx_metadata(src)
     proto = onnx.load(str(src))
     inputs = [i for i in proto.graph.input if i.name not in {init.name for init in proto.graph.initializer}]
     if len(inputs) != 1:
-        raise ConfigError(f"{src}: static quantization here needs a graph with one input, found {[i.name for i in inputs]}")
+        raise ConfigError(
+            f"{src}: static quantization here needs a graph with one input, found {[i.name for i in inputs]}"
+        )
     input_name, ndim = inputs[0].name, len(inputs[0].type.tensor_type.shape.dim)
     reader = ArrayCalibrationReader.make(input_name, calibration, ndim)
     dst.parent.mkdir(parents=True, exist_ok=True)
@@ -129,7 +134,9 @@ def quantize_static_onnx(
             quant_pre_process(str(src), str(model_in), skip_symbolic_shape=True)
         try:
             q.quantize_static(
-                str(model_in), str(dst), reader,
+                str(model_in),
+                str(dst),
+                reader,
                 quant_format=q.QuantFormat.QDQ,
                 per_channel=per_channel,
                 reduce_range=reduce_range,
@@ -139,18 +146,53 @@ def quantize_static_onnx(
                 nodes_to_exclude=list(nodes_to_exclude or []),
                 # no CalibMaxIntermediateOutputs: onnxruntime 1.30 drops the ranges it collected when
                 # that limit is reached; the calibration graph only outputs per-tensor min/max anyway
-            )  # fmt: skip
+            )
         except ValueError:
             if reader.count == 0:  # onnxruntime: "No data is collected."
-                raise WeightsError(f"{src}: no calibration data was given; int8 quantization needs representative inputs") from None
+                raise WeightsError(
+                    f"{src}: no calibration data was given; int8 quantization needs representative inputs"
+                ) from None
             raise
     out = onnx.load(str(dst))
     onnx_meta = dict(meta.get("onnx", {}))
     onnx_meta["int8"] = {
-        "format": "QDQ", "per_channel": per_channel, "activations": activation_type, "weights": weight_type,
-        "calibration": method, "calibration_samples": reader.count,
-    }  # fmt: skip
+        "format": "QDQ",
+        "per_channel": per_channel,
+        "activations": activation_type,
+        "weights": weight_type,
+        "calibration": method,
+        "calibration_samples": reader.count,
+    }
     set_onnx_metadata(out, dict(meta, onnx=onnx_meta))
     onnx.save(out, str(dst))
     logger.info("quantized %s -> %s (%d calibration samples)", src, dst, reader.count)
     return dst
+
+
+def write_onnx_graph(
+    out: str | Path,
+    write_float: Callable[[Path], object],
+    int8: bool = False,
+    calibration: Callable[[], Iterable[np.ndarray]] | None = None,
+    *,
+    per_channel: bool = True,
+    method: str = "minmax",
+) -> int:
+    """Write a family's graph to ``out``: the float graph by ``write_float(path)``, or with ``int8``
+    that graph in a temporary folder quantized into ``out`` (:func:`quantize_static_onnx`) on the
+    inputs of ``calibration()``, called once the float graph is written.
+
+    Returns:
+        the number of calibration samples (0 for a float graph).
+    """
+    out = Path(out)
+    if not int8:
+        write_float(out)
+        return 0
+    if calibration is None:
+        raise ConfigError("int8=true needs calibration inputs")
+    with tempfile.TemporaryDirectory(prefix="singleshot-export-") as tmp:
+        raw = Path(tmp) / "raw.onnx"
+        write_float(raw)
+        quantize_static_onnx(raw, out, calibration(), per_channel=per_channel, method=method)
+    return int(read_onnx_metadata(out)["onnx"]["int8"]["calibration_samples"])

@@ -66,7 +66,9 @@ def _zero(t: Tensor) -> Tensor:
     return t.sum() * 0.0
 
 
-def kd_loss(student_logits: Tensor, teacher_logits: Tensor, temperature: float = 1.0, mask: Tensor | None = None) -> Tensor:
+def kd_loss(
+    student_logits: Tensor, teacher_logits: Tensor, temperature: float = 1.0, mask: Tensor | None = None
+) -> Tensor:
     """Soft-label distillation: mean over the selected rows of ``T² · KL(softmax(t/T) ‖ softmax(s/T))``.
 
     Args:
@@ -81,7 +83,9 @@ def kd_loss(student_logits: Tensor, teacher_logits: Tensor, temperature: float =
     if temperature <= 0:
         raise ValueError(f"kd_loss: temperature must be > 0, got {temperature}")
     if student_logits.shape != teacher_logits.shape:
-        raise ValueError(f"kd_loss: student logits {tuple(student_logits.shape)} vs teacher {tuple(teacher_logits.shape)}")
+        raise ValueError(
+            f"kd_loss: student logits {tuple(student_logits.shape)} vs teacher {tuple(teacher_logits.shape)}"
+        )
     k = student_logits.shape[-1]
     s = student_logits.float()
     t = teacher_logits.detach().float()
@@ -148,8 +152,12 @@ class FeatureAdapter(nn.Module):
     def forward(self, features: Sequence[Tensor], sizes: Sequence[tuple[int, int]] | None = None) -> list[Tensor]:
         out = [conv(f) for conv, f in zip(self.convs, features)]
         if sizes is not None:
-            out = [o if tuple(o.shape[-2:]) == tuple(s) else F.interpolate(o, size=tuple(s), mode="bilinear", align_corners=False)
-                   for o, s in zip(out, sizes)]
+            out = [
+                o
+                if tuple(o.shape[-2:]) == tuple(s)
+                else F.interpolate(o, size=tuple(s), mode="bilinear", align_corners=False)
+                for o, s in zip(out, sizes)
+            ]
         return out
 
 
@@ -368,8 +376,11 @@ class DistillLoss:
         terms: name -> ``(weight, term)``; a term is ``(outputs, targets) -> scalar or dict``.
     """
 
-    def __init__(self, task_loss: Callable[[Mapping[str, Tensor], Any], Mapping[str, Tensor]],
-                 terms: Mapping[str, tuple[float, Term]]) -> None:
+    def __init__(
+        self,
+        task_loss: Callable[[Mapping[str, Tensor], Any], Mapping[str, Tensor]],
+        terms: Mapping[str, tuple[float, Term]],
+    ) -> None:
         for name, (weight, _) in terms.items():
             if weight < 0:
                 raise ValueError(f"DistillLoss: weight of {name!r} must be >= 0, got {weight}")

@@ -150,12 +150,12 @@ class GraspLoss:
         self.width_scale = width_scale
         self.training = True
 
-    def train(self, mode: bool = True) -> "GraspLoss":
+    def train(self, mode: bool = True) -> GraspLoss:
         """Use the auxiliary maps (``mode=True``) or ignore them."""
         self.training = mode
         return self
 
-    def eval(self) -> "GraspLoss":
+    def eval(self) -> GraspLoss:
         """Ignore the auxiliary maps (validation losses)."""
         return self.train(False)
 

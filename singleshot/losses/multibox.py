@@ -9,8 +9,8 @@ from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
-from torch.nn.utils.rnn import pad_sequence
 from torch import Tensor
+from torch.nn.utils.rnn import pad_sequence
 
 from singleshot.ops.boxes import cxcywh_to_xyxy
 from singleshot.ops.coders import DEFAULT_VARIANCES, encode

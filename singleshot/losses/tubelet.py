@@ -135,7 +135,9 @@ class TubeletLoss:
         loc = outputs["loc"].float()
         b, p, _ = logits.shape
         if loc.shape != (b, p, 4 * self.k):
-            raise ConfigError(f"TubeletLoss for K={self.k} expects loc of shape [{b}, {p}, {4 * self.k}], got {tuple(loc.shape)}")
+            raise ConfigError(
+                f"TubeletLoss for K={self.k} expects loc of shape [{b}, {p}, {4 * self.k}], got {tuple(loc.shape)}"
+            )
         if len(targets) != b:
             raise ConfigError(f"{len(targets)} targets for a batch of {b} samples")
         device = logits.device

@@ -103,19 +103,26 @@ def read_frame_detections(path: str | Path) -> FrameDets:
         num = np.array([(e["frame"], e["label"], e["score"]) for e in data]).reshape(-1, 3)
         box = np.array([e["box"] for e in data]).reshape(len(data), -1)
         ok = (
-            num.dtype.kind in "iuf" and box.dtype.kind in "iuf" and box.shape[1] == 4
-            and all(type(v) is str for v in names) and all(names)
-        )  # fmt: skip
+            num.dtype.kind in "iuf"
+            and box.dtype.kind in "iuf"
+            and box.shape[1] == 4
+            and all(type(v) is str for v in names)
+            and all(names)
+        )
     except (TypeError, KeyError, IndexError, ValueError):
         ok = False
     if ok:
         num, box = num.astype(np.float64), box.astype(np.float64)
         bad = (
-            ~np.isfinite(num).all(axis=1) | ~np.isfinite(box).all(axis=1)
-            | (num[:, 0] < 1) | (num[:, 0] != np.round(num[:, 0]))
-            | (num[:, 1] < 0) | (num[:, 1] != np.round(num[:, 1]))
-            | (box[:, 2] < box[:, 0]) | (box[:, 3] < box[:, 1])
-        )  # fmt: skip
+            ~np.isfinite(num).all(axis=1)
+            | ~np.isfinite(box).all(axis=1)
+            | (num[:, 0] < 1)
+            | (num[:, 0] != np.round(num[:, 0]))
+            | (num[:, 1] < 0)
+            | (num[:, 1] != np.round(num[:, 1]))
+            | (box[:, 2] < box[:, 0])
+            | (box[:, 3] < box[:, 1])
+        )
         ok = not bad.any()
     if not ok:
         for i, entry in enumerate(data):
@@ -133,8 +140,9 @@ def write_frame_detections(path: str | Path, dets: FrameDets) -> None:
     names = dets.videos
     records = [
         {"video": names[v], "frame": f, "label": c, "score": s, "box": b}
-        for v, f, c, s, b in zip(dets.video.tolist(), dets.frame.tolist(), dets.label.tolist(),
-                                 dets.score.tolist(), dets.boxes.tolist())  # fmt: skip
+        for v, f, c, s, b in zip(
+            dets.video.tolist(), dets.frame.tolist(), dets.label.tolist(), dets.score.tolist(), dets.boxes.tolist()
+        )
     ]
     Path(path).write_text(json.dumps(records), encoding="utf-8")
 
@@ -169,10 +177,13 @@ def _tube_from_entry(entry: Any) -> Tube | str:
     ):
         return f"'frame_scores' must be a list of {len(frames)} finite numbers"
     return Tube(
-        video=entry["video"], label=int(entry["label"]), frames=np.asarray(frames, dtype=np.int64),
-        boxes=np.asarray(boxes, dtype=np.float32), score=float(entry["score"]),
+        video=entry["video"],
+        label=int(entry["label"]),
+        frames=np.asarray(frames, dtype=np.int64),
+        boxes=np.asarray(boxes, dtype=np.float32),
+        score=float(entry["score"]),
         frame_scores=None if scores is None else np.asarray(scores, dtype=np.float32),
-    )  # fmt: skip
+    )
 
 
 def read_tubes(path: str | Path) -> list[Tube]:
@@ -195,9 +206,13 @@ def write_tubes(path: str | Path, tubes: Sequence[Tube]) -> None:
     """Write tubes as a tubes JSON (``frame_scores`` included when set)."""
     records = []
     for t in tubes:
-        rec: dict[str, Any] = {"video": t.video, "label": int(t.label), "score": float(t.score),
-                               "frames": np.asarray(t.frames).astype(int).tolist(),
-                               "boxes": np.asarray(t.boxes, dtype=np.float64).tolist()}  # fmt: skip
+        rec: dict[str, Any] = {
+            "video": t.video,
+            "label": int(t.label),
+            "score": float(t.score),
+            "frames": np.asarray(t.frames).astype(int).tolist(),
+            "boxes": np.asarray(t.boxes, dtype=np.float64).tolist(),
+        }
         if t.frame_scores is not None:
             rec["frame_scores"] = np.asarray(t.frame_scores, dtype=np.float64).tolist()
         records.append(rec)
@@ -218,16 +233,20 @@ def read_act_detections(path: str | Path, videos: Sequence[str]) -> FrameDets:
     except (OSError, ValueError) as exc:
         raise DataError(f"{path}: cannot read ACT detections .npy ({exc})") from exc
     if rows.ndim != 2 or rows.shape[1] != 8:
-        raise DataError(f"{path}: ACT detections must be an array [M, 8] (video_idx, frame, label, score, "
-                        f"x1, y1, x2, y2), got shape {list(rows.shape)}")  # fmt: skip
+        raise DataError(
+            f"{path}: ACT detections must be an array [M, 8] (video_idx, frame, label, score, "
+            f"x1, y1, x2, y2), got shape {list(rows.shape)}"
+        )
     rows = rows.astype(np.float64)
     bad = ~np.isfinite(rows).all(axis=1)
     bad |= (rows[:, 0] < 0) | (rows[:, 0] >= len(videos)) | (rows[:, 1] < 1) | (rows[:, 2] < 0)
     bad |= (rows[:, :3] != np.round(rows[:, :3])).any(axis=1)
     if bad.any():
         i = int(np.flatnonzero(bad)[0])
-        raise DataError(f"{path}: row #{i} {rows[i, :4].tolist()} is not (video_idx in 0..{len(videos) - 1}, "
-                        "frame >= 1, label >= 0, finite score and box)")  # fmt: skip
+        raise DataError(
+            f"{path}: row #{i} {rows[i, :4].tolist()} is not (video_idx in 0..{len(videos) - 1}, "
+            "frame >= 1, label >= 0, finite score and box)"
+        )
     return FrameDets.from_array(rows, videos)
 
 
@@ -246,12 +265,15 @@ def _tubes_of_pickle(path: Path, video: str) -> list[Tube]:
                 raise DataError(f"{path}: label {int(label)} entry #{i}: expected (tube [T, 6], score)")
             arr, score = np.asarray(entry[0], dtype=np.float64), entry[1]
             if arr.ndim != 2 or arr.shape[1] < 5 or arr.shape[0] == 0:
-                raise DataError(f"{path}: label {int(label)} entry #{i}: tube must be [T, 6] "
-                                f"(frame x1 y1 x2 y2 score), got shape {list(arr.shape)}")  # fmt: skip
+                raise DataError(
+                    f"{path}: label {int(label)} entry #{i}: tube must be [T, 6] "
+                    f"(frame x1 y1 x2 y2 score), got shape {list(arr.shape)}"
+                )
             frames = np.rint(arr[:, 0]).astype(np.int64)
             if not np.isfinite(arr).all() or frames[0] < 1 or (np.diff(frames) <= 0).any():
-                raise DataError(f"{path}: label {int(label)} entry #{i}: frames must be >= 1 and strictly "
-                                "increasing, values finite")  # fmt: skip
+                raise DataError(
+                    f"{path}: label {int(label)} entry #{i}: frames must be >= 1 and strictly increasing, values finite"
+                )
             if not _is_number(float(score)):
                 raise DataError(f"{path}: label {int(label)} entry #{i}: tube score {score!r} is not finite")
             scores = arr[:, 5].astype(np.float32) if arr.shape[1] > 5 else None

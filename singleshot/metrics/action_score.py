@@ -38,8 +38,12 @@ FrameLinker = Callable[[FrameDets, dict[str, int]], list[Tube]]
 _LINK_DESCRIPTIONS = {"viterbi": "YOWO's Viterbi linking"}
 
 ACTION_METRIC_KEYS: tuple[str, ...] = (
-    "frame_map", "video_map@0.2", "video_map@0.5", "video_map@0.75", "video_map@0.5:0.95",
-)  # fmt: skip
+    "frame_map",
+    "video_map@0.2",
+    "video_map@0.5",
+    "video_map@0.75",
+    "video_map@0.5:0.95",
+)
 
 
 def _check_dets(dets: FrameDets, gt: ActionAnnotations, source: str) -> None:
@@ -61,8 +65,10 @@ def _check_dets(dets: FrameDets, gt: ActionAnnotations, source: str) -> None:
     over = (lim > 0) & (dets.frame > lim)
     if over.any():
         i = int(np.flatnonzero(over)[0])
-        raise DataError(f"{source}: detection #{i}: frame {int(dets.frame[i])} beyond the {int(lim[i])} frames "
-                        f"of video {dets.videos[dets.video[i]]!r}")  # fmt: skip
+        raise DataError(
+            f"{source}: detection #{i}: frame {int(dets.frame[i])} beyond the {int(lim[i])} frames "
+            f"of video {dets.videos[dets.video[i]]!r}"
+        )
 
 
 def _check_tubes(tubes: Sequence[Tube], gt: ActionAnnotations, source: str) -> None:
@@ -156,9 +162,13 @@ def score_action(
         in_eval, _ = dets.reindex(vids)
         tubes = link(in_eval, {v: gt.videos[v].num_frames for v in vids})
         described = _LINK_DESCRIPTIONS.get(link_name, f"{link_name} linking")
-        linking = link_name if protocol == "yowo" else (
-            f"{link_name} (ACT linking needs K-frame tubelets; the frame detections were linked with {described})"
-        )  # fmt: skip
+        linking = (
+            link_name
+            if protocol == "yowo"
+            else (
+                f"{link_name} (ACT linking needs K-frame tubelets; the frame detections were linked with {described})"
+            )
+        )
 
     result: dict[str, Any] = {"frame_map": None}
     per_class: dict[str, dict[str, float | None]] = {name: {} for name in gt.classes}
@@ -176,8 +186,14 @@ def score_action(
             per_class[name][f"video_ap@{t}"] = _nan_to_none(aps[t])
         mean = float(np.mean([aps[t] for t in coco]))
         per_class[name]["video_ap@0.5:0.95"] = _nan_to_none(mean)
-    result.update({
-        "per_class": per_class, "protocol": protocol, "linking": linking, "n_videos": len(vids),
-        "n_detections": 0 if dets is None else len(dets), "n_tubes": v["n_tubes"],
-    })  # fmt: skip
+    result.update(
+        {
+            "per_class": per_class,
+            "protocol": protocol,
+            "linking": linking,
+            "n_videos": len(vids),
+            "n_detections": 0 if dets is None else len(dets),
+            "n_tubes": v["n_tubes"],
+        }
+    )
     return result

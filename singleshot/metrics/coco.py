@@ -250,9 +250,7 @@ def check_coco_results(results: Any, path: Path, image_ids: set, category_ids: s
         if r["image_id"] not in image_ids:
             raise DataError(f"{path}: result #{i} names image_id {r['image_id']!r}, absent from the ground truth")
         if r["category_id"] not in category_ids:
-            raise DataError(
-                f"{path}: result #{i} names category_id {r['category_id']!r}, absent from the ground truth"
-            )
+            raise DataError(f"{path}: result #{i} names category_id {r['category_id']!r}, absent from the ground truth")
     return results
 
 

@@ -95,9 +95,7 @@ def _find_voc_files(folder: Path, class_names: Sequence[str], split: str | None)
         rest = path.name[path.name.index("_det_") + 5 : -4]
         cls = next((c for c in by_length if rest.endswith("_" + class_names[c])), None)
         if cls is None:
-            raise DataError(
-                f"{path}: its class is none of the {len(class_names)} classes ({', '.join(class_names)})"
-            )
+            raise DataError(f"{path}: its class is none of the {len(class_names)} classes ({', '.join(class_names)})")
         file_split = rest[: -len(class_names[cls]) - 1]
         if split is not None and file_split != split:
             continue
@@ -278,7 +276,9 @@ def coco_results_to_detections(
         if lab is None:
             raise DataError(
                 f"{source}: result #{i} has category_id {r['category_id']}; expected one of "
-                f"{min(to_label)}..{max(to_label)}" if to_label else f"{source}: no categories to match"
+                f"{min(to_label)}..{max(to_label)}"
+                if to_label
+                else f"{source}: no categories to match"
             )
         x, y, w, h = (float(v) for v in r["bbox"])
         ids.append(str(r["image_id"]))

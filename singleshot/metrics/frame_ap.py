@@ -218,9 +218,14 @@ def _pad_by_key(keys: np.ndarray, boxes: np.ndarray) -> tuple[np.ndarray, np.nda
 
 
 def _class_tp(
-    d_key: np.ndarray, d_box: np.ndarray, g_key: np.ndarray, g_box: np.ndarray, thresh: float,
-    plus_one: bool, rule: str,
-) -> np.ndarray:  # fmt: skip
+    d_key: np.ndarray,
+    d_box: np.ndarray,
+    g_key: np.ndarray,
+    g_box: np.ndarray,
+    thresh: float,
+    plus_one: bool,
+    rule: str,
+) -> np.ndarray:
     """True positives of one class's detections (already in ranked order) against its boxes."""
     n_det = d_key.shape[0]
     if n_det == 0 or g_key.shape[0] == 0:
@@ -324,8 +329,13 @@ def frame_ap(
     return {
         "frame_map": float(np.mean(valid)) if valid else 0.0,
         "per_class": per_class,
-        "protocol": {"frames": settings.frames, "ap": settings.ap, "plus_one": settings.plus_one,
-                     "duplicates": settings.duplicates, "iou_thresh": float(iou_thresh)},  # fmt: skip
+        "protocol": {
+            "frames": settings.frames,
+            "ap": settings.ap,
+            "plus_one": settings.plus_one,
+            "duplicates": settings.duplicates,
+            "iou_thresh": float(iou_thresh),
+        },
         "n_detections": int(d_key.shape[0]),
         "n_positives": int(g_key.shape[0]),
     }

@@ -55,7 +55,9 @@ def read_grasp_predictions(path: str | Path) -> dict[str, Grasps]:
     except (OSError, json.JSONDecodeError) as exc:
         raise DataError(f"{path}: cannot read grasp predictions ({exc})") from exc
     if not isinstance(data, list):
-        raise DataError(f"{path}: expected a JSON list of {{'image': id, 'grasps': [[cx, cy, angle, opening, jaw, quality], ...]}}")
+        raise DataError(
+            f"{path}: expected a JSON list of {{'image': id, 'grasps': [[cx, cy, angle, opening, jaw, quality], ...]}}"
+        )
     rows: dict[str, list[list[float]]] = {}
     for i, entry in enumerate(data):
         if not isinstance(entry, dict) or "image" not in entry or not isinstance(entry.get("grasps"), list):

@@ -298,8 +298,15 @@ class VOCEvaluator:
             di = d_sort[d_bounds[c] : d_bounds[c + 1]]
             gi = g_sort[g_bounds[c] : g_bounds[c + 1]]
             res = evaluate_class(
-                d_img[di], d_score[di], d_box[di], g_img[gi], g_box[gi], g_diff[gi],
-                self.iou_threshold, self.use_07, self.plus_one,
+                d_img[di],
+                d_score[di],
+                d_box[di],
+                g_img[gi],
+                g_box[gi],
+                g_diff[gi],
+                self.iou_threshold,
+                self.use_07,
+                self.plus_one,
             )
             per_class[name] = res.ap
         valid = [ap for ap in per_class.values() if not math.isnan(ap)]
@@ -311,7 +318,5 @@ class VOCEvaluator:
 
 def _concat(parts: list[tuple[np.ndarray, ...]], dtypes: tuple) -> tuple[np.ndarray, ...]:
     if not parts:
-        return tuple(
-            np.zeros((0, 4), dtype=dt) if i == 3 else np.zeros((0,), dtype=dt) for i, dt in enumerate(dtypes)
-        )
+        return tuple(np.zeros((0, 4), dtype=dt) if i == 3 else np.zeros((0,), dtype=dt) for i, dt in enumerate(dtypes))
     return tuple(np.concatenate([p[i] for p in parts]) for i in range(len(dtypes)))

@@ -32,12 +32,12 @@ from torch import Tensor, nn
 from singleshot.errors import ConfigError
 from singleshot.models.heads import flatten_predictions, xavier_init_
 from singleshot.models.l2norm import L2Norm
+from singleshot.models.registry import register_model
 from singleshot.models.small import ssd_slim
-from singleshot.models.tiny import ssd_tiny
 from singleshot.models.stream_conv import StreamDilatedConv2d
+from singleshot.models.tiny import ssd_tiny
 from singleshot.models.vgg import EXTRAS_300, FC6_INDEX, VGGBackbone
 from singleshot.ops.priors import PriorSpec, generate_priors, priors_per_cell
-from singleshot.models.registry import register_model
 
 logger = logging.getLogger(__name__)
 
@@ -90,7 +90,7 @@ class StreamL2Norm(nn.Module):
         self.weight = nn.Parameter(torch.full((self.k, channels), float(init_scale)))
 
     @classmethod
-    def from_shared(cls, norm: L2Norm, k: int) -> "StreamL2Norm":
+    def from_shared(cls, norm: L2Norm, k: int) -> StreamL2Norm:
         """K streams that all start from the scale vector of an existing (shared) ``L2Norm``."""
         out = cls(norm.weight.shape[0], k, norm.init_scale, norm.eps)
         with torch.no_grad():
@@ -122,7 +122,9 @@ class TubeletHead(nn.Module):
     for K = 1 the two heads' state dicts are interchangeable.
     """
 
-    def __init__(self, in_channels: list[int], num_anchors: list[int], num_logits: int, k: int, kernel_size: int = 3) -> None:
+    def __init__(
+        self, in_channels: list[int], num_anchors: list[int], num_logits: int, k: int, kernel_size: int = 3
+    ) -> None:
         super().__init__()
         if len(in_channels) != len(num_anchors):
             raise ValueError(f"{len(in_channels)} source maps but {len(num_anchors)} anchor counts")
@@ -166,13 +168,15 @@ class ACTDetector(nn.Module):
         k, num_classes, prior_spec.
     """
 
-    def __init__(self, backbone: nn.Module, k: int, num_classes: int, prior_spec: PriorSpec, shared_l2norm: bool = False) -> None:
+    def __init__(
+        self, backbone: nn.Module, k: int, num_classes: int, prior_spec: PriorSpec, shared_l2norm: bool = False
+    ) -> None:
         super().__init__()
         if int(k) < 1:
             raise ConfigError(f"K (frames per tubelet) must be >= 1, got {k}")
         if int(num_classes) < 1:
             raise ConfigError(f"num_classes must be >= 1 (background excluded), got {num_classes}")
-        out_channels = [int(c) for c in getattr(backbone, "out_channels")]
+        out_channels = [int(c) for c in backbone.out_channels]
         if len(out_channels) != len(prior_spec.feature_maps):
             raise ConfigError(
                 f"backbone has {len(out_channels)} source maps but the prior spec lists "
@@ -242,7 +246,9 @@ class ACTDetector(nn.Module):
         lr_mult 1/K on the trunk and extras; the per-stream conv4_3 scales and the heads are not
         shared and keep the full rate. Groups without parameters are left out.
         """
-        trunk = [p for name, p in self.backbone.named_parameters() if p.requires_grad and not name.startswith("l2norm.")]
+        trunk = [
+            p for name, p in self.backbone.named_parameters() if p.requires_grad and not name.startswith("l2norm.")
+        ]
         trunk_ids = {id(p) for p in trunk}
         rest = [p for p in self.parameters() if p.requires_grad and id(p) not in trunk_ids]
         groups = [{"params": trunk, "lr": lr / self.k}, {"params": rest, "lr": lr}]

@@ -129,14 +129,18 @@ def ssd_aux_taps(model: nn.Module, levels: Sequence[int] = (0, 1)) -> list[str]:
     backbone = getattr(model, "backbone", None)
     taps: dict[int, str] = {}
     if isinstance(backbone, TwoStageTrunk):
-        taps = {0: _input_of_last_conv(backbone.stage8, "backbone.stage8"),
-                1: _input_of_last_conv(backbone.stage16, "backbone.stage16")}
+        taps = {
+            0: _input_of_last_conv(backbone.stage8, "backbone.stage8"),
+            1: _input_of_last_conv(backbone.stage16, "backbone.stage16"),
+        }
     elif isinstance(backbone, VGGBackbone):
         # conv4_3 is the conv just before CONV4_3_END's ReLU; fc7 is FC7_INDEX: tap their inputs.
         taps = {0: f"backbone.vgg.{CONV4_3_END - 3}", 1: f"backbone.vgg.{FC7_INDEX - 1}"}
     else:
-        raise ConfigError(f"aux=true: no auxiliary taps are defined for the backbone {type(backbone).__name__} "
-                          "(available for ssd300, ssd512, ssd_slim, ssd_tiny)")
+        raise ConfigError(
+            f"aux=true: no auxiliary taps are defined for the backbone {type(backbone).__name__} "
+            "(available for ssd300, ssd512, ssd_slim, ssd_tiny)"
+        )
     missing = [lv for lv in levels if lv not in taps]
     if missing or not levels:
         raise ConfigError(f"aux=true: levels {list(levels)} requested; taps exist for source levels {sorted(taps)}")
@@ -191,7 +195,9 @@ class WithAuxHead(TrainingWrapper):
             channels.append(int(f.shape[1]))
         anchors = priors_per_cell(spec.aspect_ratios)
         self.aux_head = SSDHead(channels, [anchors[lv] for lv in self.levels], detector.num_classes + 1)
-        self.register_buffer("prior_index", _level_prior_index(spec.feature_maps, anchors, self.levels), persistent=False)
+        self.register_buffer(
+            "prior_index", _level_prior_index(spec.feature_maps, anchors, self.levels), persistent=False
+        )
         logger.debug("aux head on %s: %d priors", self.taps, self.prior_index.numel())
 
     def forward(self, x: Tensor) -> dict[str, Tensor]:

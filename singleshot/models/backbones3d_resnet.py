@@ -240,5 +240,6 @@ def tiny3d(
     if stride not in (16, 32):
         raise ConfigError(f"tiny3d: stride must be 16 or 32, got {stride}")
     planes = [width, 2 * width, 4 * width, 8 * width]
-    return ResNet3D(BasicBlock3D, (blocks,) * 4, planes, "B", stem_channels=width, stem_kernel=stem_kernel,
-                    last_stride=stride // 16)  # fmt: skip
+    return ResNet3D(
+        BasicBlock3D, (blocks,) * 4, planes, "B", stem_channels=width, stem_kernel=stem_kernel, last_stride=stride // 16
+    )

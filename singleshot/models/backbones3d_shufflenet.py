@@ -97,11 +97,15 @@ class ShuffleNetV2_3D(nn.Module):
     def __init__(self, width_mult: float = 2.0) -> None:
         super().__init__()
         if width_mult not in SHUFFLENETV2_CHANNELS:
-            raise ConfigError(f"shufflenetv2 width_mult must be one of {sorted(SHUFFLENETV2_CHANNELS)}, got {width_mult}")
+            raise ConfigError(
+                f"shufflenetv2 width_mult must be one of {sorted(SHUFFLENETV2_CHANNELS)}, got {width_mult}"
+            )
         ch = SHUFFLENETV2_CHANNELS[width_mult]
         self.width_mult = width_mult
         self.conv1 = nn.Sequential(
-            nn.Conv3d(3, ch[0], 3, stride=(1, 2, 2), padding=1, bias=False), nn.BatchNorm3d(ch[0]), nn.ReLU(inplace=True)
+            nn.Conv3d(3, ch[0], 3, stride=(1, 2, 2), padding=1, bias=False),
+            nn.BatchNorm3d(ch[0]),
+            nn.ReLU(inplace=True),
         )
         self.maxpool = nn.MaxPool3d(kernel_size=3, stride=2, padding=1)
         units: list[nn.Module] = []

@@ -46,7 +46,9 @@ class ChannelAttention(nn.Module):
 
 
 def _conv_bn_relu(cin: int, cout: int, k: int) -> nn.Sequential:
-    return nn.Sequential(nn.Conv2d(cin, cout, k, padding=k // 2, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True))
+    return nn.Sequential(
+        nn.Conv2d(cin, cout, k, padding=k // 2, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True)
+    )
 
 
 class CFAM(nn.Module):
@@ -61,7 +63,9 @@ class CFAM(nn.Module):
     Shapes: Tensor[B, in_channels, H, W] -> Tensor[B, out_channels, H, W].
     """
 
-    def __init__(self, in_channels: int, out_channels: int = 1024, inter_channels: int = 1024, dropout: float = 0.1) -> None:
+    def __init__(
+        self, in_channels: int, out_channels: int = 1024, inter_channels: int = 1024, dropout: float = 0.1
+    ) -> None:
         super().__init__()
         self.conv_bn_relu1 = _conv_bn_relu(in_channels, inter_channels, 1)
         self.conv_bn_relu2 = _conv_bn_relu(inter_channels, inter_channels, 3)

@@ -26,7 +26,6 @@ import logging
 from collections import OrderedDict
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import Union
 
 import torch
 import torch.nn.functional as F
@@ -84,7 +83,7 @@ class ReorgSpec:
     stride: int = 2
 
 
-LayerSpec = Union[ConvSpec, PoolSpec, RouteSpec, ReorgSpec]
+LayerSpec = ConvSpec | PoolSpec | RouteSpec | ReorgSpec
 
 
 def reorg(x: Tensor, stride: int = 2) -> Tensor:

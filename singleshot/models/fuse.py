@@ -33,9 +33,17 @@ class ConvReLU2d(nn.Conv2d):
             and _fused_op_available()
         ):
             return torch.ops.mkldnn._convolution_pointwise(
-                x, self.weight, self.bias, list(self.padding), list(self.stride), list(self.dilation),
-                self.groups, "relu", [], "",
-            )  # fmt: skip
+                x,
+                self.weight,
+                self.bias,
+                list(self.padding),
+                list(self.stride),
+                list(self.dilation),
+                self.groups,
+                "relu",
+                [],
+                "",
+            )
         return F.relu(super().forward(x))
 
 

@@ -166,7 +166,7 @@ class PSPGrasp(nn.Module):
         y = F.interpolate(y, size=size, mode="bilinear", align_corners=False)
         return {prefix + k: y[:, i : i + 1] for i, k in enumerate(MAP_KEYS)}
 
-    def drop_aux(self) -> "PSPGrasp":
+    def drop_aux(self) -> PSPGrasp:
         """Remove the auxiliary head in place (for export); returns self."""
         self.aux_head = None
         self.aux = False

@@ -117,7 +117,9 @@ def model_from_meta(meta: Mapping[str, Any], task: str | None = None) -> nn.Modu
     except KeyError:
         raise WeightsError("weights metadata lacks 'architecture'; it must name the model it holds") from None
     if arch not in _MODELS:
-        raise WeightsError(f"weights metadata: unknown architecture {arch!r}; valid names: {', '.join(sorted(_MODELS))}")
+        raise WeightsError(
+            f"weights metadata: unknown architecture {arch!r}; valid names: {', '.join(sorted(_MODELS))}"
+        )
     entry = _MODELS[arch]
     if task is not None and entry.task != task:
         raise WeightsError(f"weights of a {entry.task} model ({arch!r}), not of the {task} task")

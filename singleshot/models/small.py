@@ -17,10 +17,10 @@ from torch import Tensor, nn
 
 from singleshot.errors import ConfigError
 from singleshot.models.heads import xavier_init_
+from singleshot.models.registry import register_model
 from singleshot.models.ssd import SSD
 from singleshot.models.vgg import ExtraBlock, extra_layers
 from singleshot.ops.priors import PriorSpec
-from singleshot.models.registry import register_model
 
 logger = logging.getLogger(__name__)
 
@@ -34,9 +34,12 @@ def _conv_bn(cin: int, cout: int, stride: int) -> list[nn.Module]:
 def vgg_like_stages(c: list[int]) -> tuple[nn.Sequential, nn.Sequential]:
     """Conv-BN-ReLU stages with channels ``c[0..3]``: stride 8 (ending in c[2]), then 16 (c[3])."""
     stage8 = nn.Sequential(
-        *_conv_bn(3, c[0], 2), *_conv_bn(c[0], c[1], 2), *_conv_bn(c[1], c[1], 1),
-        *_conv_bn(c[1], c[2], 2), *_conv_bn(c[2], c[2], 1),
-    )  # fmt: skip
+        *_conv_bn(3, c[0], 2),
+        *_conv_bn(c[0], c[1], 2),
+        *_conv_bn(c[1], c[1], 1),
+        *_conv_bn(c[1], c[2], 2),
+        *_conv_bn(c[2], c[2], 1),
+    )
     return stage8, nn.Sequential(*_conv_bn(c[2], c[3], 2), *_conv_bn(c[3], c[3], 1))
 
 
@@ -47,7 +50,9 @@ class TwoStageTrunk(nn.Module):
     the stages get Kaiming init, the extras Xavier (as ssd.pytorch initialises its extras).
     """
 
-    def __init__(self, stage8: nn.Sequential, stage16: nn.Sequential, blocks: tuple[ExtraBlock, ...], channels: tuple[int, int]) -> None:
+    def __init__(
+        self, stage8: nn.Sequential, stage16: nn.Sequential, blocks: tuple[ExtraBlock, ...], channels: tuple[int, int]
+    ) -> None:
         super().__init__()
         self.stage8 = stage8
         self.stage16 = stage16

@@ -15,9 +15,9 @@ from torch import Tensor, nn
 
 from singleshot.errors import ConfigError
 from singleshot.models.heads import SSDHead
+from singleshot.models.registry import class_kwargs, register_model
 from singleshot.models.vgg import EXTRAS_300, EXTRAS_512, VGGBackbone
 from singleshot.ops.priors import PriorSpec, generate_priors, prior_spec, priors_per_cell
-from singleshot.models.registry import class_kwargs, register_model
 
 logger = logging.getLogger(__name__)
 
@@ -45,7 +45,7 @@ class SSD(nn.Module):
         super().__init__()
         if int(num_classes) < 1:
             raise ConfigError(f"num_classes must be >= 1 (background excluded), got {num_classes}")
-        out_channels = list(getattr(backbone, "out_channels"))
+        out_channels = list(backbone.out_channels)
         if len(out_channels) != len(prior_spec.feature_maps):
             raise ConfigError(
                 f"backbone has {len(out_channels)} source maps but the prior spec lists "

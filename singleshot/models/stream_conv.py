@@ -44,8 +44,9 @@ class StreamDilatedConv2d(nn.Conv2d):
         out: list[Tensor | None] = [None] * k
         for (dh, dw), streams in groups.items():
             weight = self.weight[:, :, slice(None) if dh else slice(1, 2), slice(None) if dw else slice(1, 2)]
-            y = F.conv2d(frames[:, streams].flatten(0, 1), weight, self.bias, padding=(dh, dw),
-                         dilation=(max(dh, 1), max(dw, 1)))  # fmt: skip
+            y = F.conv2d(
+                frames[:, streams].flatten(0, 1), weight, self.bias, padding=(dh, dw), dilation=(max(dh, 1), max(dw, 1))
+            )
             for i, s in enumerate(streams):
                 out[s] = y.view(n // k, len(streams), -1, h, w)[:, i]
         return torch.stack(out, dim=1).flatten(0, 1)  # type: ignore[arg-type]

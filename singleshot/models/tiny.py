@@ -16,11 +16,11 @@ from __future__ import annotations
 import logging
 
 from singleshot.errors import ConfigError
+from singleshot.models.registry import register_model
 from singleshot.models.small import TwoStageTrunk, probe_feature_maps, vgg_like_stages
 from singleshot.models.ssd import SSD
 from singleshot.models.vgg import ExtraBlock
 from singleshot.ops.priors import spec_from_scales
-from singleshot.models.registry import register_model
 
 logger = logging.getLogger(__name__)
 

@@ -43,11 +43,19 @@ __all__ = ["BACKBONES_2D", "JHMDB21_ANCHORS", "UCF24_ANCHORS", "YOWO", "tiny3d_s
 
 #: YOWO's UCF101-24 anchors (w, h) in grid cells (cfg/ucf24.yaml).
 UCF24_ANCHORS: tuple[tuple[float, float], ...] = (
-    (0.70458, 1.18803), (1.26654, 2.55121), (1.59382, 4.08321), (2.30548, 4.94180), (3.52332, 5.91979),
+    (0.70458, 1.18803),
+    (1.26654, 2.55121),
+    (1.59382, 4.08321),
+    (2.30548, 4.94180),
+    (3.52332, 5.91979),
 )
 #: YOWO's J-HMDB-21 anchors (w, h) in grid cells (cfg/jhmdb.yaml).
 JHMDB21_ANCHORS: tuple[tuple[float, float], ...] = (
-    (0.95878, 3.10197), (1.67204, 4.0040), (1.75482, 5.64937), (3.09299, 5.80857), (4.91803, 6.25225),
+    (0.95878, 3.10197),
+    (1.67204, 4.0040),
+    (1.75482, 5.64937),
+    (3.09299, 5.80857),
+    (4.91803, 6.25225),
 )
 
 BACKBONES_2D: dict[str, Callable[..., nn.Module]] = {"darknet19": darknet19_yolov2, "tiny2d": tiny2d}
@@ -62,7 +70,11 @@ def _freeze_mode(value: bool | str, name: str) -> str:
 
 
 def _anchor_tensor(anchors: Sequence[Sequence[float]] | Tensor) -> Tensor:
-    t = torch.as_tensor(anchors, dtype=torch.float32, device="cpu").reshape(-1, 2) if len(anchors) else torch.empty(0, 2)
+    t = (
+        torch.as_tensor(anchors, dtype=torch.float32, device="cpu").reshape(-1, 2)
+        if len(anchors)
+        else torch.empty(0, 2)
+    )
     if t.shape[0] == 0 or not bool((t > 0).all()):
         raise ConfigError(f"anchors must be a non-empty list of positive (w, h) pairs in grid cells, got {anchors!r}")
     return t
@@ -109,8 +121,10 @@ class YOWO(nn.Module):
         anchor_t = _anchor_tensor(anchors)
         s3, s2 = int(getattr(backbone3d, "stride", 32)), int(getattr(backbone2d, "stride", 32))
         if s3 < s2 or s3 % s2:
-            raise ConfigError(f"the 3D backbone's output stride ({s3}) must equal the 2D backbone's ({s2}) or be a "
-                              "multiple of it (its map is then upsampled to the 2D map)")  # fmt: skip
+            raise ConfigError(
+                f"the 3D backbone's output stride ({s3}) must equal the 2D backbone's ({s2}) or be a "
+                "multiple of it (its map is then upsampled to the 2D map)"
+            )
         self.stride = s2
         self.backbone_3d = backbone3d
         self.backbone_2d = backbone2d
@@ -255,7 +269,9 @@ def yowo(
     try:
         b2 = BACKBONES_2D[backbone2d](**(backbone2d_kwargs or {}))
     except TypeError as exc:
-        raise ConfigError(f"2D backbone {backbone2d!r}: bad arguments {sorted(backbone2d_kwargs or {})}: {exc}") from exc
+        raise ConfigError(
+            f"2D backbone {backbone2d!r}: bad arguments {sorted(backbone2d_kwargs or {})}: {exc}"
+        ) from exc
     anchors = UCF24_ANCHORS if anchors is None else anchors
     model = YOWO(b3, b2, num_classes, anchors, cfam_channels, freeze_2d, freeze_3d, clip_len, input_3d=input_3d)
     logger.debug("yowo(%d classes, %s + %s, T=%d)", num_classes, backbone3d, backbone2d, clip_len)
@@ -288,7 +304,15 @@ def yowo_tiny(
     if stride not in (8, 16, 32):
         raise ConfigError(f"yowo_tiny: stride must be 8, 16 or 32, got {stride}")
     return yowo(
-        num_classes, "tiny3d", "tiny2d", clip_len, anchors, cfam_channels, freeze_2d, freeze_3d,
+        num_classes,
+        "tiny3d",
+        "tiny2d",
+        clip_len,
+        anchors,
+        cfam_channels,
+        freeze_2d,
+        freeze_3d,
         backbone3d_kwargs={"width": width, "stride": tiny3d_stride(stride)},
-        backbone2d_kwargs={"width": width, "out_channels": 8 * width, "stride": stride}, input_3d=input_3d,
-    )  # fmt: skip
+        backbone2d_kwargs={"width": width, "out_channels": 8 * width, "stride": stride},
+        input_3d=input_3d,
+    )

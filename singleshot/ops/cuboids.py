@@ -18,7 +18,7 @@ import torch
 from torch import Tensor
 
 from singleshot.ops.boxes import pairwise_iou
-from singleshot.ops.coders import DEFAULT_VARIANCES, DECODE_CLAMP, decode, encode
+from singleshot.ops.coders import DECODE_CLAMP, DEFAULT_VARIANCES, decode, encode
 
 __all__ = [
     "anchor_cuboids",

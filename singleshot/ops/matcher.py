@@ -8,8 +8,9 @@ from torch import Tensor
 from singleshot.ops.boxes import pairwise_iou
 
 
-def match_priors(gt_boxes: Tensor, gt_valid: Tensor, priors_xyxy: Tensor, iou_threshold: float = 0.5,
-                 chunk_elements: int = 1 << 18) -> Tensor:
+def match_priors(
+    gt_boxes: Tensor, gt_valid: Tensor, priors_xyxy: Tensor, iou_threshold: float = 0.5, chunk_elements: int = 1 << 18
+) -> Tensor:
     """Assign each prior to a ground truth, for a whole batch at once.
 
     A prior takes the ground truth it overlaps most when that IoU is at least ``iou_threshold``.

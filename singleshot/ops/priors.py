@@ -70,8 +70,13 @@ _AR7 = [[2], [2, 3], [2, 3], [2, 3], [2, 3], [2], [2]]
 _SPECS: dict[str, PriorSpec] = {
     # ssd.pytorch data/config.py `voc` (the paper's SSD300 on VOC).
     "voc300": PriorSpec(
-        300, [38, 19, 10, 5, 3, 1], [8, 16, 32, 64, 100, 300],
-        [30, 60, 111, 162, 213, 264], [60, 111, 162, 213, 264, 315], _AR6, clip="all",
+        300,
+        [38, 19, 10, 5, 3, 1],
+        [8, 16, 32, 64, 100, 300],
+        [30, 60, 111, 162, 213, 264],
+        [60, 111, 162, 213, 264, 315],
+        _AR6,
+        clip="all",
     ),
     # torchvision ssd300_vgg16 (COCO).
     "coco300": spec_from_scales(
@@ -79,14 +84,23 @@ _SPECS: dict[str, PriorSpec] = {
     ),
     # The original Caffe SSD512 VOC model (min_ratio 15, max_ratio 90, first map at 0.07).
     "voc512": PriorSpec(
-        512, [64, 32, 16, 8, 4, 2, 1], [8, 16, 32, 64, 128, 256, 512],
-        [35.84, 76.8, 153.6, 230.4, 307.2, 384.0, 460.8], [76.8, 153.6, 230.4, 307.2, 384.0, 460.8, 537.6], _AR7, clip="none",
+        512,
+        [64, 32, 16, 8, 4, 2, 1],
+        [8, 16, 32, 64, 128, 256, 512],
+        [35.84, 76.8, 153.6, 230.4, 307.2, 384.0, 460.8],
+        [76.8, 153.6, 230.4, 307.2, 384.0, 460.8, 537.6],
+        _AR7,
+        clip="none",
     ),
     # The original Caffe SSD512 COCO model (min_ratio 15, max_ratio 90, first map at 0.04).
     "coco512": PriorSpec(
-        512, [64, 32, 16, 8, 4, 2, 1], [8, 16, 32, 64, 128, 256, 512],
-        [20.48, 51.2, 133.12, 215.04, 296.96, 378.88, 460.8], [51.2, 133.12, 215.04, 296.96, 378.88, 460.8, 542.72],
-        _AR7, clip="none",
+        512,
+        [64, 32, 16, 8, 4, 2, 1],
+        [8, 16, 32, 64, 128, 256, 512],
+        [20.48, 51.2, 133.12, 215.04, 296.96, 378.88, 460.8],
+        [51.2, 133.12, 215.04, 296.96, 378.88, 460.8, 542.72],
+        _AR7,
+        clip="none",
     ),
 }
 
@@ -109,7 +123,9 @@ def generate_priors(spec: PriorSpec) -> Tensor:
         SSD512).
     """
     out = []
-    for f, step, smin, smax, ars in zip(spec.feature_maps, spec.steps, spec.min_sizes, spec.max_sizes, spec.aspect_ratios):
+    for f, step, smin, smax, ars in zip(
+        spec.feature_maps, spec.steps, spec.min_sizes, spec.max_sizes, spec.aspect_ratios
+    ):
         s = smin / spec.image_size
         wh = [(s, s), (math.sqrt(s * smax / spec.image_size),) * 2]
         for ar in ars:
@@ -124,5 +140,7 @@ def generate_priors(spec: PriorSpec) -> Tensor:
         cy, cx = torch.meshgrid(centres, centres, indexing="ij")
         cxy = torch.stack((cx.reshape(-1), cy.reshape(-1)), dim=-1)  # [f*f, 2]
         a = wh_t.shape[0]
-        out.append(torch.cat((cxy[:, None, :].expand(-1, a, -1), wh_t[None].expand(f * f, -1, -1)), dim=-1).reshape(-1, 4))
+        out.append(
+            torch.cat((cxy[:, None, :].expand(-1, a, -1), wh_t[None].expand(f * f, -1, -1)), dim=-1).reshape(-1, 4)
+        )
     return torch.cat(out, dim=0)

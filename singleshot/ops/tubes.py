@@ -86,9 +86,7 @@ def pack_tubes(tubes: Sequence[Tube]) -> PackedTubes:
     return PackedTubes(start, end, offset, dense)
 
 
-def st_iou_pairs(
-    a: PackedTubes, ia: np.ndarray, b: PackedTubes, ib: np.ndarray, plus_one: bool = True
-) -> np.ndarray:
+def st_iou_pairs(a: PackedTubes, ia: np.ndarray, b: PackedTubes, ib: np.ndarray, plus_one: bool = True) -> np.ndarray:
     """Spatio-temporal IoU of the pairs ``(a[ia[k]], b[ib[k]])``.
 
     Args:

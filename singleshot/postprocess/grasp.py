@@ -221,4 +221,3 @@ class GraspPostprocess:
             width_scale=self.width_scale,
             image_ids=image_ids,
         )
-

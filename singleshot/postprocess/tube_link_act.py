@@ -40,8 +40,15 @@ from singleshot.structures import Tube
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["ACTLinkParams", "link_act", "moc_link_params", "nms_tubelets", "tubelet_iou_matrix",
-           "tubelets_from_act_rows", "tubelets_from_moc_dict"]  # fmt: skip
+__all__ = [
+    "ACTLinkParams",
+    "link_act",
+    "moc_link_params",
+    "nms_tubelets",
+    "tubelet_iou_matrix",
+    "tubelets_from_act_rows",
+    "tubelets_from_moc_dict",
+]
 
 VideoTubelets = Mapping[int, Mapping[int, tuple[np.ndarray, np.ndarray]]]
 
@@ -73,8 +80,14 @@ def tubelet_iou_matrix(boxes: np.ndarray, plus_one: bool = True) -> np.ndarray:
     return out
 
 
-def nms_tubelets(boxes: np.ndarray, scores: np.ndarray, thresh: float, top_k: int, plus_one: bool = True,
-                 iou: np.ndarray | None = None) -> np.ndarray:  # fmt: skip
+def nms_tubelets(
+    boxes: np.ndarray,
+    scores: np.ndarray,
+    thresh: float,
+    top_k: int,
+    plus_one: bool = True,
+    iou: np.ndarray | None = None,
+) -> np.ndarray:
     """Greedy NMS of tubelets (boxes [N, K, 4], scores [N]) on the K-frame mean IoU (> ``thresh``
     suppresses). Returns the kept indices, best first, at most ``top_k``.
 
@@ -172,7 +185,11 @@ class _ClassLinker:
                 chains = [c for c, s in zip(chains, stay.tolist()) if s]
                 last_start, last_boxes, total, count = last_start[stay], last_boxes[stay], total[stay], count[stay]
             self.chains, self.last_start, self.last_boxes, self.total, self.count = (
-                chains, last_start, last_boxes, total, count
+                chains,
+                last_start,
+                last_boxes,
+                total,
+                count,
             )
         new = [j for j, f in enumerate(free) if f]
         if new:
@@ -186,8 +203,9 @@ class _ClassLinker:
         return self.finished + self.chains
 
 
-def link_act(tubelets: VideoTubelets, video: str, k: int | None = None,
-             params: ACTLinkParams | None = None) -> list[Tube]:  # fmt: skip
+def link_act(
+    tubelets: VideoTubelets, video: str, k: int | None = None, params: ACTLinkParams | None = None
+) -> list[Tube]:
     """Link one video's tubelets into tubes, per class (see the module doc).
 
     Args:
@@ -211,8 +229,10 @@ def link_act(tubelets: VideoTubelets, video: str, k: int | None = None,
             boxes = converted[id(boxes_in)]
             scores = np.asarray(scores_in, dtype=np.float64).reshape(-1)
             if boxes.ndim != 3 or boxes.shape[2] != 4 or boxes.shape[0] != scores.shape[0]:
-                raise ValueError(f"{video}: tubelets at frame {start}, label {label} must be boxes [N, K, 4] "
-                                 f"and scores [N], not {list(boxes.shape)} and {list(scores.shape)}")  # fmt: skip
+                raise ValueError(
+                    f"{video}: tubelets at frame {start}, label {label} must be boxes [N, K, 4] "
+                    f"and scores [N], not {list(boxes.shape)} and {list(scores.shape)}"
+                )
             if k is None:
                 k = boxes.shape[1]
             if boxes.shape[1] != k:
@@ -264,8 +284,9 @@ def _build_tube(chain: Chain, k: int, video: str, label: int, tube_score: float)
     return Tube(video, label, frames, boxes, float(tube_score), (acc_score[has] / count[has]).astype(np.float32))
 
 
-def tubelets_from_act_rows(rows_by_start: Mapping[int, np.ndarray], k: int,
-                           background: bool = True) -> dict[int, dict[int, tuple[np.ndarray, np.ndarray]]]:  # fmt: skip
+def tubelets_from_act_rows(
+    rows_by_start: Mapping[int, np.ndarray], k: int, background: bool = True
+) -> dict[int, dict[int, tuple[np.ndarray, np.ndarray]]]:
     """From ACT's per-start-frame ``dets_all`` arrays [N, 4K + 1 + C] (K boxes, the background
     score when ``background``, then one score per class) to the linking input."""
     out: dict[int, dict[int, tuple[np.ndarray, np.ndarray]]] = {}
@@ -277,8 +298,9 @@ def tubelets_from_act_rows(rows_by_start: Mapping[int, np.ndarray], k: int,
     return out
 
 
-def tubelets_from_moc_dict(dets_by_start: Mapping[int, Mapping[int, np.ndarray]],
-                           k: int) -> dict[int, dict[int, tuple[np.ndarray, np.ndarray]]]:  # fmt: skip
+def tubelets_from_moc_dict(
+    dets_by_start: Mapping[int, Mapping[int, np.ndarray]], k: int
+) -> dict[int, dict[int, tuple[np.ndarray, np.ndarray]]]:
     """From MOC-Detector's per-start-frame ``{label (1-based): [N, 4K + 1]}`` to the linking input."""
     out: dict[int, dict[int, tuple[np.ndarray, np.ndarray]]] = {}
     for start, per_label in dets_by_start.items():

@@ -95,8 +95,22 @@ def link_viterbi(
             per_group = int(g_len[members[begin]]) * int(width) ** 2
             stop = begin + max(1, _MAX_EDGES // per_group)
             batch = members[begin:stop]
-            _link_batch(batch, int(width), g_len, dets, order, src_keys, src_of_det_sorted, slot_sorted,
-                        src_group, int(g_len.max()) + 1, max_paths, weights, plus_one, tubes_per_group)  # fmt: skip
+            _link_batch(
+                batch,
+                int(width),
+                g_len,
+                dets,
+                order,
+                src_keys,
+                src_of_det_sorted,
+                slot_sorted,
+                src_group,
+                int(g_len.max()) + 1,
+                max_paths,
+                weights,
+                plus_one,
+                tubes_per_group,
+            )
             begin = stop
 
     tubes: list[Tube] = []
@@ -104,19 +118,30 @@ def link_viterbi(
         video, label = dets.videos[int(g_video[g])], int(g_label[g])
         frames = np.arange(1, int(g_len[g]) + 1, dtype=np.int64)
         for boxes, scores in tubes_per_group[g]:
-            tubes.append(Tube(video, label, frames, boxes.astype(np.float32), float(scores.mean()),
-                              scores.astype(np.float32)))  # fmt: skip
+            tubes.append(
+                Tube(video, label, frames, boxes.astype(np.float32), float(scores.mean()), scores.astype(np.float32))
+            )
     if nms_thresh is not None and tubes:
         tubes = [tubes[i] for i in nms_3d(tubes, nms_thresh)]
     return tubes
 
 
 def _link_batch(
-    batch: np.ndarray, width: int, g_len: np.ndarray, dets: FrameDets, order: np.ndarray,
-    src_keys: np.ndarray, src_of_det_sorted: np.ndarray, slot_sorted: np.ndarray, src_group: np.ndarray,
-    stride: int, max_paths: int, weights: tuple[float, float, float], plus_one: bool,
+    batch: np.ndarray,
+    width: int,
+    g_len: np.ndarray,
+    dets: FrameDets,
+    order: np.ndarray,
+    src_keys: np.ndarray,
+    src_of_det_sorted: np.ndarray,
+    slot_sorted: np.ndarray,
+    src_group: np.ndarray,
+    stride: int,
+    max_paths: int,
+    weights: tuple[float, float, float],
+    plus_one: bool,
     out: list[list[tuple[np.ndarray, np.ndarray]]],
-) -> None:  # fmt: skip
+) -> None:
     """Viterbi paths of the groups ``batch`` (sorted by length, descending), appended to ``out``."""
     n_g = batch.shape[0]
     lens = g_len[batch]
@@ -220,4 +245,3 @@ def _link_batch(
 def _n_longer(lens: np.ndarray, r: int) -> int:
     """How many of ``lens`` (sorted descending) exceed ``r``."""
     return int(np.searchsorted(-lens, -r, side="left"))
-

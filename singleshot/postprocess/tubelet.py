@@ -219,7 +219,9 @@ class VideoFrameDetections:
         if len(self) == 0:
             return out
         uniq, counts = torch.unique_consecutive(self.frames, return_counts=True)
-        parts = zip(self.boxes.split(counts.tolist()), self.scores.split(counts.tolist()), self.labels.split(counts.tolist()))
+        parts = zip(
+            self.boxes.split(counts.tolist()), self.scores.split(counts.tolist()), self.labels.split(counts.tolist())
+        )
         for f, (bx, sc, lb) in zip(uniq.tolist(), parts):
             out[f] = Detections(boxes=bx, scores=sc, labels=lb, image_id=f"{self.video}/{f}")
         return out
@@ -228,7 +230,9 @@ class VideoFrameDetections:
         """Rows of the per-frame detections JSON: ``{"video", "frame", "label", "score", "box"}``."""
         return [
             {"video": self.video, "frame": f, "label": lb, "score": sc, "box": bx}
-            for f, lb, sc, bx in zip(self.frames.tolist(), self.labels.tolist(), self.scores.tolist(), self.boxes.tolist())
+            for f, lb, sc, bx in zip(
+                self.frames.tolist(), self.labels.tolist(), self.scores.tolist(), self.boxes.tolist()
+            )
         ]
 
 
@@ -257,7 +261,9 @@ def frames_from_tubelets(
     names = {t.video for t in tubelets if t.video}
     if video is None:
         if len(names) > 1:
-            raise ConfigError(f"frames_from_tubelets got tubelets of several videos {sorted(names)}; pass one video at a time")
+            raise ConfigError(
+                f"frames_from_tubelets got tubelets of several videos {sorted(names)}; pass one video at a time"
+            )
         video = names.pop() if names else ""
     nonempty = [t for t in tubelets if len(t)]
     for t in nonempty:

@@ -26,6 +26,7 @@ from singleshot.structures import Detections
 
 logger = logging.getLogger(__name__)
 
+
 def decode_region(
     out: Tensor, anchors: Tensor, num_classes: int, input_size: tuple[int, int]
 ) -> tuple[Tensor, Tensor, Tensor]:

@@ -35,6 +35,7 @@ from singleshot.errors import ConfigError
 logger = logging.getLogger(__name__)
 
 __all__ = [
+    "BestEvaluation",
     "ToDevice",
     "TrainingPlan",
     "demo_threads",
@@ -130,6 +131,42 @@ class ToDevice:
     def __call__(self, batch: tuple[Tensor, list[Any]], device: torch.device) -> tuple[Tensor, list[Any]]:
         inputs, targets = batch
         return inputs.to(device, non_blocking=True), [t.to(device) for t in targets]
+
+
+class BestEvaluation:
+    """An evaluation for :class:`TrainingPlan` that also keeps the full result (tables included) of
+    its best call, to report beside the best metrics.
+
+    Args:
+        run: ``model -> full metrics`` (numbers plus anything else, e.g. a ``per_class`` table).
+        metric_key: the number that ranks the calls (bigger is better; None counts as 0).
+        keys: the numbers handed to the trainer, in order.
+        extras: the entries of the best full result added to the report.
+    """
+
+    def __init__(
+        self,
+        run: Callable[[nn.Module], Mapping[str, Any]],
+        metric_key: str,
+        keys: Sequence[str],
+        extras: Sequence[str] = ("per_class",),
+    ) -> None:
+        self.run, self.metric_key, self.keys, self.extras = run, metric_key, tuple(keys), tuple(extras)
+        self.best: dict[str, Any] = {}
+
+    def __call__(self, model: nn.Module) -> dict[str, float]:
+        full = dict(self.run(model))
+        if not self.best or (full[self.metric_key] or 0.0) > (self.best[self.metric_key] or 0.0):
+            self.best = full
+        return metric_floats(full, self.keys)
+
+    def report(self, best: dict[str, float]) -> dict[str, Any]:
+        """``best`` plus the extras of the best full result (when there was an evaluation)."""
+        result: dict[str, Any] = dict(best)
+        for key in self.extras:
+            if self.best:
+                result[key] = self.best.get(key)
+        return result
 
 
 @dataclass

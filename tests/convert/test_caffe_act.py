@@ -24,27 +24,69 @@ from singleshot.errors import WeightsError
 
 K = 2
 NUM_LOGITS = 25  # UCF101-24 and background
-VGG = [("conv1_1", 64), ("conv1_2", 64), "pool1", ("conv2_1", 128), ("conv2_2", 128), "pool2",
-       ("conv3_1", 256), ("conv3_2", 256), ("conv3_3", 256), "pool3", ("conv4_1", 512), ("conv4_2", 512),
-       ("conv4_3", 512), "pool4", ("conv5_1", 512), ("conv5_2", 512), ("conv5_3", 512)]  # fmt: skip
-EXTRAS = [("conv6_1", 256, 1, 1, 0), ("conv6_2", 512, 3, 2, 1), ("conv7_1", 128, 1, 1, 0), ("conv7_2", 256, 3, 2, 1),
-          ("conv8_1", 128, 1, 1, 0), ("conv8_2", 256, 3, 1, 0), ("conv9_1", 128, 1, 1, 0), ("conv9_2", 256, 3, 1, 0)]  # fmt: skip
+VGG = [
+    ("conv1_1", 64),
+    ("conv1_2", 64),
+    "pool1",
+    ("conv2_1", 128),
+    ("conv2_2", 128),
+    "pool2",
+    ("conv3_1", 256),
+    ("conv3_2", 256),
+    ("conv3_3", 256),
+    "pool3",
+    ("conv4_1", 512),
+    ("conv4_2", 512),
+    ("conv4_3", 512),
+    "pool4",
+    ("conv5_1", 512),
+    ("conv5_2", 512),
+    ("conv5_3", 512),
+]
+EXTRAS = [
+    ("conv6_1", 256, 1, 1, 0),
+    ("conv6_2", 512, 3, 2, 1),
+    ("conv7_1", 128, 1, 1, 0),
+    ("conv7_2", 256, 3, 2, 1),
+    ("conv8_1", 128, 1, 1, 0),
+    ("conv8_2", 256, 3, 1, 0),
+    ("conv9_1", 128, 1, 1, 0),
+    ("conv9_2", 256, 3, 1, 0),
+]
 # source, min size, max size, aspect ratios, step (ACT's PriorBox layers)
-PRIORS = [("conv4_3_norm", 30, 60, [2], 8), ("fc7", 60, 111, [2, 3], 16), ("conv6_2", 111, 162, [2, 3], 32),
-          ("conv7_2", 162, 213, [2, 3], 64), ("conv8_2", 213, 264, [2], 100), ("conv9_2", 264, 315, [2], 300)]  # fmt: skip
+PRIORS = [
+    ("conv4_3_norm", 30, 60, [2], 8),
+    ("fc7", 60, 111, [2, 3], 16),
+    ("conv6_2", 111, 162, [2, 3], 32),
+    ("conv7_2", 162, 213, [2, 3], 64),
+    ("conv8_2", 213, 264, [2], 100),
+    ("conv9_2", 264, 315, [2], 300),
+]
 
 
 def _conv(name: str, bottom: str, out: int, k: int, s: int, p: int, d: int = 1, shared: str = "") -> str:
-    params = f'param {{ name: "{shared}_w" lr_mult: 0.5 }} param {{ name: "{shared}_b" lr_mult: 1 }}\n' if shared else ""
-    return (f'layer {{ name: "{name}" type: "Convolution" bottom: "{bottom}" top: "{name}"\n  {params}'
-            f"  convolution_param {{ num_output: {out} pad: {p} kernel_size: {k} stride: {s} dilation: {d} }} }}\n"
-            f'layer {{ name: "{name}_relu" type: "ReLU" bottom: "{name}" top: "{name}" }}\n')  # fmt: skip
+    params = (
+        f'param {{ name: "{shared}_w" lr_mult: 0.5 }} param {{ name: "{shared}_b" lr_mult: 1 }}\n' if shared else ""
+    )
+    return (
+        f'layer {{ name: "{name}" type: "Convolution" bottom: "{bottom}" top: "{name}"\n  {params}'
+        f"  convolution_param {{ num_output: {out} pad: {p} kernel_size: {k} stride: {s} dilation: {d} }} }}\n"
+        f'layer {{ name: "{name}_relu" type: "ReLU" bottom: "{name}" top: "{name}" }}\n'
+    )
 
 
-def act_prototxt(k: int = K, sfx: str = "", channels: int = 3, pool5: tuple[int, int, int] = (2, 1, 0),
-                 unshared: tuple[str, ...] = (), shared_norm: bool = False, seq: int = K, order: str = "") -> str:  # fmt: skip
+def act_prototxt(
+    k: int = K,
+    sfx: str = "",
+    channels: int = 3,
+    pool5: tuple[int, int, int] = (2, 1, 0),
+    unshared: tuple[str, ...] = (),
+    shared_norm: bool = False,
+    seq: int = K,
+    order: str = "",
+) -> str:
     """ACT's deploy prototxt for K streams (``sfx="flow"``: the flow model's names)."""
-    text = f'name: "ACTdetector_test_deploy"\n' + "".join(f'input: "data_stream{i}{sfx}"\n' for i in range(k))
+    text = 'name: "ACTdetector_test_deploy"\n' + "".join(f'input: "data_stream{i}{sfx}"\n' for i in range(k))
     text += f"input_shape {{ dim: 1 dim: {channels} dim: 300 dim: 300 }}\n" * k
     prev = [f"data_stream{i}{sfx}" for i in range(k)]
 
@@ -59,14 +101,18 @@ def act_prototxt(k: int = K, sfx: str = "", channels: int = 3, pool5: tuple[int,
     for item in VGG:
         if isinstance(item, str):
             for i in range(k):
-                text += (f'layer {{ name: "{item}_stream{i}{sfx}" type: "Pooling" bottom: "{prev[i]}" top: "{item}_stream{i}{sfx}"\n'
-                         "  pooling_param { pool: MAX kernel_size: 2 stride: 2 } }\n")  # fmt: skip
+                text += (
+                    f'layer {{ name: "{item}_stream{i}{sfx}" type: "Pooling" bottom: "{prev[i]}" top: "{item}_stream{i}{sfx}"\n'
+                    "  pooling_param { pool: MAX kernel_size: 2 stride: 2 } }\n"
+                )
                 prev[i] = f"{item}_stream{i}{sfx}"
         else:
             conv(item[0], item[1], 3, 1, 1)
     for i in range(k):
-        text += (f'layer {{ name: "pool5_stream{i}{sfx}" type: "Pooling" bottom: "{prev[i]}" top: "pool5_stream{i}{sfx}"\n'
-                 f"  pooling_param {{ pool: MAX kernel_size: {pool5[0]} stride: {pool5[1]} pad: {pool5[2]} }} }}\n")  # fmt: skip
+        text += (
+            f'layer {{ name: "pool5_stream{i}{sfx}" type: "Pooling" bottom: "{prev[i]}" top: "pool5_stream{i}{sfx}"\n'
+            f"  pooling_param {{ pool: MAX kernel_size: {pool5[0]} stride: {pool5[1]} pad: {pool5[2]} }} }}\n"
+        )
         prev[i] = f"pool5_stream{i}{sfx}"
     conv("fc6", 1024, 3, 1, 6, 6, dil_growth=True)
     conv("fc7", 1024, 1, 1, 0)
@@ -74,9 +120,11 @@ def act_prototxt(k: int = K, sfx: str = "", channels: int = 3, pool5: tuple[int,
         conv(name, out, kk, s, p)
     for i in range(k):
         param = f'param {{ name: "conv4_3_norm{sfx}_scale" }}\n' if shared_norm else ""
-        text += (f'layer {{ name: "conv4_3_norm_stream{i}{sfx}" type: "Normalize" bottom: "conv4_3_stream{i}{sfx}" '
-                 f'top: "conv4_3_norm_stream{i}{sfx}"\n  {param}  norm_param {{ across_spatial: false '
-                 'scale_filler { type: "constant" value: 20 } channel_shared: false } }\n')  # fmt: skip
+        text += (
+            f'layer {{ name: "conv4_3_norm_stream{i}{sfx}" type: "Normalize" bottom: "conv4_3_stream{i}{sfx}" '
+            f'top: "conv4_3_norm_stream{i}{sfx}"\n  {param}  norm_param {{ across_spatial: false '
+            'scale_filler { type: "constant" value: 20 } channel_shared: false } }\n'
+        )
     flats: dict[str, list[str]] = {"loc": [], "conf": [], "priorbox": []}
     for src, smin, smax, ars, step in PRIORS:
         streams = [f"{src}_stream{i}{sfx}" for i in range(k)]
@@ -85,32 +133,38 @@ def act_prototxt(k: int = K, sfx: str = "", channels: int = 3, pool5: tuple[int,
         n = 2 + 2 * len(ars)
         for kind, per_prior in (("loc", 4 * k), ("conf", NUM_LOGITS)):
             name = f"{src}_concat_mbox_{kind}"
-            text += (f'layer {{ name: "{name}" type: "Convolution" bottom: "{src}_concat" top: "{name}"\n'
-                     f"  convolution_param {{ num_output: {n * per_prior} pad: 1 kernel_size: 3 stride: 1 }} }}\n"
-                     f'layer {{ name: "{name}_perm" type: "Permute" bottom: "{name}" top: "{name}_perm"\n'
-                     "  permute_param { order: 0 order: 2 order: 3 order: 1 } }\n"
-                     f'layer {{ name: "{name}_flat" type: "Flatten" bottom: "{name}_perm" top: "{name}_flat"\n'
-                     "  flatten_param { axis: 1 } }\n")  # fmt: skip
+            text += (
+                f'layer {{ name: "{name}" type: "Convolution" bottom: "{src}_concat" top: "{name}"\n'
+                f"  convolution_param {{ num_output: {n * per_prior} pad: 1 kernel_size: 3 stride: 1 }} }}\n"
+                f'layer {{ name: "{name}_perm" type: "Permute" bottom: "{name}" top: "{name}_perm"\n'
+                "  permute_param { order: 0 order: 2 order: 3 order: 1 } }\n"
+                f'layer {{ name: "{name}_flat" type: "Flatten" bottom: "{name}_perm" top: "{name}_flat"\n'
+                "  flatten_param { axis: 1 } }\n"
+            )
             flats[kind].append(f"{name}_flat")
         ar = " ".join(f"aspect_ratio: {a}" for a in ars)
-        text += (f'layer {{ name: "{src}_concat_mbox_priorbox" type: "PriorBox" bottom: "{src}_concat" '
-                 f'bottom: "data_stream0{sfx}" top: "{src}_concat_mbox_priorbox"\n'
-                 f"  prior_box_param {{ min_size: {smin}.0 max_size: {smax}.0 {ar} flip: true clip: false\n"
-                 f"    variance: 0.1 variance: 0.1 variance: 0.2 variance: 0.2 step: {step} offset: 0.5 }} }}\n")  # fmt: skip
+        text += (
+            f'layer {{ name: "{src}_concat_mbox_priorbox" type: "PriorBox" bottom: "{src}_concat" '
+            f'bottom: "data_stream0{sfx}" top: "{src}_concat_mbox_priorbox"\n'
+            f"  prior_box_param {{ min_size: {smin}.0 max_size: {smax}.0 {ar} flip: true clip: false\n"
+            f"    variance: 0.1 variance: 0.1 variance: 0.2 variance: 0.2 step: {step} offset: 0.5 }} }}\n"
+        )
         flats["priorbox"].append(f"{src}_concat_mbox_priorbox")
     for kind, names in flats.items():
         axis = 2 if kind == "priorbox" else 1
         bottoms = " ".join(f'bottom: "{b}"' for b in names)
         text += f'layer {{ name: "mbox_{kind}" type: "Concat" {bottoms} top: "mbox_{kind}" concat_param {{ axis: {axis} }} }}\n'
-    text += (f'layer {{ name: "mbox_conf_reshape" type: "Reshape" bottom: "mbox_conf" top: "mbox_conf_reshape"\n'
-             f"  reshape_param {{ shape {{ dim: 0 dim: -1 dim: {NUM_LOGITS} }} }} }}\n"
-             'layer { name: "mbox_conf_softmax" type: "Softmax" bottom: "mbox_conf_reshape" top: "mbox_conf_softmax"\n'
-             "  softmax_param { axis: 2 } }\n"
-             'layer { name: "detection_out" type: "ACTDetectionOutput" bottom: "mbox_loc" bottom: "mbox_conf_softmax"\n'
-             f'  bottom: "mbox_priorbox" top: "detection_out" include {{ phase: TEST }}\n'
-             f"  detection_output_param {{ num_classes: {NUM_LOGITS} share_location: true background_label_id: 0\n"
-             "    nms_param { nms_threshold: 0.4 top_k: 300 } code_type: CENTER_SIZE keep_top_k: 100\n"
-             f"    confidence_threshold: 0.02 }}\n  act_detection_output_param {{ sequence_length: {seq} }} }}\n")  # fmt: skip
+    text += (
+        f'layer {{ name: "mbox_conf_reshape" type: "Reshape" bottom: "mbox_conf" top: "mbox_conf_reshape"\n'
+        f"  reshape_param {{ shape {{ dim: 0 dim: -1 dim: {NUM_LOGITS} }} }} }}\n"
+        'layer { name: "mbox_conf_softmax" type: "Softmax" bottom: "mbox_conf_reshape" top: "mbox_conf_softmax"\n'
+        "  softmax_param { axis: 2 } }\n"
+        'layer { name: "detection_out" type: "ACTDetectionOutput" bottom: "mbox_loc" bottom: "mbox_conf_softmax"\n'
+        f'  bottom: "mbox_priorbox" top: "detection_out" include {{ phase: TEST }}\n'
+        f"  detection_output_param {{ num_classes: {NUM_LOGITS} share_location: true background_label_id: 0\n"
+        "    nms_param { nms_threshold: 0.4 top_k: 300 } code_type: CENTER_SIZE keep_top_k: 100\n"
+        f"    confidence_threshold: 0.02 }}\n  act_detection_output_param {{ sequence_length: {seq} }} }}\n"
+    )
     return text
 
 
@@ -125,7 +179,12 @@ def random_blobs(net: dict, seed: int) -> dict[str, list[np.ndarray]]:
     blobs: dict[str, list[np.ndarray]] = {}
     by_param: dict[str, list[np.ndarray]] = {}
     for layer in layers_of(net):
-        kind, name, bottoms, top = first(layer, "type"), first(layer, "name"), layer.get("bottom", []), first(layer, "top")
+        kind, name, bottoms, top = (
+            first(layer, "type"),
+            first(layer, "name"),
+            layer.get("bottom", []),
+            first(layer, "top"),
+        )
         shared = _param_names(layer)
         if shared and shared[0] in by_param:
             blobs[name] = by_param[shared[0]]
@@ -147,7 +206,9 @@ def random_blobs(net: dict, seed: int) -> dict[str, list[np.ndarray]]:
     return blobs
 
 
-def run_caffe_net(net: dict, file_layers: dict[str, list[np.ndarray]], inputs: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+def run_caffe_net(
+    net: dict, file_layers: dict[str, list[np.ndarray]], inputs: dict[str, torch.Tensor]
+) -> dict[str, torch.Tensor]:
     """Caffe's forward of a parsed prototxt, one layer at a time with torch ops.
 
     Weights as Caffe loads them: blobs with one param name share one storage, and each layer of
@@ -158,7 +219,9 @@ def run_caffe_net(net: dict, file_layers: dict[str, list[np.ndarray]], inputs: d
     def key(layer: str, j: int) -> str:
         return names[layer][j] if j < len(names[layer]) and names[layer][j] else f"{layer}#{j}"
 
-    storage = {key(layer, j): torch.from_numpy(a) for layer, arrays in file_layers.items() for j, a in enumerate(arrays)}
+    storage = {
+        key(layer, j): torch.from_numpy(a) for layer, arrays in file_layers.items() for j, a in enumerate(arrays)
+    }
     values = dict(inputs)
     skipped: set[str] = set()  # priors and what is computed from them (not compared here)
     for layer in layers_of(net):
@@ -169,18 +232,28 @@ def run_caffe_net(net: dict, file_layers: dict[str, list[np.ndarray]], inputs: d
             skipped.add(top)
         elif kind == "Convolution":
             p = first(layer, "convolution_param")
-            values[top] = F.conv2d(x, storage[key(name, 0)], storage[key(name, 1)], stride=first(p, "stride", 1),
-                                   padding=first(p, "pad", 0), dilation=first(p, "dilation", 1))  # fmt: skip
+            values[top] = F.conv2d(
+                x,
+                storage[key(name, 0)],
+                storage[key(name, 1)],
+                stride=first(p, "stride", 1),
+                padding=first(p, "pad", 0),
+                dilation=first(p, "dilation", 1),
+            )
         elif kind == "ReLU":
             values[top] = x.clamp(min=0)
         elif kind == "Pooling":  # Caffe rounds the output size up
             p = first(layer, "pooling_param")
-            values[top] = F.max_pool2d(x, first(p, "kernel_size"), first(p, "stride", 1), first(p, "pad", 0), ceil_mode=True)
+            values[top] = F.max_pool2d(
+                x, first(p, "kernel_size"), first(p, "stride", 1), first(p, "pad", 0), ceil_mode=True
+            )
         elif kind == "Normalize":  # across_spatial false: per position over channels, eps inside the root
             scale = storage[key(name, 0)].reshape(1, -1, 1, 1)
             values[top] = x / torch.sqrt((x * x).sum(1, keepdim=True) + 1e-10) * scale
         elif kind == "Concat":
-            values[top] = torch.cat([values[b] for b in bottoms], dim=first(first(layer, "concat_param", {}), "axis", 1))
+            values[top] = torch.cat(
+                [values[b] for b in bottoms], dim=first(first(layer, "concat_param", {}), "axis", 1)
+            )
         elif kind == "Permute":
             values[top] = x.permute(*first(layer, "permute_param")["order"])
         elif kind == "Flatten":
@@ -212,8 +285,15 @@ def caffe_act(tmp_path_factory: pytest.TempPathFactory) -> dict:
     blobs = random_blobs(net, seed=0)
     (tmp / "deploy_RGB.prototxt").write_text(text)
     owner = {n: b for n, b in blobs.items() if _is_norm(n) or not re.search(r"_stream[1-9]$", n)}
-    return {"tmp": tmp, "prototxt": tmp / "deploy_RGB.prototxt", "net": net, "blobs": blobs, "owner": owner,
-            "copies": _write(tmp / "copies.caffemodel", blobs), "owner_only": _write(tmp / "owner.caffemodel", owner)}  # fmt: skip
+    return {
+        "tmp": tmp,
+        "prototxt": tmp / "deploy_RGB.prototxt",
+        "net": net,
+        "blobs": blobs,
+        "owner": owner,
+        "copies": _write(tmp / "copies.caffemodel", blobs),
+        "owner_only": _write(tmp / "owner.caffemodel", owner),
+    }
 
 
 @pytest.fixture(scope="module")
@@ -227,12 +307,21 @@ def test_converted_act_reproduces_the_caffe_forward(caffe_act: dict, converted: 
     assert meta["arch_kwargs"] == {"k": K, "pool5": "2x2s1", "shared_l2norm": False, "fc6_dilations": [6, 36]}
     assert meta["num_classes"] == 24 and meta["classes"] == list(UCF24_CLASSES)
     assert meta["channel_order"] == "BGR" and meta["input_size"] == [300, 300]
-    assert [m * 255 for m in meta["mean"]] == pytest.approx([104, 117, 123]) and meta["std"][0] * 255 == pytest.approx(1)
-    assert meta["postprocess"] == {"score_thresh": 0.02, "nms_thresh": 0.4, "topk_candidates": 300, "max_detections": 100}
+    assert [m * 255 for m in meta["mean"]] == pytest.approx([104, 117, 123]) and meta["std"][0] * 255 == pytest.approx(
+        1
+    )
+    assert meta["postprocess"] == {
+        "score_thresh": 0.02,
+        "nms_thresh": 0.4,
+        "topk_candidates": 300,
+        "max_detections": 100,
+    }
     # per-stream conv4_3 scales land in StreamL2Norm's K rows, in stream order
     for k in range(K):
-        assert torch.equal(converted.state_dict["backbone.l2norm.weight"][k],
-                           torch.from_numpy(caffe_act["blobs"][f"conv4_3_norm_stream{k}"][0]))  # fmt: skip
+        assert torch.equal(
+            converted.state_dict["backbone.l2norm.weight"][k],
+            torch.from_numpy(caffe_act["blobs"][f"conv4_3_norm_stream{k}"][0]),
+        )
     model = act_vgg16_caffe(24, **meta["arch_kwargs"]).eval()
     model.load_state_dict(converted.state_dict, strict=True)
     x = torch.randn(1, K, 3, 300, 300, generator=torch.Generator().manual_seed(1)) * 50
@@ -274,7 +363,9 @@ def test_missing_and_misshaped_layers_name_the_layer(caffe_act: dict) -> None:
     two = _write(tmp / "two.caffemodel", {n: blobs[n] for n in ("conv1_1_stream0", "conv1_2_stream0")})
     with pytest.raises(WeightsError, match=r"no weights for layer 'conv1_2_stream1', and the prototxt does not share"):
         convert_caffe_act(unshared, two)
-    wide = _write(tmp / "wide.caffemodel", {"conv1_1_stream0": [np.zeros((64, 3, 5, 5), np.float32), np.zeros(64, np.float32)]})
+    wide = _write(
+        tmp / "wide.caffemodel", {"conv1_1_stream0": [np.zeros((64, 3, 5, 5), np.float32), np.zeros(64, np.float32)]}
+    )
     with pytest.raises(WeightsError, match=r"wide\.caffemodel: layer 'conv1_1_stream0' has shape \(64, 3, 5, 5\)"):
         convert_caffe_act(caffe_act["prototxt"], wide)
 
@@ -309,8 +400,9 @@ def test_stream_dilated_conv_equals_literal_dilated_convs() -> None:
     conv = StreamDilatedConv2d(4, 5, dilations)
     x = torch.randn(2 * len(dilations), 4, 9, 9)
     frames = x.view(2, len(dilations), 4, 9, 9)
-    want = torch.stack([F.conv2d(frames[:, s], conv.weight, conv.bias, padding=d, dilation=d)
-                        for s, d in enumerate(dilations)], dim=1).flatten(0, 1)  # fmt: skip
+    want = torch.stack(
+        [F.conv2d(frames[:, s], conv.weight, conv.bias, padding=d, dilation=d) for s, d in enumerate(dilations)], dim=1
+    ).flatten(0, 1)
     assert torch.allclose(conv(x), want, atol=1e-5)
     centre_only = F.conv2d(frames[:, 3], conv.weight[:, :, 1:2, 1:2], conv.bias)  # a 1x1 conv with the centre tap
     assert torch.allclose(want[3::4], centre_only, atol=1e-5)

@@ -20,21 +20,53 @@ from singleshot.models.ssd import ssd300
 from singleshot.tasks.detect.predictor import DetectPredictor, settings_from_meta
 
 # ---------------------------------------------------------------- a Caffe SSD300 written by hand
-VGG = [("conv1_1", 64), ("conv1_2", 64), "pool1", ("conv2_1", 128), ("conv2_2", 128), "pool2",
-       ("conv3_1", 256), ("conv3_2", 256), ("conv3_3", 256), "pool3", ("conv4_1", 512), ("conv4_2", 512),
-       ("conv4_3", 512), "pool4", ("conv5_1", 512), ("conv5_2", 512), ("conv5_3", 512)]  # fmt: skip
+VGG = [
+    ("conv1_1", 64),
+    ("conv1_2", 64),
+    "pool1",
+    ("conv2_1", 128),
+    ("conv2_2", 128),
+    "pool2",
+    ("conv3_1", 256),
+    ("conv3_2", 256),
+    ("conv3_3", 256),
+    "pool3",
+    ("conv4_1", 512),
+    ("conv4_2", 512),
+    ("conv4_3", 512),
+    "pool4",
+    ("conv5_1", 512),
+    ("conv5_2", 512),
+    ("conv5_3", 512),
+]
 # name, out, kernel, stride, pad of the extra layers of SSD300
-EXTRAS = [("conv6_1", 256, 1, 1, 0), ("conv6_2", 512, 3, 2, 1), ("conv7_1", 128, 1, 1, 0), ("conv7_2", 256, 3, 2, 1),
-          ("conv8_1", 128, 1, 1, 0), ("conv8_2", 256, 3, 1, 0), ("conv9_1", 128, 1, 1, 0), ("conv9_2", 256, 3, 1, 0)]  # fmt: skip
+EXTRAS = [
+    ("conv6_1", 256, 1, 1, 0),
+    ("conv6_2", 512, 3, 2, 1),
+    ("conv7_1", 128, 1, 1, 0),
+    ("conv7_2", 256, 3, 2, 1),
+    ("conv8_1", 128, 1, 1, 0),
+    ("conv8_2", 256, 3, 1, 0),
+    ("conv9_1", 128, 1, 1, 0),
+    ("conv9_2", 256, 3, 1, 0),
+]
 # source, min, max, aspect ratios, step (the VOC SSD300 model)
-PRIORS = [("conv4_3_norm", 30, 60, [2], 8), ("fc7", 60, 111, [2, 3], 16), ("conv6_2", 111, 162, [2, 3], 32),
-          ("conv7_2", 162, 213, [2, 3], 64), ("conv8_2", 213, 264, [2], 100), ("conv9_2", 264, 315, [2], 300)]  # fmt: skip
+PRIORS = [
+    ("conv4_3_norm", 30, 60, [2], 8),
+    ("fc7", 60, 111, [2, 3], 16),
+    ("conv6_2", 111, 162, [2, 3], 32),
+    ("conv7_2", 162, 213, [2, 3], 64),
+    ("conv8_2", 213, 264, [2], 100),
+    ("conv9_2", 264, 315, [2], 300),
+]
 
 
 def _conv(name: str, bottom: str, out: int, k: int, s: int = 1, p: int = 0, d: int = 1) -> str:
     dil = f" dilation: {d}" if d != 1 else ""
-    return (f'layer {{ name: "{name}" type: "Convolution" bottom: "{bottom}" top: "{name}"\n'
-            f"  convolution_param {{ num_output: {out} kernel_size: {k} stride: {s} pad: {p}{dil} }} }}\n")  # fmt: skip
+    return (
+        f'layer {{ name: "{name}" type: "Convolution" bottom: "{bottom}" top: "{name}"\n'
+        f"  convolution_param {{ num_output: {out} kernel_size: {k} stride: {s} pad: {p}{dil} }} }}\n"
+    )
 
 
 def _relu(bottom: str) -> str:
@@ -46,8 +78,10 @@ def ssd300_prototxt(num_logits: int) -> str:
     prev = "data"
     for item in VGG:
         if isinstance(item, str):
-            text += (f'layer {{ name: "{item}" type: "Pooling" bottom: "{prev}" top: "{item}"\n'
-                     f"  pooling_param {{ pool: MAX kernel_size: 2 stride: 2 }} }}\n")  # fmt: skip
+            text += (
+                f'layer {{ name: "{item}" type: "Pooling" bottom: "{prev}" top: "{item}"\n'
+                f"  pooling_param {{ pool: MAX kernel_size: 2 stride: 2 }} }}\n"
+            )
             prev = item
         else:
             text += _conv(item[0], prev, item[1], 3, 1, 1) + _relu(item[0])
@@ -58,28 +92,38 @@ def ssd300_prototxt(num_logits: int) -> str:
     for name, out, k, s, p in EXTRAS:
         text += _conv(name, prev, out, k, s, p) + _relu(name)
         prev = name
-    text += ('layer { name: "conv4_3_norm" type: "Normalize" bottom: "conv4_3" top: "conv4_3_norm"\n'
-             "  norm_param { across_spatial: false scale_filler { type: \"constant\" value: 20 } channel_shared: false } }\n")  # fmt: skip
+    text += (
+        'layer { name: "conv4_3_norm" type: "Normalize" bottom: "conv4_3" top: "conv4_3_norm"\n'
+        '  norm_param { across_spatial: false scale_filler { type: "constant" value: 20 } channel_shared: false } }\n'
+    )
     for kind in ("loc", "conf"):
         for src, smin, smax, ars, step in PRIORS:
             n = 2 + 2 * len(ars)
             name = f"{src}_mbox_{kind}"
             text += _conv(name, src, n * (4 if kind == "loc" else num_logits), 3, 1, 1)
-            text += (f'layer {{ name: "{name}_perm" type: "Permute" bottom: "{name}" top: "{name}_perm"\n'
-                     "  permute_param { order: 0 order: 2 order: 3 order: 1 } }\n"
-                     f'layer {{ name: "{name}_flat" type: "Flatten" bottom: "{name}_perm" top: "{name}_flat"\n'
-                     "  flatten_param { axis: 1 } }\n")  # fmt: skip
+            text += (
+                f'layer {{ name: "{name}_perm" type: "Permute" bottom: "{name}" top: "{name}_perm"\n'
+                "  permute_param { order: 0 order: 2 order: 3 order: 1 } }\n"
+                f'layer {{ name: "{name}_flat" type: "Flatten" bottom: "{name}_perm" top: "{name}_flat"\n'
+                "  flatten_param { axis: 1 } }\n"
+            )
         bottoms = " ".join(f'bottom: "{src}_mbox_{kind}_flat"' for src, *_ in PRIORS)
-        text += f'layer {{ name: "mbox_{kind}" type: "Concat" {bottoms} top: "mbox_{kind}" concat_param {{ axis: 1 }} }}\n'
+        text += (
+            f'layer {{ name: "mbox_{kind}" type: "Concat" {bottoms} top: "mbox_{kind}" concat_param {{ axis: 1 }} }}\n'
+        )
     for src, smin, smax, ars, step in PRIORS:
         ar = " ".join(f"aspect_ratio: {a}" for a in ars)
-        text += (f'layer {{ name: "{src}_mbox_priorbox" type: "PriorBox" bottom: "{src}" bottom: "data" top: "{src}_mbox_priorbox"\n'
-                 f"  prior_box_param {{ min_size: {smin}.0 max_size: {smax}.0 {ar} flip: true clip: false\n"
-                 f"    variance: 0.1 variance: 0.1 variance: 0.2 variance: 0.2 step: {step} offset: 0.5 }} }}\n")  # fmt: skip
-    text += ('layer { name: "detection_out" type: "DetectionOutput" bottom: "mbox_loc" top: "detection_out"\n'
-             "  detection_output_param { num_classes: 21 share_location: true background_label_id: 0\n"
-             "    nms_param { nms_threshold: 0.45 top_k: 400 } code_type: CENTER_SIZE keep_top_k: 200\n"
-             "    confidence_threshold: 0.01 } }\n")  # fmt: skip
+        text += (
+            f'layer {{ name: "{src}_mbox_priorbox" type: "PriorBox" bottom: "{src}" bottom: "data" top: "{src}_mbox_priorbox"\n'
+            f"  prior_box_param {{ min_size: {smin}.0 max_size: {smax}.0 {ar} flip: true clip: false\n"
+            f"    variance: 0.1 variance: 0.1 variance: 0.2 variance: 0.2 step: {step} offset: 0.5 }} }}\n"
+        )
+    text += (
+        'layer { name: "detection_out" type: "DetectionOutput" bottom: "mbox_loc" top: "detection_out"\n'
+        "  detection_output_param { num_classes: 21 share_location: true background_label_id: 0\n"
+        "    nms_param { nms_threshold: 0.45 top_k: 400 } code_type: CENTER_SIZE keep_top_k: 200\n"
+        "    confidence_threshold: 0.01 } }\n"
+    )
     return text
 
 
@@ -115,13 +159,16 @@ def run_caffe_net(net: dict, blobs: dict[str, list[np.ndarray]], data: torch.Ten
         if kind == "Convolution":
             p = first(layer, "convolution_param")
             w, b = (torch.from_numpy(a) for a in blobs[name])
-            values[top] = F.conv2d(x, w, b, stride=first(p, "stride", 1), padding=first(p, "pad", 0),
-                                   dilation=first(p, "dilation", 1))  # fmt: skip
+            values[top] = F.conv2d(
+                x, w, b, stride=first(p, "stride", 1), padding=first(p, "pad", 0), dilation=first(p, "dilation", 1)
+            )
         elif kind == "ReLU":
             values[top] = x.clamp(min=0)
         elif kind == "Pooling":
             p = first(layer, "pooling_param")  # Caffe rounds the output size up
-            values[top] = F.max_pool2d(x, first(p, "kernel_size"), first(p, "stride", 1), first(p, "pad", 0), ceil_mode=True)
+            values[top] = F.max_pool2d(
+                x, first(p, "kernel_size"), first(p, "stride", 1), first(p, "pad", 0), ceil_mode=True
+            )
         elif kind == "Normalize":  # across_spatial false: per position over channels, eps 1e-10
             scale = torch.from_numpy(blobs[name][0])
             values[top] = x / torch.sqrt((x * x).sum(1, keepdim=True) + 1e-10) * scale[None, :, None, None]
@@ -204,7 +251,12 @@ def test_bad_files_name_the_problem(tmp_path: Path, caffe_ssd300: tuple) -> None
     with pytest.raises(WeightsError, match="fc7"):
         convert_caffe_ssd(prototxt, partial)
     bad = tmp_path / "bad.prototxt"
-    bad.write_text(prototxt.read_text().replace("kernel_size: 3 stride: 1 pad: 1 } }\nlayer { name: \"fc6\"", "kernel_size: 2 stride: 1 pad: 0 } }\nlayer { name: \"fc6\""))
+    bad.write_text(
+        prototxt.read_text().replace(
+            'kernel_size: 3 stride: 1 pad: 1 } }\nlayer { name: "fc6"',
+            'kernel_size: 2 stride: 1 pad: 0 } }\nlayer { name: "fc6"',
+        )
+    )
     with pytest.raises(WeightsError, match="pool5"):
         convert_caffe_ssd(bad, caffemodel)
 
@@ -219,4 +271,6 @@ def test_cli_converts_a_caffe_model(caffe_ssd300: tuple, tmp_path: Path) -> None
     assert out["architecture"] == "ssd300" and out["num_classes"] == 20
     state, meta = load_weights(dst)
     assert meta["channel_order"] == "BGR" and meta["arch_kwargs"]["prior_clip"] == "none"
-    assert torch.equal(state["backbone.l2norm.weight"], torch.from_numpy(read_caffemodel(caffemodel)["conv4_3_norm"].blobs[0]))
+    assert torch.equal(
+        state["backbone.l2norm.weight"], torch.from_numpy(read_caffemodel(caffemodel)["conv4_3_norm"].blobs[0])
+    )

@@ -27,20 +27,32 @@ def _load_reference() -> ModuleType:
 
 R = _load_reference()
 
-CFG = "\n".join([
-    "[convolutional]\nbatch_normalize=1\nfilters=8\nsize=3\nstride=1\npad=1\nactivation=leaky",
-    "[maxpool]\nsize=2\nstride=2",
-    "[convolutional]\nbatch_normalize=1\nfilters=16\nsize=3\nstride=1\npad=1\nactivation=leaky",
-    "[maxpool]\nsize=2\nstride=2",
-    "[convolutional]\nbatch_normalize=1\nfilters=16\nsize=1\nstride=1\npad=1\nactivation=leaky",
-    "[route]\nlayers=-3",
-    "[convolutional]\nbatch_normalize=1\nfilters=4\nsize=1\nstride=1\npad=1\nactivation=leaky",
-    "[reorg]\nstride=2",
-    "[route]\nlayers=-1,-4",
-    "[convolutional]\nfilters=15\nsize=1\nstride=1\npad=1\nactivation=linear",
-])  # fmt: skip
-SPEC = [ConvSpec(8), PoolSpec(), ConvSpec(16), PoolSpec(), ConvSpec(16, 1), RouteSpec((-3,)), ConvSpec(4, 1),
-        ReorgSpec(2), RouteSpec((-1, -4)), ConvSpec(15, 1, bn=False, act="linear")]  # fmt: skip
+CFG = "\n".join(
+    [
+        "[convolutional]\nbatch_normalize=1\nfilters=8\nsize=3\nstride=1\npad=1\nactivation=leaky",
+        "[maxpool]\nsize=2\nstride=2",
+        "[convolutional]\nbatch_normalize=1\nfilters=16\nsize=3\nstride=1\npad=1\nactivation=leaky",
+        "[maxpool]\nsize=2\nstride=2",
+        "[convolutional]\nbatch_normalize=1\nfilters=16\nsize=1\nstride=1\npad=1\nactivation=leaky",
+        "[route]\nlayers=-3",
+        "[convolutional]\nbatch_normalize=1\nfilters=4\nsize=1\nstride=1\npad=1\nactivation=leaky",
+        "[reorg]\nstride=2",
+        "[route]\nlayers=-1,-4",
+        "[convolutional]\nfilters=15\nsize=1\nstride=1\npad=1\nactivation=linear",
+    ]
+)
+SPEC = [
+    ConvSpec(8),
+    PoolSpec(),
+    ConvSpec(16),
+    PoolSpec(),
+    ConvSpec(16, 1),
+    RouteSpec((-3,)),
+    ConvSpec(4, 1),
+    ReorgSpec(2),
+    RouteSpec((-1, -4)),
+    ConvSpec(15, 1, bn=False, act="linear"),
+]
 
 
 def _darknet_arrays(seed: int = 0) -> list[dict[str, np.ndarray]]:
@@ -52,7 +64,11 @@ def _darknet_arrays(seed: int = 0) -> list[dict[str, np.ndarray]]:
             n, k = int(block["filters"]), int(block["size"])
             layer = {"bias": rng.normal(0, 0.1, n)}
             if int(block.get("batch_normalize", "0")):
-                layer |= {"scale": rng.normal(1, 0.1, n), "mean": rng.normal(0, 0.1, n), "var": rng.uniform(0.5, 1.5, n)}
+                layer |= {
+                    "scale": rng.normal(1, 0.1, n),
+                    "mean": rng.normal(0, 0.1, n),
+                    "var": rng.uniform(0.5, 1.5, n),
+                }
             layer["weights"] = rng.normal(0, np.sqrt(2 / (c * k * k)), (n, c, k, k))
             layers.append({name: a.astype(np.float32) for name, a in layer.items()})
             c = n
@@ -65,13 +81,20 @@ def _darknet_arrays(seed: int = 0) -> list[dict[str, np.ndarray]]:
 
 
 def _write(
-    path: Path, layers: list[dict[str, np.ndarray]], version: tuple[int, int, int], seen: int, drop_floats: int = 0, extra: int = 0
+    path: Path,
+    layers: list[dict[str, np.ndarray]],
+    version: tuple[int, int, int],
+    seen: int,
+    drop_floats: int = 0,
+    extra: int = 0,
 ) -> None:
     major, minor, revision = version
     head = np.array([major, minor, revision], dtype="<i4").tobytes()
     head += np.array([seen], dtype="<i8" if major * 10 + minor >= 2 else "<i4").tobytes()
     order = ("bias", "scale", "mean", "var", "weights")
-    body = np.concatenate([layer[k].ravel() for layer in layers for k in order if k in layer] + [np.ones(extra, np.float32)])
+    body = np.concatenate(
+        [layer[k].ravel() for layer in layers for k in order if k in layer] + [np.ones(extra, np.float32)]
+    )
     if drop_floats:
         body = body[:-drop_floats]
     path.write_bytes(head + body.astype("<f4").tobytes())
@@ -85,7 +108,12 @@ def _source_state(layers: list[dict[str, np.ndarray]]) -> dict[str, Tensor]:
         q = f"models.{i}."
         sd[f"{q}conv{n}.weight"] = torch.from_numpy(layer["weights"])
         if "scale" in layer:
-            for ours, darknet in (("bias", "bias"), ("weight", "scale"), ("running_mean", "mean"), ("running_var", "var")):
+            for ours, darknet in (
+                ("bias", "bias"),
+                ("weight", "scale"),
+                ("running_mean", "mean"),
+                ("running_var", "var"),
+            ):
                 sd[f"{q}bn{n}.{ours}"] = torch.from_numpy(layer[darknet])
         else:
             sd[f"{q}conv{n}.bias"] = torch.from_numpy(layer["bias"])

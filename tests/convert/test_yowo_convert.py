@@ -42,7 +42,9 @@ R = _load_reference()
 
 _CONV = "[convolutional]\nbatch_normalize=1\nfilters={}\nsize={}\nstride=1\npad=1\nactivation=leaky"
 #: tiny2d(16, 128) in Darknet cfg syntax
-TINY2D_CFG = "\n".join([_CONV.format(16 * 2**k, 3) + "\n[maxpool]\nsize=2\nstride=2" for k in range(5)] + [_CONV.format(128, 1)])
+TINY2D_CFG = "\n".join(
+    [_CONV.format(16 * 2**k, 3) + "\n[maxpool]\nsize=2\nstride=2" for k in range(5)] + [_CONV.format(128, 1)]
+)
 
 
 def _meta(shapes: dict[str, tuple[int, ...]], prefix: str = "module.") -> dict[str, Tensor]:
@@ -55,12 +57,16 @@ def _shapes(sd: dict[str, Tensor]) -> dict[str, tuple[int, ...]]:
 
 def _yowo_wrapper(state: dict[str, Tensor]) -> dict[str, object]:
     """What YOWO's train.py saves: the DataParallel state dict plus epoch, optimizer and F-score."""
-    optimizer = {"state": {}, "param_groups": [{"lr": 1e-4, "betas": (0.9, 0.999), "weight_decay": 5e-4, "params": [0, 1]}]}
+    optimizer = {
+        "state": {},
+        "param_groups": [{"lr": 1e-4, "betas": (0.9, 0.999), "weight_decay": 5e-4, "params": [0, 1]}],
+    }
     return {"epoch": 5, "state_dict": state, "optimizer": optimizer, "fscore": 0.8123}
 
 
 @pytest.mark.parametrize(
-    ("b3", "kwargs"), [("resnext101", {}), ("resnet18", {"width": 1.0, "shortcut": "A"}), ("shufflenetv2", {"width_mult": 2.0})]
+    ("b3", "kwargs"),
+    [("resnext101", {}), ("resnet18", {"width": 1.0, "shortcut": "A"}), ("shufflenetv2", {"width_mult": 2.0})],
 )
 @pytest.mark.parametrize("counters", [True, False])
 def test_every_yowo_key_maps_with_matching_shapes(b3: str, kwargs: dict[str, object], counters: bool) -> None:
@@ -140,10 +146,21 @@ def test_foreign_keys_and_bad_heads_are_named() -> None:
 
 KINETICS_CASES = [
     ("resnext101", {}, R.resnet_keys("", (3, 4, 23, 3), (128, 256, 512, 1024), "resnext", counters=False), "fc", 2048),
-    ("resnet18", {"width": 1.0, "shortcut": "A"},
-     R.resnet_keys("", (2, 2, 2, 2), (64, 128, 256, 512), shortcut="A", counters=False), "fc", 512),
-    ("shufflenetv2", {"width_mult": 2.0}, R.shufflenet_keys("", (24, 224, 488, 976, 2048), counters=False), "classifier.1", 2048),
-]  # fmt: skip
+    (
+        "resnet18",
+        {"width": 1.0, "shortcut": "A"},
+        R.resnet_keys("", (2, 2, 2, 2), (64, 128, 256, 512), shortcut="A", counters=False),
+        "fc",
+        512,
+    ),
+    (
+        "shufflenetv2",
+        {"width_mult": 2.0},
+        R.shufflenet_keys("", (24, 224, 488, 976, 2048), counters=False),
+        "classifier.1",
+        2048,
+    ),
+]
 
 
 @pytest.mark.parametrize(("name", "kwargs", "shapes", "head", "features"), KINETICS_CASES)
@@ -162,7 +179,11 @@ def test_kinetics_backbone_keys_map(
 
 def test_kinetics_file_loads_and_reproduces_the_source_forward(tmp_path: Path) -> None:
     planes, layers = (32, 64, 64, 128), (1, 2, 1, 1)
-    shapes = {**R.resnet_keys("", layers, planes, "resnext", card=8, counters=False), "fc.weight": (400, 256), "fc.bias": (400,)}
+    shapes = {
+        **R.resnet_keys("", layers, planes, "resnext", card=8, counters=False),
+        "fc.weight": (400, 256),
+        "fc.bias": (400,),
+    }
     src = {"module." + k: v for k, v in R.random_state(shapes, seed=3).items()}
     path = tmp_path / "resnext-kinetics.pth"
     torch.save({"epoch": 1, "arch": "resnext", "state_dict": src, "optimizer": {"state": {}, "param_groups": []}}, path)

@@ -11,10 +11,17 @@ from singleshot.structures import BoxTarget
 
 def test_stacks_images_and_lists_targets() -> None:
     batch = [
-        (torch.full((3, 8, 8), float(i)), BoxTarget(boxes=torch.zeros((i, 4)), labels=torch.zeros(i, dtype=torch.int64),
-                                                  difficult=torch.zeros(i, dtype=torch.bool), image_id=str(i)))
+        (
+            torch.full((3, 8, 8), float(i)),
+            BoxTarget(
+                boxes=torch.zeros((i, 4)),
+                labels=torch.zeros(i, dtype=torch.int64),
+                difficult=torch.zeros(i, dtype=torch.bool),
+                image_id=str(i),
+            ),
+        )
         for i in range(3)
-    ]  # fmt: skip
+    ]
     images, targets = collate_detection(batch)
     assert tuple(images.shape) == (3, 3, 8, 8)
     assert [float(images[i, 0, 0, 0]) for i in range(3)] == [0.0, 1.0, 2.0]

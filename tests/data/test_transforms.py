@@ -110,8 +110,9 @@ def _crop_params(crop: v2.RandomIoUCrop, n: int) -> torch.Tensor:
     image = tv_tensors.Image(torch.zeros((3, 100, 200), dtype=torch.uint8))
     boxes = tv_tensors.BoundingBoxes(
         torch.tensor([[20.0, 10.0, 120.0, 80.0], [130.0, 40.0, 190.0, 95.0], [5.0, 60.0, 30.0, 90.0]]),
-        format="XYXY", canvas_size=(100, 200),
-    )  # fmt: skip
+        format="XYXY",
+        canvas_size=(100, 200),
+    )
     rows = []
     for _ in range(n):
         p = crop.make_params([image, boxes])

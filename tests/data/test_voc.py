@@ -40,8 +40,12 @@ def test_real_000005_boxes_and_difficult() -> None:
     assert image.dtype == torch.uint8 and tuple(image.shape) == (3, 375, 500)
     assert target.image_id == "000005" and target.size == (375, 500) and target.orig_size == (375, 500)
     xml_values = [  # xmin, ymin, xmax, ymax as written in the file
-        (263, 211, 324, 339), (165, 264, 253, 372), (5, 244, 67, 374), (241, 194, 295, 299), (277, 186, 312, 220)
-    ]  # fmt: skip
+        (263, 211, 324, 339),
+        (165, 264, 253, 372),
+        (5, 244, 67, 374),
+        (241, 194, 295, 299),
+        (277, 186, 312, 220),
+    ]
     expected = torch.tensor(xml_values, dtype=torch.float32) - 1
     torch.testing.assert_close(target.boxes, expected, rtol=0, atol=0)
     assert target.boxes.dtype == torch.float32

@@ -22,9 +22,15 @@ def _state(value: float) -> dict:
     opt.step()
     with torch.no_grad():
         model.weight.fill_(value)
-    return {"model": model.state_dict(), "optimizer": opt.state_dict(), "epoch": 3, "iteration": 12,
-            "rng": get_rng_state(), "config": {"lr": 0.1, "milestones": [1, 2], "out_dir": "x"},
-            "best_metric": None}
+    return {
+        "model": model.state_dict(),
+        "optimizer": opt.state_dict(),
+        "epoch": 3,
+        "iteration": 12,
+        "rng": get_rng_state(),
+        "config": {"lr": 0.1, "milestones": [1, 2], "out_dir": "x"},
+        "best_metric": None,
+    }
 
 
 def test_failed_write_leaves_old_file_intact(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -35,7 +35,9 @@ def test_single_process_helpers_are_identities(monkeypatch: pytest.MonkeyPatch) 
         d.init_distributed("cpu")
 
 
-def test_only_rank_zero_writes_files(tiny_run_module: ModuleType, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_only_rank_zero_writes_files(
+    tiny_run_module: ModuleType, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     tiny = tiny_run_module
     monkeypatch.setattr(trainer_module, "get_rank", lambda: 1)  # play rank 1 of a (pretend) group
     cfg = trainer_module.TrainConfig(epochs=2, out_dir=tmp_path / "run", checkpoint_every=1, plot_every=1)
@@ -50,12 +52,30 @@ def test_only_rank_zero_writes_files(tiny_run_module: ModuleType, tmp_path: Path
 def test_torchrun_two_processes_match_one_process(tiny_run_module: ModuleType, tmp_path: Path) -> None:
     tiny = tiny_run_module
     out = tmp_path / "ddp"
-    env = {**os.environ, "PYTHONPATH": str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""),
-           "OMP_NUM_THREADS": "1"}
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""),
+        "OMP_NUM_THREADS": "1",
+    }
     for key in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"):
         env.pop(key, None)
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nnodes=1", "--nproc_per_node=2",
-           str(SCRIPT), "--out", str(out), "--batch", "4", "--dropout", "0", "--ema", "0.9"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nnodes=1",
+        "--nproc_per_node=2",
+        str(SCRIPT),
+        "--out",
+        str(out),
+        "--batch",
+        "4",
+        "--dropout",
+        "0",
+        "--ema",
+        "0.9",
+    ]
     done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
     # one process, the same global batch (2 x 4), the same seed

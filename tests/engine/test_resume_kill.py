@@ -104,7 +104,9 @@ class CrashAt(Hook):
 @pytest.mark.parametrize(
     ("workers", "amp_dtype"), [(1, "auto"), (0, "float16")], ids=["worker-process", "float16-scaler"]
 )
-def test_mid_epoch_resume_with_workers_and_scaler(tiny_run_module: ModuleType, tmp_path: Path, workers: int, amp_dtype: str) -> None:
+def test_mid_epoch_resume_with_workers_and_scaler(
+    tiny_run_module: ModuleType, tmp_path: Path, workers: int, amp_dtype: str
+) -> None:
     """In-process variant: a worker process reads the data, or float16 autocast with a gradient
     scaler (the CUDA recipe, here on CPU) whose state must survive the checkpoint."""
     tiny = tiny_run_module

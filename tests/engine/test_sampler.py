@@ -20,8 +20,9 @@ class Augmented(Dataset):
         return 22
 
     def __getitem__(self, i: int) -> torch.Tensor:
-        return torch.tensor([float(i), float(torch.rand(())), float(np.random.rand()), random.random()],
-                            dtype=torch.float64)
+        return torch.tensor(
+            [float(i), float(torch.rand(())), float(np.random.rand()), random.random()], dtype=torch.float64
+        )
 
 
 def test_order_is_a_function_of_seed_and_epoch() -> None:

@@ -24,8 +24,9 @@ def _lrs(name: str, n: int, base: float = 0.1, **kw: object) -> list[float]:
 
 
 def test_multistep_with_warmup_hand_values() -> None:
-    lrs = _lrs("multistep", 12, base=1e-3, total_iters=12, warmup_iters=4, warmup_factor=0.1,
-               milestones=[6, 9], gamma=0.1)
+    lrs = _lrs(
+        "multistep", 12, base=1e-3, total_iters=12, warmup_iters=4, warmup_factor=0.1, milestones=[6, 9], gamma=0.1
+    )
     # warm-up: 0.1 + 0.9 * i / 4 for i = 0..3
     expected = [1e-3 * f for f in (0.1, 0.325, 0.55, 0.775)] + [1e-3] * 2 + [1e-4] * 3 + [1e-5] * 3
     assert lrs == pytest.approx(expected, rel=1e-12)

@@ -35,8 +35,9 @@ class _NumpyNoise(Dataset):
 def test_worker_init_fn_gives_each_worker_its_own_stream() -> None:
     def run() -> torch.Tensor:
         torch.manual_seed(0)
-        loader = DataLoader(_NumpyNoise(), batch_size=1, num_workers=2, worker_init_fn=worker_init_fn,
-                            multiprocessing_context="fork")
+        loader = DataLoader(
+            _NumpyNoise(), batch_size=1, num_workers=2, worker_init_fn=worker_init_fn, multiprocessing_context="fork"
+        )
         return torch.cat(list(loader))
 
     first = run()

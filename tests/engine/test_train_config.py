@@ -42,8 +42,11 @@ def test_optimizers_use_multi_tensor_kernels_with_the_loop_s_numbers(name: str) 
     opt = build_optimizer(model.parameters(), cfg)
     assert all(g["foreach"] for g in opt.param_groups)
     kw = {"lr": 0.01, "weight_decay": 5e-4, "foreach": False}
-    loop = {"sgd": lambda p: torch.optim.SGD(p, momentum=0.9, **kw), "adam": lambda p: torch.optim.Adam(p, **kw),
-            "adamw": lambda p: torch.optim.AdamW(p, **kw)}[name](ref.parameters())  # fmt: skip
+    loop = {
+        "sgd": lambda p: torch.optim.SGD(p, momentum=0.9, **kw),
+        "adam": lambda p: torch.optim.Adam(p, **kw),
+        "adamw": lambda p: torch.optim.AdamW(p, **kw),
+    }[name](ref.parameters())
     for step in range(3):
         x = torch.randn(2, 3, 6, 6, generator=torch.Generator().manual_seed(step))
         for m, o in ((model, opt), (ref, loop)):

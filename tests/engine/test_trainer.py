@@ -87,8 +87,20 @@ class KillAfter(Hook):
 
 def test_resume_is_bit_exact(tmp_path: Path) -> None:
     def cfg(out: str, resume: bool = False) -> TrainConfig:
-        return TrainConfig(epochs=4, lr=0.05, momentum=0.9, weight_decay=1e-4, schedule="cosine", warmup_iters=3,
-                           accumulate=2, clip_grad=5.0, out_dir=tmp_path / out, seed=3, resume=resume, plot_every=0)
+        return TrainConfig(
+            epochs=4,
+            lr=0.05,
+            momentum=0.9,
+            weight_decay=1e-4,
+            schedule="cosine",
+            warmup_iters=3,
+            accumulate=2,
+            clip_grad=5.0,
+            out_dir=tmp_path / out,
+            seed=3,
+            resume=resume,
+            plot_every=0,
+        )
 
     def loader() -> DataLoader:
         return DataLoader(Noisy(22), batch_size=4, shuffle=True)  # 6 batches: 3 steps of 2 per epoch
@@ -105,8 +117,10 @@ def test_resume_is_bit_exact(tmp_path: Path) -> None:
 
     assert resumed.iteration == full.iteration == 12
     assert_same_weights(full.model, resumed.model)
-    assert torch.equal(full.optimizer.state_dict()["state"][0]["momentum_buffer"],
-                       resumed.optimizer.state_dict()["state"][0]["momentum_buffer"])
+    assert torch.equal(
+        full.optimizer.state_dict()["state"][0]["momentum_buffer"],
+        resumed.optimizer.state_dict()["state"][0]["momentum_buffer"],
+    )
     rows_full = list(csv.DictReader(open(tmp_path / "full" / "results.csv")))
     rows_cut = list(csv.DictReader(open(tmp_path / "cut" / "results.csv")))
     assert [r["epoch"] for r in rows_cut] == ["1", "2", "3", "4"]
@@ -123,8 +137,9 @@ def test_resume_needs_a_checkpoint(tmp_path: Path) -> None:
 def test_accumulation_matches_large_batch(tmp_path: Path, n: int) -> None:
     def run(batch: int, accumulate: int) -> Trainer:
         data = Noisy(n, augment=False)
-        cfg = TrainConfig(epochs=2, lr=0.1, momentum=0.9, accumulate=accumulate, out_dir=tmp_path / f"a{accumulate}",
-                          plot_every=0)
+        cfg = TrainConfig(
+            epochs=2, lr=0.1, momentum=0.9, accumulate=accumulate, out_dir=tmp_path / f"a{accumulate}", plot_every=0
+        )
         t = Trainer(make_net(dropout=0.0), loss_fn, DataLoader(data, batch_size=batch), cfg, prepare)
         t.train()
         return t
@@ -191,8 +206,18 @@ def test_logs_plot_and_best_checkpoint(tmp_path: Path, caplog: pytest.LogCapture
         return {"acc": next(scores), "err": 1.0}
 
     steps = 3  # 12 samples / batch 4
-    cfg = TrainConfig(epochs=5, lr=0.2, optimizer="adamw", schedule="multistep", milestones=(2 * steps,),
-                      gamma=0.5, eval_every=2, out_dir=tmp_path, log_every=2, plot_every=5)
+    cfg = TrainConfig(
+        epochs=5,
+        lr=0.2,
+        optimizer="adamw",
+        schedule="multistep",
+        milestones=(2 * steps,),
+        gamma=0.5,
+        eval_every=2,
+        out_dir=tmp_path,
+        log_every=2,
+        plot_every=5,
+    )
     with caplog.at_level(logging.INFO, logger="singleshot.engine.logger"):
         t = Trainer(make_net(), loss_fn, DataLoader(Noisy(12), batch_size=4), cfg, prepare, evaluate, "acc")
         final = t.train()
@@ -218,15 +243,36 @@ def test_reference_loop_and_trainer_agree(tmp_path: Path) -> None:
     def loader() -> DataLoader:
         return DataLoader(Noisy(20), batch_size=4, shuffle=True)
 
-    cfg = TrainConfig(epochs=3, lr=0.05, momentum=0.9, weight_decay=1e-3, schedule="cosine", seed=11,
-                      out_dir=tmp_path, plot_every=0)
+    cfg = TrainConfig(
+        epochs=3, lr=0.05, momentum=0.9, weight_decay=1e-3, schedule="cosine", seed=11, out_dir=tmp_path, plot_every=0
+    )
     t = Trainer(make_net(), loss_fn, loader(), cfg, prepare)
     t.train()
-    ref, _ = reference_train(make_net(), loss_fn, loader(), prepare, epochs=3, lr=0.05, momentum=0.9,
-                          weight_decay=1e-3, schedule="cosine", seed=11)
+    ref, _ = reference_train(
+        make_net(),
+        loss_fn,
+        loader(),
+        prepare,
+        epochs=3,
+        lr=0.05,
+        momentum=0.9,
+        weight_decay=1e-3,
+        schedule="cosine",
+        seed=11,
+    )
     assert_same_weights(ref, t.model)
-    other, _ = reference_train(make_net(), loss_fn, loader(), prepare, epochs=3, lr=0.05, momentum=0.9,
-                            weight_decay=1e-3, schedule="cosine", seed=12)
+    other, _ = reference_train(
+        make_net(),
+        loss_fn,
+        loader(),
+        prepare,
+        epochs=3,
+        lr=0.05,
+        momentum=0.9,
+        weight_decay=1e-3,
+        schedule="cosine",
+        seed=12,
+    )
     assert not torch.equal(other.body[0].weight, ref.body[0].weight)  # the seed matters
 
 
@@ -255,8 +301,16 @@ def test_param_groups_keep_their_rates_under_the_schedule(tmp_path: Path) -> Non
         {"params": list(last.parameters()), "lr": 0.1, "weight_decay": 0.0},
         {"params": list(first.parameters()), "lr": 0.025, "weight_decay": 1e-4},
     ]
-    cfg = TrainConfig(epochs=2, lr=0.1, out_dir=tmp_path, schedule="multistep", milestones=(3,), gamma=0.5,
-                      plot_every=0, tensorboard=False)  # fmt: skip
+    cfg = TrainConfig(
+        epochs=2,
+        lr=0.1,
+        out_dir=tmp_path,
+        schedule="multistep",
+        milestones=(3,),
+        gamma=0.5,
+        plot_every=0,
+        tensorboard=False,
+    )
     t = Trainer(net, loss_fn, DataLoader(Noisy(12), batch_size=4), cfg, prepare, param_groups=groups)
     assert [g["lr"] for g in t.optimizer.param_groups] == [0.1, 0.025]
     assert [g["weight_decay"] for g in t.optimizer.param_groups] == [0.0, 1e-4]

@@ -54,20 +54,45 @@ def loader() -> DataLoader:
 
 
 def test_bfloat16_ema_and_clipping_match_the_reference_loop(tmp_path: Path) -> None:
-    cfg = TrainConfig(epochs=3, lr=0.1, schedule="cosine", clip_grad=0.5, amp=True, ema_decay=0.9, seed=4,
-                      out_dir=tmp_path, plot_every=0)
+    cfg = TrainConfig(
+        epochs=3,
+        lr=0.1,
+        schedule="cosine",
+        clip_grad=0.5,
+        amp=True,
+        ema_decay=0.9,
+        seed=4,
+        out_dir=tmp_path,
+        plot_every=0,
+    )
     t = Trainer(Net(), loss_fn, loader(), cfg, prepare)
     t.train()
     assert t.amp_dtype == torch.bfloat16 and t.scaler is None
     assert set(t.model.seen) == {torch.bfloat16}  # the forward really ran under bfloat16 autocast
-    ref, ref_ema = reference_train(Net(), loss_fn, loader(), prepare, epochs=3, lr=0.1, schedule="cosine", seed=4,
-                                   clip_grad=0.5, amp_dtype=torch.bfloat16, ema_decay=0.9)
+    ref, ref_ema = reference_train(
+        Net(),
+        loss_fn,
+        loader(),
+        prepare,
+        epochs=3,
+        lr=0.1,
+        schedule="cosine",
+        seed=4,
+        clip_grad=0.5,
+        amp_dtype=torch.bfloat16,
+        ema_decay=0.9,
+    )
     assert ref_ema is not None
-    for (k, a), b, e, f in zip(t.model.state_dict().items(), ref.state_dict().values(),
-                               t.ema.module.state_dict().values(), ref_ema.state_dict().values()):
+    for (k, a), b, e, f in zip(
+        t.model.state_dict().items(),
+        ref.state_dict().values(),
+        t.ema.module.state_dict().values(),
+        ref_ema.state_dict().values(),
+    ):
         assert torch.equal(a, b) and torch.equal(e, f), k
-    fp32, _ = reference_train(Net(), loss_fn, loader(), prepare, epochs=3, lr=0.1, schedule="cosine", seed=4,
-                              clip_grad=0.5)
+    fp32, _ = reference_train(
+        Net(), loss_fn, loader(), prepare, epochs=3, lr=0.1, schedule="cosine", seed=4, clip_grad=0.5
+    )
     assert not torch.equal(fp32.body[0].weight, ref.body[0].weight)  # precision made a difference
     assert not torch.equal(t.ema.module.body[0].weight, t.model.body[0].weight)
     state = load_checkpoint(tmp_path / "last.pt")
@@ -137,8 +162,12 @@ def test_tensorboard_is_optional(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     board.close()
     cfg = TrainConfig(epochs=1, lr=0.05, out_dir=tmp_path / "run", plot_every=0, tensorboard=True)
     Trainer(Net(), loss_fn, loader(), cfg, prepare).train()
-    assert sorted(p.name for p in (tmp_path / "run").iterdir()) == ["config.yaml", "engine.yaml", "last.pt",
-                                                                    "results.csv"]
+    assert sorted(p.name for p in (tmp_path / "run").iterdir()) == [
+        "config.yaml",
+        "engine.yaml",
+        "last.pt",
+        "results.csv",
+    ]
     # with a SummaryWriter available, every numeric column of each epoch's row becomes a scalar
     written: list[tuple[str, float, int]] = []
 

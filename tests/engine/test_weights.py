@@ -24,8 +24,13 @@ def _model() -> nn.Module:
 def test_round_trip_and_metadata(tmp_path: Path) -> None:
     model = _model()
     model(torch.randn(2, 3, 8, 8))  # materialise the lazy layer, update BN statistics
-    meta = {"architecture": "toy", "classes": ["cat", "dog"], "mean": [0.5, 0.5, 0.5], "input_size": [8, 8],
-            "metrics": {"mAP": 0.25}}
+    meta = {
+        "architecture": "toy",
+        "classes": ["cat", "dog"],
+        "mean": [0.5, 0.5, 0.5],
+        "input_size": [8, 8],
+        "metrics": {"mAP": 0.25},
+    }
     path = tmp_path / "toy.safetensors"
     save_weights(path, model, meta)
 
@@ -120,7 +125,9 @@ def test_load_state_into_names_the_source_and_architecture() -> None:
     other = nn.Linear(3, 2)
     assert load_state_into(model, other.state_dict(), "a.safetensors") is model
     torch.testing.assert_close(model.weight, other.weight)
-    with pytest.raises(WeightsError, match=r"(?s)teacher=b\.safetensors: the tensors do not fit 'ssd_tiny'.*size mismatch"):
+    with pytest.raises(
+        WeightsError, match=r"(?s)teacher=b\.safetensors: the tensors do not fit 'ssd_tiny'.*size mismatch"
+    ):
         load_state_into(model, nn.Linear(4, 2).state_dict(), "teacher=b.safetensors", "ssd_tiny")
     with pytest.raises(WeightsError, match=r"(?s)c\.safetensors: .* 'Linear'.*Missing key"):
         load_state_into(model, {"weight": other.weight}, "c.safetensors")

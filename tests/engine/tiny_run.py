@@ -77,19 +77,49 @@ class Record(Hook):
             time.sleep(self.sleep)
 
 
-def run(out: str | Path, *, epochs: int = 3, batch: int = 4, n: int = 36, accumulate: int = 2, workers: int = 0,
-        resume: bool = False, checkpoint_every: int = 0, dropout: float = 0.1, ema: float | None = None,
-        amp: bool = False, amp_dtype: str = "auto", sleep: float = 0.0, seed: int = 3,
-        hooks: tuple[Hook, ...] = ()) -> tuple[Trainer, Record]:
+def run(
+    out: str | Path,
+    *,
+    epochs: int = 3,
+    batch: int = 4,
+    n: int = 36,
+    accumulate: int = 2,
+    workers: int = 0,
+    resume: bool = False,
+    checkpoint_every: int = 0,
+    dropout: float = 0.1,
+    ema: float | None = None,
+    amp: bool = False,
+    amp_dtype: str = "auto",
+    sleep: float = 0.0,
+    seed: int = 3,
+    hooks: tuple[Hook, ...] = (),
+) -> tuple[Trainer, Record]:
     """Train and return the trainer and its step recorder (``batch`` is per process)."""
     device = init_distributed("cpu")
     torch.manual_seed(0)
     model = TinyNet(dropout)
     loader = build_train_loader(RandomData(n), batch, seed=seed, workers=workers)
-    cfg = TrainConfig(epochs=epochs, lr=0.05, momentum=0.9, weight_decay=1e-4, schedule="cosine", warmup_iters=2,
-                      accumulate=accumulate, clip_grad=5.0, amp=amp, amp_dtype=amp_dtype, ema_decay=ema,
-                      out_dir=out, seed=seed, device=device, resume=resume, checkpoint_every=checkpoint_every,
-                      plot_every=0, log_every=1000)
+    cfg = TrainConfig(
+        epochs=epochs,
+        lr=0.05,
+        momentum=0.9,
+        weight_decay=1e-4,
+        schedule="cosine",
+        warmup_iters=2,
+        accumulate=accumulate,
+        clip_grad=5.0,
+        amp=amp,
+        amp_dtype=amp_dtype,
+        ema_decay=ema,
+        out_dir=out,
+        seed=seed,
+        device=device,
+        resume=resume,
+        checkpoint_every=checkpoint_every,
+        plot_every=0,
+        log_every=1000,
+    )
     record = Record(sleep)
     trainer = Trainer(model, loss_fn, loader, cfg, prepare, evaluate, "score", hooks=[record, *hooks])
     trainer.train()
@@ -111,13 +141,26 @@ def main() -> None:
     p.add_argument("--amp-dtype", default="auto")
     p.add_argument("--sleep", type=float, default=0.0)
     a = p.parse_args()
-    trainer, record = run(a.out, epochs=a.epochs, batch=a.batch, accumulate=a.accumulate, workers=a.workers,
-                          resume=a.resume, checkpoint_every=a.checkpoint_every, dropout=a.dropout, ema=a.ema,
-                          amp=a.amp, amp_dtype=a.amp_dtype, sleep=a.sleep)
+    trainer, record = run(
+        a.out,
+        epochs=a.epochs,
+        batch=a.batch,
+        accumulate=a.accumulate,
+        workers=a.workers,
+        resume=a.resume,
+        checkpoint_every=a.checkpoint_every,
+        dropout=a.dropout,
+        ema=a.ema,
+        amp=a.amp,
+        amp_dtype=a.amp_dtype,
+        sleep=a.sleep,
+    )
     if is_main_process():
         ema = trainer.ema.module.state_dict() if trainer.ema is not None else None
-        torch.save({"model": trainer.model.state_dict(), "ema": ema, "losses": record.losses,
-                    "iteration": trainer.iteration}, Path(a.out) / "final.pt")
+        torch.save(
+            {"model": trainer.model.state_dict(), "ema": ema, "losses": record.losses, "iteration": trainer.iteration},
+            Path(a.out) / "final.pt",
+        )
 
 
 if __name__ == "__main__":

@@ -29,8 +29,13 @@ def tiny(tmp_path_factory: pytest.TempPathFactory) -> tuple[nn.Module, Path]:
                 m.running_mean.uniform_(-0.5, 0.5)
                 m.running_var.uniform_(0.5, 2.0)
     model.train()  # export must switch to eval by itself and restore this afterwards
-    path = export_onnx(model, torch.randn(2, 3, 96, 96), tmp_path_factory.mktemp("onnx") / "tiny.onnx", OUTPUTS,
-                       metadata={"architecture": "ssd_tiny", "classes": ["a", "b", "c", "d"]})  # fmt: skip
+    path = export_onnx(
+        model,
+        torch.randn(2, 3, 96, 96),
+        tmp_path_factory.mktemp("onnx") / "tiny.onnx",
+        OUTPUTS,
+        metadata={"architecture": "ssd_tiny", "classes": ["a", "b", "c", "d"]},
+    )
     assert model.training
     return model.eval(), path
 
@@ -48,7 +53,9 @@ def test_raw_outputs_match_pytorch_at_any_batch(tiny: tuple[nn.Module, Path], ba
         assert (got[k] - ref[k]).abs().max().item() <= 1e-4
 
 
-def test_detections_after_postprocess_are_identical(tiny: tuple[nn.Module, Path], assert_same_detections: Callable[..., None]) -> None:
+def test_detections_after_postprocess_are_identical(
+    tiny: tuple[nn.Module, Path], assert_same_detections: Callable[..., None]
+) -> None:
     model, path = tiny
     x = torch.randn(3, 3, 96, 96, generator=torch.Generator().manual_seed(7))
     sizes = [(96, 96), (120, 200), (64, 50)]
@@ -97,8 +104,13 @@ def test_multi_input_5d_model(tmp_path: Path) -> None:
 
 def test_errors_name_the_problem(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="not among the model outputs"):
-        export_onnx(_TwoInputs(), (torch.randn(1, 2, 4, 8, 8), torch.randn(1, 1, 8, 8)), tmp_path / "x.onnx", ["nope"],
-                    input_names=("clip", "depth"))  # fmt: skip
+        export_onnx(
+            _TwoInputs(),
+            (torch.randn(1, 2, 4, 8, 8), torch.randn(1, 1, 8, 8)),
+            tmp_path / "x.onnx",
+            ["nope"],
+            input_names=("clip", "depth"),
+        )
     with pytest.raises(WeightsError, match="not found"):
         OnnxModel(tmp_path / "missing.onnx")
     (tmp_path / "bad.onnx").write_bytes(b"not onnx")

@@ -19,7 +19,9 @@ from singleshot.export.quantize import ArrayCalibrationReader, quantize_static_o
 class _Net(nn.Module):
     def __init__(self) -> None:
         super().__init__()
-        self.body = nn.Sequential(nn.Conv2d(3, 16, 3, padding=1), nn.ReLU(), nn.Conv2d(16, 16, 3, stride=2, padding=1), nn.ReLU())
+        self.body = nn.Sequential(
+            nn.Conv2d(3, 16, 3, padding=1), nn.ReLU(), nn.Conv2d(16, 16, 3, stride=2, padding=1), nn.ReLU()
+        )
         self.out = nn.Conv2d(16, 4, 1)
 
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -46,7 +48,9 @@ def test_int8_model_is_qdq_and_close_to_float(float_model: tuple[nn.Module, Path
     assert ops.count("QuantizeLinear") >= 3 and ops.count("DequantizeLinear") >= 6
     int8_weights = [i for i in proto.graph.initializer if i.data_type == onnx.TensorProto.INT8 and len(i.dims) == 4]
     assert len(int8_weights) == 3  # the three conv weights
-    per_channel = [i for i in proto.graph.initializer if i.name.endswith("_scale") and len(i.dims) == 1 and i.dims[0] == 16]
+    per_channel = [
+        i for i in proto.graph.initializer if i.name.endswith("_scale") and len(i.dims) == 1 and i.dims[0] == 16
+    ]
     assert per_channel  # one scale per output channel
     meta = read_onnx_metadata(dst)
     assert meta["task"] == "t" and meta["onnx"]["int8"]["calibration_samples"] == 16
@@ -56,7 +60,9 @@ def test_int8_model_is_qdq_and_close_to_float(float_model: tuple[nn.Module, Path
     got = OnnxModel(dst)(x)["y"]
     err = (got - ref).abs()
     assert err.max().item() > 0  # really quantized ...
-    assert err.mean().item() < 0.01 * ref.abs().max().item()  # ... and close (a few values clip at the calibrated range)
+    assert (
+        err.mean().item() < 0.01 * ref.abs().max().item()
+    )  # ... and close (a few values clip at the calibrated range)
     assert np.corrcoef(got.flatten().numpy(), ref.flatten().numpy())[0, 1] > 0.999
 
 

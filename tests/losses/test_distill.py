@@ -20,8 +20,8 @@ from singleshot.losses.distill import (
     MapDistill,
     RegionLogits,
     SoftLabelKD,
-    TeacherObjectnessMask,
     StudentWithTeacher,
+    TeacherObjectnessMask,
     kd_loss,
     map_distill_loss,
 )
@@ -66,8 +66,15 @@ def test_kd_loss_equals_hand_computation_with_t_squared_and_mask() -> None:
     got_b = kd_loss(torch.tensor(s)[None], torch.tensor(t)[None], temperature=temp, mask=mask[None])
     assert float(got_b) == pytest.approx(want_m, rel=1e-5)
     # torch's own KL divergence as a second reference
-    ref = F.kl_div(F.log_softmax(torch.tensor(s) / temp, -1), F.log_softmax(torch.tensor(t) / temp, -1),
-                   reduction="batchmean", log_target=True) * temp**2
+    ref = (
+        F.kl_div(
+            F.log_softmax(torch.tensor(s) / temp, -1),
+            F.log_softmax(torch.tensor(t) / temp, -1),
+            reduction="batchmean",
+            log_target=True,
+        )
+        * temp**2
+    )
     assert float(got) == pytest.approx(float(ref), rel=1e-5)
 
 
@@ -182,7 +189,9 @@ def test_trainer_step_leaves_the_teacher_unchanged(tmp_path: Path) -> None:
     model = StudentWithTeacher(student, teacher)
     loss = DistillLoss(_ce, {"kd": (0.5, SoftLabelKD("cls_logits", temperature=2.0))})
     data = TensorDataset(torch.randn(8, 3, 4, 4), torch.randint(0, 3, (8, 32)))
-    cfg = TrainConfig(epochs=1, lr=0.1, out_dir=tmp_path, ema_decay=0.9, progress_bar=False, tensorboard=False, plot_every=0)
+    cfg = TrainConfig(
+        epochs=1, lr=0.1, out_dir=tmp_path, ema_decay=0.9, progress_bar=False, tensorboard=False, plot_every=0
+    )
     trainer = Trainer(model, loss, DataLoader(data, batch_size=4), cfg, lambda b, d: (b[0].to(d), b[1].to(d)))
     trainer.train()
     assert trainer.iteration == 2 and set(trainer.step_losses) == {"ce", "kd", "total"}
@@ -202,7 +211,9 @@ def test_distill_loss_weights_terms_and_hides_wrapper_keys() -> None:
     assert set(got) == {"ce", "kd"}
     assert float(got["kd"]) == pytest.approx(0.25 * float(kd_loss(s, t, 3.0)), rel=1e-6)
     assert float(got["ce"]) == pytest.approx(float(F.cross_entropy(s.reshape(-1, 3), labels.reshape(-1))), rel=1e-6)
-    multi = DistillLoss(_ce, {"aux": (0.4, lambda o, y: {"loc": torch.tensor(1.0), "conf": torch.tensor(2.0)})})(outputs, labels)
+    multi = DistillLoss(_ce, {"aux": (0.4, lambda o, y: {"loc": torch.tensor(1.0), "conf": torch.tensor(2.0)})})(
+        outputs, labels
+    )
     assert float(multi["aux_loc"]) == pytest.approx(0.4) and float(multi["aux_conf"]) == pytest.approx(0.8)
     with pytest.raises(ValueError, match="collides"):
         DistillLoss(_ce, {"ce": (1.0, lambda o, y: torch.tensor(0.0))})(outputs, labels)
@@ -214,7 +225,9 @@ def test_soft_label_kd_maps_teacher_priors_and_masks_invalid_ones() -> None:
     s, t = torch.randn(2, 4, 3), torch.randn(2, 5, 3)
     index = torch.tensor([4, 0, 0, 2])
     valid = torch.tensor([True, True, False, True])
-    got = SoftLabelKD(temperature=2.0, teacher_index=index, teacher_valid=valid)({"cls_logits": s, "teacher_cls_logits": t}, None)
+    got = SoftLabelKD(temperature=2.0, teacher_index=index, teacher_valid=valid)(
+        {"cls_logits": s, "teacher_cls_logits": t}, None
+    )
     rows = [(b, p) for b in range(2) for p in range(4) if valid[p]]
     want = sum(4.0 * _kl_by_hand(s[b, p].tolist(), t[b, index[p]].tolist(), 2.0) for b, p in rows) / len(rows)
     assert float(got) == pytest.approx(want, rel=1e-5)
@@ -232,11 +245,11 @@ def test_region_kd_pieces_slice_yowo_outputs_by_hand() -> None:
         for r in range(h):
             for col in range(w):
                 row = (ai * h + r) * w + col
-                torch.testing.assert_close(logits[0, row], out[0, ai * (5 + c) + 5: (ai + 1) * (5 + c), r, col])
+                torch.testing.assert_close(logits[0, row], out[0, ai * (5 + c) + 5 : (ai + 1) * (5 + c), r, col])
     mask = TeacherObjectnessMask(a, c)({"teacher_out": teacher}, None)
     assert mask.shape == (1, a * h * w) and mask.sum() == 1 and bool(mask[0, (1 * h + 1) * w + 2])
     term = SoftLabelKD("out", 2.0, mask_fn=TeacherObjectnessMask(a, c), logits_fn=RegionLogits(a, c))
     got = term({"out": out, "teacher_out": teacher}, None)
-    s_row = out[0, 1 * (5 + c) + 5: 2 * (5 + c), 1, 2].tolist()
-    t_row = teacher[0, 1 * (5 + c) + 5: 2 * (5 + c), 1, 2].tolist()
+    s_row = out[0, 1 * (5 + c) + 5 : 2 * (5 + c), 1, 2].tolist()
+    t_row = teacher[0, 1 * (5 + c) + 5 : 2 * (5 + c), 1, 2].tolist()
     assert float(got) == pytest.approx(4.0 * _kl_by_hand(s_row, t_row, 2.0), rel=1e-5)

@@ -90,7 +90,6 @@ def test_image_without_objects_gives_finite_zero_loss_and_gradients() -> None:
     assert total.item() == 0.0 and torch.isfinite(logits.grad).all()
 
 
-
 def test_background_loss_equals_log_softmax_including_extreme_rows() -> None:
     """The fast path (unshifted exp, chunked) and its exact fallback for overflowing, underflowing
     and NaN rows, against ``-log_softmax(x)[..., 0]``."""

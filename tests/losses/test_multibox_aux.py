@@ -25,8 +25,13 @@ def one_thread() -> Iterator[None]:
 
 
 def _target(boxes: list[list[float]], labels: list[int], size: int) -> BoxTarget:
-    return BoxTarget(boxes=torch.tensor(boxes), labels=torch.tensor(labels), difficult=torch.zeros(len(labels), dtype=torch.bool),
-                     size=(size, size), orig_size=(size, size))
+    return BoxTarget(
+        boxes=torch.tensor(boxes),
+        labels=torch.tensor(labels),
+        difficult=torch.zeros(len(labels), dtype=torch.bool),
+        size=(size, size),
+        orig_size=(size, size),
+    )
 
 
 def test_aux_loss_over_all_priors_equals_the_multibox_loss() -> None:
@@ -52,7 +57,9 @@ def test_aux_loss_uses_the_main_matching_not_a_forced_one() -> None:
     big = [_target([[4, 4, 92, 92]], [1], 96)]
     got = AuxMultiBoxLoss(det.priors, idx)(out, big)
     assert float(got["loc"]) == 0.0 and float(got["conf"]) == 0.0
-    forced = MultiBoxLoss(det.priors[idx])({"cls_logits": out["aux_cls_logits"], "bbox_regression": out["aux_bbox_regression"]}, big)
+    forced = MultiBoxLoss(det.priors[idx])(
+        {"cls_logits": out["aux_cls_logits"], "bbox_regression": out["aux_bbox_regression"]}, big
+    )
     assert float(forced["loc"]) > 0.0
     small = [_target([[20, 20, 32, 33]], [1], 96)]  # ~0.13 of the side: level-0 priors (scale 0.1-0.2)
     assert float(AuxMultiBoxLoss(det.priors, idx)(out, small)["loc"]) > 0.0

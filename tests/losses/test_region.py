@@ -145,8 +145,14 @@ def test_rescore_false_targets_one_at_the_responsible_prediction() -> None:
     out = torch.zeros(1, 2 * 8, 3, 3)
     yowo = RegionLoss(3, anchors)({"out": out}, targets, (96, 96))
     darknet = RegionLoss(3, anchors, rescore=False)({"out": out}, targets, (96, 96))
-    _close(darknet, {"loss_coord": float(yowo["loss_coord"]), "loss_cls": float(yowo["loss_cls"]),
-                     "loss_conf": 5 * (0.5 - 1.0) ** 2 / 2 + 17 * 0.25 / 2})  # fmt: skip
+    _close(
+        darknet,
+        {
+            "loss_coord": float(yowo["loss_coord"]),
+            "loss_cls": float(yowo["loss_cls"]),
+            "loss_conf": 5 * (0.5 - 1.0) ** 2 / 2 + 17 * 0.25 / 2,
+        },
+    )
 
 
 @pytest.mark.parametrize("iou, ignored", [(0.7, True), (0.5, False)])

@@ -55,6 +55,7 @@ def test_hand_check_of_the_one_over_k_weight_and_the_mining() -> None:
     # smooth-L1 (beta 1): 4 x 0.125 for the +-0.5 values, 1.5 and 2.5 for 2 and -3, 0 elsewhere
     loc_sum = 4 * 0.125 + 1.5 + 2.5
     assert float(out["loss_loc"]) == pytest.approx(loc_sum / 2)  # weight 1/K, one positive
+
     # conf: the positive against class 2 (label 1 + 1), and min(3 x 1, 2) = 2 negatives
     def ce(row: list[float], cls: int) -> float:
         return math.log(sum(math.exp(v) for v in row)) - row[cls]
@@ -107,8 +108,11 @@ def test_samples_without_ground_truth_give_zero_finite_loss() -> None:
 def test_tubelets_of_the_wrong_length_name_the_sample() -> None:
     priors = generate_priors(prior_spec("voc300"))
     bad = TubeletTarget(
-        boxes=torch.zeros(1, 3, 4), labels=torch.zeros(1, dtype=torch.int64), video="Run/v_01",
-        frames=torch.tensor([4, 5, 6]), size=(300, 300),
+        boxes=torch.zeros(1, 3, 4),
+        labels=torch.zeros(1, dtype=torch.int64),
+        video="Run/v_01",
+        frames=torch.tensor([4, 5, 6]),
+        size=(300, 300),
     )
     outputs = {"loc": torch.zeros(1, priors.shape[0], 8), "conf": torch.zeros(1, priors.shape[0], 3)}
     with pytest.raises(DataError, match="Run/v_01"):

@@ -28,8 +28,14 @@ REAL_VIDEOS = ["Basketball/v_Basketball_g01_c01", "BasketballDunk/v_BasketballDu
 
 
 def test_frame_detections_round_trip(tmp_path: Path) -> None:
-    dets = FrameDets(["A/a", "B/b"], [1, 0, 1], [3, 1, 7], [2, 0, 1], [0.5, 0.25, 1.0],
-                     [[1, 2, 3, 4], [0, 0, 10.5, 20], [5, 5, 5, 6]])  # fmt: skip
+    dets = FrameDets(
+        ["A/a", "B/b"],
+        [1, 0, 1],
+        [3, 1, 7],
+        [2, 0, 1],
+        [0.5, 0.25, 1.0],
+        [[1, 2, 3, 4], [0, 0, 10.5, 20], [5, 5, 5, 6]],
+    )
     path = tmp_path / "frames.json"
     write_frame_detections(path, dets)
     data = json.loads(path.read_text())
@@ -81,10 +87,16 @@ def test_unreadable_files(tmp_path: Path) -> None:
 
 def test_tubes_round_trip_and_errors(tmp_path: Path) -> None:
     tubes = [
-        Tube("A/a", 1, np.array([3, 4, 6]), np.array([[0, 0, 5, 5], [1, 1, 6, 6], [2, 2, 7, 7]], np.float32), 0.7,
-             np.array([0.6, 0.7, 0.8], np.float32)),
+        Tube(
+            "A/a",
+            1,
+            np.array([3, 4, 6]),
+            np.array([[0, 0, 5, 5], [1, 1, 6, 6], [2, 2, 7, 7]], np.float32),
+            0.7,
+            np.array([0.6, 0.7, 0.8], np.float32),
+        ),
         Tube("B/b", 0, np.array([1]), np.array([[0, 0, 5, 5]], np.float32), 0.1),
-    ]  # fmt: skip
+    ]
     path = tmp_path / "tubes.json"
     write_tubes(path, tubes)
     back = read_tube_predictions(path)

@@ -23,20 +23,32 @@ def _synthetic(tmp_path: Path) -> tuple[Path, ActionAnnotations]:
 
     ta = Tube("A/a", 0, np.arange(3, 11), np.tile(np.float32([10, 10, 40, 50]), (8, 1)))
     tb = Tube("B/b", 1, np.arange(1, 11), np.float32([[20 + i, 5, 60 + i, 45] for i in range(10)]))
-    gt = ActionAnnotations(["run", "jump"], {"A/a": VideoAnnotation("A/a", 10, (100, 120), [ta]),
-                                             "B/b": VideoAnnotation("B/b", 10, (100, 120), [tb])},
-                           test_videos=["A/a", "B/b"])  # fmt: skip
+    gt = ActionAnnotations(
+        ["run", "jump"],
+        {"A/a": VideoAnnotation("A/a", 10, (100, 120), [ta]), "B/b": VideoAnnotation("B/b", 10, (100, 120), [tb])},
+        test_videos=["A/a", "B/b"],
+    )
     path = tmp_path / "toy-GT.pkl"
     write_act_pickle(gt, path)
     return path, gt
 
 
 def _perfect(gt: ActionAnnotations) -> FrameDets:
-    rows = [(v, f, t.label, 0.9, b) for v, va in gt.videos.items() for t in va.tubes
-            for f, b in zip(t.frames.tolist(), t.boxes.tolist())]  # fmt: skip
+    rows = [
+        (v, f, t.label, 0.9, b)
+        for v, va in gt.videos.items()
+        for t in va.tubes
+        for f, b in zip(t.frames.tolist(), t.boxes.tolist())
+    ]
     videos = list(gt.videos)
-    return FrameDets(videos, [videos.index(r[0]) for r in rows], [r[1] for r in rows], [r[2] for r in rows],
-                     [r[3] for r in rows], [r[4] for r in rows])  # fmt: skip
+    return FrameDets(
+        videos,
+        [videos.index(r[0]) for r in rows],
+        [r[1] for r in rows],
+        [r[2] for r in rows],
+        [r[3] for r in rows],
+        [r[4] for r in rows],
+    )
 
 
 @pytest.mark.parametrize("protocol", ["yowo", "act"])
@@ -85,8 +97,14 @@ def test_given_tubes_and_tubes_only(tmp_path: Path) -> None:
 def test_errors_name_the_file_and_entry(tmp_path: Path) -> None:
     gt_path, gt = _synthetic(tmp_path)
     dets = _perfect(gt)
-    bad = FrameDets(dets.videos + ["Z/z"], np.r_[dets.video, 2], np.r_[dets.frame, 1], np.r_[dets.label, 0],
-                    np.r_[dets.score, 0.5], np.r_[dets.boxes, [[0, 0, 5, 5]]])  # fmt: skip
+    bad = FrameDets(
+        dets.videos + ["Z/z"],
+        np.r_[dets.video, 2],
+        np.r_[dets.frame, 1],
+        np.r_[dets.label, 0],
+        np.r_[dets.score, 0.5],
+        np.r_[dets.boxes, [[0, 0, 5, 5]]],
+    )
     path = tmp_path / "frames.json"
     write_frame_detections(path, bad)
     with pytest.raises(DataError, match=rf"detection #{len(dets)}: video 'Z/z'") as info:
@@ -111,11 +129,16 @@ def test_real_act_files(shared_data, tmp_path: Path) -> None:
     from singleshot.data.action.safe_pickle import safe_load_pickle
 
     act = shared_data("act")
-    gt = act_dict_to_annotations({
-        "labels": list(UCF24_CLASSES), "gttubes": safe_load_pickle(act / "gt_tubes.pkl"),
-        "nframes": {REAL_VIDEOS[0]: 141, REAL_VIDEOS[1]: 61},
-        "resolution": {v: (240, 320) for v in REAL_VIDEOS}, "test_videos": [REAL_VIDEOS],
-    }, "gt_tubes.pkl")  # fmt: skip
+    gt = act_dict_to_annotations(
+        {
+            "labels": list(UCF24_CLASSES),
+            "gttubes": safe_load_pickle(act / "gt_tubes.pkl"),
+            "nframes": {REAL_VIDEOS[0]: 141, REAL_VIDEOS[1]: 61},
+            "resolution": {v: (240, 320) for v in REAL_VIDEOS},
+            "test_videos": [REAL_VIDEOS],
+        },
+        "gt_tubes.pkl",
+    )
     gt_path = tmp_path / "UCF101v2-GT.pkl"
     write_act_pickle(gt, gt_path)
     res = score_action(gt_path, act / "all_dets.npy", act / "tubes", "act")
@@ -123,8 +146,13 @@ def test_real_act_files(shared_data, tmp_path: Path) -> None:
     # these files (mmaction2, without ACT's +1 pixel) are checked in test_frame_ap / test_video_ap.
     assert res["video_map@0.2"] == pytest.approx(1.0) and res["video_map@0.5"] == 0.0
     assert 0.15 < res["frame_map"] < 0.25
-    assert res["per_class"]["Biking"] == {"frame_ap": None, "video_ap@0.2": None, "video_ap@0.5": None,
-                                          "video_ap@0.75": None, "video_ap@0.5:0.95": None}  # fmt: skip
+    assert res["per_class"]["Biking"] == {
+        "frame_ap": None,
+        "video_ap@0.2": None,
+        "video_ap@0.5": None,
+        "video_ap@0.75": None,
+        "video_ap@0.5:0.95": None,
+    }
     assert res["n_videos"] == 2 and res["n_detections"] == 2000
     yowo = score_action(gt_path, act / "all_dets.npy", None, "yowo", link=link_viterbi)
     assert yowo["linking"] == "viterbi" and yowo["frame_map"] > res["frame_map"]

@@ -43,7 +43,9 @@ def _pycoco(gt: dict | Path, results: list | Path) -> COCOeval:
 
 def _per_class(ev: COCOeval) -> list[float]:
     p = ev.eval["precision"][:, :, :, 0, -1]
-    return [float(p[:, :, k][p[:, :, k] > -1].mean()) if (p[:, :, k] > -1).any() else math.nan for k in range(p.shape[2])]
+    return [
+        float(p[:, :, k][p[:, :, k] > -1].mean()) if (p[:, :, k] > -1).any() else math.nan for k in range(p.shape[2])
+    ]
 
 
 def _f32_xyxy(bb: list[float]) -> list[float]:
@@ -129,8 +131,14 @@ def _generated(seed: int, n_img: int = 30, n_cls: int = 3):
         crowd = rng.random(ng) < 0.15
         for b, lab, c in zip(gb.astype(float), gl, crowd):
             gt["annotations"].append(
-                {"id": len(gt["annotations"]) + 1, "image_id": i + 1, "category_id": int(lab) + 1,
-                 "bbox": [b[0], b[1], b[2] - b[0], b[3] - b[1]], "area": (b[2] - b[0]) * (b[3] - b[1]), "iscrowd": int(c)}
+                {
+                    "id": len(gt["annotations"]) + 1,
+                    "image_id": i + 1,
+                    "category_id": int(lab) + 1,
+                    "bbox": [b[0], b[1], b[2] - b[0], b[3] - b[1]],
+                    "area": (b[2] - b[0]) * (b[3] - b[1]),
+                    "iscrowd": int(c),
+                }
             )
         nd = int(rng.integers(0, 12))
         pick = rng.integers(0, max(ng, 1), nd)
@@ -174,7 +182,9 @@ def test_pycocotools_fallback_gives_the_same(monkeypatch: pytest.MonkeyPatch) ->
 
 
 def test_no_detections_gives_zero_and_missing_class_nan() -> None:
-    t = BoxTarget(torch.tensor([[0.0, 0.0, 50.0, 50.0]]), torch.tensor([0]), torch.tensor([False]), "a", (100, 100), (100, 100))
+    t = BoxTarget(
+        torch.tensor([[0.0, 0.0, 50.0, 50.0]]), torch.tensor([0]), torch.tensor([False]), "a", (100, 100), (100, 100)
+    )
     ev = COCOEvaluator(["x", "y"])
     ev.process([Detections(image_id="a")], [t])
     out = ev.compute()

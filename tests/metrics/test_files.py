@@ -30,8 +30,26 @@ VOC07 = DATA / "voc" / "VOCdevkit" / "VOC2007"
 COCO_GT = DATA / "coco" / "test_coco.json"
 COCO_DT = DATA / "coco" / "test_coco_det_AP_H_56.json"
 VOC_CLASSES = [
-    "aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair", "cow", "diningtable",
-    "dog", "horse", "motorbike", "person", "pottedplant", "sheep", "sofa", "train", "tvmonitor",
+    "aeroplane",
+    "bicycle",
+    "bird",
+    "boat",
+    "bottle",
+    "bus",
+    "car",
+    "cat",
+    "chair",
+    "cow",
+    "diningtable",
+    "dog",
+    "horse",
+    "motorbike",
+    "person",
+    "pottedplant",
+    "sheep",
+    "sofa",
+    "train",
+    "tvmonitor",
 ]
 
 
@@ -51,7 +69,9 @@ def _read_voc_xml(root: Path) -> tuple[list[BoxTarget], dict[str, list[list[int]
         size = tree.find("size")
         hw = (int(size.find("height").text), int(size.find("width").text))
         targets.append(
-            BoxTarget(torch.tensor(boxes, dtype=torch.float32), torch.tensor(labels), torch.tensor(diff), xml.stem, hw, hw)
+            BoxTarget(
+                torch.tensor(boxes, dtype=torch.float32), torch.tensor(labels), torch.tensor(diff), xml.stem, hw, hw
+            )
         )
         raw[xml.stem] = ints
     return targets, raw

@@ -18,14 +18,24 @@ DATA = Path(__file__).resolve().parents[2] / ".." / "shared" / "data" / "act"
 REAL_VIDEOS = ["Basketball/v_Basketball_g01_c01", "BasketballDunk/v_BasketballDunk_g01_c01"]
 
 
-def _gt(tubes: dict[str, list[tuple[int, list[int], list[list[float]]]]], n_classes: int = 2,
-        num_frames: int = 10, keyframes: dict[str, list[int]] | None = None) -> ActionAnnotations:  # fmt: skip
+def _gt(
+    tubes: dict[str, list[tuple[int, list[int], list[list[float]]]]],
+    n_classes: int = 2,
+    num_frames: int = 10,
+    keyframes: dict[str, list[int]] | None = None,
+) -> ActionAnnotations:
     videos = {
-        v: VideoAnnotation(v, num_frames, (100, 100), [
-            Tube(v, label, np.asarray(frames, np.int64), np.asarray(boxes, np.float32)) for label, frames, boxes in ts
-        ])
+        v: VideoAnnotation(
+            v,
+            num_frames,
+            (100, 100),
+            [
+                Tube(v, label, np.asarray(frames, np.int64), np.asarray(boxes, np.float32))
+                for label, frames, boxes in ts
+            ],
+        )
         for v, ts in tubes.items()
-    }  # fmt: skip
+    }
     return ActionAnnotations([f"c{i}" for i in range(n_classes)], videos, test_videos=list(tubes), keyframes=keyframes)
 
 
@@ -161,11 +171,16 @@ def _real_gt(shared: Path) -> ActionAnnotations:
     from singleshot.data.action.safe_pickle import safe_load_pickle
 
     gttubes = safe_load_pickle(shared / "gt_tubes.pkl")
-    return act_dict_to_annotations({
-        "labels": ["Basketball", "BasketballDunk"], "gttubes": gttubes,
-        "nframes": {REAL_VIDEOS[0]: 141, REAL_VIDEOS[1]: 61},
-        "resolution": {v: (240, 320) for v in REAL_VIDEOS}, "test_videos": [REAL_VIDEOS],
-    }, str(shared / "gt_tubes.pkl"))  # fmt: skip
+    return act_dict_to_annotations(
+        {
+            "labels": ["Basketball", "BasketballDunk"],
+            "gttubes": gttubes,
+            "nframes": {REAL_VIDEOS[0]: 141, REAL_VIDEOS[1]: 61},
+            "resolution": {v: (240, 320) for v in REAL_VIDEOS},
+            "test_videos": [REAL_VIDEOS],
+        },
+        str(shared / "gt_tubes.pkl"),
+    )
 
 
 def _act_frame_map_loop(dets: np.ndarray, gt: ActionAnnotations, th: float, plus_one: bool) -> float:

@@ -3,8 +3,6 @@ numbers (spatio-temporal IoU and 3D NMS: tests/ops/test_tubes.py)."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pytest
 
@@ -22,9 +20,11 @@ def _tube(video: str, label: int, frames: list[int], boxes: list | np.ndarray, s
 
 
 def _gt(tubes: dict[str, list[Tube]], n_classes: int = 2) -> ActionAnnotations:
-    return ActionAnnotations([f"c{i}" for i in range(n_classes)],
-                             {v: VideoAnnotation(v, 20, (100, 100), ts) for v, ts in tubes.items()},
-                             test_videos=list(tubes))  # fmt: skip
+    return ActionAnnotations(
+        [f"c{i}" for i in range(n_classes)],
+        {v: VideoAnnotation(v, 20, (100, 100), ts) for v, ts in tubes.items()},
+        test_videos=list(tubes),
+    )
 
 
 def test_video_ap_by_hand_under_both_protocols() -> None:
@@ -129,11 +129,16 @@ def real(shared_data) -> tuple[ActionAnnotations, list[Tube]]:
     from singleshot.metrics.action_files import read_act_tubes
 
     shared = shared_data("act")
-    gt = act_dict_to_annotations({
-        "labels": ["Basketball", "BasketballDunk"], "gttubes": safe_load_pickle(shared / "gt_tubes.pkl"),
-        "nframes": {REAL_VIDEOS[0]: 141, REAL_VIDEOS[1]: 61},
-        "resolution": {v: (240, 320) for v in REAL_VIDEOS}, "test_videos": [REAL_VIDEOS],
-    }, "gt_tubes.pkl")  # fmt: skip
+    gt = act_dict_to_annotations(
+        {
+            "labels": ["Basketball", "BasketballDunk"],
+            "gttubes": safe_load_pickle(shared / "gt_tubes.pkl"),
+            "nframes": {REAL_VIDEOS[0]: 141, REAL_VIDEOS[1]: 61},
+            "resolution": {v: (240, 320) for v in REAL_VIDEOS},
+            "test_videos": [REAL_VIDEOS],
+        },
+        "gt_tubes.pkl",
+    )
     tubes = [t for t in read_act_tubes(shared / "tubes", REAL_VIDEOS) if t.label < 2]
     return gt, tubes
 

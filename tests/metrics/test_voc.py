@@ -114,10 +114,16 @@ def test_no_positive_class_is_nan_and_excluded() -> None:
 def test_resized_targets_are_scaled_to_the_original_image() -> None:
     ev = VOCEvaluator(["a"], use_07=False, plus_one=False)
     t = BoxTarget(
-        boxes=torch.tensor([[10.0, 10.0, 30.0, 30.0]]), labels=torch.tensor([0]), difficult=torch.tensor([False]),
-        image_id="i", size=(100, 100), orig_size=(200, 400),
+        boxes=torch.tensor([[10.0, 10.0, 30.0, 30.0]]),
+        labels=torch.tensor([0]),
+        difficult=torch.tensor([False]),
+        image_id="i",
+        size=(100, 100),
+        orig_size=(200, 400),
     )
-    p = Detections(boxes=torch.tensor([[40.0, 20.0, 120.0, 60.0]]), scores=torch.tensor([0.5]), labels=torch.tensor([0]))
+    p = Detections(
+        boxes=torch.tensor([[40.0, 20.0, 120.0, 60.0]]), scores=torch.tensor([0.5]), labels=torch.tensor([0])
+    )
     ev.process([p], [t])
     assert ev.compute()["map50"] == pytest.approx(1.0)
 
@@ -184,7 +190,11 @@ def _devkit_loop(dets, gts, n_cls, thr, use_07, plus_one):
                 iw = min(bb[2], bg[2]) - max(bb[0], bg[0]) + one
                 ih = min(bb[3], bg[3]) - max(bb[1], bg[1]) + one
                 if iw > 0 and ih > 0:
-                    ua = (bb[2] - bb[0] + one) * (bb[3] - bb[1] + one) + (bg[2] - bg[0] + one) * (bg[3] - bg[1] + one) - iw * ih
+                    ua = (
+                        (bb[2] - bb[0] + one) * (bb[3] - bb[1] + one)
+                        + (bg[2] - bg[0] + one) * (bg[3] - bg[1] + one)
+                        - iw * ih
+                    )
                     if iw * ih / ua > ovmax:
                         ovmax, jmax = iw * ih / ua, j
             if ovmax >= thr:

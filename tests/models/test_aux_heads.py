@@ -9,10 +9,10 @@ from torch import nn
 
 from singleshot.errors import ConfigError
 from singleshot.losses.multibox import AuxMultiBoxLoss
-from singleshot.models.small import ssd_slim
-from singleshot.models.tiny import ssd_tiny
 from singleshot.models.aux_heads import WithAuxHead, capture_outputs, deployable, ssd_aux_taps
+from singleshot.models.small import ssd_slim
 from singleshot.models.ssd import ssd300
+from singleshot.models.tiny import ssd_tiny
 from singleshot.ops.priors import generate_priors
 from singleshot.structures import BoxTarget
 
@@ -28,8 +28,13 @@ def one_thread() -> Iterator[None]:
 
 
 def _target(boxes: list[list[float]], labels: list[int], size: int) -> BoxTarget:
-    return BoxTarget(boxes=torch.tensor(boxes), labels=torch.tensor(labels), difficult=torch.zeros(len(labels), dtype=torch.bool),
-                     size=(size, size), orig_size=(size, size))
+    return BoxTarget(
+        boxes=torch.tensor(boxes),
+        labels=torch.tensor(labels),
+        difficult=torch.zeros(len(labels), dtype=torch.bool),
+        size=(size, size),
+        orig_size=(size, size),
+    )
 
 
 def test_tiny_taps_are_the_inputs_of_the_last_conv_of_each_source() -> None:
@@ -63,11 +68,21 @@ def test_aux_outputs_cover_exactly_the_priors_of_the_tapped_levels() -> None:
     det = ssd_slim(5, image_size=160)
     wrapped = WithAuxHead(det, levels=(0, 1))
     spec = det.prior_spec
-    two = replace(spec, feature_maps=spec.feature_maps[:2], steps=spec.steps[:2], min_sizes=spec.min_sizes[:2],
-                  max_sizes=spec.max_sizes[:2], aspect_ratios=spec.aspect_ratios[:2])
+    two = replace(
+        spec,
+        feature_maps=spec.feature_maps[:2],
+        steps=spec.steps[:2],
+        min_sizes=spec.min_sizes[:2],
+        max_sizes=spec.max_sizes[:2],
+        aspect_ratios=spec.aspect_ratios[:2],
+    )
     torch.testing.assert_close(det.priors[wrapped.prior_index], generate_priors(two))
     out = wrapped(torch.randn(1, 3, 160, 160))
-    assert out["aux_cls_logits"].shape == (1, two.num_priors, 6) and out["aux_bbox_regression"].shape == (1, two.num_priors, 4)
+    assert out["aux_cls_logits"].shape == (1, two.num_priors, 6) and out["aux_bbox_regression"].shape == (
+        1,
+        two.num_priors,
+        4,
+    )
     assert {"cls_logits", "bbox_regression"} <= set(out)
     # the deployable model is the detector itself and its state has no auxiliary keys
     assert deployable(wrapped) is det

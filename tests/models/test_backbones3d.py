@@ -15,7 +15,14 @@ from torchvision.models import resnet as tv_resnet
 from torchvision.models import shufflenetv2 as tv_shufflenet
 
 from singleshot.errors import ConfigError
-from singleshot.models.backbones3d import build_backbone3d, resnet18_3d, resnext3d, resnext101_3d, shufflenetv2_3d, tiny3d
+from singleshot.models.backbones3d import (
+    build_backbone3d,
+    resnet18_3d,
+    resnext3d,
+    resnext101_3d,
+    shufflenetv2_3d,
+    tiny3d,
+)
 
 
 def _load_reference() -> ModuleType:
@@ -45,7 +52,11 @@ def _inflated(tv_state: dict[str, torch.Tensor], rename: Callable[[str], str] = 
 
 
 def _params(shapes: dict[str, tuple[int, ...]]) -> int:
-    return sum(math.prod(s) for k, s in shapes.items() if not k.endswith(("running_mean", "running_var", "num_batches_tracked")))
+    return sum(
+        math.prod(s)
+        for k, s in shapes.items()
+        if not k.endswith(("running_mean", "running_var", "num_batches_tracked"))
+    )
 
 
 def test_resnext101_is_torchvision_resnext101_32x4d_inflated_to_3d() -> None:
@@ -94,7 +105,12 @@ def test_shufflenetv2_is_torchvision_shufflenet_inflated(mult: float, tv_builder
 def test_outputs_are_stride_32_with_time_averaged() -> None:
     torch.manual_seed(0)
     x = torch.randn(2, 3, 8, 40, 72)
-    for model in (tiny3d(8), resnet18_3d(width=0.125), shufflenetv2_3d(0.25), resnext3d((1, 1, 1, 1), 4, (32, 32, 64, 64))):
+    for model in (
+        tiny3d(8),
+        resnet18_3d(width=0.125),
+        shufflenetv2_3d(0.25),
+        resnext3d((1, 1, 1, 1), 4, (32, 32, 64, 64)),
+    ):
         y = model.eval()(x)
         assert y.shape == (2, model.out_channels, 2, 3), type(model).__name__
 

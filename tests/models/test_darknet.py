@@ -10,7 +10,16 @@ import pytest
 import torch
 
 from singleshot.errors import ConfigError
-from singleshot.models.darknet import ConvSpec, Darknet2D, PoolSpec, ReorgSpec, RouteSpec, darknet19_yolov2, reorg, tiny2d
+from singleshot.models.darknet import (
+    ConvSpec,
+    Darknet2D,
+    PoolSpec,
+    ReorgSpec,
+    RouteSpec,
+    darknet19_yolov2,
+    reorg,
+    tiny2d,
+)
 
 
 def _load_reference() -> ModuleType:
@@ -54,20 +63,32 @@ def test_reorg_matches_its_definition() -> None:
 
 
 def test_small_darknet_with_route_and_reorg_matches_reference() -> None:
-    cfg = "\n".join([
-        "[convolutional]\nbatch_normalize=1\nfilters=8\nsize=3\nstride=1\npad=1\nactivation=leaky",
-        "[maxpool]\nsize=2\nstride=2",
-        "[convolutional]\nbatch_normalize=1\nfilters=16\nsize=3\nstride=1\npad=1\nactivation=leaky",
-        "[maxpool]\nsize=2\nstride=2",
-        "[convolutional]\nbatch_normalize=1\nfilters=12\nsize=1\nstride=1\npad=1\nactivation=leaky",
-        "[route]\nlayers=-3",
-        "[convolutional]\nbatch_normalize=1\nfilters=4\nsize=1\nstride=1\npad=1\nactivation=leaky",
-        "[reorg]\nstride=2",
-        "[route]\nlayers=-1,-4",
-        "[convolutional]\nfilters=10\nsize=1\nstride=1\npad=1\nactivation=linear",
-    ])  # fmt: skip
-    spec = [ConvSpec(8), PoolSpec(), ConvSpec(16), PoolSpec(), ConvSpec(12, 1), RouteSpec((-3,)), ConvSpec(4, 1),
-            ReorgSpec(2), RouteSpec((-1, -4)), ConvSpec(10, 1, bn=False, act="linear")]  # fmt: skip
+    cfg = "\n".join(
+        [
+            "[convolutional]\nbatch_normalize=1\nfilters=8\nsize=3\nstride=1\npad=1\nactivation=leaky",
+            "[maxpool]\nsize=2\nstride=2",
+            "[convolutional]\nbatch_normalize=1\nfilters=16\nsize=3\nstride=1\npad=1\nactivation=leaky",
+            "[maxpool]\nsize=2\nstride=2",
+            "[convolutional]\nbatch_normalize=1\nfilters=12\nsize=1\nstride=1\npad=1\nactivation=leaky",
+            "[route]\nlayers=-3",
+            "[convolutional]\nbatch_normalize=1\nfilters=4\nsize=1\nstride=1\npad=1\nactivation=leaky",
+            "[reorg]\nstride=2",
+            "[route]\nlayers=-1,-4",
+            "[convolutional]\nfilters=10\nsize=1\nstride=1\npad=1\nactivation=linear",
+        ]
+    )
+    spec = [
+        ConvSpec(8),
+        PoolSpec(),
+        ConvSpec(16),
+        PoolSpec(),
+        ConvSpec(12, 1),
+        RouteSpec((-3,)),
+        ConvSpec(4, 1),
+        ReorgSpec(2),
+        RouteSpec((-1, -4)),
+        ConvSpec(10, 1, bn=False, act="linear"),
+    ]
     blocks = R.parse_cfg(cfg)
     sd = R.random_state(R.darknet_keys("", blocks), seed=0)
     model = Darknet2D(spec)

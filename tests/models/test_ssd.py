@@ -11,9 +11,9 @@ from torchvision.models.detection.ssd import _vgg_extractor
 
 from singleshot.errors import ConfigError
 from singleshot.models import create_model, list_models
-from singleshot.models.ssd import ssd300, ssd512
 from singleshot.models.heads import flatten_predictions
 from singleshot.models.l2norm import L2Norm
+from singleshot.models.ssd import ssd300, ssd512
 
 
 def _num_params(module: torch.nn.Module) -> int:
@@ -48,7 +48,12 @@ def test_ssd300_source_maps_are_the_papers(ssd300_voc: torch.nn.Module) -> None:
     with torch.no_grad():
         maps = ssd300_voc.backbone(torch.randn(1, 3, 300, 300))
     assert [tuple(m.shape[1:]) for m in maps] == [
-        (512, 38, 38), (1024, 19, 19), (512, 10, 10), (256, 5, 5), (256, 3, 3), (256, 1, 1)
+        (512, 38, 38),
+        (1024, 19, 19),
+        (512, 10, 10),
+        (256, 5, 5),
+        (256, 3, 3),
+        (256, 1, 1),
     ]
 
 
@@ -94,7 +99,7 @@ def test_flatten_order_is_cell_major_then_anchor() -> None:
             for x in range(w):
                 for k in range(a):
                     p = offset + (y * w + x) * a + k
-                    torch.testing.assert_close(flat[:, p, :], m[:, k * cols:(k + 1) * cols, y, x])
+                    torch.testing.assert_close(flat[:, p, :], m[:, k * cols : (k + 1) * cols, y, x])
         offset += h * w * a
 
 

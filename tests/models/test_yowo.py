@@ -65,7 +65,10 @@ def test_published_configurations(b3: str, c3: int) -> None:
     # YOWO concatenates C3 + 425 channels into CFAM (2473 for ResNeXt-101, as in YOWO's cfam.py demo)
     assert model.cfam.conv_bn_relu1[0].in_channels == c3 + 425
     assert model.conv_final.weight.shape == (145, 1024, 1, 1) and model.conv_final.bias is None
-    parts = sum(sum(p.numel() for p in m.parameters()) for m in (model.backbone_3d, model.backbone_2d, model.cfam, model.conv_final))
+    parts = sum(
+        sum(p.numel() for p in m.parameters())
+        for m in (model.backbone_3d, model.backbone_2d, model.cfam, model.conv_final)
+    )
     assert sum(p.numel() for p in model.parameters()) == parts
 
 

@@ -19,16 +19,28 @@ Shapes = dict[str, tuple[int, ...]]
 
 # ----------------------------------------------------------------------------- key layouts
 def bn_keys(prefix: str, c: int, counters: bool = True) -> Shapes:
-    keys: Shapes = {f"{prefix}.weight": (c,), f"{prefix}.bias": (c,), f"{prefix}.running_mean": (c,), f"{prefix}.running_var": (c,)}
+    keys: Shapes = {
+        f"{prefix}.weight": (c,),
+        f"{prefix}.bias": (c,),
+        f"{prefix}.running_mean": (c,),
+        f"{prefix}.running_var": (c,),
+    }
     if counters:
         keys[f"{prefix}.num_batches_tracked"] = ()
     return keys
 
 
 def resnet_keys(
-    p: str, layers: tuple[int, ...], planes: tuple[int, ...], kind: str = "basic", card: int = 32,
-    shortcut: str = "B", stem: int = 64, stem_kernel: tuple[int, int, int] = (7, 7, 7), counters: bool = True,
-) -> Shapes:  # fmt: skip
+    p: str,
+    layers: tuple[int, ...],
+    planes: tuple[int, ...],
+    kind: str = "basic",
+    card: int = 32,
+    shortcut: str = "B",
+    stem: int = 64,
+    stem_kernel: tuple[int, int, int] = (7, 7, 7),
+    counters: bool = True,
+) -> Shapes:
     """kenshohara's ResNet (``kind="basic"``) / ResNeXt (``kind="resnext"``, expansion 2) keys."""
     keys: Shapes = {f"{p}conv1.weight": (stem, 3, *stem_kernel), **bn_keys(f"{p}bn1", stem, counters)}
     inplanes = stem
@@ -88,17 +100,48 @@ def shufflenet_keys(p: str, ch: tuple[int, ...], counters: bool = True) -> Shape
 
 #: the layers of YOWO's cfg/yolo.cfg (YOLOv2, COCO) after [net], in Darknet cfg syntax.
 YOLO_CFG = "\n".join(
-    [f"[convolutional]\nbatch_normalize=1\nfilters={f}\nsize={s}\nstride=1\npad=1\nactivation=leaky" if f else "[maxpool]\nsize=2\nstride=2"
-     for f, s in [(32, 3), (0, 0), (64, 3), (0, 0), (128, 3), (64, 1), (128, 3), (0, 0), (256, 3), (128, 1), (256, 3), (0, 0),
-                  (512, 3), (256, 1), (512, 3), (256, 1), (512, 3), (0, 0), (1024, 3), (512, 1), (1024, 3), (512, 1), (1024, 3),
-                  (1024, 3), (1024, 3)]]
-    + ["[route]\nlayers=-9",
-       "[convolutional]\nbatch_normalize=1\nsize=1\nstride=1\npad=1\nfilters=64\nactivation=leaky",
-       "[reorg]\nstride=2", "[route]\nlayers=-1,-4",
-       "[convolutional]\nbatch_normalize=1\nsize=3\nstride=1\npad=1\nfilters=1024\nactivation=leaky",
-       "[convolutional]\nsize=1\nstride=1\npad=1\nfilters=425\nactivation=linear",
-       "[region]\nanchors = 0.57273, 0.677385, 1.87446, 2.06253, 3.33843, 5.47434, 7.88282, 3.52778, 9.77052, 9.16828\nclasses=80\nnum=5"]
-)  # fmt: skip
+    [
+        f"[convolutional]\nbatch_normalize=1\nfilters={f}\nsize={s}\nstride=1\npad=1\nactivation=leaky"
+        if f
+        else "[maxpool]\nsize=2\nstride=2"
+        for f, s in [
+            (32, 3),
+            (0, 0),
+            (64, 3),
+            (0, 0),
+            (128, 3),
+            (64, 1),
+            (128, 3),
+            (0, 0),
+            (256, 3),
+            (128, 1),
+            (256, 3),
+            (0, 0),
+            (512, 3),
+            (256, 1),
+            (512, 3),
+            (256, 1),
+            (512, 3),
+            (0, 0),
+            (1024, 3),
+            (512, 1),
+            (1024, 3),
+            (512, 1),
+            (1024, 3),
+            (1024, 3),
+            (1024, 3),
+        ]
+    ]
+    + [
+        "[route]\nlayers=-9",
+        "[convolutional]\nbatch_normalize=1\nsize=1\nstride=1\npad=1\nfilters=64\nactivation=leaky",
+        "[reorg]\nstride=2",
+        "[route]\nlayers=-1,-4",
+        "[convolutional]\nbatch_normalize=1\nsize=3\nstride=1\npad=1\nfilters=1024\nactivation=leaky",
+        "[convolutional]\nsize=1\nstride=1\npad=1\nfilters=425\nactivation=linear",
+        "[region]\nanchors = 0.57273, 0.677385, 1.87446, 2.06253, 3.33843, 5.47434, 7.88282, 3.52778, 9.77052, 9.16828\nclasses=80\nnum=5",
+    ]
+)
 
 
 def parse_cfg(text: str) -> list[dict[str, str]]:
@@ -158,7 +201,11 @@ def yowo_keys(num_classes: int, backbone: str = "resnext101", counters: bool = T
         k3, c3 = resnet_keys("backbone_3d.", (2, 2, 2, 2), (64, 128, 256, 512), shortcut="A", counters=counters), 512
     else:
         k3, c3 = shufflenet_keys("backbone_3d.", (24, 224, 488, 976, 2048), counters), 2048
-    keys = {**k3, **darknet_keys("backbone_2d.", parse_cfg(YOLO_CFG), counters), **cfam_keys("cfam.", c3 + 425, counters=counters)}
+    keys = {
+        **k3,
+        **darknet_keys("backbone_2d.", parse_cfg(YOLO_CFG), counters),
+        **cfam_keys("cfam.", c3 + 425, counters=counters),
+    }
     keys["conv_final.weight"] = (5 * (num_classes + 5), 1024, 1, 1)
     return keys
 
@@ -186,7 +233,9 @@ def random_state(shapes: Shapes, seed: int = 0) -> dict[str, Tensor]:
 
 # ----------------------------------------------------------------------------- functional forwards
 def bn(x: Tensor, sd: dict[str, Tensor], p: str) -> Tensor:
-    return F.batch_norm(x, sd[p + ".running_mean"], sd[p + ".running_var"], sd[p + ".weight"], sd[p + ".bias"], False, 0.0, 1e-5)
+    return F.batch_norm(
+        x, sd[p + ".running_mean"], sd[p + ".running_var"], sd[p + ".weight"], sd[p + ".bias"], False, 0.0, 1e-5
+    )
 
 
 def resnet3d_forward(
@@ -204,7 +253,9 @@ def resnet3d_forward(
             if kind == "resnext":
                 w2 = sd[q + "conv2.weight"]
                 y = F.relu(bn(F.conv3d(x, sd[q + "conv1.weight"]), sd, q + "bn1"))
-                y = F.relu(bn(F.conv3d(y, w2, stride=stride, padding=1, groups=w2.shape[0] // w2.shape[1]), sd, q + "bn2"))
+                y = F.relu(
+                    bn(F.conv3d(y, w2, stride=stride, padding=1, groups=w2.shape[0] // w2.shape[1]), sd, q + "bn2")
+                )
                 y = bn(F.conv3d(y, sd[q + "conv3.weight"]), sd, q + "bn3")
             else:
                 y = F.relu(bn(F.conv3d(x, sd[q + "conv1.weight"], stride=stride, padding=1), sd, q + "bn1"))
@@ -278,7 +329,9 @@ def darknet_forward(sd: dict[str, Tensor], p: str, blocks: list[dict[str, str]],
             pad = (size - 1) // 2 if int(b.get("pad", "0")) else 0
             q = f"{p}models.{i}."
             has_bn = int(b.get("batch_normalize", "0"))
-            x = F.conv2d(x, sd[f"{q}conv{n}.weight"], None if has_bn else sd[f"{q}conv{n}.bias"], int(b.get("stride", "1")), pad)
+            x = F.conv2d(
+                x, sd[f"{q}conv{n}.weight"], None if has_bn else sd[f"{q}conv{n}.bias"], int(b.get("stride", "1")), pad
+            )
             if has_bn:
                 x = bn(x, sd, f"{q}bn{n}")
             if b["activation"] == "leaky":

@@ -52,8 +52,11 @@ def _random_tubes(rng: np.random.Generator, n: int, video: str = "C/v", label: i
         length = int(rng.integers(1, 25))
         xy = rng.uniform(0, 40, 2) + np.cumsum(rng.normal(0, 2, (length, 2)), axis=0)
         wh = rng.uniform(10, 40, 2)
-        out.append(_tube(video, label, list(range(start, start + length)), np.concatenate([xy, xy + wh], 1),
-                         float(rng.uniform())))  # fmt: skip
+        out.append(
+            _tube(
+                video, label, list(range(start, start + length)), np.concatenate([xy, xy + wh], 1), float(rng.uniform())
+            )
+        )
     return out
 
 

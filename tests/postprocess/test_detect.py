@@ -26,7 +26,10 @@ def test_postprocess_equals_torchvision() -> None:
     priors = generate_priors(prior_spec("coco300"))
     g = torch.Generator().manual_seed(3)
     b, p = 3, priors.shape[0]
-    outputs = {"cls_logits": torch.randn(b, p, 5, generator=g) * 3, "bbox_regression": torch.randn(b, p, 4, generator=g)}
+    outputs = {
+        "cls_logits": torch.randn(b, p, 5, generator=g) * 3,
+        "bbox_regression": torch.randn(b, p, 4, generator=g),
+    }
     anchors = [cxcywh_to_xyxy(priors) * 300] * b
     theirs = model.postprocess_detections(outputs, anchors, [(300, 300)] * b)
     ours = postprocess_detections(outputs, priors, [(300, 300)] * b, DetectPostprocess())

@@ -132,8 +132,14 @@ def _edge(a: list[float], sa: float, b: list[float], sb: float) -> float:
 
 def _dets(rows: list[tuple[str, int, int, float, list[float]]]) -> FrameDets:
     videos = sorted({r[0] for r in rows})
-    return FrameDets(videos, [videos.index(r[0]) for r in rows], [r[1] for r in rows], [r[2] for r in rows],
-                     [r[3] for r in rows], [r[4] for r in rows])  # fmt: skip
+    return FrameDets(
+        videos,
+        [videos.index(r[0]) for r in rows],
+        [r[1] for r in rows],
+        [r[2] for r in rows],
+        [r[3] for r in rows],
+        [r[4] for r in rows],
+    )
 
 
 def test_viterbi_takes_the_best_path_of_a_hand_case() -> None:
@@ -147,8 +153,10 @@ def test_viterbi_takes_the_best_path_of_a_hand_case() -> None:
     tubes = link_viterbi(_dets(rows), {"C/v": 3}, nms_thresh=None)
     best, best_path = -1.0, None
     for path in itertools.product(range(2), repeat=3):
-        total = sum(_edge(boxes[f][path[f - 1]], scores[f][path[f - 1]], boxes[f + 1][path[f]], scores[f + 1][path[f]])
-                    for f in (1, 2))  # fmt: skip
+        total = sum(
+            _edge(boxes[f][path[f - 1]], scores[f][path[f - 1]], boxes[f + 1][path[f]], scores[f + 1][path[f]])
+            for f in (1, 2)
+        )
         if total > best:
             best, best_path = total, path
     assert len(tubes) == 2  # two detections per frame: the second path takes what is left
@@ -161,8 +169,7 @@ def test_viterbi_takes_the_best_path_of_a_hand_case() -> None:
 
 
 def test_viterbi_fills_missing_frames_and_stops_when_a_frame_runs_out() -> None:
-    rows = [("C/v", 1, 0, 0.9, [0, 0, 10, 10]), ("C/v", 1, 0, 0.5, [20, 0, 30, 10]),
-            ("C/v", 3, 0, 0.8, [4, 0, 14, 10])]  # fmt: skip
+    rows = [("C/v", 1, 0, 0.9, [0, 0, 10, 10]), ("C/v", 1, 0, 0.5, [20, 0, 30, 10]), ("C/v", 3, 0, 0.8, [4, 0, 14, 10])]
     tubes = link_viterbi(_dets(rows), {"C/v": 4}, nms_thresh=None)
     assert len(tubes) == 1  # frames 3 and 4 hold one detection only
     t = tubes[0]
@@ -250,8 +257,9 @@ def _iou1(a: np.ndarray, b: np.ndarray) -> float:
     return inter / ((a[2] - a[0] + 1) * (a[3] - a[1] + 1) + (b[2] - b[0] + 1) * (b[3] - b[1] + 1) - inter)
 
 
-def _build_tubes_loop(tubelets: dict[int, tuple[np.ndarray, np.ndarray]], k: int, last: int,
-                      p: ACTLinkParams) -> list[tuple[list[int], np.ndarray, float]]:  # fmt: skip
+def _build_tubes_loop(
+    tubelets: dict[int, tuple[np.ndarray, np.ndarray]], k: int, last: int, p: ACTLinkParams
+) -> list[tuple[list[int], np.ndarray, float]]:
     """ACT's BuildTubes for one class written plainly (frames 1..last, hard NMS, greedy linking)."""
     current: list[list[tuple[int, np.ndarray, float]]] = []
     finished: list[list[tuple[int, np.ndarray, float]]] = []

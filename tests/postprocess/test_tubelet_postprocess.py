@@ -55,7 +55,9 @@ def _reference(
         bx, sc, lb = torch.cat(boxes), torch.cat(scores), torch.cat(labels)
         order = sc.argsort(descending=True)[: s.max_detections]
         bx = bx[order]
-        bx = torch.stack((bx[..., 0].clamp(0, w), bx[..., 1].clamp(0, h), bx[..., 2].clamp(0, w), bx[..., 3].clamp(0, h)), -1)
+        bx = torch.stack(
+            (bx[..., 0].clamp(0, w), bx[..., 1].clamp(0, h), bx[..., 2].clamp(0, w), bx[..., 3].clamp(0, h)), -1
+        )
         results.append((bx, sc[order], lb[order]))
     return results
 
@@ -185,8 +187,11 @@ def test_frames_from_tubelets_plus_one_convention() -> None:
     # Two boxes of one frame: IoU 36/126 = 0.286 without +1, 50/150 = 0.333 with it -> suppressed only with +1 at 0.3.
     a, b = [0.0, 0.0, 9.0, 9.0], [5.0, 0.0, 14.0, 9.0]
     t = TubeletDetections(
-        boxes=torch.tensor([[a], [b]]), scores=torch.tensor([0.9, 0.8]), labels=torch.tensor([0, 0]),
-        video="v", frames=torch.tensor([4]),
+        boxes=torch.tensor([[a], [b]]),
+        scores=torch.tensor([0.9, 0.8]),
+        labels=torch.tensor([0, 0]),
+        video="v",
+        frames=torch.tensor([4]),
     )
     assert len(frames_from_tubelets([t], 0.3, plus_one=True)) == 1
     assert len(frames_from_tubelets([t], 0.3, plus_one=False)) == 2

@@ -90,8 +90,15 @@ def test_per_class_mode_matches_torchvision_batched_nms() -> None:
     out = _random_out(1, 3)
     boxes, conf, prob = decode_region(out, ANCHORS, 3, (96, 128))
     dets = yowo_postprocess(
-        {"out": out}, ANCHORS, 3, (96, 128), [(96, 128)] * 2,
-        conf_thresh=0.05, max_det=1000, mode="per_class", clip=False,
+        {"out": out},
+        ANCHORS,
+        3,
+        (96, 128),
+        [(96, 128)] * 2,
+        conf_thresh=0.05,
+        max_det=1000,
+        mode="per_class",
+        clip=False,
     )
     for i, det in enumerate(dets):
         scores = conf[i, :, None] * prob[i]

@@ -16,6 +16,7 @@ from singleshot.engine.train_config import EngineOptions
 from singleshot.engine.weights import load_weights
 from singleshot.errors import ConfigError
 from singleshot.tasks.common import (
+    BestEvaluation,
     ToDevice,
     TrainingPlan,
     ensure_dataset,
@@ -92,7 +93,12 @@ def plan_for(cfg: Options, **changes: Any) -> TrainingPlan:
         return {"neg_mse": -float(mse(m(x), targets)["mse"]), "count": 16}
 
     fields: dict[str, Any] = dict(
-        model=model, loss_fn=mse, train_set=data, collate_fn=collate, evaluate=evaluate, metric_key="neg_mse",
+        model=model,
+        loss_fn=mse,
+        train_set=data,
+        collate_fn=collate,
+        evaluate=evaluate,
+        metric_key="neg_mse",
         meta={"architecture": "net", "width": cfg.width},
     )
     fields.update(changes)
@@ -160,7 +166,9 @@ def test_fit_trains_saves_and_reports(tmp_path: Path) -> None:
     assert list(result) == ["neg_mse", "count", "epochs", "train_seconds", "weights", "out"]
     assert result["epochs"] == 2 and result["out"] == str(tmp_path / "run")
     state, meta = load_weights(result["weights"])
-    assert meta["width"] == 8 and meta["epoch"] == 2 and meta["metrics"] == {"neg_mse": result["neg_mse"], "count": 16.0}
+    assert (
+        meta["width"] == 8 and meta["epoch"] == 2 and meta["metrics"] == {"neg_mse": result["neg_mse"], "count": 16.0}
+    )
     assert set(state) == {"body.0.weight", "body.0.bias", "body.2.weight", "body.2.bias"}
     assert (tmp_path / "run" / "last.pt").exists() and (tmp_path / "run" / "config.yaml").exists()
 
@@ -182,7 +190,10 @@ def test_fit_is_deterministic_and_takes_groups_files_and_report(tmp_path: Path) 
             {"params": list(body[2].parameters()), "lr": 0.05},
             {"params": list(body[0].parameters()), "lr": 0.0125, "weight_decay": 0.0},
         ]
-        plan.files = lambda: {"best.safetensors": (plan.model, plan.meta), "head.safetensors": (body[2], {"part": "head"})}
+        plan.files = lambda: {
+            "best.safetensors": (plan.model, plan.meta),
+            "head.safetensors": (body[2], {"part": "head"}),
+        }
         plan.report = lambda best: {"score": best["neg_mse"], "note": "custom"}
         seen["plan"] = plan
         return plan
@@ -219,8 +230,15 @@ def test_run_demo_writes_data_once_metrics_and_restores_threads(tmp_path: Path) 
         return fit(cfg, lambda device, world: plan_for(cfg))  # type: ignore[return-value]
 
     cfg = Options(project=str(tmp_path), name="demo")
-    result = run_demo(cfg, "singleshot x train", write_data, train, lambda c, r: {"pictures": "p"}, threads=1,
-                      seconds_key="demo_seconds")  # fmt: skip
+    result = run_demo(
+        cfg,
+        "singleshot x train",
+        write_data,
+        train,
+        lambda c, r: {"pictures": "p"},
+        threads=1,
+        seconds_key="demo_seconds",
+    )
     assert seen == {"written": True, "threads": 1, "data": str(tmp_path / "data")}
     assert torch.get_num_threads() == threads
     assert list(result)[-2:] == ["pictures", "demo_seconds"] and result["demo_seconds"] >= 0
@@ -228,3 +246,19 @@ def test_run_demo_writes_data_once_metrics_and_restores_threads(tmp_path: Path) 
     seen.clear()
     run_demo(Options(project=str(tmp_path), name="demo2", data="given"), "x", write_data, train, lambda c, r: {})
     assert "written" not in seen and seen["data"] == "given"
+
+
+def test_best_evaluation_keeps_the_tables_of_the_best_call() -> None:
+    results = iter(
+        [
+            {"frame_map": 0.2, "video_map": 0.1, "per_class": {"a": 0.2}},
+            {"frame_map": 0.5, "video_map": 0.3, "per_class": {"a": 0.5}},
+            {"frame_map": None, "video_map": 0.9, "per_class": {"a": 0.0}},
+        ]
+    )
+    evaluate = BestEvaluation(lambda m: next(results), "frame_map", ("video_map", "frame_map"))
+    assert evaluate.report({"frame_map": 0.0}) == {"frame_map": 0.0}  # no evaluation yet: no table
+    assert evaluate(nn.Identity()) == {"video_map": 0.1, "frame_map": 0.2}
+    evaluate(nn.Identity())
+    assert evaluate(nn.Identity()) == {"video_map": 0.9}  # None is not a number
+    assert evaluate.report({"frame_map": 0.5}) == {"frame_map": 0.5, "per_class": {"a": 0.5}}

@@ -243,8 +243,10 @@ class YowoClipAugment:
         return clip, boxes, labels
 
     def __repr__(self) -> str:
-        return (f"{type(self).__name__}(size={self.size}, jitter={self.jitter}, hue={self.hue}, "
-                f"saturation={self.saturation}, exposure={self.exposure}, flip_p={self.flip_p})")  # fmt: skip
+        return (
+            f"{type(self).__name__}(size={self.size}, jitter={self.jitter}, hue={self.hue}, "
+            f"saturation={self.saturation}, exposure={self.exposure}, flip_p={self.flip_p})"
+        )
 
 
 def _scaled_fill(fill: float | Sequence[float]) -> float | list[float]:
@@ -309,9 +311,12 @@ class TubeletIoUCrop(v2.RandomIoUCrop):
             if bool(ok.any()):
                 t = int(np.flatnonzero(ok)[0])
                 return dict(
-                    top=int(top[t]), left=int(left[t]), height=int(new_h[t]), width=int(new_w[t]),
+                    top=int(top[t]),
+                    left=int(left[t]),
+                    height=int(new_h[t]),
+                    width=int(new_w[t]),
                     is_within_crop_area=torch.from_numpy(inside[t]).repeat_interleave(k),
-                )  # fmt: skip
+                )
 
 
 def _mean_last(x: np.ndarray) -> np.ndarray:

@@ -72,7 +72,9 @@ FRAME_CACHE_BYTES = 1 << 30
 def frames_fit_in_memory(ann: ActionAnnotations, videos: Sequence[str], copies: int = 1) -> bool:
     """Whether ``copies`` uint8 RGB images per frame of ``videos`` fit in :data:`FRAME_CACHE_BYTES`
     (sizes from the annotations)."""
-    total = sum(ann.videos[v].num_frames * 3 * max(1, ann.videos[v].size[0]) * max(1, ann.videos[v].size[1]) for v in videos)
+    total = sum(
+        ann.videos[v].num_frames * 3 * max(1, ann.videos[v].size[0]) * max(1, ann.videos[v].size[1]) for v in videos
+    )
     return total * copies <= FRAME_CACHE_BYTES
 
 
@@ -230,10 +232,13 @@ class YowoClipDataset(_ActionFrames):
         clip, boxes, labels = self.transform(clip, boxes, torch.from_numpy(labels_np))
         out = self._normalise(clip).permute(1, 0, 2, 3).contiguous()
         target = TubeletTarget(
-            boxes=boxes.reshape(-1, 1, 4).to(torch.float32), labels=labels.to(torch.int64), video=video,
-            frames=torch.tensor([key], dtype=torch.int64), size=(int(out.shape[-2]), int(out.shape[-1])),
+            boxes=boxes.reshape(-1, 1, 4).to(torch.float32),
+            labels=labels.to(torch.int64),
+            video=video,
+            frames=torch.tensor([key], dtype=torch.int64),
+            size=(int(out.shape[-2]), int(out.shape[-1])),
             orig_size=disk,
-        )  # fmt: skip
+        )
         return out, target
 
 
@@ -288,10 +293,13 @@ class ActTubeletDataset(_ActionFrames):
         clip, boxes, labels = self.transform(clip, boxes, torch.from_numpy(labels_np))
         out = self._normalise(clip)
         target = TubeletTarget(
-            boxes=boxes.reshape(-1, self.K, 4).to(torch.float32), labels=labels.to(torch.int64), video=video,
-            frames=torch.tensor(frames, dtype=torch.int64), size=(int(out.shape[-2]), int(out.shape[-1])),
+            boxes=boxes.reshape(-1, self.K, 4).to(torch.float32),
+            labels=labels.to(torch.int64),
+            video=video,
+            frames=torch.tensor(frames, dtype=torch.int64),
+            size=(int(out.shape[-2]), int(out.shape[-1])),
             orig_size=disk,
-        )  # fmt: skip
+        )
         return out, target
 
 

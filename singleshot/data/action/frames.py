@@ -127,7 +127,11 @@ def video_frame_info(root: str | Path, video: str) -> tuple[int, tuple[int, int]
 
 
 def extract_video_to_yowo(
-    video_file: str | Path, root: str | Path, name: str, ext: str = "jpg", quality: int = 95,
+    video_file: str | Path,
+    root: str | Path,
+    name: str,
+    ext: str = "jpg",
+    quality: int = 95,
     overwrite: bool = False,
 ) -> int:
     """Decode a video file into ``<root>/rgb-images/<name>/00001.<ext>, 00002.<ext>, ...``.

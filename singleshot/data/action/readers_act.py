@@ -76,9 +76,7 @@ def act_dict_to_annotations(data: Mapping[str, Any], source: str, split: int = 1
         for label_key, arrays in sorted(gttubes.get(video_key, {}).items(), key=lambda kv: int(kv[0])):
             label = int(label_key)
             if not 0 <= label < len(classes):
-                raise DataError(
-                    f"{source}: video {video!r} has tubes of label {label} outside [0, {len(classes) - 1}]"
-                )
+                raise DataError(f"{source}: video {video!r} has tubes of label {label} outside [0, {len(classes) - 1}]")
             for k, arr in enumerate(arrays):
                 a = np.asarray(arr, dtype=np.float64)
                 if a.ndim != 2 or a.shape[1] != 5 or a.shape[0] == 0:
@@ -169,10 +167,14 @@ def write_act_pickle(ann: ActionAnnotations, path: str | Path) -> None:
             if not 0 <= tube.label < len(ann.classes):
                 raise DataError(f"{path}: video {video!r} has a tube of label {tube.label} outside the class list")
             if tube.frames.shape[0] != tube.boxes.shape[0]:
-                raise DataError(f"{path}: video {video!r} has a tube with {tube.frames.shape[0]} frames "
-                                f"but {tube.boxes.shape[0]} boxes")
-            rows = np.concatenate([np.asarray(tube.frames, np.float32)[:, None],
-                                   np.asarray(tube.boxes, np.float32).reshape(-1, 4)], axis=1)
+                raise DataError(
+                    f"{path}: video {video!r} has a tube with {tube.frames.shape[0]} frames "
+                    f"but {tube.boxes.shape[0]} boxes"
+                )
+            rows = np.concatenate(
+                [np.asarray(tube.frames, np.float32)[:, None], np.asarray(tube.boxes, np.float32).reshape(-1, 4)],
+                axis=1,
+            )
             per_label.setdefault(int(tube.label), []).append(np.ascontiguousarray(rows, dtype=np.float32))
         gttubes[str(video)] = per_label
     data = {

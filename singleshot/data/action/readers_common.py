@@ -89,9 +89,7 @@ def make_tube(video: str, label: int, frames: np.ndarray, boxes: np.ndarray) -> 
     )
 
 
-def parse_label_text(
-    text: str, file: str | Path, num_classes: int
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def parse_label_text(text: str, file: str | Path, num_classes: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Parse YOWO label lines ``cls x1 y1 x2 y2`` (class 1-based, absolute pixels).
 
     Blank lines are skipped; an empty text is a frame without actors.
@@ -150,7 +148,7 @@ def parse_list_lines(lines: Iterable[str]) -> list[tuple[str, int | None]]:
         line = line.split()[0]
         for prefix in _LAYOUT_PREFIXES:
             if line.startswith(prefix):
-                line = line[len(prefix):]
+                line = line[len(prefix) :]
         head, _, last = line.rpartition("/")
         stem, dot, suffix = last.rpartition(".")
         if head and dot and f".{suffix.lower()}" in _FRAME_SUFFIXES and stem.isdigit():
@@ -191,9 +189,7 @@ def read_classes(classes: Sequence[str] | str | Path) -> list[str]:
     return names
 
 
-def link_boxes_into_tubes(
-    video: str, frames: np.ndarray, labels: np.ndarray, boxes: np.ndarray
-) -> list[Tube]:
+def link_boxes_into_tubes(video: str, frames: np.ndarray, labels: np.ndarray, boxes: np.ndarray) -> list[Tube]:
     """Link per-frame boxes into one tube per actor.
 
     Rule (per class, frames in increasing order): the tubes that reached frame f - 1 are the open

@@ -59,8 +59,12 @@ def _class_list(names: Sequence[str], classes: Sequence[str] | str | Path | None
 
 
 def _finish(
-    source: Path, classes: list[str], videos: dict[str, VideoAnnotation], folder_mismatch: list[str],
-    split_list: str | Path | None, split: int,
+    source: Path,
+    classes: list[str],
+    videos: dict[str, VideoAnnotation],
+    folder_mismatch: list[str],
+    split_list: str | Path | None,
+    split: int,
 ) -> ActionAnnotations:
     if folder_mismatch:
         warnings.warn(
@@ -141,9 +145,7 @@ def read_ucf24_mat(
             cid = _scalar(t["class"], source, f"{video} tube {k} class")
             raw = np.asarray(t["boxes"]).reshape(-1, 4)
             if raw.shape[0] != ef - sf + 1:
-                raise DataError(
-                    f"{source}: video {video!r} tube {k}: {raw.shape[0]} boxes for frames {sf}..{ef}"
-                )
+                raise DataError(f"{source}: video {video!r} tube {k}: {raw.shape[0]} boxes for frames {sf}..{ef}")
             if not 1 <= cid <= num_classes:
                 raise DataError(f"{source}: video {video!r} tube {k}: class id {cid} outside [1, {num_classes}]")
             if class_names[cid - 1] != video.split("/", 1)[0]:
@@ -158,7 +160,7 @@ def read_ucf24_mat(
         tubes: list[Tube] = []
         for sf, ef, label in spans:
             n = ef - sf + 1
-            tubes.append(make_tube(video, label, np.arange(sf, ef + 1), xyxy[offset:offset + n]))
+            tubes.append(make_tube(video, label, np.arange(sf, ef + 1), xyxy[offset : offset + n]))
             offset += n
         videos[video] = VideoAnnotation(video=video, num_frames=num_frames, size=UCF24_SIZE, tubes=tubes)
     return _finish(source, class_names, videos, mismatch, split_list, split)

@@ -69,8 +69,14 @@ def _label_files(folder: Path) -> dict[int, Path]:
 
 
 def _read_video_labels(
-    root: Path, video: str, size: tuple[int, int], num_frames: int, classes: list[str],
-    mismatch: list[str], label_frames: dict[str, set[int]], empty_files: set[tuple[str, int]],
+    root: Path,
+    video: str,
+    size: tuple[int, int],
+    num_frames: int,
+    classes: list[str],
+    mismatch: list[str],
+    label_frames: dict[str, set[int]],
+    empty_files: set[tuple[str, int]],
 ) -> VideoAnnotation:
     folder = root / "labels" / video
     files = _label_files(folder) if folder.is_dir() else {}
@@ -185,8 +191,10 @@ def read_yowo_root(
     for sub in ("labels", "rgb-images"):
         if not (root / sub).is_dir():
             raise DataError(f"{root / sub}: folder not found (a YOWO root holds labels/ and rgb-images/)")
-    names = read_classes(classes) if classes is not None else sorted(
-        set(_subdirs(root / "labels")) | set(_subdirs(root / "rgb-images"))
+    names = (
+        read_classes(classes)
+        if classes is not None
+        else sorted(set(_subdirs(root / "labels")) | set(_subdirs(root / "rgb-images")))
     )
     if not names:
         raise DataError(f"{root}: no class folders under labels/ or rgb-images/")
@@ -197,9 +205,7 @@ def read_yowo_root(
     empty_files: set[tuple[str, int]] = set()
     for video in all_videos:
         num_frames, size = video_frame_info(root, video)
-        videos[video] = _read_video_labels(
-            root, video, size, num_frames, names, mismatch, label_frames, empty_files
-        )
+        videos[video] = _read_video_labels(root, video, size, num_frames, names, mismatch, label_frames, empty_files)
     if mismatch:
         warnings.warn(
             f"{root}: in {len(mismatch)} videos the class ids name another class than the video's "

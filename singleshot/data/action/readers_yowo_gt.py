@@ -40,17 +40,55 @@ __all__ = [
 ]
 
 JHMDB_CLASSES = [
-    "brush_hair", "catch", "clap", "climb_stairs", "golf", "jump", "kick_ball", "pick", "pour",
-    "pullup", "push", "run", "shoot_ball", "shoot_bow", "shoot_gun", "sit", "stand",
-    "swing_baseball", "throw", "walk", "wave",
+    "brush_hair",
+    "catch",
+    "clap",
+    "climb_stairs",
+    "golf",
+    "jump",
+    "kick_ball",
+    "pick",
+    "pour",
+    "pullup",
+    "push",
+    "run",
+    "shoot_ball",
+    "shoot_bow",
+    "shoot_gun",
+    "sit",
+    "stand",
+    "swing_baseball",
+    "throw",
+    "walk",
+    "wave",
 ]
 """J-HMDB-21 classes in YOWO's (alphabetical) order: file class id k is ``JHMDB_CLASSES[k - 1]``."""
 
 UCF24_CLASSES = [
-    "Basketball", "BasketballDunk", "Biking", "CliffDiving", "CricketBowling", "Diving", "Fencing",
-    "FloorGymnastics", "GolfSwing", "HorseRiding", "IceDancing", "LongJump", "PoleVault",
-    "RopeClimbing", "SalsaSpin", "SkateBoarding", "Skiing", "Skijet", "SoccerJuggling", "Surfing",
-    "TennisSwing", "TrampolineJumping", "VolleyballSpiking", "WalkingWithDog",
+    "Basketball",
+    "BasketballDunk",
+    "Biking",
+    "CliffDiving",
+    "CricketBowling",
+    "Diving",
+    "Fencing",
+    "FloorGymnastics",
+    "GolfSwing",
+    "HorseRiding",
+    "IceDancing",
+    "LongJump",
+    "PoleVault",
+    "RopeClimbing",
+    "SalsaSpin",
+    "SkateBoarding",
+    "Skiing",
+    "Skijet",
+    "SoccerJuggling",
+    "Surfing",
+    "TennisSwing",
+    "TrampolineJumping",
+    "VolleyballSpiking",
+    "WalkingWithDog",
 ]
 """UCF101-24 classes in ACT's and YOWO's order (the sorted class folders)."""
 
@@ -108,7 +146,7 @@ def _split_name(name: str, classes: Sequence[str], file: str, cache: dict[str, s
         if not matches:
             raise DataError(f"{file}: file name starts with none of the classes {list(classes)}")
         cls = max(matches, key=len)
-        video = cache[head] = f"{cls}/{head[len(cls) + 1:]}"
+        video = cache[head] = f"{cls}/{head[len(cls) + 1 :]}"
     return video, int(tail)
 
 
@@ -164,7 +202,7 @@ def read_yowo_groundtruth_dir(
         counts.append(labels.shape[0])
         all_labels.append(labels)
         all_boxes.append(boxes)
-        member = file[len(str(path)) + 1:]
+        member = file[len(str(path)) + 1 :]
         where += [(member, n) for n in lines.tolist()]
     if not keys:
         raise DataError(f"{path}: holds no '<class>_<video>_<frame:05d>.txt' file")
@@ -190,9 +228,7 @@ def read_yowo_groundtruth_dir(
     return gt
 
 
-def frame_ground_truth_to_annotations(
-    gt: FrameGroundTruth, size: tuple[int, int] = (240, 320)
-) -> ActionAnnotations:
+def frame_ground_truth_to_annotations(gt: FrameGroundTruth, size: tuple[int, int] = (240, 320)) -> ActionAnnotations:
     """Link per-frame ground truth into tubes (per class, frame to frame by IoU, see
     :func:`~singleshot.data.action.readers_common.link_boxes_into_tubes`).
 
@@ -216,6 +252,10 @@ def frame_ground_truth_to_annotations(
         )
         keyframes[video] = [f for f, _, _ in items]
     return ActionAnnotations(
-        classes=list(gt.classes), videos=videos, train_videos=[], test_videos=list(videos),
-        keyframes=keyframes, source=gt.source,
+        classes=list(gt.classes),
+        videos=videos,
+        train_videos=[],
+        test_videos=list(videos),
+        keyframes=keyframes,
+        source=gt.source,
     )

@@ -35,8 +35,19 @@ def numpy_core_modules() -> tuple[Any, Any]:
 
 
 _BUILTIN_NAMES = (
-    "list", "dict", "tuple", "set", "frozenset", "int", "float", "str", "bytes", "bytearray",
-    "complex", "slice", "bool",
+    "list",
+    "dict",
+    "tuple",
+    "set",
+    "frozenset",
+    "int",
+    "float",
+    "str",
+    "bytes",
+    "bytearray",
+    "complex",
+    "slice",
+    "bool",
 )
 
 
@@ -96,8 +107,18 @@ def safe_loads_pickle(data: bytes, source: str = "<bytes>") -> Any:
         return _RestrictedUnpickler(io.BytesIO(data), source).load()
     except DataError:
         raise
-    except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError, IndexError,
-            KeyError, OverflowError, MemoryError, UnicodeDecodeError) as exc:
+    except (
+        pickle.UnpicklingError,
+        EOFError,
+        ValueError,
+        TypeError,
+        AttributeError,
+        IndexError,
+        KeyError,
+        OverflowError,
+        MemoryError,
+        UnicodeDecodeError,
+    ) as exc:
         raise DataError(f"{source}: not a valid pickle ({type(exc).__name__}: {exc})") from exc
 
 

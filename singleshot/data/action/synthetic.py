@@ -46,8 +46,9 @@ def _prepare(root: Path, overwrite: bool) -> None:
     """Make ``root`` ready: refuse (or, with ``overwrite``, remove) the outputs of an earlier run."""
     present = [root / name for name in _OUTPUTS if (root / name).exists()]
     if present and not overwrite:
-        raise DataError(f"{root}: already holds {', '.join(p.name for p in present)}; "
-                        "pass overwrite=True or choose a fresh folder")  # fmt: skip
+        raise DataError(
+            f"{root}: already holds {', '.join(p.name for p in present)}; pass overwrite=True or choose a fresh folder"
+        )
     for path in present:
         if path.is_dir():
             shutil.rmtree(path)
@@ -116,20 +117,28 @@ def generate_action_dataset(
             for f, frame in enumerate(frames, start=1):
                 Image.fromarray(frame).save(folder / f"{f:05d}.jpg", quality=90, subsampling=0)
             tubes = [
-                Tube(video=name, label=a.label, frames=np.arange(a.start, a.end + 1, dtype=np.int64),
-                     boxes=a.boxes.astype(np.float32), score=1.0, frame_scores=np.ones(len(a.boxes), np.float32))
+                Tube(
+                    video=name,
+                    label=a.label,
+                    frames=np.arange(a.start, a.end + 1, dtype=np.int64),
+                    boxes=a.boxes.astype(np.float32),
+                    score=1.0,
+                    frame_scores=np.ones(len(a.boxes), np.float32),
+                )
                 for a in actors
-            ]  # fmt: skip
+            ]
             tubes.sort(key=lambda t: (t.label, t.start))
             videos[name] = VideoAnnotation(video=name, num_frames=length, size=(h, w), tubes=tubes)
             splits[split].append(name)
-    keyframes = {
-        v: sorted({int(f) for t in va.tubes for f in t.frames.tolist()}) for v, va in videos.items()
-    }
+    keyframes = {v: sorted({int(f) for t in va.tubes for f in t.frames.tolist()}) for v, va in videos.items()}
     ann = ActionAnnotations(
-        classes=classes, videos=videos, train_videos=splits["train"], test_videos=splits["test"],
-        keyframes=keyframes, source=str(root),
-    )  # fmt: skip
+        classes=classes,
+        videos=videos,
+        train_videos=splits["train"],
+        test_videos=splits["test"],
+        keyframes=keyframes,
+        source=str(root),
+    )
     write_yowo_labels(ann, root)
     write_act_pickle(ann, root / SYNTH_PICKLE)
     logger.info("wrote %d + %d synthetic action videos under %s", num_train_videos, num_test_videos, root)

@@ -43,9 +43,19 @@ SYNTH_ACTION_CLASSES: tuple[str, ...] = ("Bounce", "Pulse", "Slide", "Spin")
 
 _KINDS = ("rect", "ellipse", "diamond", "triangle")
 _PALETTE = np.array(
-    [(220, 60, 50), (50, 170, 70), (50, 90, 220), (230, 200, 50), (190, 70, 200), (40, 190, 200),
-     (240, 140, 40), (235, 235, 235), (30, 30, 30)], dtype=np.float32,
-)  # fmt: skip
+    [
+        (220, 60, 50),
+        (50, 170, 70),
+        (50, 90, 220),
+        (230, 200, 50),
+        (190, 70, 200),
+        (40, 190, 200),
+        (240, 140, 40),
+        (235, 235, 235),
+        (30, 30, 30),
+    ],
+    dtype=np.float32,
+)
 _SUPER = 4  # supersampling per pixel side of the coverage masks
 
 

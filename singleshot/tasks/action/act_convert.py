@@ -37,5 +37,10 @@ def convert_caffe(cfg: ActOptions) -> dict[str, Any]:
     model.load_state_dict(converted.state_dict)  # proves the mapping before anything is written
     meta["linking"] = act_linking(cfg.linking)
     save_weights(Path(cfg.dst), model, meta)
-    return {"dst": cfg.dst, "architecture": meta["architecture"], "num_classes": meta["num_classes"],
-            "K": meta["K"], "tensors": len(model.state_dict())}  # fmt: skip
+    return {
+        "dst": cfg.dst,
+        "architecture": meta["architecture"],
+        "num_classes": meta["num_classes"],
+        "K": meta["K"],
+        "tensors": len(model.state_dict()),
+    }

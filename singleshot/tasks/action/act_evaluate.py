@@ -69,8 +69,16 @@ def cache_key(predictor: ACTPredictor) -> str:
             h.update(f"{i}.{name}".encode())
             h.update(t.detach().cpu().contiguous().numpy().tobytes())
     norms = [(s.mean.flatten().tolist(), s.std.flatten().tolist(), s.bgr) for s in predictor.streams]
-    settings = {"k": predictor.k, "size": predictor.size, "norms": norms, "motion": predictor.motion,
-                "fusion": predictor.fusion_weight, "flow_root": str(predictor.flow_root), "post": repr(predictor.settings), "cand": repr(predictor.candidates)}  # fmt: skip
+    settings = {
+        "k": predictor.k,
+        "size": predictor.size,
+        "norms": norms,
+        "motion": predictor.motion,
+        "fusion": predictor.fusion_weight,
+        "flow_root": str(predictor.flow_root),
+        "post": repr(predictor.settings),
+        "cand": repr(predictor.candidates),
+    }
     h.update(json.dumps(settings, sort_keys=True).encode())
     return h.hexdigest()
 
@@ -116,7 +124,9 @@ def load_tubelets(path: Path, key: str) -> VideoTubelets | None:
     return vt
 
 
-def _video_tubelets(predictor: ACTPredictor, ann: ActionAnnotations, root: Path, video: str, batch: int) -> VideoTubelets:
+def _video_tubelets(
+    predictor: ACTPredictor, ann: ActionAnnotations, root: Path, video: str, batch: int
+) -> VideoTubelets:
     va = ann.videos[video]
     if va.num_frames < 1:
         raise DataError(f"{root / 'rgb-images' / video}: the annotations give the video no frames")
@@ -127,7 +137,9 @@ def _video_tubelets(predictor: ACTPredictor, ann: ActionAnnotations, root: Path,
     if predictor.motion == "flow":
         if predictor.flow_root is None:
             raise DataError(f"{video}: this two-stream ACT reads precomputed flow images: pass flow=<folder>")
-        flow = torch.stack([read_frame(flow_frame_path(predictor.flow_root, video, f)) for f in range(1, va.num_frames + 1)])
+        flow = torch.stack(
+            [read_frame(flow_frame_path(predictor.flow_root, video, f)) for f in range(1, va.num_frames + 1)]
+        )
     return predictor.detect_video(predictor.prepare(frames, flow), size, video, batch)
 
 
@@ -135,9 +147,19 @@ def _video_tubelets(predictor: ACTPredictor, ann: ActionAnnotations, root: Path,
 _WORKER: dict[str, Any] = {}
 
 
-def _worker_init(states: list[dict[str, torch.Tensor] | str], metas: list[dict[str, Any]], settings: Any, linking: str,
-                 candidates: Any, flow_root: str | None, ann: ActionAnnotations, root: str, batch: int,
-                 cache_dir: str | None, key: str) -> None:  # fmt: skip
+def _worker_init(
+    states: list[dict[str, torch.Tensor] | str],
+    metas: list[dict[str, Any]],
+    settings: Any,
+    linking: str,
+    candidates: Any,
+    flow_root: str | None,
+    ann: ActionAnnotations,
+    root: str,
+    batch: int,
+    cache_dir: str | None,
+    key: str,
+) -> None:
     torch.set_num_threads(1)
     models = []
     for state, meta in zip(states, metas):
@@ -147,9 +169,17 @@ def _worker_init(states: list[dict[str, torch.Tensor] | str], metas: list[dict[s
         models.append(model_from_meta(meta, task="action"))
         models[-1].load_state_dict(state)
     flow_model, flow_meta = (models[1], metas[1]) if len(models) > 1 else (None, None)
-    predictor = ACTPredictor(models[0], metas[0], settings, linking, "cpu", candidates, flow_model, flow_meta, flow_root)
-    _WORKER.update(predictor=predictor, ann=ann, root=Path(root), batch=batch,
-                   cache_dir=Path(cache_dir) if cache_dir else None, key=key)  # fmt: skip
+    predictor = ACTPredictor(
+        models[0], metas[0], settings, linking, "cpu", candidates, flow_model, flow_meta, flow_root
+    )
+    _WORKER.update(
+        predictor=predictor,
+        ann=ann,
+        root=Path(root),
+        batch=batch,
+        cache_dir=Path(cache_dir) if cache_dir else None,
+        key=key,
+    )
 
 
 def _worker_run(video: str) -> VideoTubelets:
@@ -160,8 +190,15 @@ def _worker_run(video: str) -> VideoTubelets:
     return vt
 
 
-def collect_tubelets(predictor: ACTPredictor, ann: ActionAnnotations, frame_root: str | Path, videos: Sequence[str],
-                     batch: int = 16, workers: int = 0, cache_dir: str | Path | None = None) -> dict[str, VideoTubelets]:  # fmt: skip
+def collect_tubelets(
+    predictor: ACTPredictor,
+    ann: ActionAnnotations,
+    frame_root: str | Path,
+    videos: Sequence[str],
+    batch: int = 16,
+    workers: int = 0,
+    cache_dir: str | Path | None = None,
+) -> dict[str, VideoTubelets]:
     """Tubelets of each of ``videos`` (from the cache when it holds them, else by running the model)."""
     root = Path(frame_root)
     cache = Path(cache_dir) if cache_dir is not None else None
@@ -186,9 +223,22 @@ def collect_tubelets(predictor: ACTPredictor, ann: ActionAnnotations, frame_root
         ]
         metas = [predictor.meta] + ([predictor.flow_meta or {}] if len(predictor.streams) > 1 else [])
         flow_root = str(predictor.flow_root) if predictor.flow_root else None
-        init = (states, metas, predictor.settings, predictor.linking, predictor.candidates, flow_root, ann, str(root),
-                batch, str(cache) if cache is not None else None, key)  # fmt: skip
-        with ProcessPoolExecutor(min(workers, len(todo)), mp_context=ctx, initializer=_worker_init, initargs=init) as pool:
+        init = (
+            states,
+            metas,
+            predictor.settings,
+            predictor.linking,
+            predictor.candidates,
+            flow_root,
+            ann,
+            str(root),
+            batch,
+            str(cache) if cache is not None else None,
+            key,
+        )
+        with ProcessPoolExecutor(
+            min(workers, len(todo)), mp_context=ctx, initializer=_worker_init, initargs=init
+        ) as pool:
             for v, vt in zip(todo, pool.map(_worker_run, todo)):
                 out[v] = vt
         return out
@@ -200,9 +250,15 @@ def collect_tubelets(predictor: ACTPredictor, ann: ActionAnnotations, frame_root
 
 
 # ---------------------------------------------------------------- scoring
-def evaluate_act(predictor: ACTPredictor, ann: ActionAnnotations, frame_root: str | Path, cfg: ActionOptions,
-                 videos: Sequence[str] | None = None, cache_dir: str | Path | None = None,
-                 workers: int = 0) -> tuple[dict[str, Any], FrameDets, list[Tube]]:  # fmt: skip
+def evaluate_act(
+    predictor: ACTPredictor,
+    ann: ActionAnnotations,
+    frame_root: str | Path,
+    cfg: ActionOptions,
+    videos: Sequence[str] | None = None,
+    cache_dir: str | Path | None = None,
+    workers: int = 0,
+) -> tuple[dict[str, Any], FrameDets, list[Tube]]:
     """Frame-mAP and video-mAP of an ACT model on ``videos`` (default: the test split, else all).
 
     ``cfg`` supplies ``batch``, ``trim``, ``protocol`` and ``match_iou``. Returns (metrics of
@@ -215,12 +271,14 @@ def evaluate_act(predictor: ACTPredictor, ann: ActionAnnotations, frame_root: st
     tubes = trim_tubes([t for v in vids for t in tubelets[v].link(predictor.link_params)], trim)
     metrics = score_action(ann, dets, tubes, cfg.protocol, iou_thresh=cfg.match_iou, videos=vids)
     metrics["linking"] = f"{predictor.linking} (tubes linked from the K-frame tubelets)" + (
-        f", trimmed at frame score {trim:g}" if trim > 0 else "")
+        f", trimmed at frame score {trim:g}" if trim > 0 else ""
+    )
     return metrics, dets, tubes
 
 
-def val_act(predictor: ACTPredictor, ann: ActionAnnotations, frame_root: str | Path,
-            cfg: ActOptions) -> tuple[dict[str, Any], FrameDets, list[Tube]]:  # fmt: skip
+def val_act(
+    predictor: ACTPredictor, ann: ActionAnnotations, frame_root: str | Path, cfg: ActOptions
+) -> tuple[dict[str, Any], FrameDets, list[Tube]]:
     """``action val``'s evaluation of an ACT model: :func:`evaluate_act` on the test split with the
     tubelet cache under ``project/val/tubelets`` (``cache=true``) and ``workers`` processes."""
     cache = Path(cfg.project) / "val" / "tubelets" if cfg.cache else None

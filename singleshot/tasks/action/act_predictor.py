@@ -67,18 +67,36 @@ def act_arch_kwargs(cfg: ActOptions) -> dict[str, Any]:
     return {"k": cfg.K, "image_size": cfg.imgsz, "width": cfg.act_width}
 
 
-def act_meta(cfg: ActOptions, kwargs: dict[str, Any], classes: list[str], mean: Any = IMAGENET_MEAN,
-             std: Any = IMAGENET_STD, **extra: Any) -> dict[str, Any]:  # fmt: skip
+def act_meta(
+    cfg: ActOptions,
+    kwargs: dict[str, Any],
+    classes: list[str],
+    mean: Any = IMAGENET_MEAN,
+    std: Any = IMAGENET_STD,
+    **extra: Any,
+) -> dict[str, Any]:
     """Weights metadata of an ACT model trained here (read back by ``action val/predict``)."""
     post = TubeletPostprocess()
     meta: dict[str, Any] = {
-        "task": "action", "family": "act", "architecture": cfg.arch, "arch_kwargs": kwargs,
-        "num_classes": len(classes), "classes": list(classes), "K": cfg.K, "input_size": [cfg.imgsz, cfg.imgsz],
-        "channel_order": "RGB", "mean": [float(v) for v in mean], "std": [float(v) for v in std],
-        "postprocess": {"score_thresh": post.score_thresh, "nms_thresh": post.nms_thresh,
-                        "topk_candidates": post.topk_candidates, "max_detections": post.max_detections},
+        "task": "action",
+        "family": "act",
+        "architecture": cfg.arch,
+        "arch_kwargs": kwargs,
+        "num_classes": len(classes),
+        "classes": list(classes),
+        "K": cfg.K,
+        "input_size": [cfg.imgsz, cfg.imgsz],
+        "channel_order": "RGB",
+        "mean": [float(v) for v in mean],
+        "std": [float(v) for v in std],
+        "postprocess": {
+            "score_thresh": post.score_thresh,
+            "nms_thresh": post.nms_thresh,
+            "topk_candidates": post.topk_candidates,
+            "max_detections": post.max_detections,
+        },
         "linking": act_linking(cfg.linking),
-    }  # fmt: skip
+    }
     meta.update(extra)
     return meta
 
@@ -109,10 +127,18 @@ class ACTPredictor:
         flow_root: folder of precomputed flow images (``flow`` streams, dataset evaluation).
     """
 
-    def __init__(self, model: nn.Module, meta: dict[str, Any], settings: TubeletPostprocess = TubeletPostprocess(),
-                 linking: str = "act", device: str = "cpu", candidates: CandidateSettings = CandidateSettings(),
-                 flow_model: nn.Module | None = None, flow_meta: dict[str, Any] | None = None,
-                 flow_root: str | Path | None = None) -> None:  # fmt: skip
+    def __init__(
+        self,
+        model: nn.Module,
+        meta: dict[str, Any],
+        settings: TubeletPostprocess = TubeletPostprocess(),
+        linking: str = "act",
+        device: str = "cpu",
+        candidates: CandidateSettings = CandidateSettings(),
+        flow_model: nn.Module | None = None,
+        flow_meta: dict[str, Any] | None = None,
+        flow_root: str | Path | None = None,
+    ) -> None:
         self.device = torch.device(device)
         self.meta, self.settings, self.candidates = meta, settings, candidates
         self.streams = [_Stream(model, meta, self.device)]
@@ -155,12 +181,17 @@ class ACTPredictor:
         return [(x[:, :, 3 * i : 3 * i + 3] - s.mean) / s.std for i, s in enumerate(self.streams)]
 
     @torch.inference_mode()
-    def detect_windows(self, windows: Tensor, starts: Sequence[int], orig_size: tuple[int, int]) -> tuple[list[TubeletDetections], list[tuple[Tensor, Tensor]]]:  # fmt: skip
+    def detect_windows(
+        self, windows: Tensor, starts: Sequence[int], orig_size: tuple[int, int]
+    ) -> tuple[list[TubeletDetections], list[tuple[Tensor, Tensor]]]:
         """Prepared windows Tensor[B, K, C, h, w] uint8 starting at ``starts`` -> (detections, candidates) per window."""
         xs = self.normalise(windows)
         if len(self.streams) > 1:  # ACT's late fusion: (weighted) mean class probabilities, boxes of the RGB stream
-            out, motion = parallel_branches([partial(s.model, x) for s, x in zip(self.streams, xs)]) if self.parallel \
-                else [s.model(x) for s, x in zip(self.streams, xs)]  # fmt: skip
+            out, motion = (
+                parallel_branches([partial(s.model, x) for s, x in zip(self.streams, xs)])
+                if self.parallel
+                else [s.model(x) for s, x in zip(self.streams, xs)]
+            )
             w = self.fusion_weight
             probs = (1.0 - w) * out["conf"].float().softmax(-1) + w * motion["conf"].float().softmax(-1)
             out = {"loc": out["loc"], "conf": probs.clamp_(min=1e-12).log()}
@@ -171,7 +202,9 @@ class ACTPredictor:
         dets = postprocess_tubelets(out, self.model.priors, sizes, self.settings, frames=frames)
         return dets, linking_candidates(out, self.model.priors, sizes, self.candidates, self.settings.variances)
 
-    def _collect(self, video: str, num_frames: int, size: tuple[int, int], parts: Iterable[tuple[list[int], tuple]]) -> VideoTubelets:  # fmt: skip
+    def _collect(
+        self, video: str, num_frames: int, size: tuple[int, int], parts: Iterable[tuple[list[int], tuple]]
+    ) -> VideoTubelets:
         cols: dict[str, list[np.ndarray]] = {name: [] for name in VideoTubelets.ARRAYS}
         for starts, (dets, cands) in parts:
             for s, d, (cb, cs) in zip(starts, dets, cands):
@@ -191,7 +224,9 @@ class ACTPredictor:
             vt.det_boxes = vt.cand_boxes = np.zeros((0, self.k, 4), np.float32)
         return vt
 
-    def detect_video(self, stored: Tensor, orig_size: tuple[int, int], video: str = "", batch: int = 16) -> VideoTubelets:
+    def detect_video(
+        self, stored: Tensor, orig_size: tuple[int, int], video: str = "", batch: int = 16
+    ) -> VideoTubelets:
         """Tubelets of every window ``1 … N-K+1`` of a video's prepared frames Tensor[N, C, h, w] uint8.
 
         A video shorter than K frames has no window and gives no tubelets (a warning says so).
@@ -222,12 +257,20 @@ class ACTPredictor:
                 yield (int(t.shape[1]), int(t.shape[2])), self.prepare(t[None])[0]
                 continue
             if cur is not None:
-                yield (int(cur.shape[1]), int(cur.shape[2])), self.prepare(torch.stack([prev if prev is not None else cur, cur, t]))[1]
+                yield (
+                    (int(cur.shape[1]), int(cur.shape[2])),
+                    self.prepare(torch.stack([prev if prev is not None else cur, cur, t]))[1],
+                )
             prev, cur = cur, t
         if cur is not None:  # the last frame (motion image against its predecessor)
-            yield (int(cur.shape[1]), int(cur.shape[2])), self.prepare(torch.stack([prev if prev is not None else cur, cur, cur]))[1]
+            yield (
+                (int(cur.shape[1]), int(cur.shape[2])),
+                self.prepare(torch.stack([prev if prev is not None else cur, cur, cur]))[1],
+            )
 
-    def stream(self, frames: Iterable[np.ndarray], video: str = "", batch: int = 8) -> tuple[VideoTubelets, tuple[int, int]]:
+    def stream(
+        self, frames: Iterable[np.ndarray], video: str = "", batch: int = 8
+    ) -> tuple[VideoTubelets, tuple[int, int]]:
         """Online detection over frames uint8 [H, W, 3] RGB: a ring of the last K prepared frames,
         each new frame closing the window that ends at it, ``batch`` windows run together.
 
@@ -246,7 +289,7 @@ class ACTPredictor:
 
         def parts() -> Iterator[tuple[list[int], tuple]]:
             nonlocal count, size
-            for size, stored in self._prepared(frames):
+            for size, stored in self._prepared(frames):  # noqa: B007  (size: nonlocal, read after the loop)
                 count += 1
                 ring.append(stored)
                 del ring[: max(0, len(ring) - self.k)]
@@ -291,8 +334,15 @@ def act_predictor(model: nn.Module, meta: dict[str, Any], cfg: ActionConfig) -> 
     """The ACT member's predictor factory (:mod:`singleshot.tasks.action.members`): ``model`` with the
     thresholds and linking of ``meta`` under ``cfg``'s, and the motion stream, if any."""
     flow = flow_stream(meta, cfg)
-    predictor = ACTPredictor(model, meta, tubelet_settings(meta, cfg), cfg.linking or str(meta.get("linking", "act")),
-                             cfg.device, flow_model=flow[0] if flow else None, flow_meta=flow[1] if flow else None,
-                             flow_root=cfg.flow or None)  # fmt: skip
+    predictor = ACTPredictor(
+        model,
+        meta,
+        tubelet_settings(meta, cfg),
+        cfg.linking or str(meta.get("linking", "act")),
+        cfg.device,
+        flow_model=flow[0] if flow else None,
+        flow_meta=flow[1] if flow else None,
+        flow_root=cfg.flow or None,
+    )
     predictor.parallel = bool(cfg.parallel_branches)
     return predictor

@@ -57,7 +57,7 @@ from singleshot.tasks.action.config import ActionConfig, ActOptions
 from singleshot.tasks.action.data import load_data
 from singleshot.tasks.action.distill import act_kd_term, build_training
 from singleshot.tasks.action.predictor import branch_threads
-from singleshot.tasks.common import TrainingPlan, metric_floats
+from singleshot.tasks.common import BestEvaluation, TrainingPlan
 
 logger = logging.getLogger(__name__)
 
@@ -74,7 +74,11 @@ def act_param_groups(model: nn.Module, lr: float, weight_decay: float, caffe: bo
     """
     groups: list[dict[str, Any]] = []
     names = {id(p): n for n, p in model.named_parameters()}
-    split = reversed(model.param_groups(lr)) if caffe else [{"params": [p for p in model.parameters() if p.requires_grad], "lr": lr}]
+    split = (
+        reversed(model.param_groups(lr))
+        if caffe
+        else [{"params": [p for p in model.parameters() if p.requires_grad], "lr": lr}]
+    )
     for g in split:  # rest first, then the trunk
         weights = [p for p in g["params"] if not names[id(p)].endswith(".bias")]
         biases = [p for p in g["params"] if names[id(p)].endswith(".bias")]
@@ -134,17 +138,38 @@ def act_training(cfg: ActionConfig) -> Callable[[str, int], TrainingPlan]:
         if not ann.train_videos:
             warnings.warn(f"{ann.source}: no training split; training on every video", stacklevel=2)
         if motion:
-            model = TwoStreamACT(model, create_model(cfg.arch, len(classes), **kwargs), parallel=branch_threads(cfg, world))
-            transform = two_stream_augment(cfg.imgsz, cfg.K, IMAGENET_MEAN, cfg.max_zoom if cfg.augment else 1.0,
-                                           cfg.photometric and cfg.augment, motion)  # fmt: skip
-            train_set: ActTubeletDataset = TwoStreamTubeletDataset(ann, root, train_videos, cfg.K, cfg.imgsz, True,
-                                                                   transform=transform, modality=motion,
-                                                                   flow_root=cfg.flow or None)  # fmt: skip
-            train_set.cache_frames = frames_fit_in_memory(ann, train_videos, copies=2)  # the frames and their motion images
+            model = TwoStreamACT(
+                model, create_model(cfg.arch, len(classes), **kwargs), parallel=branch_threads(cfg, world)
+            )
+            transform = two_stream_augment(
+                cfg.imgsz,
+                cfg.K,
+                IMAGENET_MEAN,
+                cfg.max_zoom if cfg.augment else 1.0,
+                cfg.photometric and cfg.augment,
+                motion,
+            )
+            train_set: ActTubeletDataset = TwoStreamTubeletDataset(
+                ann,
+                root,
+                train_videos,
+                cfg.K,
+                cfg.imgsz,
+                True,
+                transform=transform,
+                modality=motion,
+                flow_root=cfg.flow or None,
+            )
+            train_set.cache_frames = frames_fit_in_memory(
+                ann, train_videos, copies=2
+            )  # the frames and their motion images
             loss_fn: Any = TwoStreamLoss(model)
         else:
-            transform = (ActClipAugment(cfg.imgsz, cfg.K, IMAGENET_MEAN, cfg.max_zoom, cfg.photometric) if cfg.augment
-                         else ClipResize(cfg.imgsz))  # fmt: skip
+            transform = (
+                ActClipAugment(cfg.imgsz, cfg.K, IMAGENET_MEAN, cfg.max_zoom, cfg.photometric)
+                if cfg.augment
+                else ClipResize(cfg.imgsz)
+            )
             train_set = ActTubeletDataset(ann, root, train_videos, cfg.K, cfg.imgsz, True, transform=transform)
             train_set.cache_frames = frames_fit_in_memory(ann, train_videos)
             loss_fn = ActLoss(model)
@@ -156,25 +181,24 @@ def act_training(cfg: ActionConfig) -> Callable[[str, int], TrainingPlan]:
         if motion:
             meta = dict(meta, flow_weights="best_flow.safetensors")
         streams = [model.rgb, model.flow] if motion else [model]
-        best_full: dict[str, Any] = {}
 
-        def evaluate(m: nn.Module) -> dict[str, float]:
+        def evaluate_full(m: nn.Module) -> dict[str, Any]:
             m = deployable(m)
             rgb, flow = (m.rgb, m.flow) if motion else (m, None)
-            predictor = ACTPredictor(rgb, meta, tubelet_settings(meta, cfg), cfg.linking, str(device),
-                                     flow_model=flow, flow_meta=flow_meta, flow_root=cfg.flow or None)  # fmt: skip
+            predictor = ACTPredictor(
+                rgb,
+                meta,
+                tubelet_settings(meta, cfg),
+                cfg.linking,
+                str(device),
+                flow_model=flow,
+                flow_meta=flow_meta,
+                flow_root=cfg.flow or None,
+            )
             predictor.parallel = isinstance(model, TwoStreamACT) and model.parallel
-            full, _, _ = evaluate_act(predictor, ann, root, cfg)
-            if not best_full or (full["frame_map"] or 0.0) > (best_full["frame_map"] or 0.0):
-                best_full.clear()
-                best_full.update(full)
-            return metric_floats(full, ACTION_METRIC_KEYS)
+            return evaluate_act(predictor, ann, root, cfg)[0]
 
-        def report(best: dict[str, float]) -> dict[str, Any]:
-            result: dict[str, Any] = dict(best)
-            if best_full:
-                result["per_class"] = best_full.get("per_class")
-            return result
+        evaluate = BestEvaluation(evaluate_full, "frame_map", ACTION_METRIC_KEYS)
 
         def files() -> dict[str, tuple[nn.Module, dict[str, Any]]]:
             """``best.safetensors`` (the RGB stream) and, with a motion stream, ``best_flow.safetensors``."""
@@ -184,14 +208,29 @@ def act_training(cfg: ActionConfig) -> Callable[[str, int], TrainingPlan]:
             return out
 
         if motion and cfg.teacher:
-            raise ConfigError("teacher=: the two-stream ACT does not take a teacher; train each stream's teacher "
-                              "separately or drop modality=")  # fmt: skip
-        train_model, loss_fn = build_training(cfg, model, loss_fn, classes, IMAGENET_MEAN, IMAGENET_STD, ("K", cfg.K),
-                                              act_kd_term)  # fmt: skip
+            raise ConfigError(
+                "teacher=: the two-stream ACT does not take a teacher; train each stream's teacher "
+                "separately or drop modality="
+            )
+        train_model, loss_fn = build_training(
+            cfg, model, loss_fn, classes, IMAGENET_MEAN, IMAGENET_STD, ("K", cfg.K), act_kd_term
+        )
         # ACT's per-group learning rates (same schedule for every group)
         caffe = cfg.optimizer == "sgd"
         groups = [g for m in streams for g in act_param_groups(m, cfg.lr, cfg.weight_decay, caffe=caffe)]
-        return TrainingPlan(model, loss_fn, train_set, collate_act, evaluate, "frame_map", meta, train_model=train_model,
-                            param_groups=groups, metric_keys=ACTION_METRIC_KEYS, files=files, report=report)  # fmt: skip
+        return TrainingPlan(
+            model,
+            loss_fn,
+            train_set,
+            collate_act,
+            evaluate,
+            "frame_map",
+            meta,
+            train_model=train_model,
+            param_groups=groups,
+            metric_keys=ACTION_METRIC_KEYS,
+            files=files,
+            report=evaluate.report,
+        )
 
     return build

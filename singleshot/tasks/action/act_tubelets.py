@@ -40,8 +40,15 @@ from singleshot.structures import FrameDets, Tube
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["CandidateSettings", "VideoTubelets", "act_linking", "frame_dets_of_tubelets", "link_params",
-           "linking_candidates", "tubelet_settings"]  # fmt: skip
+__all__ = [
+    "CandidateSettings",
+    "VideoTubelets",
+    "act_linking",
+    "frame_dets_of_tubelets",
+    "link_params",
+    "linking_candidates",
+    "tubelet_settings",
+]
 
 
 @dataclass(frozen=True)
@@ -87,9 +94,15 @@ class VideoTubelets:
         out = []
         for s in np.unique(self.det_start).tolist():
             m = self.det_start == s
-            out.append(TubeletDetections(torch.from_numpy(self.det_boxes[m]), torch.from_numpy(self.det_scores[m]),
-                                         torch.from_numpy(self.det_labels[m]), self.video,
-                                         torch.arange(s, s + self.k, dtype=torch.int64)))  # fmt: skip
+            out.append(
+                TubeletDetections(
+                    torch.from_numpy(self.det_boxes[m]),
+                    torch.from_numpy(self.det_scores[m]),
+                    torch.from_numpy(self.det_labels[m]),
+                    self.video,
+                    torch.arange(s, s + self.k, dtype=torch.int64),
+                )
+            )
         return out
 
     def frame_detections(self, nms_thresh: float = 0.3, plus_one: bool = True) -> VideoFrameDetections:
@@ -116,8 +129,15 @@ def frame_dets_of_tubelets(videos: Sequence[str], tubelets: dict[str, VideoTubel
     for i, v in enumerate(videos):
         fd = tubelets[v].frame_detections()
         if len(fd):
-            parts.append((np.full(len(fd), i), fd.frames.numpy(), fd.labels.numpy(), fd.scores.double().numpy(),
-                          fd.boxes.double().numpy()))  # fmt: skip
+            parts.append(
+                (
+                    np.full(len(fd), i),
+                    fd.frames.numpy(),
+                    fd.labels.numpy(),
+                    fd.scores.double().numpy(),
+                    fd.boxes.double().numpy(),
+                )
+            )
     if not parts:
         return FrameDets(list(videos), *(np.zeros(0),) * 4, np.zeros((0, 4)))
     return FrameDets(list(videos), *(np.concatenate([p[j] for p in parts]) for j in range(5)))
@@ -149,9 +169,13 @@ def _greedy_keep(over: np.ndarray, keep: int) -> np.ndarray:
     return kept
 
 
-def linking_candidates(outputs: dict[str, Tensor], priors: Tensor, frame_sizes: Sequence[tuple[int, int]],
-                       settings: CandidateSettings = CandidateSettings(),
-                       variances: tuple[float, float] = TubeletPostprocess().variances) -> list[tuple[Tensor, Tensor]]:  # fmt: skip
+def linking_candidates(
+    outputs: dict[str, Tensor],
+    priors: Tensor,
+    frame_sizes: Sequence[tuple[int, int]],
+    settings: CandidateSettings = CandidateSettings(),
+    variances: tuple[float, float] = TubeletPostprocess().variances,
+) -> list[tuple[Tensor, Tensor]]:
     """ACT's ``dets_all`` of a batch: per sample ``(boxes Tensor[A, K, 4] xyxy pixels clipped to the
     frame, scores Tensor[A, C] softmax class scores)``, A <= ``settings.keep``, by descending best
     score (> ``settings.min_score``); a candidate is dropped when its mean IoU over the K frames
@@ -180,8 +204,11 @@ def tubelet_settings(meta: dict[str, Any], cfg: Any = None) -> TubeletPostproces
     ``iou`` and ``max_det`` win when they differ from the ``ActionConfig`` defaults."""
     post = dict(meta.get("postprocess") or {})
     base = TubeletPostprocess()
-    values = {f: type(getattr(base, f))(post[f]) for f in ("score_thresh", "nms_thresh", "topk_candidates", "max_detections")
-              if f in post}  # fmt: skip
+    values = {
+        f: type(getattr(base, f))(post[f])
+        for f in ("score_thresh", "nms_thresh", "topk_candidates", "max_detections")
+        if f in post
+    }
     if cfg is not None:
         defaults = type(cfg)()
         for key, f in (("conf", "score_thresh"), ("iou", "nms_thresh"), ("max_det", "max_detections")):

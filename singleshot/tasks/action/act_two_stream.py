@@ -42,8 +42,16 @@ from singleshot.structures import TubeletTarget
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["MOTION_MODALITIES", "motion_images", "flow_frame_path", "FlowFlip", "TwoStreamTubeletDataset",
-           "TwoStreamACT", "TwoStreamLoss", "two_stream_augment"]  # fmt: skip
+__all__ = [
+    "MOTION_MODALITIES",
+    "motion_images",
+    "flow_frame_path",
+    "FlowFlip",
+    "TwoStreamTubeletDataset",
+    "TwoStreamACT",
+    "TwoStreamLoss",
+    "two_stream_augment",
+]
 
 MOTION_MODALITIES = ("diff", "flow")
 
@@ -86,8 +94,9 @@ class FlowFlip(v2.RandomHorizontalFlip):
         return out
 
 
-def two_stream_augment(size: int, k: int, mean: Sequence[float], max_zoom: float, photometric: bool,
-                       modality: str) -> ActClipAugment:  # fmt: skip
+def two_stream_augment(
+    size: int, k: int, mean: Sequence[float], max_zoom: float, photometric: bool, modality: str
+) -> ActClipAugment:
     """ACT's clip augmentation for a stacked [2K, 3, H, W] clip (one geometry for both streams).
 
     The photometric distortion, when on, also reaches the motion images (ACT distorts its flow

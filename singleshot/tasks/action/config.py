@@ -58,7 +58,9 @@ class ActionOptions(EngineOptions):
     show_conf: float = 0.3
     protocol: str = "yowo"  # yowo | act
     match_iou: float = 0.5  # frame-mAP IoU threshold
-    trim: float = 0.0  # cut linked tubes (YOWO's Viterbi or ACT's) to their best run of frame scores >= trim (0: no trimming)
+    trim: float = (
+        0.0  # cut linked tubes (YOWO's Viterbi or ACT's) to their best run of frame scores >= trim (0: no trimming)
+    )
     linking: str = ""  # "": the member's own (yowo: viterbi, act: act) | act (ACT's parameters) | moc (MOC-Detector's) | viterbi (yowo only)
     # score and convert
     gt: str = ""
@@ -101,7 +103,9 @@ class YowoOptions(ActionOptions):
     coord_scale: float = 1.0
     prior_warmup: int = 0  # samples of YOWO's prior warm-up (its first release: 12800); 0: off
     loss_reduction: str = "sum"  # sum (YOWO) | mean (divided by the batch size)
-    rescore: bool = True  # region loss confidence target: IoU with the ground truth (YOWO) | false: 1 (darknet rescore=0)
+    rescore: bool = (
+        True  # region loss confidence target: IoU with the ground truth (YOWO) | false: 1 (darknet rescore=0)
+    )
     kd_obj_thresh: float = 0.5  # teacher=: class scores distilled where the teacher's objectness is at least this
     post_mode: str = "yowo"  # yowo (class-agnostic NMS, YOWO's test path) | per_class
     kinetics: str = ""  # convert: a Kinetics 3D backbone file to load too
@@ -119,7 +123,9 @@ class ActOptions(ActionOptions):
     modality: str = "rgb"  # rgb | rgb+diff | rgb+flow (two streams, scores averaged at test time)
     motion_weight: float = 0.5  # two-stream: weight of the motion stream's class probabilities (ACT: 0.5)
     flow: str = ""  # rgb+flow: folder of precomputed flow images <Class>/<video>/<frame:05d>.jpg
-    flow_weights: str = ""  # val/predict: the motion stream's weights ("": the one named by weights' metadata; none: RGB only)
+    flow_weights: str = (
+        ""  # val/predict: the motion stream's weights ("": the one named by weights' metadata; none: RGB only)
+    )
     max_zoom: float = 4.0  # clip augmentation: largest zoom-out (expand) ratio, 1 = none
     photometric: bool = True  # clip augmentation: photometric distortion (same for the K frames)
     cache: bool = True  # val: keep each video's tubelets under project/val/tubelets (resumable)

@@ -33,8 +33,9 @@ def load_data(cfg: ActionOptions) -> tuple[ActionAnnotations, Path]:
     """(ground truth of ``data``, the folder holding its ``rgb-images/``)."""
     require(cfg, "data")
     path = Path(cfg.data)
-    ann = load_action_annotations(path, split_list=cfg.split_list or None, split=cfg.split,
-                                  classes=list(cfg.classes) or None)  # fmt: skip
+    ann = load_action_annotations(
+        path, split_list=cfg.split_list or None, split=cfg.split, classes=list(cfg.classes) or None
+    )
     root = Path(cfg.frames) if cfg.frames else (path if path.is_dir() else path.parent)
     if not (root / "rgb-images").is_dir():
         raise DataError(f"{root / 'rgb-images'}: frame folder not found; pass frames=<folder holding rgb-images/>")
@@ -47,8 +48,9 @@ class VideoFrames(Dataset):
     ``prepare`` maps Tensor[N, 3, H, W] uint8 to the predictor's stored form (e.g. resized uint8).
     """
 
-    def __init__(self, ann: ActionAnnotations, frame_root: str | Path, videos: Sequence[str],
-                 prepare: Callable[[Tensor], Tensor]) -> None:
+    def __init__(
+        self, ann: ActionAnnotations, frame_root: str | Path, videos: Sequence[str], prepare: Callable[[Tensor], Tensor]
+    ) -> None:
         self.ann, self.root, self.videos, self.prepare = ann, Path(frame_root), list(videos), prepare
 
     def __len__(self) -> int:
@@ -68,13 +70,21 @@ def train_keyframes(ann: ActionAnnotations, videos: Sequence[str], step: int = 1
     out = {}
     for v in videos:
         listed = ann.keyframes.get(v) if ann.keyframes is not None else None
-        frames = sorted(listed) if listed is not None else sorted({int(f) for t in ann.videos[v].tubes for f in t.frames})
+        frames = (
+            sorted(listed) if listed is not None else sorted({int(f) for t in ann.videos[v].tubes for f in t.frames})
+        )
         out[v] = frames[::step]
     return out
 
 
-def ensure_demo_dataset(root: str | Path, num_train_videos: int, num_test_videos: int,
-                        size: Sequence[int] = (120, 160), num_frames: Sequence[int] = (24, 40), seed: int = 0) -> Path:  # fmt: skip
+def ensure_demo_dataset(
+    root: str | Path,
+    num_train_videos: int,
+    num_test_videos: int,
+    size: Sequence[int] = (120, 160),
+    num_frames: Sequence[int] = (24, 40),
+    seed: int = 0,
+) -> Path:
     """The synthetic action dataset of these arguments under ``root``
     (:func:`~singleshot.data.action.synthetic.generate_action_dataset`), written only when it is not
     already there (:func:`~singleshot.tasks.common.ensure_dataset`; its marker key is
@@ -85,7 +95,8 @@ def ensure_demo_dataset(root: str | Path, num_train_videos: int, num_test_videos
     key = f"{num_train_videos}-{num_test_videos}-{h}x{w}-{lo}-{hi}-{int(seed)}"
 
     def write(folder: Path) -> None:
-        synthetic.generate_action_dataset(folder, num_train_videos, num_test_videos, (h, w), (lo, hi), seed,
-                                          overwrite=True)  # fmt: skip
+        synthetic.generate_action_dataset(
+            folder, num_train_videos, num_test_videos, (h, w), (lo, hi), seed, overwrite=True
+        )
 
     return ensure_dataset(root, key, write)

@@ -33,8 +33,9 @@ __all__ = ["demo", "show_test_video", "write_demo_data"]
 def write_demo_data(cfg: ActionConfig) -> None:
     """The synthetic dataset of ``n_train``, ``n_test``, ``video_size``, ``video_frames`` and ``seed``
     under ``project/demo_data`` (written once), as ``cfg.data``."""
-    root = ensure_demo_dataset(Path(cfg.project) / "demo_data", cfg.n_train, cfg.n_test, cfg.video_size,
-                               cfg.video_frames, cfg.seed)  # fmt: skip
+    root = ensure_demo_dataset(
+        Path(cfg.project) / "demo_data", cfg.n_train, cfg.n_test, cfg.video_size, cfg.video_frames, cfg.seed
+    )
     cfg.data = str(root)
 
 
@@ -57,5 +58,11 @@ def demo(args: dict[str, str]) -> dict:
         c.eval_every = min(c.eval_every, c.epochs)
         return train_member(member, c)
 
-    return run_demo(cfg, f"singleshot action train model={member.name}", write_demo_data, train, show_test_video,
-                    seconds_key="demo_seconds")  # fmt: skip
+    return run_demo(
+        cfg,
+        f"singleshot action train model={member.name}",
+        write_demo_data,
+        train,
+        show_test_video,
+        seconds_key="demo_seconds",
+    )

@@ -54,8 +54,9 @@ def yowo_kd_term(teacher: nn.Module, model: nn.Module, cfg: YowoOptions) -> Soft
     a, c = int(model.num_anchors), int(model.num_classes)
     if int(teacher.num_anchors) != a:
         raise ConfigError(f"teacher={cfg.teacher}: {int(teacher.num_anchors)} anchors, the student has {a}")
-    return SoftLabelKD("out", cfg.kd_temperature, TeacherObjectnessMask(a, c, cfg.kd_obj_thresh),
-                       logits_fn=RegionLogits(a, c))  # fmt: skip
+    return SoftLabelKD(
+        "out", cfg.kd_temperature, TeacherObjectnessMask(a, c, cfg.kd_obj_thresh), logits_fn=RegionLogits(a, c)
+    )
 
 
 def act_kd_term(teacher: nn.Module, model: nn.Module, cfg: ActionConfig) -> SoftLabelKD:
@@ -65,8 +66,14 @@ def act_kd_term(teacher: nn.Module, model: nn.Module, cfg: ActionConfig) -> Soft
     return SoftLabelKD("conf", cfg.kd_temperature)
 
 
-def load_teacher(path: str, cfg: ActionConfig, classes: Sequence[str], mean: Sequence[float],
-                 std: Sequence[float], length: tuple[str, int]) -> tuple[nn.Module, dict[str, Any]]:  # fmt: skip
+def load_teacher(
+    path: str,
+    cfg: ActionConfig,
+    classes: Sequence[str],
+    mean: Sequence[float],
+    std: Sequence[float],
+    length: tuple[str, int],
+) -> tuple[nn.Module, dict[str, Any]]:
     """The teacher of an action ``.safetensors`` in eval mode, checked against the student's batch
     (``length``: the name and value of the student's input length, ``("clip_len", T)`` or ``("K", K)``)."""
     state, meta = load_weights(path)
@@ -82,18 +89,27 @@ def load_teacher(path: str, cfg: ActionConfig, classes: Sequence[str], mean: Seq
         ("mean", [round(float(v), 6) for v in meta.get("mean", [])], [round(float(v), 6) for v in mean]),
         ("std", [round(float(v), 6) for v in meta.get("std", [])], [round(float(v), 6) for v in std]),
         (key, int(meta.get(key, -1)), int(ours)),
-    ]  # fmt: skip
+    ]
     for name, theirs, ours in checks:
         if theirs != ours:
-            raise ConfigError(f"teacher={path}: its {name} {theirs} differs from the student's {ours}; "
-                              "the teacher must take the student's batch as it is")  # fmt: skip
+            raise ConfigError(
+                f"teacher={path}: its {name} {theirs} differs from the student's {ours}; "
+                "the teacher must take the student's batch as it is"
+            )
     teacher = load_state_into(action_model_of(meta, f"teacher={path}"), state, path, meta.get("architecture"))
     return teacher.eval(), meta
 
 
-def build_training(cfg: ActionConfig, model: nn.Module, task_loss: Any, classes: Sequence[str],
-                   mean: Sequence[float], std: Sequence[float], length: tuple[str, int],
-                   kd_term: KDTerm) -> tuple[nn.Module, Any]:  # fmt: skip
+def build_training(
+    cfg: ActionConfig,
+    model: nn.Module,
+    task_loss: Any,
+    classes: Sequence[str],
+    mean: Sequence[float],
+    std: Sequence[float],
+    length: tuple[str, int],
+    kd_term: KDTerm,
+) -> tuple[nn.Module, Any]:
     """``(module, loss)`` for the trainer: unchanged without ``teacher``, else the student beside
     its frozen teacher and the task loss plus ``kd`` (``kd_term`` of the member; see the module
     docstring). ``model`` is wrapped, not copied: after training it holds the trained student."""
@@ -103,6 +119,11 @@ def build_training(cfg: ActionConfig, model: nn.Module, task_loss: Any, classes:
         return model, task_loss
     teacher, meta = load_teacher(cfg.teacher, cfg, classes, mean, std, length)
     term = kd_term(teacher, model, cfg)
-    logger.info("distilling from %s (%s); kd_weight=%g T=%g", cfg.teacher, meta.get("architecture"),
-                cfg.kd_weight, cfg.kd_temperature)  # fmt: skip
+    logger.info(
+        "distilling from %s (%s); kd_weight=%g T=%g",
+        cfg.teacher,
+        meta.get("architecture"),
+        cfg.kd_weight,
+        cfg.kd_temperature,
+    )
     return StudentWithTeacher(model, teacher), DistillLoss(task_loss, {"kd": (cfg.kd_weight, term)})

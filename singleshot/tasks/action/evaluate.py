@@ -59,10 +59,13 @@ def check_classes(predictor: ActionPredictor, ann: ActionAnnotations, weights: s
     """Fail when the model and the data have different class counts; warn when only the names differ."""
     names = list(predictor.class_names)
     if len(names) != len(ann.classes):
-        raise WeightsError(f"{weights}: the model has {len(names)} classes, the data {ann.source!r} has {len(ann.classes)}")
+        raise WeightsError(
+            f"{weights}: the model has {len(names)} classes, the data {ann.source!r} has {len(ann.classes)}"
+        )
     if names != list(ann.classes):
-        warnings.warn(f"{weights}: class names differ from those of {ann.source!r}; labels are matched by index",
-                      stacklevel=2)  # fmt: skip
+        warnings.warn(
+            f"{weights}: class names differ from those of {ann.source!r}; labels are matched by index", stacklevel=2
+        )
 
 
 # ---------------------------------------------------------------- modes
@@ -74,9 +77,17 @@ def score(args: dict[str, str]) -> dict:
         raise ConfigError("score needs pred=frames.json (frame detections) and/or tubes=tubes.json")
     # Without tubes=, frame detections are Viterbi-linked under either protocol (a frames file holds
     # no K-frame tubelets for ACT's linking; the result's "linking" entry says so).
-    return score_action(cfg.gt, cfg.pred or None, cfg.tubes or None, cfg.protocol, iou_thresh=cfg.match_iou,
-                        split_list=cfg.split_list or None, split=cfg.split, link=link_viterbi,
-                        link_name="viterbi")  # fmt: skip
+    return score_action(
+        cfg.gt,
+        cfg.pred or None,
+        cfg.tubes or None,
+        cfg.protocol,
+        iou_thresh=cfg.match_iou,
+        split_list=cfg.split_list or None,
+        split=cfg.split,
+        link=link_viterbi,
+        link_name="viterbi",
+    )
 
 
 def val(args: dict[str, str]) -> dict:

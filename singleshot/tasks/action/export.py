@@ -32,7 +32,6 @@ The file and random sources are :mod:`singleshot.export.calibration`'s, shared b
 from __future__ import annotations
 
 import logging
-import tempfile
 import time
 import warnings
 from collections.abc import Iterator
@@ -48,9 +47,9 @@ from singleshot.data.action.datasets import ActTubeletDataset, YowoClipDataset
 from singleshot.data.action.readers import load_action_annotations
 from singleshot.errors import ConfigError, DataError, WeightsError
 from singleshot.export.calibration import CALIB_FILES, calibration_from_file, eager, even_picks, random_calibration
-from singleshot.export.onnx_export import export_onnx, read_onnx_metadata
+from singleshot.export.onnx_export import ExportOptions, export_onnx
 from singleshot.export.onnx_runtime import OnnxModel
-from singleshot.export.quantize import quantize_static_onnx
+from singleshot.export.quantize import write_onnx_graph
 from singleshot.models.act import ACTDetector
 from singleshot.models.aux_heads import deployable
 from singleshot.models.yowo import YOWO
@@ -138,9 +137,16 @@ def export_action_model(
         full.setdefault("anchors", model.anchors.tolist())
         full.setdefault("clip_len", shape[1])
     return export_onnx(
-        model, example_input(model, meta), path, list(OUTPUT_NAMES[family]), dynamic_batch, opset, full,
-        input_names=(INPUT_NAMES[family],), dynamo=dynamo,
-    )  # fmt: skip
+        model,
+        example_input(model, meta),
+        path,
+        list(OUTPUT_NAMES[family]),
+        dynamic_batch,
+        opset,
+        full,
+        input_names=(INPUT_NAMES[family],),
+        dynamo=dynamo,
+    )
 
 
 # ---------------------------------------------------------------- calibration
@@ -153,12 +159,15 @@ def _dataset_batches(
     ann = load_action_annotations(path, split=split, classes=list(meta.get("classes") or []) or None)
     frame_root = Path(frames) if frames else (path if path.is_dir() else path.parent)
     if not (frame_root / "rgb-images").is_dir():
-        raise DataError(f"{frame_root / 'rgb-images'}: calibration frames not found; pass frames=<folder holding rgb-images/>")
+        raise DataError(
+            f"{frame_root / 'rgb-images'}: calibration frames not found; pass frames=<folder holding rgb-images/>"
+        )
     unit = ((0.0, 0.0, 0.0), (1.0, 1.0, 1.0))  # the dataset gives x / 255; normalised below as the metadata says
     if family == "yowo":
         size, channel_dim = shape[2:], 1
-        dataset: Any = YowoClipDataset(ann, frame_root, None, shape[1], size, False, stride=int(meta.get("stride", 1)),
-                                       mean=unit[0], std=unit[1])  # fmt: skip
+        dataset: Any = YowoClipDataset(
+            ann, frame_root, None, shape[1], size, False, stride=int(meta.get("stride", 1)), mean=unit[0], std=unit[1]
+        )
     else:
         size, channel_dim = shape[2:], 2
         dataset = ActTubeletDataset(ann, frame_root, None, shape[0], size, False, mean=unit[0], std=unit[1])
@@ -190,8 +199,11 @@ def calibration_batches(
     """Calibration inputs for int8 quantization (see the module docstring for the three sources)."""
     shape = input_shape(model, meta)
     if calib is None or str(calib) == "":
-        warnings.warn(f"int8 without calib=: calibrating on {count} random N(0, 1) inputs; "
-                      "pass a dataset for representative activation ranges", stacklevel=2)  # fmt: skip
+        warnings.warn(
+            f"int8 without calib=: calibrating on {count} random N(0, 1) inputs; "
+            "pass a dataset for representative activation ranges",
+            stacklevel=2,
+        )
         return random_calibration(shape, count, batch, seed)
     path = Path(calib)
     if not path.exists():
@@ -238,22 +250,31 @@ def export_action(
     out = Path(dst) if dst else weights.with_name(weights.stem + (".int8" if int8 else "") + ".onnx")
     meta = dict(meta, source_weights=weights.name)
     t0 = time.perf_counter()
-    result: dict[str, Any] = {}
-    with tempfile.TemporaryDirectory(prefix="singleshot-export-") as tmp:
-        raw = Path(tmp) / "raw.onnx" if int8 else out
-        export_action_model(model, meta, raw, opset=opset, dynamic_batch=dynamic_batch)
-        if int8:
-            batches = calibration_batches(model, meta, calib, calib_samples, frames=frames, split=split)
-            quantize_static_onnx(raw, out, batches, per_channel=per_channel, method=calib_method)
-            result["calibration_samples"] = int(read_onnx_metadata(out)["onnx"]["int8"]["calibration_samples"])
-            result["calibration"] = str(calib) if calib else "random-normal"
+    samples = write_onnx_graph(
+        out,
+        lambda path: export_action_model(model, meta, path, opset=opset, dynamic_batch=dynamic_batch),
+        int8,
+        lambda: calibration_batches(model, meta, calib, calib_samples, frames=frames, split=split),
+        per_channel=per_channel,
+        method=calib_method,
+    )
+    extra: dict[str, Any] = {}
+    if int8:
+        extra = {"calibration_samples": samples, "calibration": str(calib) if calib else "random-normal"}
     shape = input_shape(model, meta)
     result = {
-        "dst": str(out), "format": "onnx", "family": family, "int8": bool(int8), "opset": int(opset),
-        "input": [-1 if dynamic_batch else 1, *shape], "input_name": INPUT_NAMES[family],
-        "outputs": list(OUTPUT_NAMES[family]), "bytes": out.stat().st_size,
-        "seconds": round(time.perf_counter() - t0, 2), **result,
-    }  # fmt: skip
+        "dst": str(out),
+        "format": "onnx",
+        "family": family,
+        "int8": bool(int8),
+        "opset": int(opset),
+        "input": [-1 if dynamic_batch else 1, *shape],
+        "input_name": INPUT_NAMES[family],
+        "outputs": list(OUTPUT_NAMES[family]),
+        "bytes": out.stat().st_size,
+        "seconds": round(time.perf_counter() - t0, 2),
+        **extra,
+    }
     logger.info("wrote %s (%s, %.1f s)", out, family, result["seconds"])
     return result
 
@@ -270,7 +291,9 @@ def load_onnx_action_model(path: str | Path, threads: int | None = None) -> tupl
     model = OnnxModel(path, threads=threads)
     meta = model.meta
     if not meta or meta.get("task") != "action":
-        raise WeightsError(f"{path}: not an ONNX file written by `singleshot action export` (task {meta.get('task')!r})")
+        raise WeightsError(
+            f"{path}: not an ONNX file written by `singleshot action export` (task {meta.get('task')!r})"
+        )
     family = str(meta.get("family", ""))
     if family not in OUTPUT_NAMES:
         raise WeightsError(f"{path}: unknown action family {family!r} in the metadata")
@@ -279,7 +302,9 @@ def load_onnx_action_model(path: str | Path, threads: int | None = None) -> tupl
         raise WeightsError(f"{path}: the graph outputs {model.output_names}, lacking {missing}")
     model.num_classes = int(meta["num_classes"])
     if family == "yowo" and meta.get("anchors"):
-        model.register_buffer("anchors", torch.tensor(meta["anchors"], dtype=torch.float32).view(-1, 2), persistent=False)
+        model.register_buffer(
+            "anchors", torch.tensor(meta["anchors"], dtype=torch.float32).view(-1, 2), persistent=False
+        )
         model.num_anchors = int(model.anchors.shape[0])
         model.clip_len = int(meta.get("clip_len", meta["input_shape"][1]))
         return model, meta
@@ -295,31 +320,28 @@ def load_onnx_action_model(path: str | Path, threads: int | None = None) -> tupl
 
 # ---------------------------------------------------------------- CLI
 @dataclass
-class ActionExportOptions:
-    """The keys of ``singleshot action export``."""
+class ActionExportOptions(ExportOptions):
+    """The keys of ``singleshot action export``: :class:`~singleshot.export.onnx_export.ExportOptions`
+    plus where a calibration dataset's frames are (``calib`` a YOWO root or ground-truth file)."""
 
-    weights: str = ""
-    dst: str = ""
-    format: str = "onnx"
-    int8: bool = False
-    calib: str = ""  # a YOWO root / ground-truth file, a .npy/.npz of inputs, or empty for random inputs
-    calib_samples: int = 32
-    calib_method: str = "minmax"
-    per_channel: bool = True
     frames: str = ""  # folder holding rgb-images/ of the calibration data
     split: int = 1
-    opset: int = 17
-    dynamic_batch: bool = True
 
 
 def export_mode(args: dict[str, str]) -> dict[str, Any]:
     """``singleshot action export weights=W.safetensors [dst=...] [int8=true [calib=...]] ...``."""
     opts = make_config(ActionExportOptions, args)
-    if opts.format != "onnx":
-        raise ConfigError(f"format={opts.format!r} is not supported; expected onnx")
     require(opts, "weights")
     return export_action(
-        opts.weights, opts.dst or None, opts.int8, opts.calib or None, calib_samples=opts.calib_samples,
-        calib_method=opts.calib_method, per_channel=opts.per_channel, frames=opts.frames, split=opts.split,
-        opset=opts.opset, dynamic_batch=opts.dynamic_batch,
-    )  # fmt: skip
+        opts.weights,
+        opts.dst or None,
+        opts.int8,
+        opts.calib or None,
+        calib_samples=opts.calib_samples,
+        calib_method=opts.calib_method,
+        per_channel=opts.per_channel,
+        frames=opts.frames,
+        split=opts.split,
+        opset=opts.opset,
+        dynamic_batch=opts.dynamic_batch,
+    )

@@ -238,7 +238,9 @@ def member_of_meta(meta: dict[str, Any]) -> ActionMember:
     """
     family = family_of(meta)
     if family not in MEMBERS:
-        raise WeightsError(f"weights of the {family!r} family: no action member of that name (known: {sorted(MEMBERS)})")
+        raise WeightsError(
+            f"weights of the {family!r} family: no action member of that name (known: {sorted(MEMBERS)})"
+        )
     return MEMBERS[family]
 
 

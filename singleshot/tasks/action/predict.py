@@ -30,8 +30,15 @@ from singleshot.tasks.common import make_config, require, run_dir
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["IMAGE_SUFFIXES", "draw_tube_boxes", "frame_source", "predict", "predict_source", "tube_boxes_by_frame",
-           "write_prediction_outputs"]  # fmt: skip
+__all__ = [
+    "IMAGE_SUFFIXES",
+    "draw_tube_boxes",
+    "frame_source",
+    "predict",
+    "predict_source",
+    "tube_boxes_by_frame",
+    "write_prediction_outputs",
+]
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp"}
 
@@ -50,8 +57,9 @@ def frame_source(source: Path) -> tuple[Callable[[], Iterator[np.ndarray]], floa
     raise DataError(f"{source}: not a video file nor a folder of frames")
 
 
-def draw_tube_boxes(image: np.ndarray, items: Sequence[tuple[int, int, float, Sequence[float]]],
-                    class_names: Sequence[str]) -> np.ndarray:
+def draw_tube_boxes(
+    image: np.ndarray, items: Sequence[tuple[int, int, float, Sequence[float]]], class_names: Sequence[str]
+) -> np.ndarray:
     """Draw ``(tube id, label, score, box xyxy pixels)`` items on a copy of ``image`` (uint8 [H, W, 3] RGB),
     coloured by tube id and captioned ``#id class score``."""
     canvas = Image.fromarray(image)
@@ -67,7 +75,9 @@ def draw_tube_boxes(image: np.ndarray, items: Sequence[tuple[int, int, float, Se
     return np.asarray(canvas)
 
 
-def tube_boxes_by_frame(tubes: Sequence[Tube], min_score: float) -> dict[int, list[tuple[int, int, float, list[float]]]]:
+def tube_boxes_by_frame(
+    tubes: Sequence[Tube], min_score: float
+) -> dict[int, list[tuple[int, int, float, list[float]]]]:
     """``{frame: [(tube id = index in tubes, label, frame score, box)]}`` for the frames whose linked
     detection scores at least ``min_score``."""
     out: dict[int, list[tuple[int, int, float, list[float]]]] = {}
@@ -89,14 +99,23 @@ def predict_source(predictor: ActionPredictor, source: Path, out_dir: Path, cfg:
     pred = predictor.predict_video(frames_of(), name, max(1, cfg.batch), cfg.trim)
     if pred.num_frames == 0:
         raise DataError(f"{source}: no frames decoded")
-    written = write_prediction_outputs(out_dir, source.stem, pred.dets, pred.tubes, frames_of, fps, pred.size,
-                                       predictor.class_names, cfg.show_conf)  # fmt: skip
+    written = write_prediction_outputs(
+        out_dir, source.stem, pred.dets, pred.tubes, frames_of, fps, pred.size, predictor.class_names, cfg.show_conf
+    )
     return {"frames": pred.num_frames, **pred.extra, **written}
 
 
-def write_prediction_outputs(out_dir: Path, stem_name: str, dets: FrameDets, tubes: Sequence[Tube],
-                             frames_of: Callable[[], Iterable[np.ndarray]], fps: float, size: tuple[int, int],
-                             class_names: Sequence[str], show_conf: float) -> dict[str, Any]:  # fmt: skip
+def write_prediction_outputs(
+    out_dir: Path,
+    stem_name: str,
+    dets: FrameDets,
+    tubes: Sequence[Tube],
+    frames_of: Callable[[], Iterable[np.ndarray]],
+    fps: float,
+    size: tuple[int, int],
+    class_names: Sequence[str],
+    show_conf: float,
+) -> dict[str, Any]:
     """Write ``<stem>_frames.json`` (frame detections), ``<stem>_tubes.json`` and ``<stem>.mp4`` (the
     frames of ``frames_of()`` — uint8 [H, W, 3] each, ``size`` = (H, W) — with the tubes drawn) under
     ``out_dir``. Returns ``{"detections", "tubes", "video", "frame_detections", "tubes_file", "out"}``."""
@@ -110,9 +129,13 @@ def write_prediction_outputs(out_dir: Path, stem_name: str, dets: FrameDets, tub
             writer.write(draw_tube_boxes(frame, drawn.get(f, []), class_names))
     logger.info("wrote %s.mp4, %s_frames.json and %s_tubes.json", stem, stem, stem)
     return {
-        "detections": len(dets), "tubes": len(tubes), "video": f"{stem}.mp4", "frame_detections": f"{stem}_frames.json",
-        "tubes_file": f"{stem}_tubes.json", "out": str(out_dir),
-    }  # fmt: skip
+        "detections": len(dets),
+        "tubes": len(tubes),
+        "video": f"{stem}.mp4",
+        "frame_detections": f"{stem}_frames.json",
+        "tubes_file": f"{stem}_tubes.json",
+        "out": str(out_dir),
+    }
 
 
 # ---------------------------------------------------------------- mode

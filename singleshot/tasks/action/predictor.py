@@ -114,7 +114,9 @@ def family_of(meta: dict[str, Any]) -> str:
     arch = str(meta.get("architecture", ""))
     archs = list_models(task="action")
     if arch not in archs:
-        raise WeightsError(f"weights metadata: architecture {arch!r} is no action architecture; expected one of {archs}")
+        raise WeightsError(
+            f"weights metadata: architecture {arch!r} is no action architecture; expected one of {archs}"
+        )
     return model_entry(arch).family
 
 
@@ -177,8 +179,10 @@ def output_stride(cfg: YowoOptions) -> int:
         raise ConfigError(f"out_stride={cfg.out_stride}: expected 8, 16 or 32")
     tiny = cfg.arch == "yowo_tiny" or (cfg.backbone3d == "tiny3d" and cfg.backbone2d == "tiny2d")
     if cfg.out_stride != 32 and not tiny:
-        raise ConfigError(f"out_stride={cfg.out_stride}: only the tiny backbones (arch=yowo_tiny, or backbone3d=tiny3d "
-                          f"with backbone2d=tiny2d) offer strides 8 and 16; {cfg.backbone3d} + {cfg.backbone2d} have 32")  # fmt: skip
+        raise ConfigError(
+            f"out_stride={cfg.out_stride}: only the tiny backbones (arch=yowo_tiny, or backbone3d=tiny3d "
+            f"with backbone2d=tiny2d) offer strides 8 and 16; {cfg.backbone3d} + {cfg.backbone2d} have 32"
+        )
     return cfg.out_stride if tiny else 32
 
 
@@ -210,8 +214,10 @@ def arch_kwargs(cfg: YowoOptions) -> dict[str, Any]:
 def branch_threads(cfg: ActionOptions, world_size: int) -> bool:
     """``parallel_branches``, refused under DDP (the threaded backward is not DDP's single pass)."""
     if cfg.parallel_branches and world_size > 1:
-        raise ConfigError("parallel_branches=true runs a model's two branches in threads of one process; "
-                          "it does not combine with torchrun (DDP): drop it or run one process")  # fmt: skip
+        raise ConfigError(
+            "parallel_branches=true runs a model's two branches in threads of one process; "
+            "it does not combine with torchrun (DDP): drop it or run one process"
+        )
     return bool(cfg.parallel_branches)
 
 
@@ -232,8 +238,15 @@ def build_action_model(cfg: YowoOptions, num_classes: int) -> tuple[nn.Module, d
     return model, kwargs
 
 
-def action_meta(model: YOWO, cfg: YowoOptions, kwargs: dict[str, Any], classes: Sequence[str],
-                mean: Sequence[float] = IMAGENET_MEAN, std: Sequence[float] = IMAGENET_STD, **extra: Any) -> dict[str, Any]:
+def action_meta(
+    model: YOWO,
+    cfg: YowoOptions,
+    kwargs: dict[str, Any],
+    classes: Sequence[str],
+    mean: Sequence[float] = IMAGENET_MEAN,
+    std: Sequence[float] = IMAGENET_STD,
+    **extra: Any,
+) -> dict[str, Any]:
     """Metadata written beside the tensors of a YOWO trained or converted here (read back by
     ``action val/predict`` and :func:`~singleshot.models.model_from_meta`)."""
     meta: dict[str, Any] = {
@@ -349,9 +362,15 @@ def frame_dets_of(videos: Sequence[str], per_video: Sequence[Sequence[Detections
             continue
         counts = torch.tensor([len(d) for d in dets])
         frames = torch.repeat_interleave(torch.arange(1, len(dets) + 1), counts).numpy()
-        parts.append((np.full(frames.shape[0], vi), frames, torch.cat([d.labels for d in dets]).cpu().numpy(),
-                      torch.cat([d.scores for d in dets]).double().cpu().numpy(),
-                      torch.cat([d.boxes for d in dets]).double().cpu().numpy().reshape(-1, 4)))  # fmt: skip
+        parts.append(
+            (
+                np.full(frames.shape[0], vi),
+                frames,
+                torch.cat([d.labels for d in dets]).cpu().numpy(),
+                torch.cat([d.scores for d in dets]).double().cpu().numpy(),
+                torch.cat([d.boxes for d in dets]).double().cpu().numpy().reshape(-1, 4),
+            )
+        )
     if not parts:
         return FrameDets(list(videos), *(np.zeros(0),) * 4, np.zeros((0, 4)))
     return FrameDets(list(videos), *(np.concatenate([p[i] for p in parts]) for i in range(5)))
@@ -373,8 +392,14 @@ class YowoPredictor:
         linking: how :meth:`link` builds tubes (see :func:`link_tubes`): ``viterbi`` (YOWO), ``act`` or ``moc``.
     """
 
-    def __init__(self, model: nn.Module, meta: dict[str, Any], settings: dict[str, Any], device: str = "cpu",
-                 linking: str = "viterbi") -> None:
+    def __init__(
+        self,
+        model: nn.Module,
+        meta: dict[str, Any],
+        settings: dict[str, Any],
+        device: str = "cpu",
+        linking: str = "viterbi",
+    ) -> None:
         self.device = torch.device(device)
         self.linking = linking
         self.model = model.eval().to(self.device)
@@ -382,8 +407,12 @@ class YowoPredictor:
         self.size = (int(size[0]), int(size[1])) if isinstance(size, (list, tuple)) else (int(size), int(size))
         self.clip_len = int(meta.get("clip_len", getattr(model, "clip_len", 16)))
         self.stride = max(1, int(meta.get("stride", 1)))
-        self.mean = torch.tensor([float(v) for v in meta.get("mean", IMAGENET_MEAN)], device=self.device).view(1, 3, 1, 1, 1)
-        self.std = torch.tensor([float(v) for v in meta.get("std", IMAGENET_STD)], device=self.device).view(1, 3, 1, 1, 1)
+        self.mean = torch.tensor([float(v) for v in meta.get("mean", IMAGENET_MEAN)], device=self.device).view(
+            1, 3, 1, 1, 1
+        )
+        self.std = torch.tensor([float(v) for v in meta.get("std", IMAGENET_STD)], device=self.device).view(
+            1, 3, 1, 1, 1
+        )
         self.bgr = str(meta.get("channel_order", "RGB")).upper() == "BGR"
         self.settings = settings
         self.class_names: list[str] = list(meta.get("classes", [])) or [str(i) for i in range(model.num_classes)]
@@ -416,9 +445,16 @@ class YowoPredictor:
             return []
         s = self.settings
         return yowo_postprocess(
-            self.model(clips), self.model.anchors, self.model.num_classes, self.size, orig_sizes,
-            conf_thresh=s["conf_thresh"], nms_thresh=s["nms_thresh"], max_det=s["max_det"], mode=s["mode"],
-        )  # fmt: skip
+            self.model(clips),
+            self.model.anchors,
+            self.model.num_classes,
+            self.size,
+            orig_sizes,
+            conf_thresh=s["conf_thresh"],
+            nms_thresh=s["nms_thresh"],
+            max_det=s["max_det"],
+            mode=s["mode"],
+        )
 
     def detect_video(self, stored: Tensor, orig_size: tuple[int, int], batch: int = 16) -> list[Detections]:
         """Detections of every frame of a video (prepared frames [N, 3, h, w]), frames 1 … N in order."""

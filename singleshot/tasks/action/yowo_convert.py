@@ -95,12 +95,32 @@ def convert_backbones(cfg: YowoOptions) -> dict[str, Any]:
     return _write(cfg, model, kwargs, classes, parts, extra)
 
 
-def _write(cfg: YowoOptions, model: nn.Module, kwargs: dict[str, Any], classes: list[str], parts: list[str],
-           extra: dict[str, Any]) -> dict[str, Any]:  # fmt: skip
+def _write(
+    cfg: YowoOptions,
+    model: nn.Module,
+    kwargs: dict[str, Any],
+    classes: list[str],
+    parts: list[str],
+    extra: dict[str, Any],
+) -> dict[str, Any]:
     """Save ``model`` to ``cfg.dst`` with YOWO's metadata (pixels 0..1, no mean/std); the command's result."""
     cfg.arch = "yowo"
-    meta = action_meta(model, cfg, kwargs, classes, (0.0, 0.0, 0.0), (1.0, 1.0, 1.0), pretrained_parts=parts,
-                       normalisation="frames resized to the input size, pixels in 0..1, no mean/std (YOWO)", **extra)  # fmt: skip
+    meta = action_meta(
+        model,
+        cfg,
+        kwargs,
+        classes,
+        (0.0, 0.0, 0.0),
+        (1.0, 1.0, 1.0),
+        pretrained_parts=parts,
+        normalisation="frames resized to the input size, pixels in 0..1, no mean/std (YOWO)",
+        **extra,
+    )
     save_weights(Path(cfg.dst), model, meta)
-    return {"dst": cfg.dst, "architecture": "yowo", "num_classes": len(classes), "loaded": parts,
-            "tensors": len(model.state_dict())}  # fmt: skip
+    return {
+        "dst": cfg.dst,
+        "architecture": "yowo",
+        "num_classes": len(classes),
+        "loaded": parts,
+        "tensors": len(model.state_dict()),
+    }

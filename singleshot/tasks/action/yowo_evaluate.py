@@ -25,8 +25,14 @@ logger = logging.getLogger(__name__)
 __all__ = ["detect_dataset", "evaluate_yowo"]
 
 
-def detect_dataset(predictor: YowoPredictor, ann: ActionAnnotations, frame_root: str | Path, videos: Sequence[str],
-                   batch: int = 16, workers: int = 0) -> FrameDets:  # fmt: skip
+def detect_dataset(
+    predictor: YowoPredictor,
+    ann: ActionAnnotations,
+    frame_root: str | Path,
+    videos: Sequence[str],
+    batch: int = 16,
+    workers: int = 0,
+) -> FrameDets:
     """Detections on every frame of ``videos`` (boxes in each video's annotated frame size)."""
     ds = VideoFrames(ann, frame_root, videos, predictor.prepare)
     loader = DataLoader(ds, batch_size=None, num_workers=workers, prefetch_factor=2 if workers else None)
@@ -37,8 +43,13 @@ def detect_dataset(predictor: YowoPredictor, ann: ActionAnnotations, frame_root:
     return frame_dets_of(videos, per_video)
 
 
-def evaluate_yowo(predictor: YowoPredictor, ann: ActionAnnotations, frame_root: str | Path, cfg: ActionOptions,
-                  videos: Sequence[str] | None = None) -> tuple[dict[str, Any], FrameDets, list[Tube]]:  # fmt: skip
+def evaluate_yowo(
+    predictor: YowoPredictor,
+    ann: ActionAnnotations,
+    frame_root: str | Path,
+    cfg: ActionOptions,
+    videos: Sequence[str] | None = None,
+) -> tuple[dict[str, Any], FrameDets, list[Tube]]:
     """Frame-mAP and video-mAP of a YOWO on ``videos`` (default: the test split, else all); ``cfg``
     supplies ``batch``, ``workers`` (loader processes), ``trim``, ``protocol`` and ``match_iou``.
 
@@ -50,6 +61,9 @@ def evaluate_yowo(predictor: YowoPredictor, ann: ActionAnnotations, frame_root: 
     tubes = predictor.link(dets, {v: ann.videos[v].num_frames for v in vids}, cfg.trim)
     metrics = score_action(ann, dets, tubes, cfg.protocol, iou_thresh=cfg.match_iou, videos=vids)
     linking = predictor.linking
-    metrics["linking"] = linking + ("" if linking == "viterbi" else " (one-frame tubelets)") + (
-        f", trimmed at frame score {cfg.trim:g}" if cfg.trim > 0 else "")
+    metrics["linking"] = (
+        linking
+        + ("" if linking == "viterbi" else " (one-frame tubelets)")
+        + (f", trimmed at frame score {cfg.trim:g}" if cfg.trim > 0 else "")
+    )
     return metrics, dets, tubes

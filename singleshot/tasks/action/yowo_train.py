@@ -48,7 +48,7 @@ from singleshot.tasks.action.predictor import (
     yowo_predictor,
 )
 from singleshot.tasks.action.yowo_evaluate import evaluate_yowo
-from singleshot.tasks.common import TrainingPlan, metric_floats
+from singleshot.tasks.common import BestEvaluation, TrainingPlan
 
 logger = logging.getLogger(__name__)
 
@@ -61,10 +61,16 @@ class YowoLoss:
 
     def __init__(self, model: nn.Module, cfg: YowoOptions, world_size: int = 1) -> None:
         self.loss = RegionLoss(
-            model.num_classes, model.anchors.cpu(), object_scale=cfg.object_scale, noobject_scale=cfg.noobject_scale,
-            class_scale=cfg.class_scale, coord_scale=cfg.coord_scale, prior_warmup_samples=cfg.prior_warmup,
-            reduction=cfg.loss_reduction, rescore=cfg.rescore,  # type: ignore[arg-type]
-        )  # fmt: skip
+            model.num_classes,
+            model.anchors.cpu(),
+            object_scale=cfg.object_scale,
+            noobject_scale=cfg.noobject_scale,
+            class_scale=cfg.class_scale,
+            coord_scale=cfg.coord_scale,
+            prior_warmup_samples=cfg.prior_warmup,
+            reduction=cfg.loss_reduction,
+            rescore=cfg.rescore,  # type: ignore[arg-type]
+        )
         self.warmup, self.world_size, self.seen = cfg.prior_warmup > 0, world_size, 0
 
     def __call__(self, outputs: dict[str, Tensor], targets: list[TubeletTarget]) -> dict[str, Tensor]:
@@ -72,13 +78,18 @@ class YowoLoss:
         return self.loss(outputs, targets, targets[0].size, seen=self.seen if self.warmup else None)
 
 
-def kmeans_anchors(ann: ActionAnnotations, videos: Sequence[str], grid: tuple[int, int], k: int = 5,
-                   seed: int = 0, iters: int = 100) -> list[list[float]]:
+def kmeans_anchors(
+    ann: ActionAnnotations, videos: Sequence[str], grid: tuple[int, int], k: int = 5, seed: int = 0, iters: int = 100
+) -> list[list[float]]:
     """YOLOv2's dimension clusters: k-means of the ground-truth (width, height) with distance
     ``1 - IoU`` of boxes sharing a centre, each box as a fraction of its video's frame times the
     ``grid`` (rows, columns) of the network output. Returns ``k`` (w, h) pairs in grid cells, by area."""
-    parts = [np.stack(((t.boxes[:, 2] - t.boxes[:, 0]) / va.size[1], (t.boxes[:, 3] - t.boxes[:, 1]) / va.size[0]), 1)
-             for va in (ann.videos[v] for v in videos) for t in va.tubes if len(t)]  # fmt: skip
+    parts = [
+        np.stack(((t.boxes[:, 2] - t.boxes[:, 0]) / va.size[1], (t.boxes[:, 3] - t.boxes[:, 1]) / va.size[0]), 1)
+        for va in (ann.videos[v] for v in videos)
+        for t in va.tubes
+        if len(t)
+    ]
     if not parts:
         raise ConfigError(f"auto_anchors: {ann.source} has no training boxes to cluster")
     wh = np.concatenate(parts).astype(np.float64) * np.array([grid[1], grid[0]])
@@ -88,7 +99,9 @@ def kmeans_anchors(ann: ActionAnnotations, videos: Sequence[str], grid: tuple[in
     for _ in range(iters):
         inter = np.minimum(wh[:, None, 0], centres[None, :, 0]) * np.minimum(wh[:, None, 1], centres[None, :, 1])
         nearest = (inter / (wh.prod(1)[:, None] + centres.prod(1)[None] - inter)).argmax(1)
-        new = np.stack([np.median(wh[nearest == j], 0) if (nearest == j).any() else centres[j] for j in range(len(centres))])
+        new = np.stack(
+            [np.median(wh[nearest == j], 0) if (nearest == j).any() else centres[j] for j in range(len(centres))]
+        )
         if np.allclose(new, centres):
             break
         centres = new
@@ -108,8 +121,12 @@ def pretrained_model(cfg: YowoOptions, num_classes: int) -> tuple[nn.Module, dic
     skipped = sorted(set(state) - set(fits)) + sorted(set(own) - set(state))
     model.load_state_dict(fits, strict=False)
     if skipped:
-        logger.warning("%s: %d tensors left at their initial values (absent or of another shape), e.g. %s",
-                       cfg.pretrained, len(skipped), skipped[:4])  # fmt: skip
+        logger.warning(
+            "%s: %d tensors left at their initial values (absent or of another shape), e.g. %s",
+            cfg.pretrained,
+            len(skipped),
+            skipped[:4],
+        )
     apply_freeze(model, cfg)
     cfg.arch = str(meta.get("architecture", cfg.arch))
     return model, kwargs, meta
@@ -131,7 +148,9 @@ def yowo_training(cfg: ActionConfig) -> Callable[[str, int], TrainingPlan]:
         else:
             if cfg.auto_anchors:
                 grid = (cfg.imgsz // output_stride(cfg),) * 2
-                cfg.anchors = tuple(v for pair in kmeans_anchors(ann, ann.train_videos or sorted(ann.videos), grid) for v in pair)
+                cfg.anchors = tuple(
+                    v for pair in kmeans_anchors(ann, ann.train_videos or sorted(ann.videos), grid) for v in pair
+                )
                 logger.info("auto_anchors: %s (grid cells)", anchor_pairs(cfg.anchors))
             model, kwargs = build_action_model(cfg, len(classes))
         model.parallel = branch_threads(cfg, world)  # type: ignore[assignment]  (a runtime attribute of YOWO)
@@ -140,31 +159,45 @@ def yowo_training(cfg: ActionConfig) -> Callable[[str, int], TrainingPlan]:
         train_videos = ann.train_videos or sorted(ann.videos)
         if not ann.train_videos:
             warnings.warn(f"{ann.source}: no training split; training on every video", stacklevel=2)
-        transform = (YowoClipAugment(cfg.imgsz, cfg.jitter, cfg.hue, cfg.saturation, cfg.exposure) if cfg.augment
-                     else ClipResize(cfg.imgsz))  # fmt: skip
-        train_set = YowoClipDataset(ann, root, train_videos, cfg.clip_len, cfg.imgsz, True,
-                                    train_keyframes(ann, train_videos, cfg.keyframe_step), mean=mean, std=std,
-                                    transform=transform)  # fmt: skip
+        transform = (
+            YowoClipAugment(cfg.imgsz, cfg.jitter, cfg.hue, cfg.saturation, cfg.exposure)
+            if cfg.augment
+            else ClipResize(cfg.imgsz)
+        )
+        train_set = YowoClipDataset(
+            ann,
+            root,
+            train_videos,
+            cfg.clip_len,
+            cfg.imgsz,
+            True,
+            train_keyframes(ann, train_videos, cfg.keyframe_step),
+            mean=mean,
+            std=std,
+            transform=transform,
+        )
         train_set.cache_frames = frames_fit_in_memory(ann, train_videos)
         meta = action_meta(model, cfg, kwargs, classes, mean, std, train_config=config_to_dict(cfg))
-        best_full: dict[str, Any] = {}
+        evaluate = BestEvaluation(
+            lambda m: evaluate_yowo(yowo_predictor(deployable(m), meta, cfg), ann, root, cfg)[0],
+            "frame_map",
+            ACTION_METRIC_KEYS,
+        )
 
-        def evaluate(m: nn.Module) -> dict[str, float]:
-            full, _, _ = evaluate_yowo(yowo_predictor(deployable(m), meta, cfg), ann, root, cfg)
-            if not best_full or (full["frame_map"] or 0.0) > (best_full["frame_map"] or 0.0):
-                best_full.clear()
-                best_full.update(full)
-            return metric_floats(full, ACTION_METRIC_KEYS)
-
-        def report(best: dict[str, float]) -> dict[str, Any]:
-            result: dict[str, Any] = dict(best)
-            if best_full:
-                result["per_class"] = best_full.get("per_class")
-            return result
-
-        train_model, loss_fn = build_training(cfg, model, YowoLoss(model, cfg, world), classes, mean, std,
-                                              ("clip_len", cfg.clip_len), yowo_kd_term)  # fmt: skip
-        return TrainingPlan(model, loss_fn, train_set, collate_yowo, evaluate, "frame_map", meta,
-                            train_model=train_model, metric_keys=ACTION_METRIC_KEYS, report=report)  # fmt: skip
+        train_model, loss_fn = build_training(
+            cfg, model, YowoLoss(model, cfg, world), classes, mean, std, ("clip_len", cfg.clip_len), yowo_kd_term
+        )
+        return TrainingPlan(
+            model,
+            loss_fn,
+            train_set,
+            collate_yowo,
+            evaluate,
+            "frame_map",
+            meta,
+            train_model=train_model,
+            metric_keys=ACTION_METRIC_KEYS,
+            report=evaluate.report,
+        )
 
     return build

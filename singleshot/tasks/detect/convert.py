@@ -42,4 +42,9 @@ def convert(args: dict[str, str]) -> dict:
     model.load_state_dict(converted.state_dict)  # proves the mapping before anything is written
     meta = dict(converted.metadata, task="detect")
     save_weights(Path(cfg.dst), model, meta)
-    return {"dst": cfg.dst, "architecture": meta["architecture"], "num_classes": meta["num_classes"], "tensors": len(converted.state_dict)}
+    return {
+        "dst": cfg.dst,
+        "architecture": meta["architecture"],
+        "num_classes": meta["num_classes"],
+        "tensors": len(converted.state_dict),
+    }

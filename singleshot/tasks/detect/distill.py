@@ -74,7 +74,9 @@ class DetectKDMask:
     ``__call__(outputs, targets)`` -> bool Tensor[B, P], or None for ``"all"``.
     """
 
-    def __init__(self, priors: Tensor, mode: str = "matched", neg_pos_ratio: float = 3.0, iou_threshold: float = 0.5) -> None:
+    def __init__(
+        self, priors: Tensor, mode: str = "matched", neg_pos_ratio: float = 3.0, iou_threshold: float = 0.5
+    ) -> None:
         if mode not in KD_MASKS:
             raise ConfigError(f"kd_mask={mode!r}: expected one of {', '.join(KD_MASKS)}")
         self.priors = priors
@@ -115,7 +117,7 @@ def prior_correspondence(
     t = cxcywh_to_xyxy(teacher_priors.float())
     best, index = [], []
     for start in range(0, s.shape[0], chunk):
-        v, i = pairwise_iou(s[start:start + chunk], t).max(dim=1)
+        v, i = pairwise_iou(s[start : start + chunk], t).max(dim=1)
         best.append(v)
         index.append(i)
     return torch.cat(index), torch.cat(best) >= min_iou
@@ -129,8 +131,15 @@ class TeacherInput:
     the teacher's input side. ``x`` Tensor[B, 3, S, S] -> Tensor[B, 3, St, St].
     """
 
-    def __init__(self, student_mean: Sequence[float], student_std: Sequence[float], teacher_mean: Sequence[float],
-                 teacher_std: Sequence[float], bgr: bool, size: int) -> None:
+    def __init__(
+        self,
+        student_mean: Sequence[float],
+        student_std: Sequence[float],
+        teacher_mean: Sequence[float],
+        teacher_std: Sequence[float],
+        bgr: bool,
+        size: int,
+    ) -> None:
         self.student_mean = [float(v) for v in student_mean]
         self.student_std = [float(v) for v in student_std]
         self.teacher_mean = [float(v) for v in teacher_mean]
@@ -170,16 +179,26 @@ def load_teacher(path: str | Path, classes: Sequence[str]) -> tuple[nn.Module, d
             raise ConfigError(f"teacher={path}: {meta.get('num_classes')} classes, the student has {len(classes)}")
         logger.warning("teacher=%s lists no class names; assuming its %d classes are the student's", path, len(classes))
     elif list(teacher_classes) != list(classes):
-        raise ConfigError(f"teacher={path}: its classes {list(teacher_classes)} differ from the student's {list(classes)} "
-                          "(distillation needs the same classes in the same order)")
-    return load_state_into(model_from_meta(meta, task="detect"), state, f"teacher={path}", meta.get("architecture")), meta
+        raise ConfigError(
+            f"teacher={path}: its classes {list(teacher_classes)} differ from the student's {list(classes)} "
+            "(distillation needs the same classes in the same order)"
+        )
+    return load_state_into(
+        model_from_meta(meta, task="detect"), state, f"teacher={path}", meta.get("architecture")
+    ), meta
 
 
 def _teacher_input(meta: Mapping[str, Any], teacher: nn.Module) -> TeacherInput:
-    size = meta.get("input_size", getattr(teacher, "image_size"))
+    size = meta.get("input_size", teacher.image_size)
     side = int(size[0]) if isinstance(size, (list, tuple)) else int(size)
-    return TeacherInput(IMAGENET_MEAN, IMAGENET_STD, meta.get("mean", IMAGENET_MEAN), meta.get("std", IMAGENET_STD),
-                        str(meta.get("channel_order", "RGB")).upper() == "BGR", side)
+    return TeacherInput(
+        IMAGENET_MEAN,
+        IMAGENET_STD,
+        meta.get("mean", IMAGENET_MEAN),
+        meta.get("std", IMAGENET_STD),
+        str(meta.get("channel_order", "RGB")).upper() == "BGR",
+        side,
+    )
 
 
 def _check(cfg: DetectConfig) -> None:
@@ -196,7 +215,9 @@ def _check(cfg: DetectConfig) -> None:
         logger.warning("teacher=%s with kd_weight=0 and feat_weight=0: the teacher runs but adds no loss", cfg.teacher)
 
 
-def build_training(cfg: DetectConfig, model: nn.Module, classes: Sequence[str], task_loss: Any) -> tuple[nn.Module, Any]:
+def build_training(
+    cfg: DetectConfig, model: nn.Module, classes: Sequence[str], task_loss: Any
+) -> tuple[nn.Module, Any]:
     """The module and loss the trainer gets for ``cfg.teacher`` / ``cfg.aux`` (see the module doc).
 
     ``model`` (the plain SSD student, already built) is wrapped, not copied: after training it
@@ -212,8 +233,12 @@ def build_training(cfg: DetectConfig, model: nn.Module, classes: Sequence[str], 
         wrapped = WithAuxHead(model)
         terms["aux"] = (cfg.aux_weight, AuxMultiBoxLoss(model.priors, wrapped.prior_index))
         train_model = wrapped
-        logger.info("auxiliary head on %s (%d priors), aux_weight=%g", ", ".join(wrapped.taps),
-                    wrapped.prior_index.numel(), cfg.aux_weight)
+        logger.info(
+            "auxiliary head on %s (%d priors), aux_weight=%g",
+            ", ".join(wrapped.taps),
+            wrapped.prior_index.numel(),
+            cfg.aux_weight,
+        )
     if cfg.teacher:
         teacher, meta = load_teacher(cfg.teacher, classes)
         index, valid = prior_correspondence(model.priors, teacher.priors)
@@ -230,8 +255,19 @@ def build_training(cfg: DetectConfig, model: nn.Module, classes: Sequence[str], 
         train_model = StudentWithTeacher(train_model, teacher, t_in, features, levels, adapter)
         mask = DetectKDMask(model.priors, cfg.kd_mask)
         terms["kd"] = (cfg.kd_weight, SoftLabelKD("cls_logits", cfg.kd_temperature, mask, index, valid))
-        how = "the same priors" if index is None else (
-            f"priors mapped by IoU: {int(valid.sum())}/{valid.numel()} student priors have a teacher prior")  # type: ignore[union-attr]
-        logger.info("distilling from %s (%s, %s); kd_weight=%g T=%g kd_mask=%s feat_weight=%g", cfg.teacher,
-                    meta.get("architecture"), how, cfg.kd_weight, cfg.kd_temperature, cfg.kd_mask, cfg.feat_weight)
+        how = (
+            "the same priors"
+            if index is None
+            else (f"priors mapped by IoU: {int(valid.sum())}/{valid.numel()} student priors have a teacher prior")
+        )  # type: ignore[union-attr]
+        logger.info(
+            "distilling from %s (%s, %s); kd_weight=%g T=%g kd_mask=%s feat_weight=%g",
+            cfg.teacher,
+            meta.get("architecture"),
+            how,
+            cfg.kd_weight,
+            cfg.kd_temperature,
+            cfg.kd_mask,
+            cfg.feat_weight,
+        )
     return train_model, DistillLoss(task_loss, terms)

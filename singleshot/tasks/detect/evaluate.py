@@ -36,7 +36,9 @@ def load_predictor(cfg: DetectConfig) -> DetectPredictor:
     return DetectPredictor(model, meta, settings_from_meta(meta, cfg), cfg.device)
 
 
-def evaluate_dataset(predictor: DetectPredictor, dataset: Dataset, cfg: DetectConfig, metric: str, classes: list[str]) -> dict:
+def evaluate_dataset(
+    predictor: DetectPredictor, dataset: Dataset, cfg: DetectConfig, metric: str, classes: list[str]
+) -> dict:
     """Run ``predictor`` over ``dataset`` and score it with the VOC or COCO evaluator."""
     from singleshot.metrics.coco import COCOEvaluator
     from singleshot.metrics.voc import VOCEvaluator

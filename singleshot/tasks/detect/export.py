@@ -130,7 +130,7 @@ def export_detector(cfg: DetectConfig, opts: ExportOptions) -> dict[str, Any]:
     import onnx
 
     from singleshot.export.onnx_export import export_onnx, read_onnx_metadata, set_onnx_metadata
-    from singleshot.export.quantize import quantize_static_onnx
+    from singleshot.export.quantize import write_onnx_graph
 
     if opts.format != "onnx":
         raise ConfigError(f"format={opts.format!r} is not supported; expected onnx")
@@ -145,39 +145,52 @@ def export_detector(cfg: DetectConfig, opts: ExportOptions) -> dict[str, Any]:
     dst = Path(cfg.dst) if cfg.dst else _default_dst(weights, opts)
     size = int(model.image_size)
     settings = settings_from_meta(meta, cfg)
-    meta = dict(meta, source_weights=weights.name, postprocess={
-        "score_thresh": settings.score_thresh, "nms_thresh": settings.nms_thresh,
-        "topk_candidates": settings.topk_candidates, "detections_per_img": settings.max_detections,
-    })  # fmt: skip
+    meta = dict(
+        meta,
+        source_weights=weights.name,
+        postprocess={
+            "score_thresh": settings.score_thresh,
+            "nms_thresh": settings.nms_thresh,
+            "topk_candidates": settings.topk_candidates,
+            "detections_per_img": settings.max_detections,
+        },
+    )
     t0 = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="singleshot-export-") as tmp:
-        raw = dst if not (opts.int8 or opts.nms) else Path(tmp) / "raw.onnx"
+        graph = dst if not opts.nms else Path(tmp) / "graph.onnx"  # the NMS is appended to it below
         example = torch.zeros(1, 3, size, size)
-        export_onnx(model, example, raw, list(RAW_OUTPUTS), opts.dynamic_batch, opts.opset, meta)
-        current = raw
-        calibrated = 0
-        if opts.int8:
-            predictor = DetectPredictor(model, meta, settings, "cpu", channels_last=False)
-            quantized = dst if not opts.nms else Path(tmp) / "int8.onnx"
-            batches = calibration_batches(predictor, cfg, opts.calib, opts.calib_images)
-            quantize_static_onnx(current, quantized, batches, per_channel=opts.per_channel, method=opts.calib_method)
-            calibrated = int(read_onnx_metadata(quantized)["onnx"]["int8"]["calibration_samples"])
-            current = quantized
+        calibrated = write_onnx_graph(
+            graph,
+            lambda path: export_onnx(model, example, path, list(RAW_OUTPUTS), opts.dynamic_batch, opts.opset, meta),
+            opts.int8,
+            lambda: calibration_batches(
+                DetectPredictor(model, meta, settings, "cpu", channels_last=False), cfg, opts.calib, opts.calib_images
+            ),
+            per_channel=opts.per_channel,
+            method=opts.calib_method,
+        )
         if opts.nms:
-            proto = onnx.load(str(current))
+            proto = onnx.load(str(graph))
             full_meta = read_onnx_metadata(proto)
             append_ssd_postprocess(proto, model.priors, int(meta["num_classes"]), settings)
-            onnx_meta = dict(full_meta.get("onnx", {}), graph="nms", outputs=["detections"], columns=list(DETECTIONS_COLUMNS))
+            onnx_meta = dict(
+                full_meta.get("onnx", {}), graph="nms", outputs=["detections"], columns=list(DETECTIONS_COLUMNS)
+            )
             set_onnx_metadata(proto, dict(full_meta, onnx=onnx_meta))
             onnx.checker.check_model(proto, full_check=True)
             dst.parent.mkdir(parents=True, exist_ok=True)
             onnx.save(proto, str(dst))
     logger.info("wrote %s in %.1f s", dst, time.perf_counter() - t0)
     result: dict[str, Any] = {
-        "dst": str(dst), "format": "onnx", "int8": opts.int8, "nms": opts.nms, "opset": opts.opset,
+        "dst": str(dst),
+        "format": "onnx",
+        "int8": opts.int8,
+        "nms": opts.nms,
+        "opset": opts.opset,
         "input": [-1 if opts.dynamic_batch else 1, 3, size, size],
-        "outputs": ["detections"] if opts.nms else list(RAW_OUTPUTS), "bytes": dst.stat().st_size,
-    }  # fmt: skip
+        "outputs": ["detections"] if opts.nms else list(RAW_OUTPUTS),
+        "bytes": dst.stat().st_size,
+    }
     if opts.int8:
         result["calibration_images"] = calibrated
     return result
@@ -209,14 +222,18 @@ def load_onnx_predictor(cfg: DetectConfig, threads: int | None = None) -> Detect
     model = OnnxModel(cfg.weights, threads=threads)
     meta = model.meta
     if not meta:
-        raise WeightsError(f"{cfg.weights}: the ONNX file has no singleshot metadata; export it with `singleshot detect export`")
+        raise WeightsError(
+            f"{cfg.weights}: the ONNX file has no singleshot metadata; export it with `singleshot detect export`"
+        )
     if meta.get("task", "detect") != "detect":
         raise WeightsError(f"{cfg.weights}: exported for task {meta.get('task')!r}, not detect")
     graph = meta.get("onnx", {}).get("graph", "raw")
     if graph == "nms":
         changed = [k for k in ("conf", "iou", "topk", "max_det") if getattr(cfg, k) != getattr(DetectConfig(), k)]
         if changed:
-            warnings.warn(f"{cfg.weights}: thresholds are baked into this graph; ignoring {', '.join(changed)}", stacklevel=2)
+            warnings.warn(
+                f"{cfg.weights}: thresholds are baked into this graph; ignoring {', '.join(changed)}", stacklevel=2
+            )
         return OnnxNMSPredictor(model, meta, settings_from_meta(meta), "cpu", channels_last=False)
     missing = [n for n in RAW_OUTPUTS if n not in model.output_names]
     if missing:

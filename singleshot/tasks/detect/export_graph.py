@@ -65,7 +65,9 @@ class _Builder:
 
         self.count += 1
         outs = [f"{self.prefix}{op_type.lower()}_{self.count}_{i}" for i in range(n_out)]
-        self.graph.node.append(helper.make_node(op_type, inputs, outs, name=f"{self.prefix}{op_type}_{self.count}", **attrs))
+        self.graph.node.append(
+            helper.make_node(op_type, inputs, outs, name=f"{self.prefix}{op_type}_{self.count}", **attrs)
+        )
         return outs[0] if n_out == 1 else outs
 
 
@@ -125,7 +127,9 @@ def append_ssd_postprocess(
     boxes = g.op("Clip", [xyxy, g.const("zero_f", f32(0.0)), g.const("one_f", f32(1.0))])
     # 3. per (image, class) the k best priors: scores [B, C, k], their boxes [B, C*k, 4]
     top_scores, top_idx = g.op("TopK", [scores, g.const("k", _i64(k))], n_out=2, axis=2, largest=1, sorted=1)
-    idx = g.op("Unsqueeze", [g.op("Reshape", [top_idx, g.const("shape_b_ck", _i64(0, -1))]), g.const("ax_last", _i64(-1))])
+    idx = g.op(
+        "Unsqueeze", [g.op("Reshape", [top_idx, g.const("shape_b_ck", _i64(0, -1))]), g.const("ax_last", _i64(-1))]
+    )
     idx4 = g.op("Expand", [idx, g.const("expand4", _i64(1, 1, 4))])
     cand = g.op("GatherElements", [boxes, idx4], axis=1)
     # 4. NMS over B*C one-class batches
@@ -133,10 +137,15 @@ def append_ssd_postprocess(
     nms_scores = g.op("Reshape", [top_scores, g.const("shape_nms_scores", _i64(-1, 1, k))])
     sel = g.op(
         "NonMaxSuppression",
-        [nms_boxes, nms_scores, g.const("max_out", _i64(k)), g.const("iou", f32([settings.nms_thresh])),
-         g.const("score", f32([settings.score_thresh]))],
+        [
+            nms_boxes,
+            nms_scores,
+            g.const("max_out", _i64(k)),
+            g.const("iou", f32([settings.nms_thresh])),
+            g.const("score", f32([settings.score_thresh])),
+        ],
         center_point_box=0,
-    )  # fmt: skip
+    )
     bc = g.op("Gather", [sel, g.const("col0", np.asarray(0, dtype=np.int64))], axis=1)  # [N] image * C + class
     j = g.op("Gather", [sel, g.const("col2", np.asarray(2, dtype=np.int64))], axis=1)  # [N] candidate rank
     flat = g.op("Add", [g.op("Mul", [bc, g.const("k_scalar", np.asarray(k, dtype=np.int64))]), j])
@@ -148,20 +157,32 @@ def append_ssd_postprocess(
     # 5. sort by (image, descending score): key = 4 * image + (2 - score) in float64, ascending
     key = g.op(
         "Add",
-        [g.op("Mul", [g.op("Cast", [image], to=TensorProto.DOUBLE), g.const("four", np.asarray(4.0))]),
-         g.op("Sub", [g.const("two", np.asarray(2.0)), g.op("Cast", [sel_scores], to=TensorProto.DOUBLE)])],
-    )  # fmt: skip
+        [
+            g.op("Mul", [g.op("Cast", [image], to=TensorProto.DOUBLE), g.const("four", np.asarray(4.0))]),
+            g.op("Sub", [g.const("two", np.asarray(2.0)), g.op("Cast", [sel_scores], to=TensorProto.DOUBLE)]),
+        ],
+    )
     n = g.op("Shape", [key])
     _, order = g.op("TopK", [key, n], n_out=2, axis=0, largest=0, sorted=1)
     image_s = g.op("Gather", [image, order], axis=0)
     # rank inside the image: cumulative count of the image's one-hot column [N, B]
     b = g.op("Gather", [g.op("Shape", [logits_name]), g.const("zero_i", np.asarray(0, dtype=np.int64))], axis=0)
-    images = g.op("Range", [g.const("r0", np.asarray(0, dtype=np.int64)), b, g.const("r1", np.asarray(1, dtype=np.int64))])
+    images = g.op(
+        "Range", [g.const("r0", np.asarray(0, dtype=np.int64)), b, g.const("r1", np.asarray(1, dtype=np.int64))]
+    )
     onehot = g.op(
         "Cast",
-        [g.op("Equal", [g.op("Unsqueeze", [image_s, g.const("ax1", _i64(1))]), g.op("Unsqueeze", [images, g.const("ax0", _i64(0))])])],
+        [
+            g.op(
+                "Equal",
+                [
+                    g.op("Unsqueeze", [image_s, g.const("ax1", _i64(1))]),
+                    g.op("Unsqueeze", [images, g.const("ax0", _i64(0))]),
+                ],
+            )
+        ],
         to=TensorProto.INT64,
-    )  # fmt: skip
+    )
     counts = g.op("CumSum", [onehot, g.const("cum_ax", np.asarray(0, dtype=np.int64))])
     rank = g.op("ReduceSum", [g.op("Mul", [counts, onehot]), g.const("ax1b", _i64(1))], keepdims=0)
     keep = g.op("LessOrEqual", [rank, g.const("max_det", np.asarray(settings.max_detections, dtype=np.int64))])
@@ -181,7 +202,9 @@ def append_ssd_postprocess(
     return model_proto
 
 
-def detections_from_rows(rows: Tensor, image_sizes: list[tuple[int, int]], image_ids: list[str] | None = None) -> list[Any]:
+def detections_from_rows(
+    rows: Tensor, image_sizes: list[tuple[int, int]], image_ids: list[str] | None = None
+) -> list[Any]:
     """Split the graph's ``detections`` [N, 7] into one :class:`Detections` per image, in pixels.
 
     Args:
@@ -203,5 +226,7 @@ def detections_from_rows(rows: Tensor, image_sizes: list[tuple[int, int]], image
     counts = torch.bincount(batch, minlength=len(image_sizes)).tolist()  # rows come sorted by image
     return [
         Detections(boxes=bx, scores=sc, labels=lb, image_id=ids[i])
-        for i, (bx, sc, lb) in enumerate(zip(boxes.split(counts), rows[:, 5].split(counts), rows[:, 6].long().split(counts)))
+        for i, (bx, sc, lb) in enumerate(
+            zip(boxes.split(counts), rows[:, 5].split(counts), rows[:, 6].long().split(counts))
+        )
     ]

@@ -47,7 +47,9 @@ def predict_source(predictor: DetectPredictor, source: Path, out_dir: Path, show
 
         def flush() -> None:
             nonlocal writer, n
-            dets = predictor([torch.from_numpy(f).permute(2, 0, 1) for f in pending], [str(n + i + 1) for i in range(len(pending))])
+            dets = predictor(
+                [torch.from_numpy(f).permute(2, 0, 1) for f in pending], [str(n + i + 1) for i in range(len(pending))]
+            )
             for f, d in zip(pending, dets):
                 if writer is None:
                     writer = VideoWriter(out_dir / f"{source.stem}.mp4", video_fps(source), f.shape[1], f.shape[0])
@@ -79,7 +81,12 @@ def predict_source(predictor: DetectPredictor, source: Path, out_dir: Path, show
     results = detections_to_coco_results(all_dets, predictor.category_ids)
     (out_dir / "predictions.json").write_text(json.dumps(results))
     logger.info("wrote %d annotated file(s) and %s", len(outputs), out_dir / "predictions.json")
-    return {"images": len(all_dets), "detections": len(results), "out": str(out_dir), "predictions": str(out_dir / "predictions.json")}
+    return {
+        "images": len(all_dets),
+        "detections": len(results),
+        "out": str(out_dir),
+        "predictions": str(out_dir / "predictions.json"),
+    }
 
 
 def predict(args: dict[str, str]) -> dict:

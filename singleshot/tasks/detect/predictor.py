@@ -102,9 +102,11 @@ def load_detector(path: str | Path) -> tuple[nn.Module, dict[str, Any]]:
     return load_state_into(model_from_meta(meta, task="detect"), state, path, meta.get("architecture")), meta
 
 
-def model_meta(model: nn.Module, name: str, kwargs: dict[str, Any], classes: Sequence[str], **extra: Any) -> dict[str, Any]:
+def model_meta(
+    model: nn.Module, name: str, kwargs: dict[str, Any], classes: Sequence[str], **extra: Any
+) -> dict[str, Any]:
     """Metadata written beside the tensors of a model trained here."""
-    size = int(getattr(model, "image_size"))
+    size = int(model.image_size)
     meta = {
         "task": "detect",
         "architecture": name,

@@ -63,7 +63,9 @@ def training_plan(cfg: DetectConfig, device: str) -> TrainingPlan:
     size = int(model.image_size)
     from singleshot.data.transforms import build_train_transform
 
-    train_set = build_dataset(cfg, cfg.train_set, classes, build_train_transform(size, IMAGENET_MEAN, strong=cfg.augment))
+    train_set = build_dataset(
+        cfg, cfg.train_set, classes, build_train_transform(size, IMAGENET_MEAN, strong=cfg.augment)
+    )
     val_set = build_dataset(cfg, cfg.val_set, classes)
     meta = model_meta(model, cfg.model, kwargs, classes, train_config=config_to_dict(cfg))
     settings = postprocess_settings(cfg)

@@ -46,5 +46,13 @@ def convert(args: dict[str, str]) -> dict:
     cfg.input = kinds[channels]
     model = load_state_into(build_grasp_model(cfg.model, cfg.input), state, cfg.src, cfg.model)
     save_weights(Path(cfg.dst), model, model_meta(cfg, source=str(cfg.src)))
-    return {"from": "ggcnn", "dst": cfg.dst, "architecture": cfg.model, "input": cfg.input, "tensors": len(state),
-            "input_size": cfg.size, "crop": cfg.crop, "crop_size": cfg.crop_size}  # fmt: skip
+    return {
+        "from": "ggcnn",
+        "dst": cfg.dst,
+        "architecture": cfg.model,
+        "input": cfg.input,
+        "tensors": len(state),
+        "input_size": cfg.size,
+        "crop": cfg.crop,
+        "crop_size": cfg.crop_size,
+    }

@@ -63,8 +63,11 @@ def split_of(cfg: GraspConfig, samples: Sequence[GraspSample]) -> tuple[list[Gra
     approx = any("contiguous" in str(w.message) for w in caught)
     for w in caught:
         warnings.warn(str(w.message), stacklevel=2)
-    names = {"image": "image-wise", "object": "object-wise" + (" (contiguous blocks, no object ids)" if approx else ""),
-             "reference": "reference (by order, GG-CNN)"}  # fmt: skip
+    names = {
+        "image": "image-wise",
+        "object": "object-wise" + (" (contiguous blocks, no object ids)" if approx else ""),
+        "reference": "reference (by order, GG-CNN)",
+    }
     how = f"fold {cfg.fold + 1}/{k}" if k else f"{len(test)} of {n} images held out"
     seed = "" if mode == "reference" else f", seed {cfg.split_seed}"
     return train, test, f"{names[mode]} {how}{seed}: {len(train)} train / {len(test)} test images"

@@ -73,7 +73,13 @@ def demo(args: dict[str, str]) -> dict:
     if cfg.threads <= 0:
         cfg.threads = demo_threads(cfg.workers)
     return run_demo(
-        cfg, "singleshot grasp train", _write_data, _train_quietly, _show, threads=cfg.threads, seconds_key="total_seconds"
+        cfg,
+        "singleshot grasp train",
+        _write_data,
+        _train_quietly,
+        _show,
+        threads=cfg.threads,
+        seconds_key="total_seconds",
     )
 
 

@@ -52,7 +52,12 @@ def build_training(cfg: GraspConfig, model: nn.Module, task_loss: Any) -> tuple[
     if not cfg.teacher:
         return model, task_loss
     teacher, meta = load_teacher(cfg.teacher, cfg)
-    logger.info("distilling from %s (%s); kd_weight=%g kd_loss=%s", cfg.teacher, meta.get("architecture"),
-                cfg.kd_weight, cfg.kd_loss)  # fmt: skip
+    logger.info(
+        "distilling from %s (%s); kd_weight=%g kd_loss=%s",
+        cfg.teacher,
+        meta.get("architecture"),
+        cfg.kd_weight,
+        cfg.kd_loss,
+    )
     terms = {"kd": (cfg.kd_weight, MapDistill(MAP_KEYS, cfg.kd_loss))}  # type: ignore[arg-type]
     return StudentWithTeacher(model, teacher), DistillLoss(task_loss, terms)

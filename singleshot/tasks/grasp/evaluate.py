@@ -50,8 +50,12 @@ def evaluate_dataset(
     in the original images' pixels."""
     evaluator = make_evaluator(cfg, split)
     source: Dataset = ViewsWithMatrices(dataset) if keep else dataset
-    loader = DataLoader(source, batch_size=max(1, min(cfg.batch, 16)), num_workers=cfg.workers,
-                        collate_fn=collate_views if keep else collate_detection)  # fmt: skip
+    loader = DataLoader(
+        source,
+        batch_size=max(1, min(cfg.batch, 16)),
+        num_workers=cfg.workers,
+        collate_fn=collate_views if keep else collate_detection,
+    )
     kept: list[Grasps] = []
     for batch in loader:
         x, targets = batch[0], batch[1]
@@ -81,8 +85,10 @@ def load_predictor(cfg: GraspConfig) -> GraspPredictor:
     for key, meta_key in (("size", "input_size"), ("crop", "crop"), ("crop_size", "crop_size")):
         if getattr(cfg, key) != getattr(base, key):
             if onnx and key == "size":
-                raise ConfigError(f"size={cfg.size}: {cfg.weights} is a graph traced at {meta.get('input_size')}; "
-                                  "export again at that size")  # fmt: skip
+                raise ConfigError(
+                    f"size={cfg.size}: {cfg.weights} is a graph traced at {meta.get('input_size')}; "
+                    "export again at that size"
+                )
             meta[meta_key] = [cfg.size, cfg.size] if key == "size" else getattr(cfg, key)
     return GraspPredictor(model, meta, postprocess_from(cfg, meta), cfg.device, channels_last=not onnx)
 
@@ -110,8 +116,11 @@ def score(args: dict[str, str]) -> dict:
             missing.append(s.image_id)
         chosen.append(preds.get(s.image_id, Grasps(image_id=s.image_id)))
     if missing:
-        warnings.warn(f"{cfg.pred}: no prediction for {len(missing)} of {len(test)} test images "
-                      f"(e.g. {missing[0]}); they count as failures", stacklevel=2)  # fmt: skip
+        warnings.warn(
+            f"{cfg.pred}: no prediction for {len(missing)} of {len(test)} test images "
+            f"(e.g. {missing[0]}); they count as failures",
+            stacklevel=2,
+        )
     extra = len(set(preds) - {s.image_id for s in test})
     if extra:
         logger.info("%s: %d predicted images are not in the test split and were ignored", cfg.pred, extra)

@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import copy
 import logging
-import tempfile
 import time
 import warnings
 from collections.abc import Iterator
@@ -42,6 +41,7 @@ from torch import Tensor, nn
 
 from singleshot.errors import ConfigError, DataError, WeightsError
 from singleshot.export.calibration import CALIB_FILES, calibration_from_file, eager, even_picks, random_calibration
+from singleshot.export.onnx_export import ExportOptions
 from singleshot.models.ggcnn import MAP_KEYS
 from singleshot.structures import GRASP_INPUT_CHANNELS
 from singleshot.tasks.common import make_config, require
@@ -155,21 +155,31 @@ def export_grasp_model(
 
     net = exportable(model)
     shape = input_shape(net, meta)
-    full = dict(meta, task="grasp", input_layout="[B, C, S, S] float32 normalised", input_shape=list(shape),
-                outputs=list(MAP_KEYS))  # fmt: skip
+    full = dict(
+        meta,
+        task="grasp",
+        input_layout="[B, C, S, S] float32 normalised",
+        input_shape=list(shape),
+        outputs=list(MAP_KEYS),
+    )
     example = torch.randn((1, *shape), generator=torch.Generator().manual_seed(0))
-    return export_onnx(net, example, path, list(MAP_KEYS), dynamic_batch, opset, full, input_names=(INPUT_NAME,), dynamo=dynamo)
+    return export_onnx(
+        net, example, path, list(MAP_KEYS), dynamic_batch, opset, full, input_names=(INPUT_NAME,), dynamo=dynamo
+    )
 
 
-def _dataset_batches(meta: dict[str, Any], shape: tuple[int, ...], root: Path, layout: str, depth: str,
-                     count: int, batch: int) -> Iterator[np.ndarray]:  # fmt: skip
+def _dataset_batches(
+    meta: dict[str, Any], shape: tuple[int, ...], root: Path, layout: str, depth: str, count: int, batch: int
+) -> Iterator[np.ndarray]:
     """Evaluation views of a Cornell / Jacquard root as float32 arrays [b, C, S, S]."""
     from singleshot.data.grasp.dataset import GraspDataset, find_grasp_samples
 
     samples = find_grasp_samples(root, layout, **({"depth": depth} if layout == "jacquard" else {}))
     kind = str(meta.get("input", "depth"))
     crop_size = meta.get("crop_size")
-    dataset = GraspDataset(samples, kind, shape[-1], str(meta.get("crop", "center")), int(crop_size) if crop_size else None, None)
+    dataset = GraspDataset(
+        samples, kind, shape[-1], str(meta.get("crop", "center")), int(crop_size) if crop_size else None, None
+    )
     picks = even_picks(len(dataset), count)
     if not picks:
         raise DataError(f"calib={root}: no grasp images found for calibration")
@@ -192,8 +202,11 @@ def calibration_batches(
 ) -> Iterator[np.ndarray]:
     """Calibration inputs [b, C, S, S] for int8 quantization (see the module docstring)."""
     if calib is None or str(calib) == "":
-        warnings.warn(f"int8 without calib=: calibrating on {count} random N(0, 1) inputs; "
-                      "pass a Cornell or Jacquard root for representative activation ranges", stacklevel=2)  # fmt: skip
+        warnings.warn(
+            f"int8 without calib=: calibrating on {count} random N(0, 1) inputs; "
+            "pass a Cornell or Jacquard root for representative activation ranges",
+            stacklevel=2,
+        )
         return random_calibration(shape, count, batch, seed)
     path = Path(calib)
     if not path.exists():
@@ -231,8 +244,7 @@ def export_grasp(
         ``{"dst", "format", "architecture", "int8", "opset", "input", "input_name", "outputs",
         "bytes", "seconds"}`` plus ``"calibration_samples"`` for int8.
     """
-    from singleshot.export.onnx_export import read_onnx_metadata
-    from singleshot.export.quantize import quantize_static_onnx
+    from singleshot.export.quantize import write_onnx_graph
 
     weights = Path(weights_path)
     model, meta = load_grasp_weights(weights)
@@ -240,20 +252,30 @@ def export_grasp(
     meta = dict(meta, source_weights=weights.name)
     shape = input_shape(model, meta)
     t0 = time.perf_counter()
+    samples = write_onnx_graph(
+        out,
+        lambda path: export_grasp_model(model, meta, path, opset=opset, dynamic_batch=dynamic_batch),
+        int8,
+        lambda: calibration_batches(meta, shape, calib, calib_samples, layout=layout, depth=depth),
+        per_channel=per_channel,
+        method=calib_method,
+    )
     extra: dict[str, Any] = {}
-    with tempfile.TemporaryDirectory(prefix="singleshot-export-") as tmp:
-        raw = Path(tmp) / "raw.onnx" if int8 else out
-        export_grasp_model(model, meta, raw, opset=opset, dynamic_batch=dynamic_batch)
-        if int8:
-            batches = calibration_batches(meta, shape, calib, calib_samples, layout=layout, depth=depth)
-            quantize_static_onnx(raw, out, batches, per_channel=per_channel, method=calib_method)
-            extra["calibration_samples"] = int(read_onnx_metadata(out)["onnx"]["int8"]["calibration_samples"])
-            extra["calibration"] = str(calib) if calib else "random-normal"
+    if int8:
+        extra = {"calibration_samples": samples, "calibration": str(calib) if calib else "random-normal"}
     result = {
-        "dst": str(out), "format": "onnx", "architecture": meta.get("architecture"), "int8": bool(int8),
-        "opset": int(opset), "input": [-1 if dynamic_batch else 1, *shape], "input_name": INPUT_NAME,
-        "outputs": list(MAP_KEYS), "bytes": out.stat().st_size, "seconds": round(time.perf_counter() - t0, 2), **extra,
-    }  # fmt: skip
+        "dst": str(out),
+        "format": "onnx",
+        "architecture": meta.get("architecture"),
+        "int8": bool(int8),
+        "opset": int(opset),
+        "input": [-1 if dynamic_batch else 1, *shape],
+        "input_name": INPUT_NAME,
+        "outputs": list(MAP_KEYS),
+        "bytes": out.stat().st_size,
+        "seconds": round(time.perf_counter() - t0, 2),
+        **extra,
+    }
     logger.info("wrote %s (%s, %.1f s)", out, meta.get("architecture"), result["seconds"])
     return result
 
@@ -279,31 +301,28 @@ def load_onnx_grasp_model(path: str | Path, threads: int | None = None) -> tuple
 
 
 @dataclass
-class GraspExportOptions:
-    """The keys of ``singleshot grasp export``."""
+class GraspExportOptions(ExportOptions):
+    """The keys of ``singleshot grasp export``: :class:`~singleshot.export.onnx_export.ExportOptions`
+    plus how to read a calibration dataset (``calib`` a Cornell / Jacquard root)."""
 
-    weights: str = ""
-    dst: str = ""
-    format: str = "onnx"
-    int8: bool = False
-    calib: str = ""  # a Cornell / Jacquard root, a .npy/.npz of inputs, or empty for random inputs
-    calib_samples: int = 32
-    calib_method: str = "minmax"
-    per_channel: bool = True
     layout: str = "auto"
     depth: str = "perfect"
-    opset: int = 17
-    dynamic_batch: bool = True
 
 
 def export_mode(args: dict[str, str]) -> dict[str, Any]:
     """``singleshot grasp export weights=W.safetensors [dst=...] [int8=true [calib=...]] ...``."""
     opts = make_config(GraspExportOptions, args)
-    if opts.format != "onnx":
-        raise ConfigError(f"format={opts.format!r} is not supported; expected onnx")
     require(opts, "weights")
     return export_grasp(
-        opts.weights, opts.dst or None, opts.int8, opts.calib or None, calib_samples=opts.calib_samples,
-        calib_method=opts.calib_method, per_channel=opts.per_channel, layout=opts.layout, depth=opts.depth,
-        opset=opts.opset, dynamic_batch=opts.dynamic_batch,
-    )  # fmt: skip
+        opts.weights,
+        opts.dst or None,
+        opts.int8,
+        opts.calib or None,
+        calib_samples=opts.calib_samples,
+        calib_method=opts.calib_method,
+        per_channel=opts.per_channel,
+        layout=opts.layout,
+        depth=opts.depth,
+        opset=opts.opset,
+        dynamic_batch=opts.dynamic_batch,
+    )

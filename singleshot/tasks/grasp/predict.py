@@ -129,11 +129,14 @@ def _list_inputs(source: Path, kind: str, depth_kind: str) -> list[Path]:
     suffixes = _RGB_SUFFIXES if kind == "rgb" else _DEPTH_SUFFIXES
     other = "stereo" if depth_kind == "perfect" else "perfect"
     files = sorted(
-        p for p in source.rglob("*")
+        p
+        for p in source.rglob("*")
         if p.suffix.lower() in suffixes and not p.stem.endswith((f"_{other}_depth", "_mask"))
-    )  # fmt: skip
+    )
     if not files:
-        raise DataError(f"{source}: folder holds no {'RGB' if kind == 'rgb' else 'depth'} images ({', '.join(sorted(suffixes))})")
+        raise DataError(
+            f"{source}: folder holds no {'RGB' if kind == 'rgb' else 'depth'} images ({', '.join(sorted(suffixes))})"
+        )
     return files
 
 
@@ -144,7 +147,13 @@ def _rgb_partner(depth_path: Path, rgb: Path | None) -> Path | None:
         return rgb
     folder = rgb if rgb is not None and rgb.is_dir() else depth_path.parent
     image_id = image_id_of(depth_path)
-    for name in (f"{image_id}r.png", f"{image_id}_RGB.png", f"{depth_path.stem}.png", f"{image_id}.png", f"{image_id}.jpg"):
+    for name in (
+        f"{image_id}r.png",
+        f"{image_id}_RGB.png",
+        f"{depth_path.stem}.png",
+        f"{image_id}.png",
+        f"{image_id}.jpg",
+    ):
         cand = folder / name
         if cand.is_file() and cand != depth_path:
             return cand
@@ -161,12 +170,20 @@ def _load_input(path: Path, kind: str, rgb: Path | None) -> GraspImage:
         if partner is not None:
             rgb_arr = read_image_rgb(partner).permute(1, 2, 0).numpy()
             if rgb_arr.shape[:2] != depth.shape:
-                raise DataError(f"{partner}: RGB size {rgb_arr.shape[:2]} differs from the depth image's {depth.shape} ({path})")
+                raise DataError(
+                    f"{partner}: RGB size {rgb_arr.shape[:2]} differs from the depth image's {depth.shape} ({path})"
+                )
         elif kind == "rgbd":
             raise DataError(f"{path}: the model takes RGB-D input but no RGB image was found (pass rgb=...)")
     arr = depth if depth is not None else rgb_arr
     assert arr is not None
-    return GraspImage(image_id_of(path), depth, rgb_arr, np.zeros((0, 5), dtype=np.float32), size=(int(arr.shape[0]), int(arr.shape[1])))
+    return GraspImage(
+        image_id_of(path),
+        depth,
+        rgb_arr,
+        np.zeros((0, 5), dtype=np.float32),
+        size=(int(arr.shape[0]), int(arr.shape[1])),
+    )
 
 
 def _batches(items: list[Path], size: int) -> Iterator[list[Path]]:
@@ -205,8 +222,12 @@ def predict_source(
             pictures.append(str(target))
             preds.append(pred)
     write_grasp_predictions(out_dir / "predictions.json", preds)
-    result = {"images": len(preds), "grasps": sum(len(p) for p in preds), "out": str(out_dir),
-              "predictions": str(out_dir / "predictions.json")}  # fmt: skip
+    result = {
+        "images": len(preds),
+        "grasps": sum(len(p) for p in preds),
+        "out": str(out_dir),
+        "predictions": str(out_dir / "predictions.json"),
+    }
     if fmt == "jacquard":
         write_jacquard_output(out_dir / "jacquard_output.txt", preds)
         result["jacquard_output"] = str(out_dir / "jacquard_output.txt")
@@ -220,5 +241,12 @@ def predict(args: dict[str, str]) -> dict:
     cfg = make_config(GraspConfig, args)
     require(cfg, "source")
     predictor = load_predictor(cfg)
-    return predict_source(predictor, Path(cfg.source), run_dir(cfg, "predict"), Path(cfg.rgb) if cfg.rgb else None,
-                          cfg.format, cfg.depth, cfg.batch)  # fmt: skip
+    return predict_source(
+        predictor,
+        Path(cfg.source),
+        run_dir(cfg, "predict"),
+        Path(cfg.rgb) if cfg.rgb else None,
+        cfg.format,
+        cfg.depth,
+        cfg.batch,
+    )

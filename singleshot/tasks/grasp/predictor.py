@@ -73,7 +73,9 @@ def postprocess_from(cfg: GraspConfig | None = None, meta: dict[str, Any] | None
             chosen[key] = getattr(cfg, key)
         chosen.setdefault(key, getattr(cfg or base, key))
     return GraspPostprocess(
-        num_grasps=int(chosen["num_grasps"]), min_distance=int(chosen["min_distance"]), threshold=float(chosen["threshold"])
+        num_grasps=int(chosen["num_grasps"]),
+        min_distance=int(chosen["min_distance"]),
+        threshold=float(chosen["threshold"]),
     )
 
 

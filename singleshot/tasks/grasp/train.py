@@ -74,8 +74,14 @@ def _plan(cfg: GraspConfig, device: str) -> TrainingPlan:
 
     def report(best: dict[str, float]) -> dict[str, Any]:
         n, k = int(best.get("n", 0)), int(best.get("n_success", 0))
-        return {"success_rate": best.get("success_rate", float("nan")), "n": n, "n_success": k,
-                "ci95": list(wilson_interval(k, n)), "split": split, "iou": cfg.iou}  # fmt: skip
+        return {
+            "success_rate": best.get("success_rate", float("nan")),
+            "n": n,
+            "n_success": k,
+            "ci95": list(wilson_interval(k, n)),
+            "split": split,
+            "iou": cfg.iou,
+        }
 
     train_model, loss = build_training(cfg, model, GraspLoss(cfg.loss, cfg.aux_weight))  # type: ignore[arg-type]
     return TrainingPlan(

@@ -156,8 +156,9 @@ def test_boxes_follow_the_pixels(kind: str) -> None:
 
 
 def test_tubelet_iou_crop_respects_mean_iou_constraint() -> None:
-    boxes = torch.tensor([[[10.0, 10, 60, 50], [14, 10, 64, 50], [18, 12, 68, 52]],
-                          [[70, 5, 90, 20], [70, 6, 90, 21], [71, 6, 91, 21]]])  # fmt: skip
+    boxes = torch.tensor(
+        [[[10.0, 10, 60, 50], [14, 10, 64, 50], [18, 12, 68, 52]], [[70, 5, 90, 20], [70, 6, 90, 21], [71, 6, 91, 21]]]
+    )
     bb = _bb(boxes, (80, 100))
     crop = TubeletIoUCrop(3, sampler_options=[0.6])
     for seed in range(10):

@@ -103,9 +103,11 @@ def test_act_train_and_eval_items(synth: tuple[Path, ActionAnnotations]) -> None
     expected = [(v, s) for v in ann.train_videos for s in act_valid_starts(ann.videos[v], K)]
     assert train.samples == expected
     x, t = train[(0, 7)]
-    assert x.shape == (K, 3, 40, 40) and t.boxes.shape[1:] == (K, 4) and t.frames.tolist() == [
-        train.samples[0][1] + i for i in range(K)
-    ]
+    assert (
+        x.shape == (K, 3, 40, 40)
+        and t.boxes.shape[1:] == (K, 4)
+        and t.frames.tolist() == [train.samples[0][1] + i for i in range(K)]
+    )
     frames, targets = collate_act([train[0], train[1]])
     assert frames.shape == (2, K, 3, 40, 40) and len(targets) == 2
 
@@ -164,8 +166,9 @@ def test_frame_cache_gives_the_same_items_and_decodes_each_frame_once(
     cached.cache_frames = True
     decoded: list[int] = []
     real = datasets_module.read_clip_frames
-    monkeypatch.setattr(datasets_module, "read_clip_frames",
-                        lambda r, v, frames: decoded.extend(frames) or real(r, v, frames))  # fmt: skip
+    monkeypatch.setattr(
+        datasets_module, "read_clip_frames", lambda r, v, frames: decoded.extend(frames) or real(r, v, frames)
+    )
     for index in range(len(cached)):
         a, ta = plain[(index, 7)]
         b, tb = cached[(index, 7)]

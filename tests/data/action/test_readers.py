@@ -91,7 +91,7 @@ def test_mat_conversion_and_frames_agree_with_act_gt_tubes(mat: ActionAnnotation
     np.testing.assert_array_equal(xywh1_to_xyxy(np.array([[200, 10, 100, 20]], np.uint8)), [[199, 9, 299, 29]])
     act = _plain_pickle(_shared("act", "gt_tubes.pkl"))
     for video in (BASKETBALL, "BasketballDunk/v_BasketballDunk_g01_c01"):
-        (label, arrays), = act[video].items()
+        ((label, arrays),) = act[video].items()
         (ref,) = arrays
         (tube,) = mat.videos[video].tubes
         assert tube.label == label and mat.classes[label] == video.split("/")[0]
@@ -217,8 +217,17 @@ def test_dispatch_errors(tmp_path: Path) -> None:
     with pytest.raises(DataError, match="neither an ACT"):
         load_action_annotations(other)
     broken = tmp_path / "broken-GT.pkl"
-    broken.write_bytes(pickle.dumps({"labels": ["a"], "gttubes": {"a/v": {0: [np.zeros((3, 4))]}},
-                                     "nframes": {"a/v": 5}, "resolution": {"a/v": (4, 4)}}, protocol=2))
+    broken.write_bytes(
+        pickle.dumps(
+            {
+                "labels": ["a"],
+                "gttubes": {"a/v": {0: [np.zeros((3, 4))]}},
+                "nframes": {"a/v": 5},
+                "resolution": {"a/v": (4, 4)},
+            },
+            protocol=2,
+        )
+    )
     with pytest.raises(DataError, match=r"broken-GT.pkl: video 'a/v' label 0 tube 0: expected an array \[n, 5\]"):
         load_action_annotations(broken)
 

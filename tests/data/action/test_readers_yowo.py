@@ -69,7 +69,10 @@ def _source() -> ActionAnnotations:
         "Run/v3": VideoAnnotation("Run/v3", 6, (H, W), []),
     }
     return ActionAnnotations(
-        classes=["Jump", "Run"], videos=videos, train_videos=["Jump/v1"], test_videos=["Jump/v2", "Run/v3"],
+        classes=["Jump", "Run"],
+        videos=videos,
+        train_videos=["Jump/v1"],
+        test_videos=["Jump/v2", "Run/v3"],
         keyframes={"Jump/v1": [2, 5], "Jump/v2": [1, 7], "Run/v3": [3]},
     )
 
@@ -147,11 +150,21 @@ def test_linking_prefers_best_total_iou() -> None:
 
 
 def test_list_line_forms() -> None:
-    lines = ["Basketball/v_Basketball_g01_c01/00009.txt", "labels/Basketball/v_Basketball_g01_c01/00010.txt",
-             "rgb-images/A/v/00003.jpg", "Basketball/v_Basketball_g01_c02", "A/v.avi", "", "# note"]
+    lines = [
+        "Basketball/v_Basketball_g01_c01/00009.txt",
+        "labels/Basketball/v_Basketball_g01_c01/00010.txt",
+        "rgb-images/A/v/00003.jpg",
+        "Basketball/v_Basketball_g01_c02",
+        "A/v.avi",
+        "",
+        "# note",
+    ]
     assert parse_list_lines(lines) == [
-        ("Basketball/v_Basketball_g01_c01", 9), ("Basketball/v_Basketball_g01_c01", 10),
-        ("A/v", 3), ("Basketball/v_Basketball_g01_c02", None), ("A/v", None),
+        ("Basketball/v_Basketball_g01_c01", 9),
+        ("Basketball/v_Basketball_g01_c01", 10),
+        ("A/v", 3),
+        ("Basketball/v_Basketball_g01_c02", None),
+        ("A/v", None),
     ]
 
 

@@ -81,7 +81,8 @@ def test_boxes_are_tight_and_actions_start_inside(generated: tuple[Path, ActionA
     assert inner >= 3
     # the drawn shape stands out from the background inside its box on a frame with one actor
     name = next(
-        v for v, va in ann.videos.items()
+        v
+        for v, va in ann.videos.items()
         if len(va.tubes) == 1 and (va.tubes[0].start > 1 or va.tubes[0].end < va.num_frames)
     )
     tube = ann.videos[name].tubes[0]

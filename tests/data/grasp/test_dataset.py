@@ -11,10 +11,10 @@ import pytest
 import torch
 
 from singleshot.data.grasp.augment import GraspAugment, transform_grasps
+from singleshot.data.grasp.cornell import read_cornell_rectangles
 from singleshot.data.grasp.dataset import GraspDataset, find_grasp_samples
 from singleshot.data.grasp.depth import read_depth_tiff
 from singleshot.data.grasp.rects import corners_to_grasps
-from singleshot.data.grasp.cornell import read_cornell_rectangles
 from singleshot.data.grasp.synthetic import generate_grasp_dataset
 from singleshot.errors import ConfigError
 from singleshot.structures import Grasps

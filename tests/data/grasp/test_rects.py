@@ -42,8 +42,13 @@ def test_opening_direction_convention() -> None:
 def test_round_trip_random() -> None:
     rng = np.random.default_rng(0)
     g = np.stack(
-        [rng.uniform(0, 600, 50), rng.uniform(0, 400, 50), rng.uniform(-np.pi / 2, np.pi / 2, 50),
-         rng.uniform(5, 100, 50), rng.uniform(5, 50, 50)],
+        [
+            rng.uniform(0, 600, 50),
+            rng.uniform(0, 400, 50),
+            rng.uniform(-np.pi / 2, np.pi / 2, 50),
+            rng.uniform(5, 100, 50),
+            rng.uniform(5, 50, 50),
+        ],
         axis=1,
     )
     back = corners_to_grasps(grasps_to_corners(g))

@@ -43,8 +43,14 @@ def data(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, object]:
 
 
 def _meta(**extra: object) -> dict:
-    meta = {"family": "act", "architecture": "act_tiny", "arch_kwargs": {"k": K, "image_size": 64, "width": 0.25},
-            "num_classes": 4, "classes": ["Bounce", "Pulse", "Slide", "Spin"], "input_size": [64, 64]}  # fmt: skip
+    meta = {
+        "family": "act",
+        "architecture": "act_tiny",
+        "arch_kwargs": {"k": K, "image_size": 64, "width": 0.25},
+        "num_classes": 4,
+        "classes": ["Bounce", "Pulse", "Slide", "Spin"],
+        "input_size": [64, 64],
+    }
     meta.update(extra)
     return meta
 
@@ -79,8 +85,9 @@ def test_linking_candidates_match_a_greedy_reference() -> None:
         _check_candidates(loc, conf, priors, (h, w), CandidateSettings(nms_thresh=0.5, keep=12, min_score=floor))
 
 
-def _check_candidates(loc: torch.Tensor, conf: torch.Tensor, priors: torch.Tensor, size: tuple[int, int],
-                      settings: CandidateSettings) -> None:  # fmt: skip
+def _check_candidates(
+    loc: torch.Tensor, conf: torch.Tensor, priors: torch.Tensor, size: tuple[int, int], settings: CandidateSettings
+) -> None:
     (b, p, _), c, (h, w) = loc.shape, conf.shape[-1] - 1, size
     got = linking_candidates({"loc": loc, "conf": conf}, priors, [(h, w)] * b, settings)
     for i in range(b):
@@ -91,7 +98,9 @@ def _check_candidates(loc: torch.Tensor, conf: torch.Tensor, priors: torch.Tenso
             tubes.append(np.clip(boxes * [w, h, w, h], 0, [w, h, w, h]))
         kept: list[int] = []
         for j in sorted(range(p), key=lambda j: -probs[j].max()):
-            if probs[j].max() > settings.min_score and all(np.mean([_iou(tubes[j][f], tubes[q][f]) for f in range(K)]) <= 0.5 for q in kept):
+            if probs[j].max() > settings.min_score and all(
+                np.mean([_iou(tubes[j][f], tubes[q][f]) for f in range(K)]) <= 0.5 for q in kept
+            ):
                 kept.append(j)
         kept = kept[: settings.keep]
         assert 0 < len(kept) and (len(kept) < settings.keep or settings.min_score == 0)
@@ -187,7 +196,9 @@ def test_worker_processes_give_the_same_results(data: tuple[Path, object], tmp_p
     assert [(t.video, t.label, t.frames.tolist()) for t in t0] == [(t.video, t.label, t.frames.tolist()) for t in t2]
     for key in ("frame_map", "video_map@0.2", "video_map@0.5", "video_map@0.5:0.95"):
         assert m0[key] == pytest.approx(m2[key], abs=1e-9)
-    assert sorted(p.name for p in (tmp_path / "c").rglob("*.npz")) == sorted(Path(v).name + ".npz" for v in ann.test_videos)
+    assert sorted(p.name for p in (tmp_path / "c").rglob("*.npz")) == sorted(
+        Path(v).name + ".npz" for v in ann.test_videos
+    )
 
 
 def test_trim_cuts_act_tubes_to_their_confident_frames(data: tuple[Path, object]) -> None:

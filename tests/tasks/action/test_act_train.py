@@ -22,8 +22,19 @@ from singleshot.io.video import VideoWriter, read_frames
 from singleshot.metrics.action_score import score_action
 from singleshot.models.act import act_tiny
 
-TINY = ["model=act", "arch=act_tiny", "act_width=0.25", "K=3", "imgsz=64", "batch=8", "workers=0", "lr=1e-3",
-        "optimizer=adam", "schedule=constant", "warmup=0"]  # fmt: skip
+TINY = [
+    "model=act",
+    "arch=act_tiny",
+    "act_width=0.25",
+    "K=3",
+    "imgsz=64",
+    "batch=8",
+    "workers=0",
+    "lr=1e-3",
+    "optimizer=adam",
+    "schedule=constant",
+    "warmup=0",
+]
 
 
 @pytest.fixture(autouse=True)
@@ -47,7 +58,10 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        assert main(["action", "train", f"data={root}", *TINY, "epochs=2", "eval_every=2", f"project={tmp}", "name=run"]) == 0
+        assert (
+            main(["action", "train", f"data={root}", *TINY, "epochs=2", "eval_every=2", f"project={tmp}", "name=run"])
+            == 0
+        )
     finally:
         torch.set_num_threads(threads)
     return root, tmp / "run"
@@ -67,11 +81,19 @@ def test_train_writes_act_weights_logs_and_plots(trained: tuple[Path, Path]) -> 
     assert len(rows) == 3 and "metrics/frame_map" in rows[0]
 
 
-def test_val_is_act_protocol_caches_tubelets_and_scores_back(trained: tuple[Path, Path], tmp_path: Path,
-                                                             capsys: pytest.CaptureFixture[str]) -> None:  # fmt: skip
+def test_val_is_act_protocol_caches_tubelets_and_scores_back(
+    trained: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     root, run = trained
-    args = ["action", "val", f"weights={run / 'best.safetensors'}", f"data={root / SYNTH_PICKLE}", f"project={tmp_path}",
-            "workers=0", "conf=0.02"]  # fmt: skip
+    args = [
+        "action",
+        "val",
+        f"weights={run / 'best.safetensors'}",
+        f"data={root / SYNTH_PICKLE}",
+        f"project={tmp_path}",
+        "workers=0",
+        "conf=0.02",
+    ]
     capsys.readouterr()
     assert main(args) == 0
     got = _last_json(capsys)
@@ -80,7 +102,9 @@ def test_val_is_act_protocol_caches_tubelets_and_scores_back(trained: tuple[Path
     for v in ann.test_videos:
         assert (tmp_path / "val" / "tubelets" / f"{v}.npz").is_file()
     again = score_action(root / SYNTH_PICKLE, tmp_path / "val" / "frames.json", tmp_path / "val" / "tubes.json", "act")
-    assert again["frame_map"] == pytest.approx(got["frame_map"]) and again["video_map@0.5"] == pytest.approx(got["video_map@0.5"])
+    assert again["frame_map"] == pytest.approx(got["frame_map"]) and again["video_map@0.5"] == pytest.approx(
+        got["video_map@0.5"]
+    )
     assert main([*args, "protocol=yowo", "linking=moc"]) == 0  # an explicit protocol wins; the cache is reused
     other = _last_json(capsys)
     assert other["protocol"] == "yowo" and other["linking"].startswith("moc")
@@ -95,8 +119,15 @@ def test_predict_on_an_encoded_video(trained: tuple[Path, Path], tmp_path: Path)
     with VideoWriter(clip, 10.0, 64, 48) as writer:
         for frame in read_clip_frames(root, video, range(1, n + 1)):
             writer.write(frame.permute(1, 2, 0).numpy())
-    args = ["action", "predict", f"weights={run / 'best.safetensors'}", f"source={clip}", f"project={tmp_path}",
-            "show_conf=0", "conf=0.02"]  # fmt: skip
+    args = [
+        "action",
+        "predict",
+        f"weights={run / 'best.safetensors'}",
+        f"source={clip}",
+        f"project={tmp_path}",
+        "show_conf=0",
+        "conf=0.02",
+    ]
     assert main(args) == 0
     out = tmp_path / "predict"
     frames = json.loads((out / "clip_frames.json").read_text())
@@ -108,15 +139,25 @@ def test_predict_on_an_encoded_video(trained: tuple[Path, Path], tmp_path: Path)
     assert len(drawn) == n and drawn[0].shape == (48, 64, 3)
 
 
-def test_convert_from_caffe_writes_act_weights(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                               capsys: pytest.CaptureFixture[str]) -> None:  # fmt: skip
+def test_convert_from_caffe_writes_act_weights(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     # The file mapping itself is proven in tests/convert/test_caffe_act.py; here: the command's wiring.
     import singleshot.convert.caffe_act as caffe_act
 
     model = act_tiny(3, k=2, image_size=64, width=0.25)
-    meta = {"family": "act", "architecture": "act_tiny", "arch_kwargs": {"k": 2, "image_size": 64, "width": 0.25},
-            "num_classes": 3, "classes": ["a", "b", "c"], "K": 2, "input_size": [64, 64], "channel_order": "BGR",
-            "mean": [104 / 255, 117 / 255, 123 / 255], "std": [1 / 255] * 3}  # fmt: skip
+    meta = {
+        "family": "act",
+        "architecture": "act_tiny",
+        "arch_kwargs": {"k": 2, "image_size": 64, "width": 0.25},
+        "num_classes": 3,
+        "classes": ["a", "b", "c"],
+        "K": 2,
+        "input_size": [64, 64],
+        "channel_order": "BGR",
+        "mean": [104 / 255, 117 / 255, 123 / 255],
+        "std": [1 / 255] * 3,
+    }
     calls: list[tuple[str, str]] = []
 
     def fake(prototxt: str, caffemodel: str) -> ConvertedWeights:
@@ -128,8 +169,20 @@ def test_convert_from_caffe_writes_act_weights(tmp_path: Path, monkeypatch: pyte
     capsys.readouterr()
     assert main(["action", "convert", "from=caffe", "prototxt=deploy.prototxt", f"dst={dst}"]) == 2
     assert "from=caffe needs caffemodel=" in capsys.readouterr().err and not dst.exists()
-    assert main(["action", "convert", "from=caffe", "prototxt=d.prototxt", "caffemodel=m.caffemodel", f"dst={dst}",
-                 "classes=x,y,z"]) == 0  # fmt: skip
+    assert (
+        main(
+            [
+                "action",
+                "convert",
+                "from=caffe",
+                "prototxt=d.prototxt",
+                "caffemodel=m.caffemodel",
+                f"dst={dst}",
+                "classes=x,y,z",
+            ]
+        )
+        == 0
+    )
     assert calls == [("d.prototxt", "m.caffemodel")] and _last_json(capsys)["K"] == 2
     state, written = load_weights(dst)
     assert written["classes"] == ["x", "y", "z"] and written["channel_order"] == "BGR" and written["family"] == "act"
@@ -138,25 +191,61 @@ def test_convert_from_caffe_writes_act_weights(tmp_path: Path, monkeypatch: pyte
 
 
 def test_demo_smoke(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    args = ["action", "demo", "model=act", f"project={tmp_path}", "n_train=3", "n_test=2", "video_size=48,64",
-            "video_frames=12,14", "epochs=1", "imgsz=64", "act_width=0.25", "K=3", "batch=8", "workers=0"]  # fmt: skip
+    args = [
+        "action",
+        "demo",
+        "model=act",
+        f"project={tmp_path}",
+        "n_train=3",
+        "n_test=2",
+        "video_size=48,64",
+        "video_frames=12,14",
+        "epochs=1",
+        "imgsz=64",
+        "act_width=0.25",
+        "K=3",
+        "batch=8",
+        "workers=0",
+    ]
     capsys.readouterr()
     assert main(args) == 0
     got = _last_json(capsys)
-    for key in ("frame_map", "video_map@0.2", "video_map@0.5", "video_map@0.75", "video_map@0.5:0.95", "per_class",
-                "epochs", "train_seconds", "weights", "annotated_video", "demo_seconds"):  # fmt: skip
+    for key in (
+        "frame_map",
+        "video_map@0.2",
+        "video_map@0.5",
+        "video_map@0.75",
+        "video_map@0.5:0.95",
+        "per_class",
+        "epochs",
+        "train_seconds",
+        "weights",
+        "annotated_video",
+        "demo_seconds",
+    ):
         assert key in got, key
     assert Path(got["annotated_video"]).is_file() and (Path(got["out"]) / "results.png").is_file()
     assert np.isfinite(got["frame_map"]) and got["epochs"] == 1
     assert (Path(got["out"]) / "best_flow.safetensors").is_file()  # the demo's RGB-difference stream
 
 
-def test_train_act_with_a_teacher(trained: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_train_act_with_a_teacher(
+    trained: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     """``teacher=`` for ACT: soft labels on every anchor cuboid, logged as ``kd``; the student alone is
     saved; a teacher with another K is refused."""
     root, run = trained
     teacher = run / "best.safetensors"
-    args = ["action", "train", f"data={root}", *TINY, "epochs=1", f"project={tmp_path}", "name=kd", f"teacher={teacher}"]
+    args = [
+        "action",
+        "train",
+        f"data={root}",
+        *TINY,
+        "epochs=1",
+        f"project={tmp_path}",
+        "name=kd",
+        f"teacher={teacher}",
+    ]
     assert main(args) == 0
     rows = (tmp_path / "kd" / "results.csv").read_text().strip().splitlines()
     header, first = rows[0].split(","), rows[1].split(",")
@@ -168,8 +257,9 @@ def test_train_act_with_a_teacher(trained: tuple[Path, Path], tmp_path: Path, ca
     assert "K" in capsys.readouterr().err
 
 
-def test_export_then_val_with_the_onnx_file_in_worker_processes(trained: tuple[Path, Path], tmp_path: Path,
-                                                                capsys: pytest.CaptureFixture[str]) -> None:  # fmt: skip
+def test_export_then_val_with_the_onnx_file_in_worker_processes(
+    trained: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     """``action export`` then ``val weights=*.onnx``: in this process and in worker processes (each
     opening its own onnxruntime session), the metrics of the ``.safetensors``; the tubelet cache
     is keyed by the file, so it is not mistaken for the torch model's."""
@@ -180,7 +270,10 @@ def test_export_then_val_with_the_onnx_file_in_worker_processes(trained: tuple[P
     capsys.readouterr()
     results = {}
     for name, weights, workers in (("torch", run / "best.safetensors", 0), ("ort", onnx, 0), ("ort_workers", onnx, 2)):
-        assert main(["action", "val", f"weights={weights}", *common, f"project={tmp_path / name}", f"workers={workers}"]) == 0
+        assert (
+            main(["action", "val", f"weights={weights}", *common, f"project={tmp_path / name}", f"workers={workers}"])
+            == 0
+        )
         results[name] = _last_json(capsys)
     for name in ("ort", "ort_workers"):
         assert results[name]["frame_map"] == pytest.approx(results["torch"]["frame_map"], abs=1e-3)

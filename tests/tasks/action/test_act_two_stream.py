@@ -30,8 +30,10 @@ from singleshot.tasks.action.act_two_stream import FlowFlip, TwoStreamTubeletDat
 
 K = 3
 META = {"input_size": [64, 64], "classes": ["Bounce", "Pulse", "Slide", "Spin"]}
-FAST = {"settings": TubeletPostprocess(score_thresh=0.21, topk_candidates=60, max_detections=30),
-        "candidates": CandidateSettings(keep=40)}  # fmt: skip
+FAST = {
+    "settings": TubeletPostprocess(score_thresh=0.21, topk_candidates=60, max_detections=30),
+    "candidates": CandidateSettings(keep=40),
+}
 
 
 @pytest.fixture(autouse=True)
@@ -144,11 +146,28 @@ def test_online_stream_with_look_ahead_equals_the_whole_video(data: tuple[Path, 
     np.testing.assert_allclose(online.cand_boxes, whole.cand_boxes, rtol=1e-4, atol=1e-3)
 
 
-def test_train_two_streams_then_val_uses_both(data: tuple[Path, object], tmp_path: Path,
-                                              capsys: pytest.CaptureFixture[str]) -> None:  # fmt: skip
+def test_train_two_streams_then_val_uses_both(
+    data: tuple[Path, object], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     root, _ = data
-    args = ["action", "train", "model=act", "arch=act_tiny", "act_width=0.25", f"K={K}", "imgsz=64", "batch=8",
-            "workers=0", "epochs=1", "modality=rgb+diff", "motion_weight=0.75", "conf=0.2", f"data={root}", f"project={tmp_path}", "name=run"]  # fmt: skip
+    args = [
+        "action",
+        "train",
+        "model=act",
+        "arch=act_tiny",
+        "act_width=0.25",
+        f"K={K}",
+        "imgsz=64",
+        "batch=8",
+        "workers=0",
+        "epochs=1",
+        "modality=rgb+diff",
+        "motion_weight=0.75",
+        "conf=0.2",
+        f"data={root}",
+        f"project={tmp_path}",
+        "name=run",
+    ]
     assert main(args) == 0
     run = tmp_path / "run"
     _, meta = load_weights(run / "best.safetensors")
@@ -156,8 +175,16 @@ def test_train_two_streams_then_val_uses_both(data: tuple[Path, object], tmp_pat
     assert meta["flow_weights"] == "best_flow.safetensors" and flow_meta["modality"] == "diff"
     assert flow_meta["fusion_weight"] == 0.75  # val and predict fuse as training's evaluation did
     trained = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
-    val = ["action", "val", f"weights={run / 'best.safetensors'}", f"data={root / SYNTH_PICKLE}", "workers=0",
-           "conf=0.2", f"project={tmp_path}", "cache=false"]  # fmt: skip
+    val = [
+        "action",
+        "val",
+        f"weights={run / 'best.safetensors'}",
+        f"data={root / SYNTH_PICKLE}",
+        "workers=0",
+        "conf=0.2",
+        f"project={tmp_path}",
+        "cache=false",
+    ]
     assert main(val) == 0
     both = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert both["frame_map"] == pytest.approx(trained["frame_map"])  # val found the motion stream by itself

@@ -34,7 +34,9 @@ def _load_reference() -> ModuleType:
 R = _load_reference()
 _CONV = "[convolutional]\nbatch_normalize=1\nfilters={}\nsize={}\nstride=1\npad=1\nactivation=leaky"
 #: tiny2d(width=8, out_channels=64) in Darknet cfg syntax
-TINY2D_CFG = "\n".join([_CONV.format(8 * 2**k, 3) + "\n[maxpool]\nsize=2\nstride=2" for k in range(5)] + [_CONV.format(64, 1)])
+TINY2D_CFG = "\n".join(
+    [_CONV.format(8 * 2**k, 3) + "\n[maxpool]\nsize=2\nstride=2" for k in range(5)] + [_CONV.format(64, 1)]
+)
 TINY3D = dict(layers=(1, 1, 1, 1), planes=(8, 16, 32, 64), stem=8, stem_kernel=(3, 7, 7))
 
 
@@ -52,16 +54,36 @@ def _yowo_source(num_classes: int) -> dict[str, Tensor]:
     return {"module." + k: v for k, v in R.random_state(shapes, seed=1).items()}
 
 
-def test_yowo_checkpoint_converts_and_predicts_like_the_source(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_yowo_checkpoint_converts_and_predicts_like_the_source(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     src = _yowo_source(3)
     torch.save({"epoch": 4, "state_dict": src, "fscore": 0.5}, tmp_path / "yowo.pth")
     dst = tmp_path / "yowo.safetensors"
-    args = ["action", "convert", "from=yowo", f"src={tmp_path / 'yowo.pth'}", f"dst={dst}", "clip_len=4", "imgsz=64",
-            "classes=run,jump,walk"]  # fmt: skip
+    args = [
+        "action",
+        "convert",
+        "from=yowo",
+        f"src={tmp_path / 'yowo.pth'}",
+        f"dst={dst}",
+        "clip_len=4",
+        "imgsz=64",
+        "classes=run,jump,walk",
+    ]
     assert main(args) == 0
     assert _last_json(capsys)["num_classes"] == 3
     state, meta = load_weights(dst)
-    for key in ("architecture", "arch_kwargs", "classes", "anchors", "clip_len", "input_size", "mean", "std", "postprocess"):
+    for key in (
+        "architecture",
+        "arch_kwargs",
+        "classes",
+        "anchors",
+        "clip_len",
+        "input_size",
+        "mean",
+        "std",
+        "postprocess",
+    ):
         assert key in meta
     assert meta["classes"] == ["run", "jump", "walk"] and meta["clip_len"] == 4 and meta["input_size"] == [64, 64]
     assert meta["mean"] == [0.0, 0.0, 0.0] and meta["std"] == [1.0, 1.0, 1.0]
@@ -86,8 +108,15 @@ def _darknet_file(path: Path, seed: int = 0) -> list[dict[str, np.ndarray]]:
         if block["type"] != "convolutional":
             continue
         n, k = int(block["filters"]), int(block["size"])
-        layers.append({"bias": rng.normal(0, 0.1, n), "scale": rng.normal(1, 0.1, n), "mean": rng.normal(0, 0.1, n),
-                       "var": rng.uniform(0.5, 1.5, n), "weights": rng.normal(0, 0.1, (n, c, k, k))})  # fmt: skip
+        layers.append(
+            {
+                "bias": rng.normal(0, 0.1, n),
+                "scale": rng.normal(1, 0.1, n),
+                "mean": rng.normal(0, 0.1, n),
+                "var": rng.uniform(0.5, 1.5, n),
+                "weights": rng.normal(0, 0.1, (n, c, k, k)),
+            }
+        )
         c = n
     body = np.concatenate([layer[k].ravel() for layer in layers for k in ("bias", "scale", "mean", "var", "weights")])
     head = np.array([0, 2, 0], "<i4").tobytes() + np.array([12800], "<i8").tobytes()
@@ -96,14 +125,27 @@ def _darknet_file(path: Path, seed: int = 0) -> list[dict[str, np.ndarray]]:
 
 
 def test_kinetics_and_darknet_backbones_initialise_a_yowo(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    shapes = {**R.resnet_keys("", TINY3D["layers"], TINY3D["planes"], stem=8, stem_kernel=(3, 7, 7), counters=False),
-              "fc.weight": (400, 64), "fc.bias": (400,)}  # fmt: skip
+    shapes = {
+        **R.resnet_keys("", TINY3D["layers"], TINY3D["planes"], stem=8, stem_kernel=(3, 7, 7), counters=False),
+        "fc.weight": (400, 64),
+        "fc.bias": (400,),
+    }
     kin = {"module." + k: v for k, v in R.random_state(shapes, seed=2).items()}
     torch.save({"epoch": 200, "arch": "resnet-18", "state_dict": kin, "optimizer": {}}, tmp_path / "kinetics.pth")
     layers = _darknet_file(tmp_path / "tiny.weights")
     dst = tmp_path / "init.safetensors"
-    args = ["action", "convert", "from=kinetics", f"src={tmp_path / 'kinetics.pth'}", f"darknet={tmp_path / 'tiny.weights'}",
-            f"dst={dst}", "backbone2d=tiny2d", "width=8", "cfam_channels=32", "num_classes=21"]  # fmt: skip
+    args = [
+        "action",
+        "convert",
+        "from=kinetics",
+        f"src={tmp_path / 'kinetics.pth'}",
+        f"darknet={tmp_path / 'tiny.weights'}",
+        f"dst={dst}",
+        "backbone2d=tiny2d",
+        "width=8",
+        "cfam_channels=32",
+        "num_classes=21",
+    ]
     assert main(args) == 0
     assert _last_json(capsys)["loaded"] == ["backbone_3d", "backbone_2d"]
     state, meta = load_weights(dst)
@@ -111,7 +153,7 @@ def test_kinetics_and_darknet_backbones_initialise_a_yowo(tmp_path: Path, capsys
     assert meta["classes"][0] == "brush_hair" and meta["anchors"][0] == pytest.approx([0.95878, 3.10197])
     for k, v in kin.items():
         if not k.startswith("module.fc."):
-            torch.testing.assert_close(state["backbone_3d." + k[len("module."):]], v)
+            torch.testing.assert_close(state["backbone_3d." + k[len("module.") :]], v)
     conv_blocks = [i for i, b in enumerate(R.parse_cfg(TINY2D_CFG)) if b["type"] == "convolutional"]
     for n, (i, layer) in enumerate(zip(conv_blocks, layers), start=1):
         q = f"backbone_2d.models.{i}."
@@ -124,8 +166,17 @@ def test_kinetics_and_darknet_backbones_initialise_a_yowo(tmp_path: Path, capsys
 def test_darknet_alone_and_bad_sources(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     _darknet_file(tmp_path / "tiny.weights", seed=3)
     dst = tmp_path / "d.safetensors"
-    args = ["action", "convert", "from=darknet", f"src={tmp_path / 'tiny.weights'}", f"dst={dst}", "backbone2d=tiny2d",
-            "backbone3d=tiny3d", "width=8", "cfam_channels=32"]  # fmt: skip
+    args = [
+        "action",
+        "convert",
+        "from=darknet",
+        f"src={tmp_path / 'tiny.weights'}",
+        f"dst={dst}",
+        "backbone2d=tiny2d",
+        "backbone3d=tiny3d",
+        "width=8",
+        "cfam_channels=32",
+    ]
     assert main(args) == 0 and _last_json(capsys)["loaded"] == ["backbone_2d"]
     assert main(["action", "convert", "from=mxnet", f"src={tmp_path / 'x'}", f"dst={dst}"]) == 2
     assert "from='mxnet' is unknown" in capsys.readouterr().err

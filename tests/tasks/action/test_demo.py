@@ -35,8 +35,21 @@ def one_thread() -> Iterator[None]:
 
 
 def test_demo_pipeline_at_toy_scale(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    args = ["action", "demo", "epochs=1", "n_train=4", "n_test=2", "video_size=48,64", "video_frames=12,14",
-            "imgsz=64", "clip_len=4", "width=4", "batch=4", "workers=0", f"project={tmp_path}"]  # fmt: skip
+    args = [
+        "action",
+        "demo",
+        "epochs=1",
+        "n_train=4",
+        "n_test=2",
+        "video_size=48,64",
+        "video_frames=12,14",
+        "imgsz=64",
+        "clip_len=4",
+        "width=4",
+        "batch=4",
+        "workers=0",
+        f"project={tmp_path}",
+    ]
     assert main(args) == 0
     got = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     for key in ("frame_map", "video_map@0.2", "video_map@0.5", "video_map@0.75", "video_map@0.5:0.95", "per_class"):
@@ -44,7 +57,9 @@ def test_demo_pipeline_at_toy_scale(tmp_path: Path, capsys: pytest.CaptureFixtur
     assert set(got["per_class"]) == {"Bounce", "Pulse", "Slide", "Spin"}
     run = tmp_path / "demo"
     assert (run / "results.png").is_file() and (run / "metrics.json").is_file()
-    assert (tmp_path / "demo_data" / "SynthAction-GT.pkl").is_file() and (tmp_path / "demo_data" / "testlist.txt").is_file()
+    assert (tmp_path / "demo_data" / "SynthAction-GT.pkl").is_file() and (
+        tmp_path / "demo_data" / "testlist.txt"
+    ).is_file()
     frames = list(read_frames(Path(got["annotated_video"])))
     assert 12 <= len(frames) <= 14 and frames[0].shape == (48, 64, 3)
     _, meta = load_weights(run / "best.safetensors")

@@ -50,14 +50,36 @@ def _randomise_bn(model: nn.Module) -> nn.Module:
 
 
 def _yowo_meta(model: nn.Module) -> dict:
-    return {"task": "action", "family": "yowo", "architecture": "yowo_tiny", "arch_kwargs": YOWO_KW, "num_classes": 3,
-            "classes": ["a", "b", "c"], "anchors": model.anchors.tolist(), "clip_len": 4, "stride": 1,
-            "input_size": [64, 64], "channel_order": "RGB", "mean": MEAN, "std": STD}  # fmt: skip
+    return {
+        "task": "action",
+        "family": "yowo",
+        "architecture": "yowo_tiny",
+        "arch_kwargs": YOWO_KW,
+        "num_classes": 3,
+        "classes": ["a", "b", "c"],
+        "anchors": model.anchors.tolist(),
+        "clip_len": 4,
+        "stride": 1,
+        "input_size": [64, 64],
+        "channel_order": "RGB",
+        "mean": MEAN,
+        "std": STD,
+    }
 
 
 def _act_meta() -> dict:
-    return {"task": "action", "family": "act", "architecture": "act_tiny", "arch_kwargs": ACT_KW, "num_classes": 3,
-            "classes": ["a", "b", "c"], "input_size": [64, 64], "channel_order": "RGB", "mean": MEAN, "std": STD}  # fmt: skip
+    return {
+        "task": "action",
+        "family": "act",
+        "architecture": "act_tiny",
+        "arch_kwargs": ACT_KW,
+        "num_classes": 3,
+        "classes": ["a", "b", "c"],
+        "input_size": [64, 64],
+        "channel_order": "RGB",
+        "mean": MEAN,
+        "std": STD,
+    }
 
 
 def _assert_close(onnx_out: dict[str, Tensor], torch_out: dict[str, Tensor], atol: float = 1e-4) -> None:
@@ -70,7 +92,9 @@ def _assert_close(onnx_out: dict[str, Tensor], torch_out: dict[str, Tensor], ato
 def _batch_axis(path: Path) -> list:
     """Each graph input's and output's first dimension: a name when symbolic, else its size."""
     graph = onnx.load(str(path)).graph
-    return [(d.dim_param or d.dim_value) for v in (*graph.input, *graph.output) for d in v.type.tensor_type.shape.dim[:1]]
+    return [
+        (d.dim_param or d.dim_value) for v in (*graph.input, *graph.output) for d in v.type.tensor_type.shape.dim[:1]
+    ]
 
 
 @pytest.fixture(scope="module")
@@ -153,7 +177,9 @@ class _Flat:
         return int(self.boxes.shape[0])
 
 
-def test_export_action_weights_and_onnx_stands_in_for_yowo(yowo: nn.Module, tmp_path: Path, assert_same_detections) -> None:
+def test_export_action_weights_and_onnx_stands_in_for_yowo(
+    yowo: nn.Module, tmp_path: Path, assert_same_detections
+) -> None:
     from singleshot.postprocess.yowo import yowo_postprocess
 
     weights = tmp_path / "yowo.safetensors"
@@ -172,7 +198,9 @@ def test_export_action_weights_and_onnx_stands_in_for_yowo(yowo: nn.Module, tmp_
     assert_same_detections(got, ref)
 
 
-def test_export_action_weights_and_onnx_stands_in_for_act(act: nn.Module, tmp_path: Path, assert_same_detections) -> None:
+def test_export_action_weights_and_onnx_stands_in_for_act(
+    act: nn.Module, tmp_path: Path, assert_same_detections
+) -> None:
     from singleshot.postprocess.tubelet import postprocess_tubelets
 
     weights = tmp_path / "act.safetensors"

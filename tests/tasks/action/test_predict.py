@@ -71,8 +71,9 @@ def test_clips_end_at_the_key_frame_and_clamp_at_the_start(tmp_path: Path) -> No
         torch.testing.assert_close(clips[b], ref)
     with torch.no_grad():
         out = predictor.model(clips)
-    ref_dets = yowo_postprocess(out, predictor.model.anchors, 3, (64, 64), [(64, 80)] * 4, conf_thresh=0.005,
-                                nms_thresh=0.4, max_det=100)  # fmt: skip
+    ref_dets = yowo_postprocess(
+        out, predictor.model.anchors, 3, (64, 64), [(64, 80)] * 4, conf_thresh=0.005, nms_thresh=0.4, max_det=100
+    )
     got = predictor(clips, [(64, 80)] * 4)
     for g, r in zip(got, ref_dets):
         torch.testing.assert_close(g.boxes, r.boxes)
@@ -114,7 +115,9 @@ def test_predict_on_a_generated_video_and_a_frame_folder(tmp_path: Path, capsys:
     with VideoWriter(tmp_path / "clip.mp4", 25.0, 80, 64) as writer:
         for f in frames:
             writer.write(f)
-    assert main(["action", "predict", f"weights={weights}", f"source={tmp_path / 'clip.mp4'}", f"project={tmp_path}"]) == 0
+    assert (
+        main(["action", "predict", f"weights={weights}", f"source={tmp_path / 'clip.mp4'}", f"project={tmp_path}"]) == 0
+    )
     _check_outputs(_last_json(capsys), 16, 64, 80)
     folder = tmp_path / "frames"
     folder.mkdir()
@@ -129,7 +132,9 @@ def test_predict_on_a_generated_video_and_a_frame_folder(tmp_path: Path, capsys:
     assert "missing.mp4" in capsys.readouterr().err
 
 
-def test_predict_on_a_real_ucf101_video(shared_data: Callable[..., Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_predict_on_a_real_ucf101_video(
+    shared_data: Callable[..., Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     video = shared_data("video", "v_Basketball_g01_c01.avi")
     weights = _weights(tmp_path / "w.safetensors")
     assert main(["action", "predict", f"weights={weights}", f"source={video}", f"project={tmp_path}", "batch=16"]) == 0
@@ -190,7 +195,13 @@ def test_export_mode_then_predict_with_the_onnx_file(tmp_path: Path, capsys: pyt
         Image.fromarray(f).save(folder / f"{i:05d}.png")
     outs = {}
     for kind in ("safetensors", "onnx"):
-        args = ["action", "predict", f"weights={tmp_path / ('w.' + kind)}", f"source={folder}", f"project={tmp_path / kind}"]
+        args = [
+            "action",
+            "predict",
+            f"weights={tmp_path / ('w.' + kind)}",
+            f"source={folder}",
+            f"project={tmp_path / kind}",
+        ]
         assert main(args) == 0
         outs[kind] = _last_json(capsys)
     _check_outputs(outs["onnx"], 10, 64, 80)

@@ -36,7 +36,17 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        args = ["action", "train", f"data={root}", *TINY, "epochs=2", "eval_every=2", "accumulate=2", f"project={tmp}", "name=run"]
+        args = [
+            "action",
+            "train",
+            f"data={root}",
+            *TINY,
+            "epochs=2",
+            "eval_every=2",
+            "accumulate=2",
+            f"project={tmp}",
+            "name=run",
+        ]
         assert main(args) == 0
     finally:
         torch.set_num_threads(threads)
@@ -55,11 +65,19 @@ def test_train_writes_weights_logs_and_plots(trained: tuple[Path, Path]) -> None
     assert len(rows) == 3 and "metrics/frame_map" in rows[0]  # header + one row per epoch
 
 
-def test_val_files_score_back_to_the_same_metrics(trained: tuple[Path, Path], tmp_path: Path,
-                                                  capsys: pytest.CaptureFixture[str]) -> None:  # fmt: skip
+def test_val_files_score_back_to_the_same_metrics(
+    trained: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     root, run = trained
-    args = ["action", "val", f"weights={run / 'best.safetensors'}", f"data={root / SYNTH_PICKLE}", "protocol=act",
-            f"project={tmp_path}", "workers=0"]  # fmt: skip
+    args = [
+        "action",
+        "val",
+        f"weights={run / 'best.safetensors'}",
+        f"data={root / SYNTH_PICKLE}",
+        "protocol=act",
+        f"project={tmp_path}",
+        "workers=0",
+    ]
     capsys.readouterr()
     assert main(args) == 0
     got = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
@@ -71,14 +89,26 @@ def test_val_files_score_back_to_the_same_metrics(trained: tuple[Path, Path], tm
     for v in ann.test_videos:  # every frame of every test video was run (the untrained head fires everywhere)
         assert per_video[v] == set(range(1, ann.videos[v].num_frames + 1))
     again = score_action(root / SYNTH_PICKLE, tmp_path / "val" / "frames.json", tmp_path / "val" / "tubes.json", "act")
-    assert again["frame_map"] == pytest.approx(got["frame_map"]) and again["video_map@0.5"] == pytest.approx(got["video_map@0.5"])
+    assert again["frame_map"] == pytest.approx(got["frame_map"]) and again["video_map@0.5"] == pytest.approx(
+        got["video_map@0.5"]
+    )
 
 
 def test_frozen_2d_backbone_keeps_the_pretrained_tensors(trained: tuple[Path, Path], tmp_path: Path) -> None:
     root, run = trained
     pre, _ = load_weights(run / "best.safetensors")
-    args = ["action", "train", f"data={root}", *TINY, "epochs=1", f"pretrained={run / 'best.safetensors'}",
-            "freeze_2d=all", f"project={tmp_path}", "name=frozen", "eval_every=5"]  # fmt: skip
+    args = [
+        "action",
+        "train",
+        f"data={root}",
+        *TINY,
+        "epochs=1",
+        f"pretrained={run / 'best.safetensors'}",
+        "freeze_2d=all",
+        f"project={tmp_path}",
+        "name=frozen",
+        "eval_every=5",
+    ]
     assert main(args) == 0
     post, _ = load_weights(tmp_path / "frozen" / "best.safetensors")
     names = [k for k in pre if k.startswith("backbone_2d.")]
@@ -96,14 +126,25 @@ def test_bad_inputs_name_the_problem(tmp_path: Path, capsys: pytest.CaptureFixtu
     assert "did you mean weights" in capsys.readouterr().err
 
 
-def test_train_with_a_teacher_adds_soft_labels_and_saves_the_student(trained: tuple[Path, Path], tmp_path: Path,
-                                                                      capsys: pytest.CaptureFixture[str]) -> None:  # fmt: skip
+def test_train_with_a_teacher_adds_soft_labels_and_saves_the_student(
+    trained: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     """``teacher=`` (the run of the fixture): the kd term is trained and logged, the saved weights are
     the student's; a teacher that sees another input is refused with the reason."""
     root, run = trained
     teacher = run / "best.safetensors"
-    args = ["action", "train", f"data={root}", *TINY, "epochs=1", f"project={tmp_path}", "name=kd", f"teacher={teacher}",
-            "kd_obj_thresh=0.0", "kd_weight=3"]  # fmt: skip
+    args = [
+        "action",
+        "train",
+        f"data={root}",
+        *TINY,
+        "epochs=1",
+        f"project={tmp_path}",
+        "name=kd",
+        f"teacher={teacher}",
+        "kd_obj_thresh=0.0",
+        "kd_weight=3",
+    ]
     assert main(args) == 0
     rows = (tmp_path / "kd" / "results.csv").read_text().strip().splitlines()
     header, first = rows[0].split(","), rows[1].split(",")

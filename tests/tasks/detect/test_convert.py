@@ -26,7 +26,9 @@ def _order(d: Detections) -> torch.Tensor:
     return by_label[torch.argsort(d.scores[by_label], descending=True, stable=True)]
 
 
-def test_convert_torchvision_then_predict_equals_torchvision(shared_data: Callable[..., Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_convert_torchvision_then_predict_equals_torchvision(
+    shared_data: Callable[..., Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     image_path = shared_data("voc", "VOCdevkit", "VOC2007", "JPEGImages", "000005.jpg")
     torch.manual_seed(0)
     tv = ssd300_vgg16(weights=None, weights_backbone=None, num_classes=91).eval()

@@ -27,5 +27,17 @@ def test_demo_pipeline_smoke(tmp_path: Path, capsys: pytest.CaptureFixture[str])
     assert meta["classes"] == ["circle", "square", "triangle", "cross", "ring"]
     # `val` on the same split reproduces the demo's metric from the saved weights alone
     data = tmp_path / "demo_data"
-    assert main(["detect", "val", f"weights={out / 'best.safetensors'}", f"data={data}", "val_set=val", f"project={tmp_path}"]) == 0
+    assert (
+        main(
+            [
+                "detect",
+                "val",
+                f"weights={out / 'best.safetensors'}",
+                f"data={data}",
+                "val_set=val",
+                f"project={tmp_path}",
+            ]
+        )
+        == 0
+    )
     assert _last_json(capsys)["map50"] == pytest.approx(got["map50"], abs=1e-6)

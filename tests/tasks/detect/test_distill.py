@@ -49,9 +49,27 @@ def _teacher_file(folder: Path, name: str, arch: str, size: int, classes: list[s
 
 
 def _train_args(data: Path, project: Path, name: str, *extra: str) -> list[str]:
-    return ["detect", "train", f"data={data}", f"classes={','.join(SHAPES_CLASSES)}", "train_set=train", "val_set=val",
-            "model=ssd_tiny", f"imgsz={SIZE}", "epochs=1", "batch=8", "workers=0", "augment=false", "warmup=0",
-            "lr=0.01", "schedule=constant", "plot_every=0", f"project={project}", f"name={name}", *extra]
+    return [
+        "detect",
+        "train",
+        f"data={data}",
+        f"classes={','.join(SHAPES_CLASSES)}",
+        "train_set=train",
+        "val_set=val",
+        "model=ssd_tiny",
+        f"imgsz={SIZE}",
+        "epochs=1",
+        "batch=8",
+        "workers=0",
+        "augment=false",
+        "warmup=0",
+        "lr=0.01",
+        "schedule=constant",
+        "plot_every=0",
+        f"project={project}",
+        f"name={name}",
+        *extra,
+    ]
 
 
 def _csv_row(path: Path) -> dict[str, str]:
@@ -77,11 +95,19 @@ def test_train_with_teacher_aux_and_features_saves_only_the_student(
     plain.load_state_dict(state)  # strict
     assert meta["train_config"]["teacher"] == str(teacher) and meta["architecture"] == "ssd_tiny"
     # the checkpoint keeps the train-only parts, so resume continues with them
-    assert main(args[:-4] + ["epochs=2", "resume=true", f"teacher={teacher}", "aux=true", "feat_weight=0.5", "kd_temperature=3"]) == 0
+    assert (
+        main(
+            args[:-4]
+            + ["epochs=2", "resume=true", f"teacher={teacher}", "aux=true", "feat_weight=0.5", "kd_temperature=3"]
+        )
+        == 0
+    )
     assert _csv_row(tmp_path / "kd" / "results.csv")["epoch"] == "2"
 
 
-def test_teacher_of_another_architecture_and_size(shapes: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_teacher_of_another_architecture_and_size(
+    shapes: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     teacher = _teacher_file(tmp_path, "slim.safetensors", "ssd_slim", 160)
     assert main(_train_args(shapes, tmp_path, "slim", f"teacher={teacher}", "kd_mask=all")) == 0
     result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
@@ -90,7 +116,9 @@ def test_teacher_of_another_architecture_and_size(shapes: Path, tmp_path: Path, 
     assert set(state) == set(ssd_tiny(len(SHAPES_CLASSES), image_size=SIZE).state_dict())
 
 
-def test_class_mismatch_and_bad_keys_fail_naming_the_problem(shapes: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_class_mismatch_and_bad_keys_fail_naming_the_problem(
+    shapes: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     wrong = _teacher_file(tmp_path, "wrong.safetensors", "ssd_tiny", SIZE, list(reversed(SHAPES_CLASSES)))
     assert main(_train_args(shapes, tmp_path, "bad", f"teacher={wrong}")) == 2
     err = capsys.readouterr().err
@@ -119,8 +147,10 @@ def test_kd_mask_modes() -> None:
     priors = ssd_tiny(5, image_size=SIZE).priors
     p = priors.shape[0]
     box = cxcywh_to_xyxy(priors[10:11]) * SIZE  # a ground truth exactly on prior 10
-    targets = [BoxTarget(boxes=box, labels=torch.tensor([2]), difficult=torch.tensor([False]), size=(SIZE, SIZE)),
-               BoxTarget(size=(SIZE, SIZE))]
+    targets = [
+        BoxTarget(boxes=box, labels=torch.tensor([2]), difficult=torch.tensor([False]), size=(SIZE, SIZE)),
+        BoxTarget(size=(SIZE, SIZE)),
+    ]
     logits = torch.randn(2, p, 6)
     out = {"cls_logits": logits}
     assert DetectKDMask(priors, "all")(out, targets) is None

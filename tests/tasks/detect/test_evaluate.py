@@ -25,7 +25,9 @@ def test_unknown_key_suggests_the_right_one(capsys: pytest.CaptureFixture[str]) 
     assert "metrik" in err and "did you mean metric" in err
 
 
-def test_score_voc_folder_matches_evaluator(shared_data: Callable[..., Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_score_voc_folder_matches_evaluator(
+    shared_data: Callable[..., Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     root = shared_data("voc", "VOCdevkit")
     ds = VOCDetection(root, image_set="test", years=("2007",))
     targets = [ds.load_target(i) for i in range(len(ds))]
@@ -34,10 +36,14 @@ def test_score_voc_folder_matches_evaluator(shared_data: Callable[..., Path], tm
     for t in targets:  # jittered ground truth plus one false positive per image
         n = len(t)
         boxes = torch.cat((t.boxes + torch.randn(n, 4, generator=g) * 6, torch.tensor([[0.0, 0.0, 40.0, 40.0]])))
-        preds.append(Detections(boxes, torch.rand(n + 1, generator=g), torch.cat((t.labels, torch.tensor([0]))), t.image_id))
+        preds.append(
+            Detections(boxes, torch.rand(n + 1, generator=g), torch.cat((t.labels, torch.tensor([0]))), t.image_id)
+        )
     write_voc_results(tmp_path / "res", preds, ds.class_names, split="test")
     for metric in ("voc07", "voc12"):
-        assert main(["detect", "score", f"gt={root}", f"pred={tmp_path / 'res'}", f"metric={metric}", "val_set=test"]) == 0
+        assert (
+            main(["detect", "score", f"gt={root}", f"pred={tmp_path / 'res'}", f"metric={metric}", "val_set=test"]) == 0
+        )
         got = _last_json(capsys)
         ev = VOCEvaluator(list(ds.class_names), use_07=metric == "voc07")
         ev.process(preds, targets)
@@ -45,7 +51,9 @@ def test_score_voc_folder_matches_evaluator(shared_data: Callable[..., Path], tm
         assert 0 < got["map50"] < 1 and "per_class" in got
 
 
-def test_score_coco_prints_the_twelve_stats(shared_data: Callable[..., Path], capsys: pytest.CaptureFixture[str]) -> None:
+def test_score_coco_prints_the_twelve_stats(
+    shared_data: Callable[..., Path], capsys: pytest.CaptureFixture[str]
+) -> None:
     gt = shared_data("coco", "test_coco.json")
     pred = shared_data("coco", "test_coco_det_AP_H_56.json")
     assert main(["detect", "score", f"gt={gt}", f"pred={pred}", "metric=coco"]) == 0

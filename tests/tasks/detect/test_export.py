@@ -51,18 +51,29 @@ def _assert_same_predictions(got: list[dict], ref: list[dict]) -> None:
     assert len(got) == len(ref) > 0
     free = list(got)
     for r in ref:
-        partner = next((g for g in free if (g["image_id"], g["category_id"]) == (r["image_id"], r["category_id"])
-                        and abs(g["score"] - r["score"]) <= 1e-4
-                        and max(abs(a - b) for a, b in zip(g["bbox"], r["bbox"])) <= 1e-2), None)  # fmt: skip
+        partner = next(
+            (
+                g
+                for g in free
+                if (g["image_id"], g["category_id"]) == (r["image_id"], r["category_id"])
+                and abs(g["score"] - r["score"]) <= 1e-4
+                and max(abs(a - b) for a, b in zip(g["bbox"], r["bbox"])) <= 1e-2
+            ),
+            None,
+        )
         assert partner is not None, f"no match for {r}"
         free.remove(partner)
 
 
 @pytest.mark.parametrize("nms", [False, True])
-def test_export_then_predict_and_val_match_pytorch(setup: tuple[Path, Path], capsys: pytest.CaptureFixture[str], nms: bool) -> None:
+def test_export_then_predict_and_val_match_pytorch(
+    setup: tuple[Path, Path], capsys: pytest.CaptureFixture[str], nms: bool
+) -> None:
     root, data = setup
     dst = root / ("tiny.nms.onnx" if nms else "tiny.onnx")
-    out = _run(capsys, "export", f"weights={root / 'tiny.safetensors'}", "format=onnx", f"nms={str(nms).lower()}", f"dst={dst}")
+    out = _run(
+        capsys, "export", f"weights={root / 'tiny.safetensors'}", "format=onnx", f"nms={str(nms).lower()}", f"dst={dst}"
+    )
     assert out["dst"] == str(dst) and dst.is_file()
     assert out["outputs"] == (["detections"] if nms else ["cls_logits", "bbox_regression"])
     meta = read_onnx_metadata(dst)

@@ -20,11 +20,18 @@ from singleshot.tasks.detect.export_graph import DETECTIONS_COLUMNS, append_ssd_
 
 def _passthrough(p: int, c1: int) -> onnx.ModelProto:
     """A graph whose outputs cls_logits / bbox_regression are its inputs (to feed chosen raw outputs)."""
-    inputs = [helper.make_tensor_value_info("logits_in", TensorProto.FLOAT, ["batch", p, c1]),
-              helper.make_tensor_value_info("reg_in", TensorProto.FLOAT, ["batch", p, 4])]  # fmt: skip
-    outputs = [helper.make_tensor_value_info("cls_logits", TensorProto.FLOAT, ["batch", p, c1]),
-               helper.make_tensor_value_info("bbox_regression", TensorProto.FLOAT, ["batch", p, 4])]  # fmt: skip
-    nodes = [helper.make_node("Identity", ["logits_in"], ["cls_logits"]), helper.make_node("Identity", ["reg_in"], ["bbox_regression"])]
+    inputs = [
+        helper.make_tensor_value_info("logits_in", TensorProto.FLOAT, ["batch", p, c1]),
+        helper.make_tensor_value_info("reg_in", TensorProto.FLOAT, ["batch", p, 4]),
+    ]
+    outputs = [
+        helper.make_tensor_value_info("cls_logits", TensorProto.FLOAT, ["batch", p, c1]),
+        helper.make_tensor_value_info("bbox_regression", TensorProto.FLOAT, ["batch", p, 4]),
+    ]
+    nodes = [
+        helper.make_node("Identity", ["logits_in"], ["cls_logits"]),
+        helper.make_node("Identity", ["reg_in"], ["bbox_regression"]),
+    ]
     graph = helper.make_graph(nodes, "raw", inputs, outputs)
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
 
@@ -37,8 +44,13 @@ def _graph_file(tmp_path: Path, priors: torch.Tensor, c: int, settings: DetectPo
     return path
 
 
-@pytest.mark.parametrize("settings", [DetectPostprocess(), DetectPostprocess(score_thresh=0.3, nms_thresh=0.5, topk_candidates=50, max_detections=20)])
-def test_graph_matches_pytorch_postprocess(tmp_path: Path, settings: DetectPostprocess, assert_same_detections: Callable[..., None]) -> None:
+@pytest.mark.parametrize(
+    "settings",
+    [DetectPostprocess(), DetectPostprocess(score_thresh=0.3, nms_thresh=0.5, topk_candidates=50, max_detections=20)],
+)
+def test_graph_matches_pytorch_postprocess(
+    tmp_path: Path, settings: DetectPostprocess, assert_same_detections: Callable[..., None]
+) -> None:
     priors = generate_priors(prior_spec("voc300"))
     b, p, c = 3, priors.shape[0], 6
     g = torch.Generator().manual_seed(0)

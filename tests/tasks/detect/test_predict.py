@@ -27,9 +27,14 @@ def slim_weights(tmp_path: Path) -> Path:
     return path
 
 
-def test_predict_folder_and_video(shared_data: Callable[..., Path], tmp_path: Path, slim_weights: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_predict_folder_and_video(
+    shared_data: Callable[..., Path], tmp_path: Path, slim_weights: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     folder = shared_data("voc", "VOCdevkit", "VOC2007", "JPEGImages")
-    assert main(["detect", "predict", f"weights={slim_weights}", f"source={folder}", f"project={tmp_path}", "conf=0.2"]) == 0
+    assert (
+        main(["detect", "predict", f"weights={slim_weights}", f"source={folder}", f"project={tmp_path}", "conf=0.2"])
+        == 0
+    )
     got = _last_json(capsys)
     out = Path(got["out"])
     n_images = len(list(folder.glob("*.jpg")))
@@ -38,13 +43,18 @@ def test_predict_folder_and_video(shared_data: Callable[..., Path], tmp_path: Pa
     assert len(results) == got["detections"]
     assert all(r["score"] > 0.2 and len(r["bbox"]) == 4 for r in results)
     video = shared_data("video", "v_Basketball_g01_c01.avi")
-    assert main(["detect", "predict", f"weights={slim_weights}", f"source={video}", f"project={tmp_path}", "batch=16"]) == 0
+    assert (
+        main(["detect", "predict", f"weights={slim_weights}", f"source={video}", f"project={tmp_path}", "batch=16"])
+        == 0
+    )
     got = _last_json(capsys)
     assert got["images"] == 141
     assert (Path(got["out"]) / "v_Basketball_g01_c01.mp4").stat().st_size > 10_000
 
 
-def test_predict_missing_source_names_it(tmp_path: Path, slim_weights: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_predict_missing_source_names_it(
+    tmp_path: Path, slim_weights: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     missing = tmp_path / "nope.jpg"
     assert main(["detect", "predict", f"weights={slim_weights}", f"source={missing}", f"project={tmp_path}"]) == 2
     assert str(missing) in capsys.readouterr().err

@@ -62,7 +62,12 @@ def test_reference_ggcnn_converts_to_the_same_maps(tmp_path: Path, capsys: pytes
     ref = ReferenceGGCNN().eval()
     torch.save(ref.state_dict(), tmp_path / "ggcnn_statedict.pt")
     dst = tmp_path / "ggcnn.safetensors"
-    assert main(["grasp", "convert", "from=ggcnn", f"src={tmp_path / 'ggcnn_statedict.pt'}", f"dst={dst}", "crop_size=300"]) == 0
+    assert (
+        main(
+            ["grasp", "convert", "from=ggcnn", f"src={tmp_path / 'ggcnn_statedict.pt'}", f"dst={dst}", "crop_size=300"]
+        )
+        == 0
+    )
     got = _last_json(capsys)
     assert got["architecture"] == "ggcnn" and got["input"] == "depth" and got["tensors"] == 20
     state, meta = load_weights(dst)
@@ -79,7 +84,10 @@ def test_reference_ggcnn_converts_to_the_same_maps(tmp_path: Path, capsys: pytes
 def test_ggcnn2_and_rgbd_are_recognised(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     for model, arch, kind in ((ggcnn2(1), "ggcnn2", "depth"), (ggcnn(4), "ggcnn", "rgbd")):
         torch.save({"model": model.state_dict()}, tmp_path / "w.pt")  # a wrapper dict is unwrapped
-        assert main(["grasp", "convert", "from=ggcnn", f"src={tmp_path / 'w.pt'}", f"dst={tmp_path / 'w.safetensors'}"]) == 0
+        assert (
+            main(["grasp", "convert", "from=ggcnn", f"src={tmp_path / 'w.pt'}", f"dst={tmp_path / 'w.safetensors'}"])
+            == 0
+        )
         got = _last_json(capsys)
         assert (got["architecture"], got["input"]) == (arch, kind)
         state, meta = load_weights(tmp_path / "w.safetensors")
@@ -88,7 +96,18 @@ def test_ggcnn2_and_rgbd_are_recognised(tmp_path: Path, capsys: pytest.CaptureFi
 
 def test_pickled_module_is_refused(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     torch.save(ReferenceGGCNN(), tmp_path / "epoch_30_iou_0.76")  # what the reference's training saves
-    assert main(["grasp", "convert", "from=ggcnn", f"src={tmp_path / 'epoch_30_iou_0.76'}", f"dst={tmp_path / 'x.safetensors'}"]) == 2
+    assert (
+        main(
+            [
+                "grasp",
+                "convert",
+                "from=ggcnn",
+                f"src={tmp_path / 'epoch_30_iou_0.76'}",
+                f"dst={tmp_path / 'x.safetensors'}",
+            ]
+        )
+        == 2
+    )
     err = capsys.readouterr().err
     assert "epoch_30_iou_0.76" in err and "refused" in err
     assert not (tmp_path / "x.safetensors").exists()

@@ -34,7 +34,10 @@ def _first_rect(root: Path, stem: str) -> list[float]:
 
 
 def test_score_cornell_top1_missing_and_interval(
-    shared_data: Callable[..., Path], tmp_path: Path, capsys: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture
+    shared_data: Callable[..., Path],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     root = shared_data("cornell")
     g0, g1 = _first_rect(root, "pcd0100"), _first_rect(root, "pcd0101")
@@ -91,7 +94,9 @@ def test_prediction_file_errors_name_the_entry(tmp_path: Path, capsys: pytest.Ca
 
 def test_rows_of_five_are_ranked_by_position(tmp_path: Path) -> None:
     f = tmp_path / "p.json"
-    f.write_text(json.dumps([{"image": "a", "grasps": [[1, 1, 0, 10, 5], [2, 2, 0, 10, 5]]}, {"image": "b", "grasps": []}]))
+    f.write_text(
+        json.dumps([{"image": "a", "grasps": [[1, 1, 0, 10, 5], [2, 2, 0, 10, 5]]}, {"image": "b", "grasps": []}])
+    )
     got = read_grasp_predictions(f)
     assert got["a"].grasps[0, 0] == 1 and got["a"].scores[0] > got["a"].scores[1]
     assert len(got["b"]) == 0

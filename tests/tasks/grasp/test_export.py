@@ -33,8 +33,16 @@ def _one_thread() -> None:
 
 
 def _meta(arch: str, kind: str, size: int) -> dict:
-    return {"task": "grasp", "architecture": arch, "input": kind, "in_channels": {"depth": 1, "rgb": 3, "rgbd": 4}[kind],
-            "input_size": [size, size], "crop": "center", "crop_size": None, "width_scale": 150.0}  # fmt: skip
+    return {
+        "task": "grasp",
+        "architecture": arch,
+        "input": kind,
+        "in_channels": {"depth": 1, "rgb": 3, "rgbd": 4}[kind],
+        "input_size": [size, size],
+        "crop": "center",
+        "crop_size": None,
+        "width_scale": 150.0,
+    }
 
 
 def _assert_close(onnx_out: dict[str, Tensor], torch_out: dict[str, Tensor], atol: float = 1e-4) -> None:

@@ -18,8 +18,8 @@ from singleshot.data.grasp.augment import transform_grasps
 from singleshot.data.grasp.dataset import GraspDataset, find_grasp_samples, load_sample
 from singleshot.data.grasp.depth import read_depth_tiff
 from singleshot.data.grasp.jacquard import read_jacquard_grasps
-from singleshot.data.grasp.rects import jacquard_to_grasps
 from singleshot.data.grasp.records import GraspImage
+from singleshot.data.grasp.rects import jacquard_to_grasps
 from singleshot.data.grasp.synthetic import generate_grasp_dataset
 from singleshot.engine.weights import save_weights
 from singleshot.models.ggcnn import ggcnn
@@ -56,8 +56,17 @@ def test_predict_cornell_by_hand_and_jacquard_lines(
 ) -> None:
     root = shared_data("cornell")
     w, model = _weights(tmp_path / "w.safetensors", size=96, crop="center", crop_size=96)
-    args = ["grasp", "predict", f"weights={w}", f"source={root / 'pcd0100d.tiff'}", f"project={tmp_path}",
-            "threshold=-1", "num_grasps=3", "min_distance=5", "format=jacquard"]  # fmt: skip
+    args = [
+        "grasp",
+        "predict",
+        f"weights={w}",
+        f"source={root / 'pcd0100d.tiff'}",
+        f"project={tmp_path}",
+        "threshold=-1",
+        "num_grasps=3",
+        "min_distance=5",
+        "format=jacquard",
+    ]
     assert main(args) == 0
     got = _last_json(capsys)
     out = Path(got["out"])
@@ -85,7 +94,9 @@ def test_predict_cornell_by_hand_and_jacquard_lines(
     assert (angle_diff(back[:, 2], pred[:, 2]) < 1e-4).all()
 
 
-def test_predict_folder_of_jacquard_views_and_millimetre_depth(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_predict_folder_of_jacquard_views_and_millimetre_depth(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     data = tmp_path / "jq"
     ids = generate_grasp_dataset(data, 3, seed=1, size=(96, 96), layout="jacquard")
     one = next(data.rglob(f"{ids[0]}_perfect_depth.tiff"))
@@ -177,7 +188,9 @@ def test_channels_last_predictor_gives_the_same_grasps() -> None:
         torch.testing.assert_close(p.grasps, q.grasps, atol=1e-3, rtol=1e-4)
 
 
-def test_export_mode_then_val_and_predict_with_the_onnx_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_export_mode_then_val_and_predict_with_the_onnx_file(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     """``grasp export`` on the CLI, then ``val`` and ``predict`` given the ``.onnx``: the same
     grasps as with the ``.safetensors`` (onnxruntime vs PyTorch, within float tolerance)."""
     data = tmp_path / "cornell"
@@ -198,8 +211,20 @@ def test_export_mode_then_val_and_predict_with_the_onnx_file(tmp_path: Path, cap
         assert ra["image"] == rb["image"]
         assert np.allclose(ra["grasps"], rb["grasps"], atol=1e-2)
     source = sorted(data.rglob("*d.tiff"))[0]
-    assert main(["grasp", "predict", f"weights={tmp_path / 'w.onnx'}", f"source={source}", f"project={tmp_path}",
-                 "threshold=-1", "min_distance=4"]) == 0  # fmt: skip
+    assert (
+        main(
+            [
+                "grasp",
+                "predict",
+                f"weights={tmp_path / 'w.onnx'}",
+                f"source={source}",
+                f"project={tmp_path}",
+                "threshold=-1",
+                "min_distance=4",
+            ]
+        )
+        == 0
+    )
     assert _last_json(capsys)["images"] == 1
     assert main(["grasp", "val", f"weights={tmp_path / 'w.onnx'}", *common, "size=96", f"project={tmp_path}"]) != 0
     assert "export again" in capsys.readouterr().err

@@ -21,8 +21,16 @@ from singleshot.tasks.grasp.config import GraspConfig
 pytestmark = pytest.mark.filterwarnings("ignore:.*inpainted")  # the synthetic depth holes
 
 CONFIGS = Path(__file__).resolve().parents[3] / "configs"
-TINY = ["size=36", "crop_size=48", "batch=4", "workers=0", "min_distance=4", "threshold=-1", "plot_every=1",
-        "checkpoint_every=0"]  # fmt: skip
+TINY = [
+    "size=36",
+    "crop_size=48",
+    "batch=4",
+    "workers=0",
+    "min_distance=4",
+    "threshold=-1",
+    "plot_every=1",
+    "checkpoint_every=0",
+]
 
 
 @pytest.fixture(autouse=True)
@@ -47,7 +55,16 @@ def _wilson(k: int, n: int, z: float = 1.959963984540054) -> list[float]:
 def test_train_ggcnn_then_val(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     data = tmp_path / "data"
     generate_grasp_dataset(data, 12, seed=0, size=(48, 64))
-    args = ["grasp", "train", "model=ggcnn", f"data={data}", "epochs=2", "test_fraction=0.25", f"project={tmp_path}", *TINY]
+    args = [
+        "grasp",
+        "train",
+        "model=ggcnn",
+        f"data={data}",
+        "epochs=2",
+        "test_fraction=0.25",
+        f"project={tmp_path}",
+        *TINY,
+    ]
     assert main(args) == 0
     got = _last_json(capsys)
     assert got["n"] == 3 and 0 <= got["success_rate"] <= 1 and got["epochs"] in (1, 2)
@@ -55,14 +72,30 @@ def test_train_ggcnn_then_val(tmp_path: Path, capsys: pytest.CaptureFixture[str]
     assert "image-wise" in got["split"] and "9 train / 3 test" in got["split"]
     out = Path(got["out"])
     rows = list(csv.DictReader((out / "results.csv").read_text().splitlines()))
-    assert len(rows) == 2 and {"train/pos", "train/cos", "train/sin", "train/width", "metrics/success_rate"} <= set(rows[0])
+    assert len(rows) == 2 and {"train/pos", "train/cos", "train/sin", "train/width", "metrics/success_rate"} <= set(
+        rows[0]
+    )
     assert (out / "results.png").is_file()
     state, meta = load_weights(got["weights"])
     assert meta["task"] == "grasp" and meta["architecture"] == "ggcnn" and meta["input_size"] == [36, 36]
     assert meta["crop_size"] == 48 and "9 train / 3 test" in meta["split"]
     # val reads size and crop from the weights and scores the same held-out images
-    assert main(["grasp", "val", f"weights={got['weights']}", f"data={data}", "test_fraction=0.25", "workers=0",
-                 "min_distance=4", "threshold=-1", f"project={tmp_path}"]) == 0  # fmt: skip
+    assert (
+        main(
+            [
+                "grasp",
+                "val",
+                f"weights={got['weights']}",
+                f"data={data}",
+                "test_fraction=0.25",
+                "workers=0",
+                "min_distance=4",
+                "threshold=-1",
+                f"project={tmp_path}",
+            ]
+        )
+        == 0
+    )
     again = _last_json(capsys)
     assert again["n"] == 3 and again["split"] == got["split"]
 
@@ -70,22 +103,55 @@ def test_train_ggcnn_then_val(tmp_path: Path, capsys: pytest.CaptureFixture[str]
 def test_train_psp_with_aux_head_saves_a_deployable_model(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     data = tmp_path / "data"
     generate_grasp_dataset(data, 6, seed=1, size=(48, 64))
-    args = ["grasp", "train", "model=psp_resnet18", "aux=true", "input=rgbd", f"data={data}", "epochs=1",
-            "test_fraction=0.34", "loss=smooth_l1", f"project={tmp_path}", *TINY]  # fmt: skip
+    args = [
+        "grasp",
+        "train",
+        "model=psp_resnet18",
+        "aux=true",
+        "input=rgbd",
+        f"data={data}",
+        "epochs=1",
+        "test_fraction=0.34",
+        "loss=smooth_l1",
+        f"project={tmp_path}",
+        *TINY,
+    ]
     assert main(args) == 0
     got = _last_json(capsys)
     rows = list(csv.DictReader((Path(got["out"]) / "results.csv").read_text().splitlines()))
     assert float(rows[0]["train/aux"]) > 0  # the auxiliary loss was trained
     state, meta = load_weights(got["weights"])
     assert not any("aux_head" in k for k in state) and meta["input"] == "rgbd"
-    assert main(["grasp", "val", f"weights={got['weights']}", f"data={data}", "test_fraction=0.34", "workers=0",
-                 f"project={tmp_path}"]) == 0  # fmt: skip
+    assert (
+        main(
+            [
+                "grasp",
+                "val",
+                f"weights={got['weights']}",
+                f"data={data}",
+                "test_fraction=0.34",
+                "workers=0",
+                f"project={tmp_path}",
+            ]
+        )
+        == 0
+    )
     assert _last_json(capsys)["n"] == got["n"] == 3
 
 
 def test_demo_smoke(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    args = ["grasp", "demo", f"project={tmp_path}", "n_images=10", "image_height=48", "image_width=64", "epochs=1",
-            "test_fraction=0.2", "eval_every=1", *TINY]  # fmt: skip
+    args = [
+        "grasp",
+        "demo",
+        f"project={tmp_path}",
+        "n_images=10",
+        "image_height=48",
+        "image_width=64",
+        "epochs=1",
+        "test_fraction=0.2",
+        "eval_every=1",
+        *TINY,
+    ]
     assert main(args) == 0
     got = _last_json(capsys)
     assert {"success_rate", "n", "ci95", "split", "train_seconds", "total_seconds"} <= set(got) and got["n"] == 2
@@ -103,7 +169,9 @@ def test_recipes_load(name: str) -> None:
     assert cfg.input == "depth" and cfg.size == 300
 
 
-def test_train_with_a_teacher_adds_the_map_distillation_term(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_train_with_a_teacher_adds_the_map_distillation_term(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     """``teacher=``: the kd term is trained and logged, the teacher stays frozen and out of the
     saved weights; a teacher of another input kind is refused."""
     from singleshot.engine.weights import save_weights
@@ -119,8 +187,18 @@ def test_train_with_a_teacher_adds_the_map_distillation_term(tmp_path: Path, cap
     t_path = tmp_path / "teacher.safetensors"
     save_weights(t_path, teacher, model_meta(GraspConfig(model="ggcnn2", size=36, crop_size=48)))
     before = {k: v.clone() for k, v in teacher.state_dict().items()}
-    args = ["grasp", "train", "model=ggcnn", f"data={data}", "epochs=1", "test_fraction=0.25", f"project={tmp_path}",
-            f"teacher={t_path}", "kd_weight=2.5", *TINY]  # fmt: skip
+    args = [
+        "grasp",
+        "train",
+        "model=ggcnn",
+        f"data={data}",
+        "epochs=1",
+        "test_fraction=0.25",
+        f"project={tmp_path}",
+        f"teacher={t_path}",
+        "kd_weight=2.5",
+        *TINY,
+    ]
     assert main(args) == 0
     got = _last_json(capsys)
     rows = list(csv.DictReader((Path(got["out"]) / "results.csv").read_text().splitlines()))
@@ -134,7 +212,9 @@ def test_train_with_a_teacher_adds_the_map_distillation_term(tmp_path: Path, cap
     student = ggcnn(1)
     cfg = GraspConfig(teacher=str(t_path), kd_weight=2.5)
     wrapped, loss = build_training(cfg, student, GraspLoss("mse"))
-    assert isinstance(wrapped, StudentWithTeacher) and not any(p is q for p in wrapped.parameters() for q in wrapped.teacher.parameters())
+    assert isinstance(wrapped, StudentWithTeacher) and not any(
+        p is q for p in wrapped.parameters() for q in wrapped.teacher.parameters()
+    )
     x = torch.randn(2, 1, 36, 36)
     out = wrapped.train()(x)
     assert not wrapped.teacher.training
@@ -152,5 +232,5 @@ def test_train_with_a_teacher_adds_the_map_distillation_term(tmp_path: Path, cap
         assert torch.equal(v, before[k])
     rgb = tmp_path / "rgb_teacher.safetensors"
     save_weights(rgb, ggcnn(3), model_meta(GraspConfig(input="rgb", size=36)))
-    assert main([*args[:-len(TINY) - 2], f"teacher={rgb}", *TINY]) != 0
+    assert main([*args[: -len(TINY) - 2], f"teacher={rgb}", *TINY]) != 0
     assert "trained on 'rgb' input" in capsys.readouterr().err
