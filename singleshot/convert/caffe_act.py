@@ -49,7 +49,7 @@ from singleshot.convert._common import ConvertedWeights
 from singleshot.convert.caffe import CaffeLayer, input_size, layer_params, read_caffemodel
 from singleshot.convert.caffe_ssd import CAFFE_MEAN_BGR, VGG_NAMES, caffe_priors
 from singleshot.convert.prototxt import Message, first, read_prototxt
-from singleshot.convert.yowo import JHMDB21_CLASSES, UCF24_CLASSES
+from singleshot.data.action.readers import JHMDB_CLASSES, UCF24_CLASSES
 from singleshot.errors import WeightsError
 from singleshot.models.act import ACT_PRIORS_2X2, ACT_PRIORS_3X3, ACTDetector, act_vgg16
 from singleshot.models.stream_conv import StreamDilatedConv2d
@@ -420,7 +420,7 @@ def convert_caffe_act(prototxt: str | Path, caffemodel: str | Path) -> Converted
     _check_shapes(expected, state, origin, source)
     if set(expected) != set(state):
         raise WeightsError(f"{source}: keys differ from act_vgg16's: {sorted(set(expected) ^ set(state))[:5]}")
-    known = {len(UCF24_CLASSES): UCF24_CLASSES, len(JHMDB21_CLASSES): JHMDB21_CLASSES}
+    known = {len(UCF24_CLASSES): UCF24_CLASSES, len(JHMDB_CLASSES): JHMDB_CLASSES}
     meta = {
         "source": f"ACT Caffe model ({Path(caffemodel).name}, {first(net, 'name', 'unnamed net')})",
         "task": "action",

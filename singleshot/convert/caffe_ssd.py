@@ -30,7 +30,7 @@ import torch
 from singleshot.convert._common import ConvertedWeights
 from singleshot.convert.caffe import CaffeLayer, conv_tensors, input_size, layer_params, read_caffemodel
 from singleshot.convert.prototxt import Message, first, read_prototxt
-from singleshot.convert.ssd_pytorch import VOC_CLASSES
+from singleshot.data.voc import VOC_CLASSES
 from singleshot.errors import WeightsError
 from singleshot.models.vgg import FC6_INDEX, FC7_INDEX, VGG16_CONV_INDICES
 from singleshot.ops.priors import generate_priors, prior_spec

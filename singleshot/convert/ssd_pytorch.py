@@ -24,33 +24,12 @@ import re
 from typing import Any
 
 from singleshot.convert._common import ConvertedWeights, StateSource, as_state_dict, load_strict, rename_keys, require
+from singleshot.data.voc import VOC_CLASSES
 from singleshot.errors import ConfigError, WeightsError
 from singleshot.models.ssd import SSD, ssd300
 
 logger = logging.getLogger(__name__)
 
-VOC_CLASSES: tuple[str, ...] = (
-    "aeroplane",
-    "bicycle",
-    "bird",
-    "boat",
-    "bottle",
-    "bus",
-    "car",
-    "cat",
-    "chair",
-    "cow",
-    "diningtable",
-    "dog",
-    "horse",
-    "motorbike",
-    "person",
-    "pottedplant",
-    "sheep",
-    "sofa",
-    "train",
-    "tvmonitor",
-)
 #: ssd.pytorch's MEANS in BGR order on 0..255 pixels.
 SSD_PYTORCH_MEAN_BGR = (104.0, 117.0, 123.0)
 

@@ -30,6 +30,7 @@ import torch
 from torch import Tensor, nn
 
 from singleshot.convert._common import ConvertedWeights, as_state_dict, load_strict
+from singleshot.data.action.readers import JHMDB_CLASSES, UCF24_CLASSES
 from singleshot.errors import WeightsError
 from singleshot.models.backbones3d_shufflenet import SHUFFLENETV2_CHANNELS
 from singleshot.models.yowo import JHMDB21_ANCHORS, UCF24_ANCHORS, YOWO, yowo
@@ -37,8 +38,6 @@ from singleshot.models.yowo import JHMDB21_ANCHORS, UCF24_ANCHORS, YOWO, yowo
 logger = logging.getLogger(__name__)
 
 __all__ = [
-    "JHMDB21_CLASSES",
-    "UCF24_CLASSES",
     "convert_kinetics_3d",
     "convert_yowo_checkpoint",
     "infer_backbone3d",
@@ -48,55 +47,6 @@ __all__ = [
 
 Source = str | Path | Mapping[str, Any]
 
-UCF24_CLASSES: tuple[str, ...] = (
-    "Basketball",
-    "BasketballDunk",
-    "Biking",
-    "CliffDiving",
-    "CricketBowling",
-    "Diving",
-    "Fencing",
-    "FloorGymnastics",
-    "GolfSwing",
-    "HorseRiding",
-    "IceDancing",
-    "LongJump",
-    "PoleVault",
-    "RopeClimbing",
-    "SalsaSpin",
-    "SkateBoarding",
-    "Skiing",
-    "Skijet",
-    "SoccerJuggling",
-    "Surfing",
-    "TennisSwing",
-    "TrampolineJumping",
-    "VolleyballSpiking",
-    "WalkingWithDog",
-)
-JHMDB21_CLASSES: tuple[str, ...] = (
-    "brush_hair",
-    "catch",
-    "clap",
-    "climb_stairs",
-    "golf",
-    "jump",
-    "kick_ball",
-    "pick",
-    "pour",
-    "pullup",
-    "push",
-    "run",
-    "shoot_ball",
-    "shoot_bow",
-    "shoot_gun",
-    "sit",
-    "stand",
-    "swing_baseball",
-    "throw",
-    "walk",
-    "wave",
-)
 _PARTS = ("backbone_3d.", "backbone_2d.", "cfam.", "conv_final.")
 _CLASSIFIER = re.compile(r"^(fc|classifier)\.")
 YOWO_NUM_ANCHORS = 5
@@ -209,7 +159,7 @@ def convert_yowo_checkpoint(
     num_classes = outputs // YOWO_NUM_ANCHORS - 5
     if anchors is None:
         anchors = [list(a) for a in (JHMDB21_ANCHORS if num_classes == 21 else UCF24_ANCHORS)]
-    classes = {24: UCF24_CLASSES, 21: JHMDB21_CLASSES}.get(num_classes, tuple(f"class_{i}" for i in range(num_classes)))
+    classes = {24: UCF24_CLASSES, 21: JHMDB_CLASSES}.get(num_classes, tuple(f"class_{i}" for i in range(num_classes)))
     arch_kwargs: dict[str, Any] = {
         "backbone3d": b3,
         "backbone2d": b2,

@@ -17,7 +17,7 @@ import json
 import logging
 import warnings
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
@@ -234,3 +234,9 @@ class ExportOptions:
     def __post_init__(self) -> None:
         if self.format != "onnx":
             raise ConfigError(f"format={self.format!r} is not supported; expected onnx")
+
+    def export_kwargs(self) -> dict[str, Any]:
+        """Every key but ``weights`` and ``format`` as keyword arguments of a family's export
+        function (empty ``dst`` and ``calib`` as None)."""
+        kwargs = {f.name: getattr(self, f.name) for f in fields(self) if f.name not in ("weights", "format")}
+        return dict(kwargs, dst=self.dst or None, calib=self.calib or None)

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, TypeVar
 
 from torch import nn
@@ -101,33 +102,37 @@ def create_model(name: str, /, *args: Any, **kwargs: Any) -> nn.Module:
         raise ConfigError(f"model {name!r}: bad arguments {sorted(kwargs)}: {exc}") from exc
 
 
-def model_from_meta(meta: Mapping[str, Any], task: str | None = None) -> nn.Module:
+def model_from_meta(meta: Mapping[str, Any], task: str | None = None, source: str | Path = "") -> nn.Module:
     """Build the architecture described by weights metadata (without loading weights).
 
     Args:
         meta: weights metadata naming ``architecture`` (and what its entry's ``from_meta`` reads,
             e.g. ``num_classes`` and ``arch_kwargs``).
         task: when given, the weights must be of this task's architectures.
+        source: the weights file, named in the errors.
 
     Raises:
         WeightsError: the metadata lacks a key, names an unknown architecture or one of another task.
     """
+    where = f"{source}: " if str(source) else ""
     try:
         arch = str(meta["architecture"])
     except KeyError:
-        raise WeightsError("weights metadata lacks 'architecture'; it must name the model it holds") from None
+        raise WeightsError(f"{where}weights metadata lacks 'architecture'; it must name the model it holds") from None
     if arch not in _MODELS:
         raise WeightsError(
-            f"weights metadata: unknown architecture {arch!r}; valid names: {', '.join(sorted(_MODELS))}"
+            f"{where}weights metadata: unknown architecture {arch!r}; valid names: {', '.join(sorted(_MODELS))}"
         )
     entry = _MODELS[arch]
     if task is not None and entry.task != task:
-        raise WeightsError(f"weights of a {entry.task} model ({arch!r}), not of the {task} task")
+        raise WeightsError(f"{where}weights of a {entry.task} model ({arch!r}), not of the {task} task")
     try:
         kwargs = entry.from_meta(meta)
     except KeyError as e:
-        raise WeightsError(f"weights metadata lacks {e}; it must name the architecture and num_classes") from None
+        raise WeightsError(
+            f"{where}weights metadata lacks {e}; it must name the architecture and num_classes"
+        ) from None
     try:
         return entry.builder(**kwargs)
     except (TypeError, ConfigError) as exc:
-        raise WeightsError(f"weights metadata of {arch!r}: {exc}") from exc
+        raise WeightsError(f"{where}weights metadata of {arch!r}: {exc}") from exc

@@ -19,7 +19,7 @@ from singleshot.convert._common import ConvertedWeights
 from singleshot.convert.caffe import CaffeLayer, write_caffemodel
 from singleshot.convert.caffe_act import StreamDilatedConv2d, act_caffe_layout, act_vgg16_caffe, convert_caffe_act
 from singleshot.convert.prototxt import first, layers_of, parse_prototxt
-from singleshot.convert.yowo import UCF24_CLASSES
+from singleshot.data.action.readers import UCF24_CLASSES
 from singleshot.errors import WeightsError
 
 K = 2

@@ -17,13 +17,13 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from singleshot.convert.yowo import (
-    JHMDB21_CLASSES,
-    UCF24_CLASSES,
     convert_kinetics_3d,
     convert_yowo_checkpoint,
     load_kinetics_3d,
     load_yowo_checkpoint,
 )
+from singleshot.data.action.readers import JHMDB_CLASSES as JHMDB21_CLASSES
+from singleshot.data.action.readers import UCF24_CLASSES
 from singleshot.errors import WeightsError
 from singleshot.models.backbones3d import build_backbone3d, resnext3d
 from singleshot.models.yowo import JHMDB21_ANCHORS, UCF24_ANCHORS, yowo

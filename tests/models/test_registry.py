@@ -52,3 +52,8 @@ def test_register_model_refuses_a_second_builder_of_one_name() -> None:
     with pytest.raises(ValueError, match="registered twice"):
         register_model("ssd300", task="detect", family="ssd")(other)
     assert model_entry("ssd300").builder is not other
+
+
+def test_model_from_meta_names_the_weights_file() -> None:
+    with pytest.raises(WeightsError, match=r"^runs/x/best.safetensors: weights of a detect model \('ssd_tiny'\)"):
+        model_from_meta({"architecture": "ssd_tiny", "num_classes": 2}, task="grasp", source="runs/x/best.safetensors")

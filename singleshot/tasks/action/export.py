@@ -332,16 +332,4 @@ def export_mode(args: dict[str, str]) -> dict[str, Any]:
     """``singleshot action export weights=W.safetensors [dst=...] [int8=true [calib=...]] ...``."""
     opts = make_config(ActionExportOptions, args)
     require(opts, "weights")
-    return export_action(
-        opts.weights,
-        opts.dst or None,
-        opts.int8,
-        opts.calib or None,
-        calib_samples=opts.calib_samples,
-        calib_method=opts.calib_method,
-        per_channel=opts.per_channel,
-        frames=opts.frames,
-        split=opts.split,
-        opset=opts.opset,
-        dynamic_batch=opts.dynamic_batch,
-    )
+    return export_action(opts.weights, **opts.export_kwargs())

@@ -127,10 +127,7 @@ def action_model_of(meta: dict[str, Any], source: str | Path) -> nn.Module:
     Raises:
         WeightsError: naming ``source``: the metadata lacks a key or names no action architecture.
     """
-    try:
-        return model_from_meta(meta, task="action")
-    except WeightsError as exc:
-        raise WeightsError(f"{source}: {exc}") from None
+    return model_from_meta(meta, task="action", source=source)
 
 
 def load_action_weights(path: str | Path) -> tuple[nn.Module, dict[str, Any]]:

@@ -19,7 +19,8 @@ from typing import Any
 from torch import nn
 
 from singleshot.convert.darknet_weights import read_darknet_weights
-from singleshot.convert.yowo import JHMDB21_CLASSES, UCF24_CLASSES, convert_kinetics_3d, convert_yowo_checkpoint
+from singleshot.convert.yowo import convert_kinetics_3d, convert_yowo_checkpoint
+from singleshot.data.action.readers import JHMDB_CLASSES, UCF24_CLASSES
 from singleshot.engine.weights import load_state_into, save_weights
 from singleshot.errors import ConfigError
 from singleshot.models import create_model
@@ -38,7 +39,7 @@ def default_classes(cfg: YowoOptions) -> list[str]:
     if cfg.classes:
         return list(cfg.classes)
     n = cfg.num_classes or 24
-    return list({24: UCF24_CLASSES, 21: JHMDB21_CLASSES}.get(n, tuple(f"class_{i}" for i in range(n))))
+    return list({24: UCF24_CLASSES, 21: JHMDB_CLASSES}.get(n, tuple(f"class_{i}" for i in range(n))))
 
 
 def backbone_init(cfg: YowoOptions) -> tuple[YOWO, dict[str, Any], list[str], list[str]]:

@@ -184,7 +184,10 @@ def load_teacher(path: str | Path, classes: Sequence[str]) -> tuple[nn.Module, d
             "(distillation needs the same classes in the same order)"
         )
     return load_state_into(
-        model_from_meta(meta, task="detect"), state, f"teacher={path}", meta.get("architecture")
+        model_from_meta(meta, task="detect", source=f"teacher={path}"),
+        state,
+        f"teacher={path}",
+        meta.get("architecture"),
     ), meta
 
 

@@ -99,7 +99,9 @@ def load_detector(path: str | Path) -> tuple[nn.Module, dict[str, Any]]:
             not fit it.
     """
     state, meta = load_weights(path)
-    return load_state_into(model_from_meta(meta, task="detect"), state, path, meta.get("architecture")), meta
+    return load_state_into(
+        model_from_meta(meta, task="detect", source=path), state, path, meta.get("architecture")
+    ), meta
 
 
 def model_meta(

@@ -77,7 +77,9 @@ def load_predictor(cfg: GraspConfig) -> GraspPredictor:
         model, meta = load_onnx_grasp_model(cfg.weights, threads=cfg.threads or None)
     else:
         state, meta = load_weights(cfg.weights)
-        model = load_state_into(model_from_meta(meta, task="grasp"), state, cfg.weights, meta.get("architecture"))
+        model = load_state_into(
+            model_from_meta(meta, task="grasp", source=cfg.weights), state, cfg.weights, meta.get("architecture")
+        )
     base = GraspConfig()
     meta = dict(meta)
     if cfg.input != base.input and cfg.input != meta.get("input", "depth"):

@@ -112,7 +112,9 @@ def load_grasp_weights(path: str | Path) -> tuple[nn.Module, dict[str, Any]]:
     kept = strip_aux(state)
     if len(kept) != len(state):
         logger.info("%s: dropped %d auxiliary-head tensors for export", path, len(state) - len(kept))
-    return load_state_into(model_from_meta(meta, task="grasp"), kept, path, meta.get("architecture")).eval(), meta
+    return load_state_into(
+        model_from_meta(meta, task="grasp", source=path), kept, path, meta.get("architecture")
+    ).eval(), meta
 
 
 def grasps_to_original(pred: Grasps, matrix: np.ndarray, size: tuple[int, int]) -> Grasps:
