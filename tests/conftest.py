@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import pytest
@@ -25,6 +25,17 @@ def shared_data() -> Callable[..., Path]:
         return path
 
     return find
+
+
+@pytest.fixture()
+def one_thread() -> Iterator[None]:
+    """One intra-op thread for the test (restored after): on a busy 2-core machine two spinning
+    OpenMP threads make small convolutions several times slower. Files that train or run small
+    models use it with ``pytestmark = pytest.mark.usefixtures("one_thread")``."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 def pytest_configure(config: pytest.Config) -> None:

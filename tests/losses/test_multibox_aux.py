@@ -3,8 +3,6 @@ and it trains the tapped levels on the main head's matching."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 import torch
 
@@ -13,15 +11,7 @@ from singleshot.models.aux_heads import WithAuxHead
 from singleshot.models.tiny import ssd_tiny
 from singleshot.structures import BoxTarget
 
-
-@pytest.fixture(autouse=True)
-def one_thread() -> Iterator[None]:
-    """One intra-op thread: on a busy 2-core machine two spinning OpenMP threads make these small
-    convolutions several times slower."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _target(boxes: list[list[float]], labels: list[int], size: int) -> BoxTarget:

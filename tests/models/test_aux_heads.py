@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-from collections.abc import Iterator
 from dataclasses import replace
 
 import pytest
@@ -16,15 +15,7 @@ from singleshot.models.tiny import ssd_tiny
 from singleshot.ops.priors import generate_priors
 from singleshot.structures import BoxTarget
 
-
-@pytest.fixture(autouse=True)
-def one_thread() -> Iterator[None]:
-    """One intra-op thread: on a busy 2-core machine two spinning OpenMP threads make these small
-    convolutions several times slower."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _target(boxes: list[list[float]], labels: list[int], size: int) -> BoxTarget:

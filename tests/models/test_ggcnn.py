@@ -4,7 +4,6 @@ contract, and an overfit run through loss, post-processing and metric."""
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
 
 import pytest
 import torch
@@ -20,13 +19,7 @@ from singleshot.structures import Grasps
 KEYS = {"pos", "cos", "sin", "width"}
 
 
-@pytest.fixture(autouse=True)
-def one_thread() -> Iterator[None]:
-    """Small convolutions run faster on one thread, and steadily on a shared machine."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _count(m: torch.nn.Module) -> int:

@@ -3,8 +3,6 @@ its removal for export. ResNet-50/101 are checked on the meta device (shapes onl
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 import torch
 import torchvision
@@ -25,12 +23,7 @@ KEYS = {"pos", "cos", "sin", "width"}
 AUX = {f"aux_{k}" for k in KEYS}
 
 
-@pytest.fixture(autouse=True)
-def one_thread() -> Iterator[None]:
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _trunk_features(m: PSPGrasp, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

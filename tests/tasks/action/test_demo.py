@@ -4,7 +4,6 @@ k-means anchors of the demo."""
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -26,12 +25,7 @@ from singleshot.tasks.action.yowo_train import kmeans_anchors
 CONFIGS = Path(__file__).resolve().parents[3] / "configs"
 
 
-@pytest.fixture(autouse=True)
-def one_thread() -> Iterator[None]:
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def test_demo_pipeline_at_toy_scale(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

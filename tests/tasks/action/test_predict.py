@@ -4,7 +4,7 @@ online streaming equal to whole-video inference, output files readable by the me
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -27,13 +27,7 @@ from singleshot.tasks.action.predictor import action_meta, build_action_model, l
 CLASSES = ["a", "b", "c"]
 
 
-@pytest.fixture(autouse=True)
-def one_thread() -> Iterator[None]:
-    """One intra-op thread: tiny tensors, and a machine whose cores other jobs share (see demo_threads)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _weights(path: Path, imgsz: int = 64, clip_len: int = 4, stride: int = 1) -> Path:

@@ -4,7 +4,6 @@ wiring (accumulation, plots, weights metadata), frozen backbones, and val files 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -19,12 +18,7 @@ from singleshot.metrics.action_score import score_action
 TINY = ["arch=yowo_tiny", "width=4", "clip_len=4", "imgsz=64", "batch=4", "workers=0", "lr=1e-3", "schedule=constant"]
 
 
-@pytest.fixture(autouse=True)
-def one_thread() -> Iterator[None]:
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

@@ -2,7 +2,6 @@ from __future__ import annotations
 
 import csv
 import json
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -24,14 +23,7 @@ from singleshot.tasks.detect.predictor import IMAGENET_MEAN, IMAGENET_STD, model
 SIZE = 96
 
 
-@pytest.fixture(autouse=True)
-def one_thread() -> Iterator[None]:
-    """Training runs on one intra-op thread: on a busy 2-core machine two spinning OpenMP threads
-    make these short runs several times slower (see ``demo_threads`` in singleshot.tasks.common)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

@@ -5,7 +5,6 @@ modules are refused; Cornell clouds become depth TIFFs."""
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -21,13 +20,7 @@ from singleshot.models import list_models, model_from_meta
 from singleshot.models.ggcnn import ggcnn, ggcnn2
 from singleshot.tasks.grasp.predictor import build_grasp_model
 
-
-@pytest.fixture(autouse=True)
-def one_thread() -> Iterator[None]:
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 class ReferenceGGCNN(nn.Module):

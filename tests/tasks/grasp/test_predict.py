@@ -5,7 +5,7 @@ and val's predictions scored again by ``grasp score``."""
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -29,15 +29,10 @@ from singleshot.tasks.grasp.config import GraspConfig
 from singleshot.tasks.grasp.data import ViewsWithMatrices
 from singleshot.tasks.grasp.predictor import GraspPredictor, model_meta, postprocess_from
 
-pytestmark = pytest.mark.filterwarnings("ignore:.*inpainted")  # the synthetic depth holes
-
-
-@pytest.fixture(autouse=True)
-def one_thread() -> Iterator[None]:
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = [
+    pytest.mark.filterwarnings("ignore:.*inpainted"),  # the synthetic depth holes
+    pytest.mark.usefixtures("one_thread"),
+]
 
 
 def _last_json(capsys: pytest.CaptureFixture[str]) -> dict:

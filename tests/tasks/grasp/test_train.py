@@ -6,7 +6,6 @@ from __future__ import annotations
 import csv
 import json
 import math
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -18,7 +17,10 @@ from singleshot.data.grasp.synthetic import generate_grasp_dataset
 from singleshot.engine.weights import load_weights
 from singleshot.tasks.grasp.config import GraspConfig
 
-pytestmark = pytest.mark.filterwarnings("ignore:.*inpainted")  # the synthetic depth holes
+pytestmark = [
+    pytest.mark.filterwarnings("ignore:.*inpainted"),  # the synthetic depth holes
+    pytest.mark.usefixtures("one_thread"),
+]
 
 CONFIGS = Path(__file__).resolve().parents[3] / "configs"
 TINY = [
@@ -31,14 +33,6 @@ TINY = [
     "plot_every=1",
     "checkpoint_every=0",
 ]
-
-
-@pytest.fixture(autouse=True)
-def one_thread() -> Iterator[None]:
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 def _last_json(capsys: pytest.CaptureFixture[str]) -> dict:
