@@ -35,6 +35,7 @@ class DetectConfig(EngineOptions):
     years: tuple[str, ...] = ("2007",)
     val_years: tuple[str, ...] = ()  # years of the evaluation split (default: ``years``)
     imgsz: int = 0
+    priors: str = ""  # ssd300/ssd512 default boxes: voc (paper) | coco (torchvision 0.07-1.05); "": voc
     # training
     augment: bool = True
     channels_last: bool | None = None  # channels-last model and inputs (None: on for CUDA)

@@ -75,19 +75,24 @@ def settings_from_meta(meta: dict[str, Any], cfg: DetectConfig | None = None) ->
     return DetectPostprocess(**values)
 
 
-def arch_kwargs(name: str, imgsz: int) -> dict[str, Any]:
-    """Builder arguments for a model name and an input size (0 = the model's default)."""
+def arch_kwargs(name: str, imgsz: int, priors: str = "") -> dict[str, Any]:
+    """Builder arguments for a model name, an input size (0 = the model's default) and, for
+    SSD300/SSD512, a prior set (``voc``: the paper's and ssd.pytorch's sizes; ``coco``: torchvision's
+    scales 0.07-1.05; ``""``: the builder's default, ``voc``)."""
     if name in ("ssd300", "ssd512"):
         if imgsz not in (0, int(name[3:])):
             raise ConfigError(f"imgsz={imgsz}: {name} takes {name[3:]}x{name[3:]} inputs")
-        return {}
+        return {"priors": priors} if priors else {}
+    if priors:
+        raise ConfigError(f"priors={priors}: a prior set is chosen for ssd300 and ssd512 only ({name} derives its own)")
     return {"image_size": imgsz} if imgsz else {}
 
 
-def build_detector(name: str, num_classes: int, imgsz: int = 0) -> tuple[nn.Module, dict[str, Any]]:
-    """The registered architecture ``name`` for ``num_classes`` classes (background excluded) and
-    input side ``imgsz`` (0: the model's default), untrained; returns ``(model, builder kwargs)``."""
-    kwargs = arch_kwargs(name, imgsz)
+def build_detector(name: str, num_classes: int, imgsz: int = 0, priors: str = "") -> tuple[nn.Module, dict[str, Any]]:
+    """The registered architecture ``name`` for ``num_classes`` classes (background excluded), input
+    side ``imgsz`` (0: the model's default) and prior set ``priors`` (see :func:`arch_kwargs`),
+    untrained; returns ``(model, builder kwargs)``."""
+    kwargs = arch_kwargs(name, imgsz, priors)
     return create_model(name, num_classes, **kwargs), kwargs
 
 

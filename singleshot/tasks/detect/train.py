@@ -55,7 +55,7 @@ def training_plan(cfg: DetectConfig, device: str) -> TrainingPlan:
     """What :func:`~singleshot.tasks.common.fit` trains for ``cfg`` (built after seeding; the order
     of the random draws: the model, then the auxiliary head / feature adapter of ``build_training``)."""
     classes = class_names_for(cfg)
-    model, kwargs = build_detector(cfg.model, len(classes), cfg.imgsz)
+    model, kwargs = build_detector(cfg.model, len(classes), cfg.imgsz, cfg.priors)
     if cfg.pretrained:
         from singleshot.convert.vgg_decimate import load_vgg16_base
 
