@@ -14,10 +14,19 @@ from torch import nn
 from singleshot.engine.schedules import SCHEDULES
 from singleshot.errors import ConfigError
 
-__all__ = ["EngineOptions", "TrainConfig", "build_optimizer", "train_config_for", "OPTIMIZERS", "AMP_DTYPES"]
+__all__ = [
+    "EngineOptions",
+    "TrainConfig",
+    "build_optimizer",
+    "train_config_for",
+    "OPTIMIZERS",
+    "AMP_DTYPES",
+    "ACCUMULATE_MODES",
+]
 
 OPTIMIZERS = ("sgd", "adam", "adamw")
 AMP_DTYPES = ("auto", "bfloat16", "float16")
+ACCUMULATE_MODES = ("mean", "sum")
 
 
 @dataclass
@@ -26,8 +35,11 @@ class TrainConfig:
     are optimizer steps.
 
     Optimisation: ``clip_grad`` is the max total gradient L2 norm (``None``: no clipping);
-    ``accumulate`` micro-batches make one step. See :mod:`singleshot.engine.schedules` for the
-    schedule fields.
+    ``accumulate`` micro-batches make one step, whose gradient is, by ``accumulate_mode``, the mean
+    (``"mean"``: each micro-batch's loss divided by ``accumulate``; a smaller last group of an epoch
+    is rescaled to the mean over the micro-batches present) or the sum (``"sum"``: as YOWO, loss not
+    divided, a smaller last group is the sum of those present) of the micro-batch gradients. See
+    :mod:`singleshot.engine.schedules` for the schedule fields.
 
     Precision and averaging: ``amp`` turns on autocast with ``amp_dtype`` (``"auto"``: bfloat16 on
     CPU, float16 on CUDA); float16 also uses a gradient scaler. ``ema_decay`` (e.g. 0.9998) keeps
@@ -60,6 +72,7 @@ class TrainConfig:
     power: float = 0.9
     min_lr_factor: float = 0.0
     accumulate: int = 1
+    accumulate_mode: str = "mean"
     clip_grad: float | None = None
     amp: bool = False
     amp_dtype: str = "auto"
@@ -102,6 +115,10 @@ class TrainConfig:
             raise ConfigError(f"optimizer: unknown optimizer {self.optimizer!r}; expected one of {list(OPTIMIZERS)}")
         if self.schedule not in SCHEDULES:
             raise ConfigError(f"schedule: unknown schedule {self.schedule!r}; expected one of {list(SCHEDULES)}")
+        if self.accumulate_mode not in ACCUMULATE_MODES:
+            raise ConfigError(
+                f"accumulate_mode: unknown mode {self.accumulate_mode!r}; expected one of {list(ACCUMULATE_MODES)}"
+            )
         if self.clip_grad is not None and self.clip_grad <= 0:
             raise ConfigError(f"clip_grad: must be > 0 or None, got {self.clip_grad}")
         if self.amp_dtype not in AMP_DTYPES:
@@ -141,6 +158,8 @@ class EngineOptions:
     milestones: tuple[int, ...] = ()  # completed epochs after which lr *= gamma (multistep)
     warmup: int = 0  # optimizer steps of linear warm-up
     accumulate: int = 1  # micro-batches per optimizer step
+    # mean: each step's gradient is the mean over its `accumulate` micro-batches; sum: their sum, as YOWO
+    accumulate_mode: str = "mean"
     clip_grad: float | None = None  # max total gradient L2 norm
     workers: int = 2  # data loader worker processes
     device: str = "cpu"
@@ -178,6 +197,7 @@ def train_config_for(task_cfg: EngineOptions, batches_per_epoch: int, out_dir: s
         gamma=getattr(c, "gamma", TrainConfig.gamma),
         warmup_iters=c.warmup,
         accumulate=c.accumulate,
+        accumulate_mode=c.accumulate_mode,
         clip_grad=c.clip_grad,
         eval_every=c.eval_every,
         out_dir=out_dir,

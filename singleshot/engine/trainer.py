@@ -9,10 +9,12 @@ One micro-batch: forward and loss terms (under autocast when ``amp``), total, an
 averaged over processes. A non-finite total discards the micro-batch and the gradients
 accumulated so far in its group (a warning names the epoch, batch, iteration and loss terms);
 ``max_nonfinite`` in a row saves ``last.pt`` and raises :class:`TrainingError`. Otherwise
-``(total / accumulate).backward()`` (scaled by the float16 gradient scaler if any); after
-``accumulate`` micro-batches (or at the end of the epoch, with the gradient rescaled to the mean
-over the micro-batches present) gradients are unscaled, optionally clipped, the optimizer and the
-scheduler step and the EMA follows. ``iteration`` counts optimizer steps.
+``(total / accumulate).backward()`` with ``accumulate_mode="mean"``, or ``total.backward()`` with
+``accumulate_mode="sum"`` (YOWO's accumulation), scaled by the float16 gradient scaler if any; after
+``accumulate`` micro-batches (or at the end of the epoch: in mean mode with the gradient rescaled to
+the mean over the micro-batches present, in sum mode as it is, the sum over those present)
+gradients are unscaled, optionally clipped, the optimizer and the scheduler step and the EMA
+follows. ``iteration`` counts optimizer steps.
 ``singleshot/engine/reference_loop.py`` spells out the same computation without the trainer.
 
 Every ``checkpoint_every`` steps and at each epoch end ``last.pt`` is written atomically. Each
@@ -421,7 +423,7 @@ class Trainer:
                 values = torch.stack([v.detach().float() for v in (*losses.values(), total)])
                 named = dict(zip([*losses.keys(), "total"], all_reduce_mean(values).cpu().tolist()))
                 if math.isfinite(named["total"]):  # the same decision on every process
-                    loss = total / cfg.accumulate
+                    loss = total / cfg.accumulate if cfg.accumulate_mode == "mean" else total
                     (self.scaler.scale(loss) if self.scaler is not None else loss).backward()
             self.batch_in_epoch = batch_idx + 1
             if not math.isfinite(named["total"]):
@@ -440,8 +442,8 @@ class Trainer:
                 micro = 0
                 self._after_step(mid_epoch=batch_idx < last)
             progress.update(named, self._last_lr, num_images(inputs) * self.world_size)
-        if micro > 0:  # a last, smaller group: make its gradient the mean over the micro-batches present
-            if micro != cfg.accumulate:
+        if micro > 0:  # a last, smaller group: mean mode rescales to the mean over the micro-batches present
+            if micro != cfg.accumulate and cfg.accumulate_mode == "mean":
                 for p in self.params:
                     if p.grad is not None:
                         p.grad.mul_(cfg.accumulate / micro)

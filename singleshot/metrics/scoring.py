@@ -13,8 +13,10 @@ also matches an all-digit id of the same value). A prediction for an image absen
 truth is a DataError, as in the devkit ("unrecognized image"); an image without predictions simply has
 none.
 
-Metrics: ``voc07`` (11-point), ``voc12`` (all-point), both at IoU ``iou_threshold`` (0.5) with the
-devkit +1 pixel convention unless ``plus_one=False``; ``coco`` (COCOeval, 12 stats). COCO JSON ground
+Metrics: ``voc07`` (11-point, at the exact recall thresholds k/10 unless
+``voc07_thresholds="arange"``: ``np.arange(0, 1.1, 0.1)`` as the Python ports), ``voc12``
+(all-point), both at IoU ``iou_threshold`` (0.5) with the devkit +1 pixel convention unless
+``plus_one=False``; ``coco`` (COCOeval, 12 stats). COCO JSON ground
 truth with a COCO results JSON is evaluated exactly as pycocotools would (:func:`coco_eval_files`).
 """
 
@@ -36,7 +38,7 @@ from singleshot.metrics.files import (
     read_coco_results,
     read_voc_results,
 )
-from singleshot.metrics.voc import VOCEvaluator
+from singleshot.metrics.voc import VOCEvaluator, check_voc07_thresholds
 from singleshot.structures import BoxTarget, Detections
 
 logger = logging.getLogger(__name__)
@@ -143,6 +145,7 @@ def score(
     iou_threshold: float = 0.5,
     plus_one: bool = True,
     split: str | None = None,
+    voc07_thresholds: str = "exact",
 ) -> dict:
     """Evaluate predictions against ground truth (see the module doc for the accepted forms).
 
@@ -153,13 +156,20 @@ def score(
         class_names: the classes when ``gt`` is a list of targets.
         iou_threshold, plus_one: VOC matching settings (ignored by ``coco``).
         split: for a folder of devkit files holding several splits, the one to read.
+        voc07_thresholds: recall thresholds of ``voc07``: ``"exact"`` k/10 (default) or ``"arange"``
+            (``np.arange(0, 1.1, 0.1)``, as ssd.pytorch, detectron2 and mmdetection). Checked for
+            every metric, used by ``voc07`` only.
 
     Returns:
         The evaluator's dict (``map50``/``per_class``/``n_images`` for VOC; the 12 COCO stats,
         ``per_class`` and ``n_images`` for COCO) with ``metric`` added.
+
+    Raises:
+        ConfigError: an unknown ``metric`` or ``voc07_thresholds``, or missing ``class_names``.
     """
     if metric not in METRICS:
         raise ConfigError(f"metric={metric!r} is unknown; expected one of {', '.join(METRICS)}")
+    check_voc07_thresholds(voc07_thresholds, "voc07_thresholds")
     coco_gt: dict | None = None
     if isinstance(gt, (str, Path)):
         gt_path = Path(gt)
@@ -188,7 +198,13 @@ def score(
             ev.process(aligned, targets)
             out = ev.compute()
     else:
-        ev_voc = VOCEvaluator(names, use_07=metric == "voc07", iou_threshold=iou_threshold, plus_one=plus_one)
+        ev_voc = VOCEvaluator(
+            names,
+            use_07=metric == "voc07",
+            iou_threshold=iou_threshold,
+            plus_one=plus_one,
+            thresholds=voc07_thresholds,
+        )
         ev_voc.process(aligned, targets)
         out = ev_voc.compute()
     out["metric"] = metric

@@ -14,10 +14,13 @@ Conventions (all arrays numpy, boxes ``xyxy`` pixels):
   are inclusive pixel indices). ssd.pytorch's evaluation drops the ``+ 1`` (``plus_one=False``).
   Both ``voc07`` and ``voc12`` default to the devkit convention.
 * ``use_07=True``: VOC2007 11-point interpolated AP, the mean over t = 0, 0.1, ..., 1 of the
-  highest precision at recall >= t. The thresholds are the exact decimals k / 10 (the Python ports
-  use ``np.arange(0, 1.1, 0.1)``, whose 0.3, 0.6 and 0.7 lie one ulp above the decimal and so miss a
-  recall of exactly 0.3 / 0.6 / 0.7). ``use_07=False``: VOC2010+ all-point AP, the area under the
-  monotone (right-to-left running maximum) precision envelope.
+  highest precision at recall >= t. By default (``thresholds="exact"``) the thresholds are the exact
+  decimals k / 10. The Python ports (ssd.pytorch's and detectron2's ``voc_ap``, mmdetection's
+  ``average_precision(mode="11points")``) use ``np.arange(0, 1.1, 0.1)``, whose 0.3, 0.6 and 0.7 lie
+  one ulp above the decimal and so miss a recall of exactly 0.3 / 0.6 / 0.7 (3 / 10, 6 / 10, 7 / 10
+  in float64); ``thresholds="arange"`` uses those values, to reproduce the ports' numbers.
+  ``use_07=False``: VOC2010+ all-point AP, the area under the monotone (right-to-left running
+  maximum) precision envelope (``thresholds`` plays no part).
 * A class with no (non-difficult) positives has an undefined AP: the devkit divides by zero there
   (recall NaN). Its AP is reported as ``nan`` in ``per_class`` and it is left out of the mean, as
   COCOeval and the action-detection protocols do.
@@ -32,19 +35,66 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from singleshot.errors import ConfigError
 from singleshot.metrics._common import check_labels, target_boxes_original, target_difficult, to_numpy
 from singleshot.ops.boxes import box_iou_np
 from singleshot.structures import BoxTarget, Detections
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["ClassResult", "VOCEvaluator", "evaluate_class", "match_class", "voc_ap"]
+__all__ = [
+    "VOC07_THRESHOLDS",
+    "ClassResult",
+    "VOCEvaluator",
+    "check_voc07_thresholds",
+    "evaluate_class",
+    "match_class",
+    "voc07_recall_thresholds",
+    "voc_ap",
+]
+
+#: The threshold sets of the VOC2007 11-point AP: ``"exact"`` (k / 10, the default) and ``"arange"``
+#: (``np.arange(0, 1.1, 0.1)``, as the Python ports compute them).
+VOC07_THRESHOLDS: tuple[str, ...] = ("exact", "arange")
 
 # The IoU block computed at once is (detections × boxes of the busiest image); keep it below this.
 _MAX_BLOCK = 1 << 21
 
 
-def voc_ap(recall: np.ndarray, precision: np.ndarray, use_07: bool) -> float:
+def check_voc07_thresholds(value: str, key: str = "thresholds") -> str:
+    """Return ``value`` when it names a VOC2007 threshold set (see :data:`VOC07_THRESHOLDS`).
+
+    Args:
+        value: ``"exact"`` or ``"arange"``.
+        key: the argument or config key to name in the error.
+
+    Raises:
+        ConfigError: ``value`` is neither.
+    """
+    if value not in VOC07_THRESHOLDS:
+        raise ConfigError(
+            f"{key}={value!r} is unknown; expected 'exact' (recall thresholds k/10) or 'arange' "
+            "(np.arange(0, 1.1, 0.1), as ssd.pytorch, detectron2 and mmdetection compute them)"
+        )
+    return value
+
+
+def voc07_recall_thresholds(thresholds: str = "exact") -> np.ndarray:
+    """The 11 recall thresholds of the VOC2007 AP: float64 array [11].
+
+    Args:
+        thresholds: ``"exact"`` for the decimals k / 10 (k = 0..10), ``"arange"`` for
+            ``np.arange(0, 1.1, 0.1)`` (entries 3, 6 and 7 are one ulp above 0.3, 0.6 and 0.7).
+
+    Raises:
+        ConfigError: an unknown ``thresholds``.
+    """
+    if check_voc07_thresholds(thresholds) == "arange":
+        return np.arange(0.0, 1.1, 0.1, dtype=np.float64)
+    return np.arange(11, dtype=np.float64) / 10.0
+
+
+def voc_ap(recall: np.ndarray, precision: np.ndarray, use_07: bool, *, thresholds: str = "exact") -> float:
     """Average precision of one class from its precision-recall curve.
 
     Args:
@@ -52,10 +102,17 @@ def voc_ap(recall: np.ndarray, precision: np.ndarray, use_07: bool) -> float:
         precision: float array [D], cumulative precision after each ranked detection.
         use_07: True for VOC2007 11-point interpolation, False for the VOC2010+ all-point area under
             the monotone precision envelope.
+        thresholds: the 11-point recall thresholds (``use_07=True`` only): ``"exact"`` k / 10, or
+            ``"arange"`` as the Python ports (see :func:`voc07_recall_thresholds`). Checked even
+            when ``use_07`` is False.
 
     Returns:
         AP in [0, 1]. An empty curve gives 0.0.
+
+    Raises:
+        ConfigError: an unknown ``thresholds``. ValueError: recall and precision differ in length.
     """
+    check_voc07_thresholds(thresholds)
     rec = np.asarray(recall, dtype=np.float64).reshape(-1)
     prec = np.nan_to_num(np.asarray(precision, dtype=np.float64).reshape(-1), nan=0.0)
     if rec.shape != prec.shape:
@@ -63,8 +120,8 @@ def voc_ap(recall: np.ndarray, precision: np.ndarray, use_07: bool) -> float:
     if rec.size == 0:
         return 0.0
     if use_07:
-        thresholds = np.arange(11, dtype=np.float64) / 10.0
-        reached = rec[None, :] >= thresholds[:, None]  # [11, D]
+        points = voc07_recall_thresholds(thresholds)
+        reached = rec[None, :] >= points[:, None]  # [11, D]
         best = np.where(reached, prec[None, :], -np.inf).max(axis=1)
         best[~reached.any(axis=1)] = 0.0
         return float(best.mean())
@@ -193,8 +250,11 @@ def evaluate_class(
     iou_threshold: float = 0.5,
     use_07: bool = False,
     plus_one: bool = True,
+    *,
+    thresholds: str = "exact",
 ) -> ClassResult:
-    """Precision, recall and AP of one class (arguments as in :func:`match_class`)."""
+    """Precision, recall and AP of one class (arguments as in :func:`match_class`; ``use_07`` and
+    ``thresholds`` as in :func:`voc_ap`)."""
     order, tp, fp = match_class(
         det_image, det_scores, det_boxes, gt_image, gt_boxes, gt_difficult, iou_threshold, plus_one
     )
@@ -208,7 +268,7 @@ def evaluate_class(
         ap = math.nan
     else:
         recall = ctp / n_pos
-        ap = voc_ap(recall, precision, use_07)
+        ap = voc_ap(recall, precision, use_07, thresholds=thresholds)
     return ClassResult(ap, n_pos, recall, precision, tp, fp, scores)
 
 
@@ -220,13 +280,26 @@ class VOCEvaluator:
         use_07: True for VOC2007 11-point AP (``voc07``), False for all-point AP (``voc12``).
         iou_threshold: minimum IoU of a match (0.5 in VOC).
         plus_one: the devkit's +1 pixel convention (default True, as the devkit).
+        thresholds: the recall thresholds of the 11-point AP (``use_07=True`` only): ``"exact"``
+            k / 10 (default) or ``"arange"``, ``np.arange(0, 1.1, 0.1)`` as the Python ports (see
+            :func:`voc_ap`).
+
+    Raises:
+        ConfigError: an unknown ``thresholds``.
     """
 
     def __init__(
-        self, class_names: Sequence[str], use_07: bool, iou_threshold: float = 0.5, plus_one: bool = True
+        self,
+        class_names: Sequence[str],
+        use_07: bool,
+        iou_threshold: float = 0.5,
+        plus_one: bool = True,
+        *,
+        thresholds: str = "exact",
     ) -> None:
         self.class_names = list(class_names)
         self.use_07 = use_07
+        self.thresholds = check_voc07_thresholds(thresholds)
         self.iou_threshold = float(iou_threshold)
         self.plus_one = plus_one
         self.reset()
@@ -307,6 +380,7 @@ class VOCEvaluator:
                 self.iou_threshold,
                 self.use_07,
                 self.plus_one,
+                thresholds=self.thresholds,
             )
             per_class[name] = res.ap
         valid = [ap for ap in per_class.values() if not math.isnan(ap)]

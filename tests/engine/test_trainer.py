@@ -318,3 +318,125 @@ def test_param_groups_keep_their_rates_under_the_schedule(tmp_path: Path) -> Non
     assert [g["lr"] for g in t.optimizer.param_groups] == pytest.approx([0.05, 0.0125])
     untouched = make_net(dropout=0.0)
     assert not torch.equal(first.weight, untouched.body[0].weight)  # the second group trained too
+
+
+def _sgd_by_hand(
+    net: nn.Module, groups: list[list[tuple[Tensor, Tensor]]], lr: float, scales: list[float] | None = None
+) -> dict[str, Tensor]:
+    """The weights of ``net`` (left as it is) after plain SGD (no momentum, no weight decay).
+
+    Args:
+        net: the model at its starting weights.
+        groups: one list of micro-batches ``(x, y)`` per optimizer step.
+        lr: the learning rate.
+        scales: a factor per step (None: 1): each step moves by ``lr * scale`` times the SUM of its
+            group's gradients, computed with autograd at the weights of that step.
+    """
+    weights = {k: p.detach().clone() for k, p in net.named_parameters()}
+    for group, scale in zip(groups, scales or [1.0] * len(groups)):
+        total_grad = {k: torch.zeros_like(w) for k, w in weights.items()}
+        for x, y in group:
+            live = {k: w.clone().requires_grad_(True) for k, w in weights.items()}
+            out = torch.func.functional_call(net, live, (x,))
+            grads = torch.autograd.grad(sum(loss_fn(out, y).values()), list(live.values()))
+            for k, g in zip(live, grads):
+                total_grad[k] += g
+        weights = {k: w - lr * scale * total_grad[k] for k, w in weights.items()}
+    return weights
+
+
+def _sgd_trainer(tmp_path: Path, n: int, accumulate: int, mode: str, name: str) -> Trainer:
+    """One epoch of plain SGD over ``Noisy(n)`` in micro-batches of 2, in order, dropout off."""
+    cfg = TrainConfig(
+        epochs=1,
+        lr=0.1,
+        momentum=0.0,
+        weight_decay=0.0,
+        accumulate=accumulate,
+        accumulate_mode=mode,
+        out_dir=tmp_path / name,
+        plot_every=0,
+        tensorboard=False,
+    )
+    loader = DataLoader(Noisy(n, augment=False), batch_size=2)
+    t = Trainer(make_net(dropout=0.0), loss_fn, loader, cfg, prepare)
+    t.train()
+    return t
+
+
+def test_sum_mode_steps_by_the_sum_of_the_micro_batch_gradients(tmp_path: Path) -> None:
+    """accumulate_mode="sum" (YOWO): one step of plain SGD moves the weights by lr times the SUM of
+    the gradients of its micro-batches, k times the step of the default mean mode."""
+    k = 3
+    batches = list(DataLoader(Noisy(2 * k, augment=False), batch_size=2))  # k micro-batches: one step
+    summed = _sgd_trainer(tmp_path, 2 * k, k, "sum", "sum")
+    meaned = _sgd_trainer(tmp_path, 2 * k, k, "mean", "mean")
+    assert summed.iteration == meaned.iteration == 1
+    start = make_net(dropout=0.0)
+    expected = _sgd_by_hand(start, [batches], lr=0.1)
+    for key, w in summed.model.named_parameters():
+        torch.testing.assert_close(w.detach(), expected[key], atol=1e-6, rtol=1e-5, msg=key)
+    for (key, s), m, w0 in zip(summed.model.named_parameters(), meaned.model.parameters(), start.parameters()):
+        assert not torch.equal(s, w0), key  # it did move
+        torch.testing.assert_close((s - w0).detach(), k * (m - w0).detach(), atol=1e-6, rtol=1e-4, msg=key)
+
+
+def test_sum_mode_does_not_rescale_the_last_smaller_group(tmp_path: Path) -> None:
+    """5 micro-batches with accumulate=3: a step of 3 then one of the 2 left, each by the sum of its
+    micro-batches' gradients (the mean mode would rescale the last one to the mean over 2)."""
+    batches = list(DataLoader(Noisy(10, augment=False), batch_size=2))
+    t = _sgd_trainer(tmp_path, 10, 3, "sum", "sum")
+    assert t.iteration == 2
+    expected = _sgd_by_hand(make_net(dropout=0.0), [batches[:3], batches[3:]], lr=0.1)
+    for key, w in t.model.named_parameters():
+        torch.testing.assert_close(w.detach(), expected[key], atol=1e-6, rtol=1e-5, msg=key)
+    rescaled = _sgd_by_hand(make_net(dropout=0.0), [batches[:3], batches[3:]], lr=0.1, scales=[1.0, 3 / 2])
+    assert not torch.allclose(t.model.body[0].weight, rescaled["body.0.weight"], atol=1e-4)  # no x 3/2 for 2 of 3
+
+
+@pytest.mark.parametrize("mode", ["sum", "mean"])
+def test_reference_loop_and_trainer_agree_with_accumulation(tmp_path: Path, mode: str) -> None:
+    """6 micro-batches with accumulate=4 (a group of 4, then one of 2), momentum, weight decay,
+    dropout and a cosine schedule: the plain loop and the trainer land on the same weights."""
+
+    def loader() -> DataLoader:
+        return DataLoader(Noisy(22), batch_size=4, shuffle=True)
+
+    cfg = TrainConfig(
+        epochs=3,
+        lr=0.05,
+        momentum=0.9,
+        weight_decay=1e-3,
+        schedule="cosine",
+        accumulate=4,
+        accumulate_mode=mode,
+        seed=11,
+        out_dir=tmp_path,
+        plot_every=0,
+    )
+    t = Trainer(make_net(), loss_fn, loader(), cfg, prepare)
+    t.train()
+    assert t.iteration == 6
+    kwargs: dict[str, Any] = {"epochs": 3, "lr": 0.05, "momentum": 0.9, "weight_decay": 1e-3, "schedule": "cosine"}
+    ref, _ = reference_train(
+        make_net(), loss_fn, loader(), prepare, seed=11, accumulate=4, accumulate_mode=mode, **kwargs
+    )
+    assert_same_weights(ref, t.model)
+    other_mode = "mean" if mode == "sum" else "sum"
+    other, _ = reference_train(
+        make_net(), loss_fn, loader(), prepare, seed=11, accumulate=4, accumulate_mode=other_mode, **kwargs
+    )
+    assert not torch.equal(other.body[0].weight, ref.body[0].weight)  # the mode matters
+
+
+def test_accumulate_mode_is_validated_and_passed_through() -> None:
+    from singleshot.engine.train_config import EngineOptions, train_config_for
+
+    assert TrainConfig().accumulate_mode == "mean" and EngineOptions().accumulate_mode == "mean"
+    assert train_config_for(EngineOptions(accumulate_mode="sum"), 4, "out", "cpu").accumulate_mode == "sum"
+    with pytest.raises(ConfigError, match="accumulate_mode.*'max'"):
+        TrainConfig(accumulate_mode="max")
+    with pytest.raises(ConfigError, match="accumulate_mode"):
+        train_config_for(EngineOptions(accumulate_mode="Sum"), 4, "out", "cpu")
+    with pytest.raises(ConfigError, match="accumulate_mode"):
+        reference_train(make_net(), loss_fn, [], prepare, epochs=1, lr=0.1, accumulate_mode="total")

@@ -225,3 +225,40 @@ def test_score_coco_routes_agree(tmp_path: Path) -> None:
     np.testing.assert_allclose([via_folder[k] for k in STAT_KEYS], [via_json[k] for k in STAT_KEYS], atol=1e-6)
     voc = score(COCO_GT, tmp_path / "comp4", "voc12")
     assert 0.5 < voc["map50"] <= 1.0 and set(voc["per_class"]) == {"person"}
+
+
+def _ten_images_ranked() -> tuple[list[BoxTarget], list[Detections]]:
+    """Ten images with one box of class ``a`` each; nine detections ranked TP TP TP FP TP TP TP FP TP
+    (recall .1 .2 .3 .3 .4 .5 .6 .6 .7, precision 1 1 1 3/4 4/5 5/6 6/7 3/4 7/9)."""
+    box = torch.tensor([[10.0, 10.0, 50.0, 50.0]])
+    targets = [
+        BoxTarget(box, torch.zeros(1, dtype=torch.int64), torch.zeros(1, dtype=torch.bool), f"im{i}") for i in range(10)
+    ]
+    far = torch.tensor([[100.0, 100.0, 140.0, 140.0]])
+    ranked = [(0, box), (1, box), (2, box), (0, far), (3, box), (4, box), (5, box), (1, far), (6, box)]
+    preds = [
+        Detections(b, torch.tensor([0.9 - 0.05 * k]), torch.zeros(1, dtype=torch.int64), f"im{i}")
+        for k, (i, b) in enumerate(ranked)
+    ]
+    return targets, preds
+
+
+def test_score_voc07_thresholds(tmp_path: Path) -> None:
+    targets, preds = _ten_images_ranked()
+    write_voc_results(tmp_path / "comp4", preds, ["a"])
+    # exact k/10: t = 0..0.3 -> 1, t = .4, .5, .6 -> 6/7, t = .7 -> 7/9, t = .8..1 -> 0.
+    exact = (4 + 3 * 6 / 7 + 7 / 9) / 11
+    # arange: recall .3, .6, .7 miss 0.30000000000000004, 0.6000000000000001, 0.7000000000000001, so
+    # t = 0..0.2 -> 1, t = .3+, .4, .5 -> 6/7, t = .6+ -> 7/9, t = .7+ .. 1 -> 0.
+    arange = (3 + 3 * 6 / 7 + 7 / 9) / 11
+    for pred in (tmp_path / "comp4", preds):
+        assert score(targets, pred, "voc07", ["a"])["map50"] == pytest.approx(exact, abs=1e-9)
+        out = score(targets, pred, "voc07", ["a"], voc07_thresholds="exact")
+        assert out["map50"] == pytest.approx(exact, abs=1e-9)
+        out = score(targets, pred, "voc07", ["a"], voc07_thresholds="arange")
+        assert out["map50"] == pytest.approx(arange, abs=1e-9)
+        # voc12 has no thresholds: the switch leaves it alone.
+        v12 = score(targets, pred, "voc12", ["a"])["map50"]
+        assert score(targets, pred, "voc12", ["a"], voc07_thresholds="arange")["map50"] == v12
+    with pytest.raises(ConfigError, match="voc07_thresholds='np.arange'"):
+        score(targets, preds, "voc07", ["a"], voc07_thresholds="np.arange")

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import torch
 
+from singleshot.errors import ConfigError
 from singleshot.metrics.voc import VOCEvaluator, evaluate_class, match_class, voc_ap
 from singleshot.structures import BoxTarget, Detections
 
@@ -126,6 +127,136 @@ def test_resized_targets_are_scaled_to_the_original_image() -> None:
     )
     ev.process([p], [t])
     assert ev.compute()["map50"] == pytest.approx(1.0)
+
+
+# --- VOC2007 recall thresholds: exact k/10 (default) or np.arange(0, 1.1, 0.1) (the Python ports) ---
+
+
+def _ssd_pytorch_voc_ap07(rec: np.ndarray, prec: np.ndarray) -> float:
+    """ssd.pytorch eval.py ``voc_ap(rec, prec, use_07_metric=True)``, restated line by line."""
+    ap = 0.0
+    for t in np.arange(0.0, 1.1, 0.1):
+        if np.sum(rec >= t) == 0:
+            p = 0
+        else:
+            p = np.max(prec[rec >= t])
+        ap = ap + p / 11.0
+    return float(ap)
+
+
+@pytest.mark.parametrize(
+    ("tp", "n_pos", "precision", "exact", "arange"),
+    [
+        # recall 3/10 == 0.3 (the double nearest 0.3) < arange's 0.30000000000000004:
+        # exact: t = 0, .1, .2, .3 reach precision 1 -> 4 / 11; arange: t = 0, .1, .2 only -> 3 / 11.
+        (3, 10, 1.0, 4 / 11, 3 / 11),
+        # recall 6/10 == 0.6 < arange's 0.6000000000000001:
+        # exact: t = 0 .. .6 (7 points) at .5 -> 3.5 / 11; arange: t = 0 .. .5 (6 points) -> 3 / 11.
+        (6, 10, 0.5, 3.5 / 11, 3 / 11),
+        # recall 7/10 == 0.7 < arange's 0.7000000000000001:
+        # exact: t = 0 .. .7 (8 points) at 1 -> 8 / 11; arange: t = 0 .. .6 (7 points) -> 7 / 11.
+        (7, 10, 1.0, 8 / 11, 7 / 11),
+    ],
+)
+def test_voc07_exact_and_arange_thresholds_by_hand(
+    tp: int, n_pos: int, precision: float, exact: float, arange: float
+) -> None:
+    rec = np.array([float(tp)]) / n_pos  # as evaluate_class computes it: ctp / n_pos
+    prec = np.array([precision])
+    assert voc_ap(rec, prec, use_07=True, thresholds="exact") == pytest.approx(exact, abs=1e-12)
+    assert voc_ap(rec, prec, use_07=True, thresholds="arange") == pytest.approx(arange, abs=1e-12)
+    assert voc_ap(rec, prec, use_07=True) == pytest.approx(exact, abs=1e-12)  # the default stays exact
+    assert voc_ap(rec, prec, use_07=True, thresholds="arange") == pytest.approx(
+        _ssd_pytorch_voc_ap07(rec, prec), abs=1e-12
+    )
+    # the all-point AP has no thresholds: both give the same area.
+    assert voc_ap(rec, prec, use_07=False, thresholds="arange") == voc_ap(rec, prec, use_07=False)
+
+
+# Ten boxes (one class, one image) and nine ranked detections: TP TP TP FP TP TP TP FP TP.
+TEN_GT = [[20.0 * k, 0.0, 20.0 * k + 10.0, 10.0] for k in range(10)]
+RANKED = ["tp", "tp", "tp", "fp", "tp", "tp", "tp", "fp", "tp"]
+# recall    .1 .2 .3 .3  .4  .5  .6  .6  .7
+# precision  1  1  1 3/4 4/5 5/6 6/7 3/4 7/9
+# exact k/10:  t = 0, .1, .2, .3 -> 1 (4 points); t = .4, .5, .6 -> max(4/5, 5/6, 6/7, ...) = 6/7 (3 points);
+#              t = .7 -> 7/9; t = .8, .9, 1 -> 0.            AP = (4 + 3 * 6/7 + 7/9) / 11 = 0.668110
+# arange:      t = 0, .1, .2 -> 1 (3 points); t = .3+, .4, .5 -> 6/7 (recall .3 misses .30000000000000004);
+#              t = .6+ -> 7/9 (recall .6 misses .6000000000000001); t = .7+ -> 0 (recall .7 misses
+#              .7000000000000001); t = .8, .9, 1 -> 0.       AP = (3 + 3 * 6/7 + 7/9) / 11 = 0.577201
+RANKED_EXACT = (4 + 3 * 6 / 7 + 7 / 9) / 11
+RANKED_ARANGE = (3 + 3 * 6 / 7 + 7 / 9) / 11
+
+
+def _ranked_detections() -> tuple[np.ndarray, np.ndarray]:
+    """Scores [9] (descending) and boxes [9, 4]: the TPs sit on the boxes in order, the FPs far away."""
+    boxes, k = [], 0
+    for kind in RANKED:
+        if kind == "tp":
+            boxes.append(TEN_GT[k])
+            k += 1
+        else:
+            boxes.append([500.0, 500.0, 510.0, 510.0])
+    return np.linspace(0.9, 0.5, len(RANKED)), np.array(boxes)
+
+
+def test_voc07_thresholds_on_a_ranked_list_by_hand() -> None:
+    scores, boxes = _ranked_detections()
+    args = (np.zeros(9, int), scores, boxes, np.zeros(10, int), np.array(TEN_GT), np.zeros(10, bool), 0.5)
+    exact = evaluate_class(*args, use_07=True, thresholds="exact")
+    np.testing.assert_allclose(exact.recall, [0.1, 0.2, 0.3, 0.3, 0.4, 0.5, 0.6, 0.6, 0.7])
+    np.testing.assert_allclose(exact.precision, [1, 1, 1, 3 / 4, 4 / 5, 5 / 6, 6 / 7, 3 / 4, 7 / 9])
+    assert exact.ap == pytest.approx(RANKED_EXACT, abs=1e-12)
+    arange = evaluate_class(*args, use_07=True, thresholds="arange")
+    assert arange.ap == pytest.approx(RANKED_ARANGE, abs=1e-12)
+    assert arange.ap == pytest.approx(_ssd_pytorch_voc_ap07(arange.recall, arange.precision), abs=1e-12)
+    assert evaluate_class(*args, use_07=True).ap == pytest.approx(RANKED_EXACT, abs=1e-12)  # default
+
+
+def test_voc07_arange_equals_ssd_pytorch_loop_on_random_curves() -> None:
+    rng = np.random.default_rng(0)
+    differ = 0
+    for _ in range(200):
+        n_pos = int(rng.choice([10, 20, 7, 13]))
+        tp = rng.random(int(rng.integers(1, 30))) < 0.6
+        ctp = np.cumsum(tp, dtype=np.float64)
+        rec = ctp / n_pos
+        prec = ctp / np.arange(1, tp.size + 1, dtype=np.float64)
+        got = voc_ap(rec, prec, use_07=True, thresholds="arange")
+        assert got == pytest.approx(_ssd_pytorch_voc_ap07(rec, prec), abs=1e-12)
+        differ += not math.isclose(got, voc_ap(rec, prec, use_07=True), abs_tol=1e-12)
+    assert differ > 10  # recalls of exactly .3 / .6 / .7 (n_pos 10 or 20) do occur
+
+
+def test_voc07_evaluator_passes_thresholds_down() -> None:
+    scores, boxes = _ranked_detections()
+    target = BoxTarget(
+        boxes=torch.tensor(TEN_GT),
+        labels=torch.zeros(10, dtype=torch.int64),
+        difficult=torch.zeros(10, dtype=torch.bool),
+        image_id="x",
+    )
+    pred = Detections(
+        boxes=torch.tensor(boxes, dtype=torch.float32),
+        scores=torch.tensor(scores, dtype=torch.float32),
+        labels=torch.zeros(9, dtype=torch.int64),
+        image_id="x",
+    )
+    maps = {}
+    for thresholds in ("exact", "arange", None):
+        kwargs = {} if thresholds is None else {"thresholds": thresholds}
+        ev = VOCEvaluator(["a"], use_07=True, plus_one=False, **kwargs)
+        ev.process([pred], [target])
+        maps[thresholds] = ev.compute()["map50"]
+    assert maps["exact"] == pytest.approx(RANKED_EXACT, abs=1e-9)
+    assert maps["arange"] == pytest.approx(RANKED_ARANGE, abs=1e-9)
+    assert maps[None] == maps["exact"]
+
+
+def test_voc07_unknown_thresholds_is_a_config_error() -> None:
+    with pytest.raises(ConfigError, match=r"thresholds='linspace' is unknown.*'exact'.*'arange'"):
+        voc_ap(np.array([0.5]), np.array([1.0]), use_07=True, thresholds="linspace")
+    with pytest.raises(ConfigError, match="thresholds='Exact'"):
+        VOCEvaluator(["a"], use_07=True, thresholds="Exact")
 
 
 # --- published worked example (rafaelpadilla/Object-Detection-Metrics) ---------------------------

@@ -57,6 +57,7 @@ class DetectConfig(EngineOptions):
     show_conf: float = 0.3
     metric: str = "voc07"
     plus_one: bool = True
+    voc07_thresholds: str = "exact"  # metric=voc07 recall thresholds: exact k/10, or arange as the Python ports
     # score and convert
     gt: str = ""
     pred: str = ""

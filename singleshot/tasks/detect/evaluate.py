@@ -3,7 +3,9 @@ or of prediction files against ground truth (no model).
 
 :func:`load_predictor` reads ``weights=`` (a ``.safetensors`` file, or an ``.onnx`` file written by
 ``detect export``, run with onnxruntime); :func:`evaluate_dataset` runs a predictor over a dataset
-and scores it (``metric=voc07``, ``voc12`` or ``coco``).
+and scores it (``metric=voc07``, ``voc12`` or ``coco``). ``voc07`` takes its recall thresholds from
+``voc07_thresholds=`` (``exact`` k/10 by default, or ``arange`` as the Python ports) in ``val``,
+``score`` and ``train``'s evaluation alike.
 """
 
 from __future__ import annotations
@@ -39,14 +41,20 @@ def load_predictor(cfg: DetectConfig) -> DetectPredictor:
 def evaluate_dataset(
     predictor: DetectPredictor, dataset: Dataset, cfg: DetectConfig, metric: str, classes: list[str]
 ) -> dict:
-    """Run ``predictor`` over ``dataset`` and score it with the VOC or COCO evaluator."""
-    from singleshot.metrics.coco import COCOEvaluator
-    from singleshot.metrics.voc import VOCEvaluator
+    """Run ``predictor`` over ``dataset`` and score it with the VOC or COCO evaluator.
 
+    ``cfg`` gives the loader settings and the VOC ones (``plus_one``, ``voc07_thresholds``).
+    """
+    from singleshot.metrics.coco import COCOEvaluator
+    from singleshot.metrics.voc import VOCEvaluator, check_voc07_thresholds
+
+    check_voc07_thresholds(cfg.voc07_thresholds, "voc07_thresholds")
     if metric == "coco":
         evaluator: Any = COCOEvaluator(classes)
     elif metric in ("voc07", "voc12"):
-        evaluator = VOCEvaluator(classes, use_07=metric == "voc07", plus_one=cfg.plus_one)
+        evaluator = VOCEvaluator(
+            classes, use_07=metric == "voc07", plus_one=cfg.plus_one, thresholds=cfg.voc07_thresholds
+        )
     else:
         raise ConfigError(f"metric={metric!r} is unknown; expected voc07, voc12 or coco")
     loader = DataLoader(dataset, batch_size=max(1, min(cfg.batch, 16)), num_workers=cfg.workers, collate_fn=collate_raw)
@@ -60,9 +68,11 @@ def evaluate_dataset(
 def score(args: dict[str, str]) -> dict:
     """Metrics of prediction files against ground truth (no model)."""
     from singleshot.metrics.scoring import score as score_files
+    from singleshot.metrics.voc import check_voc07_thresholds
 
     cfg = make_config(DetectConfig, args)
     require(cfg, "gt", "pred")
+    check_voc07_thresholds(cfg.voc07_thresholds, "voc07_thresholds")
     gt = Path(cfg.gt)
     if gt.is_dir():
         from singleshot.data.voc import VOCDetection
@@ -70,8 +80,16 @@ def score(args: dict[str, str]) -> dict:
         classes = class_names_for(cfg)
         ds = VOCDetection(gt, image_set=cfg.val_set, years=cfg.val_years or cfg.years, class_names=classes)
         targets = [ds.load_target(i) for i in range(len(ds))]
-        return score_files(targets, cfg.pred, cfg.metric, classes, plus_one=cfg.plus_one, split=cfg.val_set)
-    return score_files(gt, cfg.pred, cfg.metric, plus_one=cfg.plus_one)
+        return score_files(
+            targets,
+            cfg.pred,
+            cfg.metric,
+            classes,
+            plus_one=cfg.plus_one,
+            split=cfg.val_set,
+            voc07_thresholds=cfg.voc07_thresholds,
+        )
+    return score_files(gt, cfg.pred, cfg.metric, plus_one=cfg.plus_one, voc07_thresholds=cfg.voc07_thresholds)
 
 
 def val(args: dict[str, str]) -> dict:

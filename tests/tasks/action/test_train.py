@@ -163,3 +163,22 @@ def test_input_3d_travels_from_the_config_to_the_weights_metadata() -> None:
     rebuilt = model_from_meta({"architecture": "yowo_tiny", "num_classes": 3, "arch_kwargs": kwargs})
     assert rebuilt.input_3d == "diff"
     assert "input_3d" not in arch_kwargs(ActionConfig(arch="yowo_tiny"))  # YOWO's own input: no new key
+
+
+def test_the_jhmdb_recipe_trains_what_yowos_fine_tuning_rule_trains() -> None:
+    """configs/yowo_jhmdb.yaml: the trainable parameters are those wei-tim/YOWO's
+    get_fine_tuning_parameters keeps at a nonzero lr with both backbones frozen (a name containing
+    cfam, conv_final, backbone_3d.layer4, backbone_2d.models.29 or backbone_2d.models.30), and the
+    schedule is cfg/jhmdb.yaml's (batch 6 summed to 128 // 6 per step, x0.5 from epoch 3, 10 epochs)."""
+    from singleshot.tasks.action.members import member_config
+    from singleshot.tasks.action.predictor import build_action_model
+
+    recipe = Path(__file__).resolve().parents[3] / "configs" / "yowo_jhmdb.yaml"
+    _, cfg = member_config({"cfg": str(recipe)})
+    assert (cfg.batch, cfg.accumulate, cfg.accumulate_mode, cfg.epochs) == (6, 21, "sum", 10)
+    assert (list(cfg.milestones), cfg.gamma, cfg.lr, cfg.clip_len) == ([2, 3, 4, 5], 0.5, 1e-4, 32)
+    model, _ = build_action_model(cfg, 21)
+    rule = ("cfam", "conv_final", "backbone_3d.layer4", "backbone_2d.models.29", "backbone_2d.models.30")
+    yowo = {n for n, _ in model.named_parameters() if any(r in n for r in rule)}
+    ours = {n for n, p in model.named_parameters() if p.requires_grad}
+    assert ours == yowo and len(ours) < len(list(model.parameters()))

@@ -9,9 +9,13 @@ import torch
 
 from singleshot.cli import main
 from singleshot.data.voc import VOCDetection
+from singleshot.errors import ConfigError
 from singleshot.metrics.files import write_voc_results
 from singleshot.metrics.voc import VOCEvaluator
 from singleshot.structures import Detections
+from singleshot.tasks.common import make_config
+from singleshot.tasks.detect.config import DetectConfig
+from singleshot.tasks.detect.evaluate import evaluate_dataset
 
 
 def _last_json(capsys: pytest.CaptureFixture[str]) -> dict:
@@ -61,3 +65,100 @@ def test_score_coco_prints_the_twelve_stats(
     for key in ("map", "map50", "map75", "map_small", "map_medium", "map_large", "mar_1", "mar_10", "mar_100"):
         assert key in got
     assert 0 < got["map"] <= got["map50"] <= 1
+
+
+# --- voc07_thresholds: exact k/10 (default) or np.arange(0, 1.1, 0.1) as the Python ports ----------
+
+# Ten images with one box of class "a" each; nine detections ranked TP TP TP FP TP TP TP FP TP:
+# recall .1 .2 .3 .3 .4 .5 .6 .6 .7, precision 1 1 1 3/4 4/5 5/6 6/7 3/4 7/9.
+# exact k/10: t = 0..0.3 -> 1 (4 points), t = .4, .5, .6 -> 6/7, t = .7 -> 7/9, t = .8..1 -> 0.
+EXACT_07 = (4 + 3 * 6 / 7 + 7 / 9) / 11
+# arange: recall .3 / .6 / .7 miss 0.30000000000000004 / 0.6000000000000001 / 0.7000000000000001:
+# t = 0..0.2 -> 1 (3 points), t = .3+, .4, .5 -> 6/7, t = .6+ -> 7/9, t = .7+ .. 1 -> 0.
+ARANGE_07 = (3 + 3 * 6 / 7 + 7 / 9) / 11
+_BOX = [10.0, 10.0, 50.0, 50.0]
+_FAR = [100.0, 100.0, 140.0, 140.0]
+_RANKED = [(0, _BOX), (1, _BOX), (2, _BOX), (0, _FAR), (3, _BOX), (4, _BOX), (5, _BOX), (1, _FAR), (6, _BOX)]
+
+
+def _tiny_voc(root: Path) -> Path:
+    """A VOC-layout folder (XML only, split ``test``) of the ten one-box images."""
+    (root / "ImageSets" / "Main").mkdir(parents=True)
+    (root / "Annotations").mkdir()
+    ids = [f"im{i}" for i in range(10)]
+    (root / "ImageSets" / "Main" / "test.txt").write_text("\n".join(ids) + "\n")
+    x1, y1, x2, y2 = (int(v) + 1 for v in _BOX)  # devkit 1-based pixel indices
+    for image_id in ids:
+        (root / "Annotations" / f"{image_id}.xml").write_text(
+            f"<annotation><filename>{image_id}.jpg</filename>"
+            "<size><width>200</width><height>200</height><depth>3</depth></size>"
+            "<object><name>a</name><difficult>0</difficult>"
+            f"<bndbox><xmin>{x1}</xmin><ymin>{y1}</ymin><xmax>{x2}</xmax><ymax>{y2}</ymax></bndbox>"
+            "</object></annotation>"
+        )
+    return root
+
+
+def _ranked_preds() -> list[Detections]:
+    return [
+        Detections(torch.tensor([b]), torch.tensor([0.9 - 0.05 * k]), torch.zeros(1, dtype=torch.int64), f"im{i}")
+        for k, (i, b) in enumerate(_RANKED)
+    ]
+
+
+def test_score_cli_voc07_thresholds_reach_the_evaluator(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    root = _tiny_voc(tmp_path / "voc")
+    write_voc_results(tmp_path / "res", _ranked_preds(), ["a"], split="test")
+    base = ["detect", "score", f"gt={root}", f"pred={tmp_path / 'res'}", "metric=voc07", "classes=a", "val_set=test"]
+    expected = {None: EXACT_07, "exact": EXACT_07, "arange": ARANGE_07}
+    for value, ap in expected.items():
+        assert main(base + ([] if value is None else [f"voc07_thresholds={value}"])) == 0
+        got = _last_json(capsys)
+        assert got["map50"] == pytest.approx(ap, abs=1e-9) and got["metric"] == "voc07"
+    assert main(base + ["voc07_thresholds=arang"]) == 2
+    err = capsys.readouterr().err
+    assert "voc07_thresholds='arang'" in err and "arange" in err
+
+
+def test_evaluate_dataset_reads_voc07_thresholds(tmp_path: Path) -> None:
+    """``detect val`` and ``detect train``'s evaluation both go through ``evaluate_dataset``."""
+    root = _tiny_voc(tmp_path / "voc")
+    ds = VOCDetection(root, image_set="test", class_names=["a"])
+    dataset = [(torch.zeros(3, 200, 200, dtype=torch.uint8), ds.load_target(i)) for i in range(len(ds))]
+    by_image: dict[str, list[Detections]] = {}
+    for det in _ranked_preds():
+        by_image.setdefault(det.image_id, []).append(det)
+
+    def predictor(images: list[torch.Tensor], ids: list[str]) -> list[Detections]:
+        out = []
+        for image_id in ids:
+            dets = by_image.get(image_id, [])
+            if not dets:
+                out.append(Detections(image_id=image_id))
+                continue
+            out.append(
+                Detections(
+                    torch.cat([d.boxes for d in dets]),
+                    torch.cat([d.scores for d in dets]),
+                    torch.cat([d.labels for d in dets]),
+                    image_id,
+                )
+            )
+        return out
+
+    for value, ap in {None: EXACT_07, "exact": EXACT_07, "arange": ARANGE_07}.items():
+        args = {"workers": "0"} if value is None else {"workers": "0", "voc07_thresholds": value}
+        cfg = make_config(DetectConfig, args)
+        got = evaluate_dataset(predictor, dataset, cfg, "voc07", ["a"])
+        assert got["map50"] == pytest.approx(ap, abs=1e-9)
+    with pytest.raises(ConfigError, match="voc07_thresholds='k/10'"):
+        evaluate_dataset(predictor, dataset, make_config(DetectConfig, {"voc07_thresholds": "k/10"}), "voc07", ["a"])
+
+
+def test_train_rejects_unknown_voc07_thresholds_before_training(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    args = ["detect", "train", f"data={tmp_path}", f"project={tmp_path / 'runs'}", "voc07_thresholds=arrange"]
+    assert main(args) == 2
+    assert "voc07_thresholds='arrange'" in capsys.readouterr().err
+    assert not (tmp_path / "runs").exists()
