@@ -18,8 +18,7 @@ from torch import Tensor, nn
 
 from singleshot.engine.schedules import build_scheduler
 from singleshot.engine.seed import seed_everything
-from singleshot.engine.train_config import ACCUMULATE_MODES
-from singleshot.errors import ConfigError
+from singleshot.engine.train_config import check_accumulate_mode
 
 
 def reference_train(
@@ -62,10 +61,7 @@ def reference_train(
 
     Returns ``(model, ema_model)``, ``ema_model`` ``None`` without ``ema_decay``.
     """
-    if accumulate_mode not in ACCUMULATE_MODES:
-        raise ConfigError(
-            f"accumulate_mode: unknown mode {accumulate_mode!r}; expected one of {list(ACCUMULATE_MODES)}"
-        )
+    check_accumulate_mode(accumulate_mode)
     dev = torch.device(device)
     model.to(dev).train()
     params = [p for p in model.parameters() if p.requires_grad]

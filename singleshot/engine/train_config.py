@@ -22,11 +22,23 @@ __all__ = [
     "OPTIMIZERS",
     "AMP_DTYPES",
     "ACCUMULATE_MODES",
+    "check_accumulate_mode",
 ]
 
 OPTIMIZERS = ("sgd", "adam", "adamw")
 AMP_DTYPES = ("auto", "bfloat16", "float16")
 ACCUMULATE_MODES = ("mean", "sum")
+
+
+def check_accumulate_mode(mode: str) -> str:
+    """``mode`` when it is one of :data:`ACCUMULATE_MODES` (``mean``, ``sum``; see :class:`TrainConfig`).
+
+    Raises:
+        ConfigError: naming the key ``accumulate_mode`` and the valid modes.
+    """
+    if mode not in ACCUMULATE_MODES:
+        raise ConfigError(f"accumulate_mode: unknown mode {mode!r}; expected one of {list(ACCUMULATE_MODES)}")
+    return mode
 
 
 @dataclass
@@ -115,10 +127,7 @@ class TrainConfig:
             raise ConfigError(f"optimizer: unknown optimizer {self.optimizer!r}; expected one of {list(OPTIMIZERS)}")
         if self.schedule not in SCHEDULES:
             raise ConfigError(f"schedule: unknown schedule {self.schedule!r}; expected one of {list(SCHEDULES)}")
-        if self.accumulate_mode not in ACCUMULATE_MODES:
-            raise ConfigError(
-                f"accumulate_mode: unknown mode {self.accumulate_mode!r}; expected one of {list(ACCUMULATE_MODES)}"
-            )
+        check_accumulate_mode(self.accumulate_mode)
         if self.clip_grad is not None and self.clip_grad <= 0:
             raise ConfigError(f"clip_grad: must be > 0 or None, got {self.clip_grad}")
         if self.amp_dtype not in AMP_DTYPES:

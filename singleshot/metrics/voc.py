@@ -103,8 +103,7 @@ def voc_ap(recall: np.ndarray, precision: np.ndarray, use_07: bool, *, threshold
         use_07: True for VOC2007 11-point interpolation, False for the VOC2010+ all-point area under
             the monotone precision envelope.
         thresholds: the 11-point recall thresholds (``use_07=True`` only): ``"exact"`` k / 10, or
-            ``"arange"`` as the Python ports (see :func:`voc07_recall_thresholds`). Checked even
-            when ``use_07`` is False.
+            ``"arange"`` as the Python ports (see :func:`voc07_recall_thresholds`, which checks it).
 
     Returns:
         AP in [0, 1]. An empty curve gives 0.0.
@@ -112,7 +111,6 @@ def voc_ap(recall: np.ndarray, precision: np.ndarray, use_07: bool, *, threshold
     Raises:
         ConfigError: an unknown ``thresholds``. ValueError: recall and precision differ in length.
     """
-    check_voc07_thresholds(thresholds)
     rec = np.asarray(recall, dtype=np.float64).reshape(-1)
     prec = np.nan_to_num(np.asarray(precision, dtype=np.float64).reshape(-1), nan=0.0)
     if rec.shape != prec.shape:

@@ -13,7 +13,7 @@ import json
 import logging
 import os
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -36,6 +36,7 @@ logger = logging.getLogger(__name__)
 
 __all__ = [
     "BestEvaluation",
+    "chunks",
     "ToDevice",
     "TrainingPlan",
     "demo_threads",
@@ -50,6 +51,7 @@ __all__ = [
 ]
 
 C = TypeVar("C")
+T = TypeVar("T")
 E = TypeVar("E", bound=EngineOptions)
 
 
@@ -90,6 +92,13 @@ def metric_floats(metrics: Mapping[str, Any], keys: Sequence[str] | None = None)
     return {
         k: float(metrics[k]) for k in names if isinstance(metrics[k], (int, float)) and not isinstance(metrics[k], bool)
     }
+
+
+def chunks(items: Sequence[T], size: int) -> Iterator[Sequence[T]]:
+    """``items`` in consecutive slices of ``size`` (the last one shorter), e.g. the files of a
+    ``predict`` source, ``batch`` at a time."""
+    for start in range(0, len(items), max(1, size)):
+        yield items[start : start + size]
 
 
 def demo_threads(workers: int) -> int:

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import torch
 
+from singleshot.data.voc import VOC_CLASSES
 from singleshot.errors import ConfigError, DataError
 from singleshot.metrics import (
     STAT_KEYS,
@@ -29,28 +30,6 @@ DATA = Path(__file__).resolve().parents[2] / ".." / "shared" / "data"
 VOC07 = DATA / "voc" / "VOCdevkit" / "VOC2007"
 COCO_GT = DATA / "coco" / "test_coco.json"
 COCO_DT = DATA / "coco" / "test_coco_det_AP_H_56.json"
-VOC_CLASSES = [
-    "aeroplane",
-    "bicycle",
-    "bird",
-    "boat",
-    "bottle",
-    "bus",
-    "car",
-    "cat",
-    "chair",
-    "cow",
-    "diningtable",
-    "dog",
-    "horse",
-    "motorbike",
-    "person",
-    "pottedplant",
-    "sheep",
-    "sofa",
-    "train",
-    "tvmonitor",
-]
 
 
 def _read_voc_xml(root: Path) -> tuple[list[BoxTarget], dict[str, list[list[int]]]]:

@@ -19,6 +19,7 @@ from singleshot.tasks.common import (
     BestEvaluation,
     ToDevice,
     TrainingPlan,
+    chunks,
     ensure_dataset,
     explicit_keys,
     fit,
@@ -262,3 +263,8 @@ def test_best_evaluation_keeps_the_tables_of_the_best_call() -> None:
     evaluate(nn.Identity())
     assert evaluate(nn.Identity()) == {"video_map": 0.9}  # None is not a number
     assert evaluate.report({"frame_map": 0.5}) == {"frame_map": 0.5, "per_class": {"a": 0.5}}
+
+
+def test_chunks_cover_the_items_in_order() -> None:
+    assert [list(c) for c in chunks([1, 2, 3, 4, 5], 2)] == [[1, 2], [3, 4], [5]]
+    assert list(chunks([], 3)) == []

@@ -36,8 +36,9 @@ from torch import nn
 from singleshot.engine.weights import load_state_into, load_weights
 from singleshot.errors import ConfigError, WeightsError
 from singleshot.losses.distill import DistillLoss, RegionLogits, SoftLabelKD, StudentWithTeacher, TeacherObjectnessMask
+from singleshot.models import model_from_meta
 from singleshot.tasks.action.config import ActionConfig, YowoOptions
-from singleshot.tasks.action.predictor import action_model_of, family_of
+from singleshot.tasks.action.predictor import family_of
 
 logger = logging.getLogger(__name__)
 
@@ -96,7 +97,9 @@ def load_teacher(
                 f"teacher={path}: its {name} {theirs} differs from the student's {ours}; "
                 "the teacher must take the student's batch as it is"
             )
-    teacher = load_state_into(action_model_of(meta, f"teacher={path}"), state, path, meta.get("architecture"))
+    teacher = load_state_into(
+        model_from_meta(meta, task="action", source=f"teacher={path}"), state, path, meta.get("architecture")
+    )
     return teacher.eval(), meta
 
 

@@ -50,10 +50,11 @@ from singleshot.export.calibration import CALIB_FILES, calibration_from_file, ea
 from singleshot.export.onnx_export import ExportOptions, export_onnx
 from singleshot.export.onnx_runtime import OnnxModel
 from singleshot.export.quantize import write_onnx_graph
+from singleshot.models import model_from_meta
 from singleshot.models.act import ACTDetector
 from singleshot.models.aux_heads import deployable
 from singleshot.models.yowo import YOWO
-from singleshot.tasks.action.predictor import action_model_of, load_action_weights
+from singleshot.tasks.action.predictor import load_action_weights
 from singleshot.tasks.common import make_config, require
 
 logger = logging.getLogger(__name__)
@@ -308,7 +309,7 @@ def load_onnx_action_model(path: str | Path, threads: int | None = None) -> tupl
         model.num_anchors = int(model.anchors.shape[0])
         model.clip_len = int(meta.get("clip_len", meta["input_shape"][1]))
         return model, meta
-    ref = action_model_of(meta, path)  # rebuilt (untrained) for its anchors / priors only
+    ref = model_from_meta(meta, task="action", source=path)  # rebuilt (untrained) for its anchors / priors only
     if family == "yowo":
         model.register_buffer("anchors", ref.anchors.clone(), persistent=False)
         model.num_anchors, model.clip_len = int(ref.num_anchors), int(meta.get("clip_len", ref.clip_len))

@@ -4,7 +4,7 @@ metadata, and YOWO's predictor with its model building and tube linking.
 - :class:`ActionPredictor`: what a member's predictor offers the modes (``class_names`` and
   :meth:`~ActionPredictor.predict_video`, a raw video in, :class:`VideoPrediction` out);
   :func:`family_of` names the member of a weights file and :func:`load_action_weights` rebuilds its
-  model through the registry (:func:`~singleshot.models.model_from_meta`, :func:`action_model_of`).
+  model through the registry (:func:`~singleshot.models.model_from_meta`).
 - YOWO: :func:`arch_kwargs` / :func:`build_action_model` (builder arguments of the config, freezing),
   :func:`action_meta` (its weights metadata), :class:`YowoPredictor` (frames -> clips ending at each
   key frame -> model -> :func:`~singleshot.postprocess.yowo.yowo_postprocess`, batched) and
@@ -47,7 +47,6 @@ __all__ = [
     "YOWO_LINKINGS",
     "YowoPredictor",
     "action_meta",
-    "action_model_of",
     "anchor_pairs",
     "apply_freeze",
     "arch_kwargs",
@@ -120,25 +119,17 @@ def family_of(meta: dict[str, Any]) -> str:
     return model_entry(arch).family
 
 
-def action_model_of(meta: dict[str, Any], source: str | Path) -> nn.Module:
-    """The action architecture weights metadata describes, untrained
-    (:func:`~singleshot.models.model_from_meta`).
-
-    Raises:
-        WeightsError: naming ``source``: the metadata lacks a key or names no action architecture.
-    """
-    return model_from_meta(meta, task="action", source=source)
-
-
 def load_action_weights(path: str | Path) -> tuple[nn.Module, dict[str, Any]]:
     """``(model holding the tensors of the action .safetensors at path, its metadata)``; the model is
-    rebuilt from the metadata (:func:`action_model_of`) and loaded strictly.
+    rebuilt from the metadata (:func:`~singleshot.models.model_from_meta`) and loaded strictly.
 
     Raises:
         WeightsError: naming the file: not an action model's, or tensors that do not fit.
     """
     state, meta = load_weights(path)
-    return load_state_into(action_model_of(meta, path), state, path, meta.get("architecture")), meta
+    return load_state_into(
+        model_from_meta(meta, task="action", source=path), state, path, meta.get("architecture")
+    ), meta
 
 
 # ---------------------------------------------------------------- YOWO: models and metadata

@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from singleshot.engine.train_config import EngineOptions
+from singleshot.metrics.voc import check_voc07_thresholds
 
 __all__ = ["DetectConfig"]
 
@@ -69,3 +70,6 @@ class DetectConfig(EngineOptions):
     # demo
     n_train: int = 800
     n_val: int = 200
+
+    def __post_init__(self) -> None:
+        check_voc07_thresholds(self.voc07_thresholds, "voc07_thresholds")

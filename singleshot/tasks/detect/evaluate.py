@@ -46,9 +46,8 @@ def evaluate_dataset(
     ``cfg`` gives the loader settings and the VOC ones (``plus_one``, ``voc07_thresholds``).
     """
     from singleshot.metrics.coco import COCOEvaluator
-    from singleshot.metrics.voc import VOCEvaluator, check_voc07_thresholds
+    from singleshot.metrics.voc import VOCEvaluator
 
-    check_voc07_thresholds(cfg.voc07_thresholds, "voc07_thresholds")
     if metric == "coco":
         evaluator: Any = COCOEvaluator(classes)
     elif metric in ("voc07", "voc12"):
@@ -68,11 +67,9 @@ def evaluate_dataset(
 def score(args: dict[str, str]) -> dict:
     """Metrics of prediction files against ground truth (no model)."""
     from singleshot.metrics.scoring import score as score_files
-    from singleshot.metrics.voc import check_voc07_thresholds
 
     cfg = make_config(DetectConfig, args)
     require(cfg, "gt", "pred")
-    check_voc07_thresholds(cfg.voc07_thresholds, "voc07_thresholds")
     gt = Path(cfg.gt)
     if gt.is_dir():
         from singleshot.data.voc import VOCDetection

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -17,7 +16,7 @@ from singleshot.io.draw import draw_detections
 from singleshot.io.video import VideoWriter, is_video, read_frames, video_fps
 from singleshot.metrics.files import detections_to_coco_results
 from singleshot.structures import Detections
-from singleshot.tasks.common import make_config, require, run_dir
+from singleshot.tasks.common import chunks, make_config, require, run_dir
 from singleshot.tasks.detect.config import DetectConfig
 from singleshot.tasks.detect.data import list_images
 from singleshot.tasks.detect.evaluate import load_predictor
@@ -26,11 +25,6 @@ from singleshot.tasks.detect.predictor import DetectPredictor
 logger = logging.getLogger(__name__)
 
 __all__ = ["predict", "predict_source"]
-
-
-def _batches(items: list[Path], size: int) -> Iterator[list[Path]]:
-    for i in range(0, len(items), size):
-        yield items[i : i + size]
 
 
 def predict_source(predictor: DetectPredictor, source: Path, out_dir: Path, show_conf: float, batch: int) -> dict:
@@ -69,7 +63,7 @@ def predict_source(predictor: DetectPredictor, source: Path, out_dir: Path, show
         outputs = [str(out_dir / f"{source.stem}.mp4")]
     else:
         outputs = []
-        for paths in _batches(list_images(source), batch):
+        for paths in chunks(list_images(source), batch):
             images = [read_image_rgb(p) for p in paths]
             dets = predictor(images, [p.stem for p in paths])
             for p, img, d in zip(paths, images, dets):

@@ -94,12 +94,9 @@ def train_detector(cfg: DetectConfig) -> dict | None:
 
     Under ``torchrun`` every process calls this; ``batch`` is the global batch, split evenly
     across the processes. Only rank 0 writes the weights and returns the result (others: None).
-    The evaluation reads ``metric``, ``plus_one`` and ``voc07_thresholds`` from ``cfg``; an unknown
-    ``voc07_thresholds`` fails here, before any training.
+    The evaluation reads ``metric``, ``plus_one`` and ``voc07_thresholds`` from ``cfg`` (checked when
+    the config is built, so a bad value fails before any training).
     """
-    from singleshot.metrics.voc import check_voc07_thresholds
-
-    check_voc07_thresholds(cfg.voc07_thresholds, "voc07_thresholds")
     return fit(cfg, lambda device, world: training_plan(cfg, device))
 
 

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -28,7 +27,7 @@ from singleshot.data.image_io import read_image_rgb
 from singleshot.errors import DataError
 from singleshot.metrics.grasp_files import write_grasp_predictions, write_jacquard_output
 from singleshot.structures import Grasps
-from singleshot.tasks.common import make_config, require, run_dir
+from singleshot.tasks.common import chunks, make_config, require, run_dir
 from singleshot.tasks.grasp.config import GraspConfig
 from singleshot.tasks.grasp.evaluate import load_predictor
 from singleshot.tasks.grasp.predictor import GraspPredictor
@@ -186,11 +185,6 @@ def _load_input(path: Path, kind: str, rgb: Path | None) -> GraspImage:
     )
 
 
-def _batches(items: list[Path], size: int) -> Iterator[list[Path]]:
-    for i in range(0, len(items), size):
-        yield items[i : i + size]
-
-
 def predict_source(
     predictor: GraspPredictor,
     source: Path,
@@ -213,7 +207,7 @@ def predict_source(
     out_dir.mkdir(parents=True, exist_ok=True)
     preds: list[Grasps] = []
     pictures: list[str] = []
-    for paths in _batches(files, max(1, batch)):
+    for paths in chunks(files, max(1, batch)):
         images = [_load_input(p, predictor.input, rgb) for p in paths]
         for img, pred in zip(images, predictor(images)):  # no labels: gt_center falls back to center
             canvas = img.rgb if img.rgb is not None else colourise_depth(img.depth)  # type: ignore[arg-type]
