@@ -28,8 +28,16 @@ blobs, so a shared blob is stored once per instance (K equal copies); its HDF5 w
 tools keep the owner's only. Caffe fills an instance missing from the file from the layer it
 shares the blob with; so does this converter, when the prototxt declares that sharing.
 
-Inputs: each frame a BGR 0..255 image warped to 300x300 minus (104, 117, 123). Flow models
-(``*_stream{k}flow``, 5 stacked flow images = 15 channels per frame) are refused for now.
+Inputs: each frame a BGR 0..255 image warped to 300x300 minus (104, 117, 123).
+
+**Flow models** (``deploy_FLOW5.prototxt``: every layer ``*_stream{k}flow``, inputs
+``data_stream{k}flow``) are the same net on 15 channels per frame: the 5 flow images t … t + 4
+(clamped at the video's end), each read by OpenCV as BGR and minus the same (104, 117, 123), stacked
+along channels (ACT's ``extract_tubelets``: ``NFLOWS = 5``, ``np.concatenate(..., axis=1)``). The
+converter reads the input channels from ``conv1_1``'s blob into ``arch_kwargs["in_channels"]`` (15;
+any multiple of 3 for a flow net, 3 for an RGB one) and writes ``modality: flow`` and
+``flow_stack: 5`` into the metadata, so the file is a two-stream ACT's motion stream
+(``action val ... flow_weights=<it> flow=<flow images>``).
 """
 
 from __future__ import annotations
@@ -50,6 +58,7 @@ from singleshot.convert.caffe import CaffeLayer, input_size, layer_params, read_
 from singleshot.convert.caffe_ssd import CAFFE_MEAN_BGR, VGG_NAMES, caffe_priors
 from singleshot.convert.prototxt import Message, first, read_prototxt
 from singleshot.data.action.readers import JHMDB_CLASSES, UCF24_CLASSES
+from singleshot.data.input_spec import resize_meta
 from singleshot.errors import WeightsError
 from singleshot.models.act import ACT_PRIORS_2X2, ACT_PRIORS_3X3, ACTDetector, act_vgg16
 from singleshot.models.stream_conv import StreamDilatedConv2d
@@ -69,7 +78,6 @@ _TRUNK = VGG_NAMES + ("fc6", "fc7") + EXTRA_NAMES
 _TRUNK_KEYS = [f"backbone.vgg.{i}" for i in (*VGG16_CONV_INDICES, FC6_INDEX, FC7_INDEX)]
 _TRUNK_KEYS += [f"backbone.extras.{i // 2}.{2 * (i % 2)}" for i in range(len(EXTRA_NAMES))]
 _POOL5 = {(2, 1, 0): "2x2s1", (3, 1, 1): "3x3s1p1"}  # (kernel, stride, pad) -> act_vgg16's pool5
-_FLOW_CHANNELS = 15  # 5 stacked 3-channel flow images per frame
 _STREAM0 = re.compile(r"conv1_1_stream(\d+)(flow)?")
 
 
@@ -79,9 +87,17 @@ def act_vgg16_caffe(
     pool5: str = "2x2s1",
     shared_l2norm: bool = False,
     fc6_dilations: Sequence[int] | None = None,
+    in_channels: int = 3,
 ) -> ACTDetector:
     """``act_vgg16`` whose fc6 is dilated per stream as in ACT's released models (kept for callers)."""
-    return act_vgg16(num_classes, k=k, pool5=pool5, shared_l2norm=shared_l2norm, fc6_dilations=fc6_dilations)
+    return act_vgg16(
+        num_classes,
+        k=k,
+        pool5=pool5,
+        shared_l2norm=shared_l2norm,
+        fc6_dilations=fc6_dilations,
+        in_channels=in_channels,
+    )
 
 
 @dataclass
@@ -354,11 +370,18 @@ def _postprocess(net: Message) -> dict[str, Any]:
     return out
 
 
-def _flow_error(where: str) -> WeightsError:
-    return WeightsError(
-        f"{where}: an ACT flow model (5 stacked flow images, {_FLOW_CHANNELS} input channels per "
-        "frame); flow models are not supported yet: act_vgg16 takes 3-channel frames"
-    )
+def _input_channels(lay: ACTCaffeLayout, params: dict[str, Message], layers: dict[str, CaffeLayer], source: str) -> int:
+    """Input channels per frame, from ``conv1_1``'s weight: 3 for an RGB net, a multiple of 3 (ACT's
+    FLOW5: 15) for a flow net."""
+    blobs, name = _stream_blobs("conv1_1", lay, params, layers, source)
+    if not blobs or blobs[0].ndim != 4:
+        raise WeightsError(f"{source}: layer {name!r} is not a convolution (blob shapes {[b.shape for b in blobs]})")
+    channels = int(blobs[0].shape[1])
+    if lay.suffix == "flow" and (channels < 3 or channels % 3):
+        raise WeightsError(f"{source}: layer {name!r} takes {channels} channels, not 3 per stacked flow image")
+    if lay.suffix != "flow" and channels != 3:
+        raise WeightsError(f"{source}: layer {name!r} takes {channels} channels; an RGB ACT net takes 3")
+    return channels
 
 
 def convert_caffe_act(prototxt: str | Path, caffemodel: str | Path) -> ConvertedWeights:
@@ -366,21 +389,23 @@ def convert_caffe_act(prototxt: str | Path, caffemodel: str | Path) -> Converted
 
     Returns:
         the state dict and metadata: architecture ``act_vgg16``, ``arch_kwargs`` {k, pool5,
-        shared_l2norm, and fc6_dilations unless all are 6}, classes, K, input size 300, BGR
-        order, mean/std in 0..1 pixel units, modality, the prototxt's postprocess thresholds.
+        shared_l2norm, fc6_dilations unless all are 6, in_channels for a flow net}, classes, K,
+        input size 300, BGR order (per flow image for a flow net), mean/std in 0..1 pixel units,
+        modality (``rgb`` | ``flow``, with ``flow_stack``), the prototxt's postprocess thresholds.
 
     Raises:
         WeightsError: a missing or mis-shaped layer, streams whose shared weights differ, an
-            unsupported variant (pool5, flow input, …); the file and the layer are named.
+            unsupported variant (pool5, …); the file and the layer are named.
     """
     net = read_prototxt(prototxt)
     lay = act_caffe_layout(net, str(prototxt))
-    if lay.suffix == "flow":
-        raise _flow_error(str(prototxt))
     params, layers, source = layer_params(net), read_caffemodel(caffemodel), str(caffemodel)
     arch_kwargs: dict[str, Any] = {"k": lay.k, "pool5": lay.pool5, "shared_l2norm": lay.shared_l2norm}
     if any(d != 6 for d in lay.fc6_dilations):
         arch_kwargs["fc6_dilations"] = list(lay.fc6_dilations)
+    channels = _input_channels(lay, params, layers, source)
+    if channels != 3:
+        arch_kwargs["in_channels"] = channels
     state: dict[str, Tensor] = {}
     origin: dict[str, str] = {}
 
@@ -389,8 +414,6 @@ def convert_caffe_act(prototxt: str | Path, caffemodel: str | Path) -> Converted
 
     def put(ours: str, blobs: list[np.ndarray], name: str) -> None:
         weight, bias = _conv(blobs, name, params, source)
-        if ours == "backbone.vgg.0" and weight.shape[1] == _FLOW_CHANNELS:
-            raise _flow_error(f"{source}: layer {name!r}")
         state[f"{ours}.weight"], state[f"{ours}.bias"] = weight, bias
         origin[f"{ours}.weight"] = origin[f"{ours}.bias"] = name
         _check_shapes(expected, {f"{ours}.weight": weight, f"{ours}.bias": bias}, origin, source)
@@ -433,9 +456,11 @@ def convert_caffe_act(prototxt: str | Path, caffemodel: str | Path) -> Converted
         if num_classes in known
         else "placeholders: the caffemodel holds no class names",
         "K": lay.k,
-        "modality": "rgb",
+        "modality": "flow" if lay.suffix == "flow" else "rgb",
+        **({"flow_stack": channels // 3, "flow_images": {"method": "brox"}} if lay.suffix == "flow" else {}),
         "input_size": [lay.size, lay.size],
-        "resize": "warp to the input size (aspect ratio not kept)",
+        "resize": resize_meta(False),  # Caffe's warp: cv2.resize INTER_LINEAR, no antialias
+        "resize_note": "warp to the input size (aspect ratio not kept)",
         "channel_order": "BGR",
         "mean": [v / 255.0 for v in CAFFE_MEAN_BGR],
         "std": [1.0 / 255.0] * 3,

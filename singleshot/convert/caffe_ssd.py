@@ -30,6 +30,7 @@ import torch
 from singleshot.convert._common import ConvertedWeights
 from singleshot.convert.caffe import CaffeLayer, conv_tensors, input_size, layer_params, read_caffemodel
 from singleshot.convert.prototxt import Message, first, read_prototxt
+from singleshot.data.input_spec import resize_meta
 from singleshot.data.voc import VOC_CLASSES
 from singleshot.errors import WeightsError
 from singleshot.models.vgg import FC6_INDEX, FC7_INDEX, VGG16_CONV_INDICES
@@ -207,7 +208,8 @@ def convert_caffe_ssd(prototxt: str | Path, caffemodel: str | Path) -> Converted
         "classes": classes,
         "background_index": 0,
         "input_size": [size, size],
-        "resize": "warp to the input size (aspect ratio not kept)",
+        "resize": resize_meta(False),  # Caffe's warp: cv2.resize INTER_LINEAR, no antialias
+        "resize_note": "warp to the input size (aspect ratio not kept)",
         "channel_order": "BGR",
         "mean": [v / 255.0 for v in CAFFE_MEAN_BGR],
         "std": [1.0 / 255.0] * 3,

@@ -24,6 +24,7 @@ import re
 from typing import Any
 
 from singleshot.convert._common import ConvertedWeights, StateSource, as_state_dict, load_strict, rename_keys, require
+from singleshot.data.input_spec import resize_meta
 from singleshot.data.voc import VOC_CLASSES
 from singleshot.errors import ConfigError, WeightsError
 from singleshot.models.ssd import SSD, ssd300
@@ -63,7 +64,8 @@ def ssd_pytorch_metadata(num_logits: int, priors: str) -> dict[str, Any]:
         "classes": classes,
         "background_index": 0,
         "input_size": [300, 300],
-        "resize": "cv2.resize (bilinear) to exactly 300x300, aspect ratio not kept",
+        "resize": resize_meta(False),  # cv2.resize INTER_LINEAR: no antialias
+        "resize_note": "cv2.resize (bilinear) to exactly 300x300, aspect ratio not kept",
         "channel_order": "RGB",
         "mean": [bgr[2] / 255.0, bgr[1] / 255.0, bgr[0] / 255.0],
         "std": [1.0 / 255.0] * 3,

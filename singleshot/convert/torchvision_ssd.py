@@ -25,6 +25,7 @@ from collections.abc import Callable
 from typing import Any
 
 from singleshot.convert._common import ConvertedWeights, StateSource, as_state_dict, load_strict, rename_keys, require
+from singleshot.data.input_spec import resize_meta
 from singleshot.errors import WeightsError
 from singleshot.models.ssd import SSD, ssd300
 
@@ -84,7 +85,8 @@ def torchvision_metadata(num_logits: int) -> dict[str, Any]:
         "category_ids": list(range(1, num_logits)),
         "background_index": 0,
         "input_size": [300, 300],
-        "resize": "bilinear (align_corners=False, no antialias) to exactly 300x300, aspect ratio not kept",
+        "resize": resize_meta(False),  # GeneralizedRCNNTransform: F.interpolate bilinear, no antialias
+        "resize_note": "bilinear (align_corners=False, no antialias) to exactly 300x300, aspect ratio not kept",
         "channel_order": "RGB",
         "mean": list(TV_MEAN),
         "std": list(TV_STD),

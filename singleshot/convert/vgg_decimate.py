@@ -9,6 +9,12 @@ SSD replaces VGG16's fully connected fc6/fc7 by convolutions and subsamples thei
   apart, spanning the same 13-pixel window the 7x7 kernel covered at pool5's (now halved) stride.
 * fc7: ``classifier.3.weight`` Tensor[4096, 4096] -> every 4th row and column -> Tensor[1024, 1024, 1, 1].
 * biases: every 4th entry. fc8 (``classifier.6``) is dropped.
+
+Each file brings its input convention (:data:`singleshot.data.input_spec.CONVENTIONS`), which
+:func:`load_vgg16_base` returns so that training normalises as the trunk was trained:
+torchvision's ``vgg16`` is ImageNet RGB (mean 0.485, 0.456, 0.406, std 0.229, 0.224, 0.225);
+ssd.pytorch's ``vgg16_reducedfc.pth`` is the Caffe-converted ``VGG_ILSVRC_16_layers_fc_reduced``,
+trained on BGR 0..255 pixels minus (104, 117, 123) with no std (``caffe``).
 """
 
 from __future__ import annotations
@@ -67,14 +73,23 @@ def vgg16_to_ssd_base(sd: Mapping[str, Tensor], source: str = "<state dict>") ->
     return out
 
 
-def load_vgg16_base(model: nn.Module, source: StateSource) -> None:
-    """Load ImageNet VGG16 weights into an SSD's ``backbone.vgg`` (in place).
+#: The input convention of each accepted trunk layout (names of :data:`singleshot.data.input_spec.CONVENTIONS`).
+TORCHVISION_VGG16_CONVENTION = "imagenet"
+REDUCED_TRUNK_CONVENTION = "caffe"
+
+
+def load_vgg16_base(model: nn.Module, source: StateSource) -> str:
+    """Load ImageNet VGG16 weights into an SSD's ``backbone.vgg`` (in place); returns their input convention.
 
     Args:
         model: an ``SSD`` whose backbone is a ``VGGBackbone``.
         source: path to (or state dict of) either torchvision's ``vgg16`` (``features.*``,
             ``classifier.*``; decimated here) or an already reduced trunk in ssd.pytorch's
             ``vgg16_reducedfc.pth`` layout (keys ``0.weight`` .. ``33.bias``).
+
+    Returns:
+        the name of the file's input convention: ``"imagenet"`` (torchvision) or ``"caffe"``
+        (reduced trunk; see the module docstring).
 
     Raises:
         WeightsError: the file is unreadable or its keys/shapes do not fit, naming the key.
@@ -89,13 +104,16 @@ def load_vgg16_base(model: nn.Module, source: StateSource) -> None:
         origin = {f"{i}.{kind}": f"features.{i}.{kind}" for i in VGG16_CONV_INDICES for kind in ("weight", "bias")}
         for i, fc in ((FC6_INDEX, 0), (FC7_INDEX, 3)):
             origin.update({f"{i}.{kind}": f"classifier.{fc}.{kind}" for kind in ("weight", "bias")})
-        logger.info("%s: torchvision vgg16 weights, fc6/fc7 decimated", name)
+        convention = TORCHVISION_VGG16_CONVENTION
+        logger.info("%s: torchvision vgg16 weights, fc6/fc7 decimated (input: ImageNet RGB)", name)
     elif f"{FC6_INDEX}.weight" in sd:
         base = dict(sd)
-        logger.info("%s: reduced VGG16 trunk in ssd.pytorch layout", name)
+        convention = REDUCED_TRUNK_CONVENTION
+        logger.info("%s: reduced VGG16 trunk in ssd.pytorch layout (input: Caffe BGR 0..255 minus 104, 117, 123)", name)
     else:
         raise WeightsError(
             f"{name}: neither a torchvision vgg16 state dict ('features.0.weight') nor a reduced trunk "
             f"('{FC6_INDEX}.weight'); first keys: {list(sd)[:5]}"
         )
     load_strict(vgg, {k: v.to(torch.float32) for k, v in base.items()}, name, origin)
+    return convention

@@ -6,18 +6,19 @@ references, in this order):
 1. photometric distortion: brightness, contrast, saturation, hue and a channel permutation, each
    applied with probability 0.5 (``v2.RandomPhotometricDistort``);
 2. zoom-out: with probability 0.5 the image is placed at a random position on a canvas up to 4x its
-   side, filled with the dataset mean (``v2.RandomZoomOut``);
+   side, filled with the input convention's mean (``v2.RandomZoomOut``);
 3. IoU-constrained random crop (``v2.RandomIoUCrop``'s rule; :class:`BatchedIoUCrop` draws its 40
    trials as one batch of tensor ops, ~5x faster on small images): pick a minimum IoU from
    {0 (any crop), 0.1, 0.3, 0.5, 0.7, 0.9, keep the whole image}; sample up to 40 crops with each side in [0.3, 1] of the
    image and aspect ratio in [0.5, 2]; a crop is accepted when at least one box has its centre
    strictly inside it and the best IoU of those boxes with the crop reaches the minimum. Boxes whose
    centre lies inside the crop are kept and clipped to it; the others are zeroed and then removed
-   by step 7;
+   by step 6;
 4. horizontal flip with probability 0.5 (``x1' = W - x2``, ``x2' = W - x1``, no pixel shift);
-5. resize to ``size x size``;
-6. uint8 -> float32 in [0, 1];
-7. ``v2.SanitizeBoundingBoxes``: drops boxes narrower or shorter than 1 pixel, with their labels and
+5. uint8 -> float32 in [0, 1], then resize to ``size x size`` (bilinear; antialiased when shrinking
+   unless ``antialias=False``) by :func:`singleshot.data.input_spec.resize_image`, the resize the
+   predictor uses too (:meth:`singleshot.data.input_spec.InputSpec.prepare`);
+6. ``v2.SanitizeBoundingBoxes``: drops boxes narrower or shorter than 1 pixel, with their labels and
    difficult flags.
 
 All random numbers come from torch's generator, which ``DataLoader`` seeds differently per worker.
@@ -35,6 +36,7 @@ from torch import Tensor
 from torchvision import tv_tensors
 from torchvision.transforms import v2
 
+from singleshot.data.input_spec import resize_image, resize_unit_float, to_unit_float
 from singleshot.ops.boxes import pairwise_iou
 from singleshot.structures import BoxTarget
 
@@ -49,6 +51,7 @@ __all__ = [
     "zoom_out",
     "iou_crop",
     "horizontal_flip",
+    "ResizeToFloat",
     "resize_to_float",
     "sanitize_boxes",
 ]
@@ -188,9 +191,44 @@ def horizontal_flip(p: float = 0.5) -> v2.Transform:
     return v2.RandomHorizontalFlip(p=p)
 
 
-def resize_to_float(size: int) -> v2.Transform:
-    """Resize to ``size x size`` (bilinear, antialiased) and convert to float32 in [0, 1]."""
-    return v2.Compose([v2.Resize((size, size), antialias=True), v2.ToDtype(torch.float32, scale=True)])
+class ResizeToFloat(v2.Transform):
+    """Images to float32 in [0, 1] resized to ``size`` with :func:`~singleshot.data.input_spec.resize_image`
+    (the one resize policy of training and inference); boxes scaled to match.
+
+    Args:
+        size: output ``int`` (square) or ``(height, width)``.
+        antialias: the resize policy (bilinear, antialiased when shrinking, or plain bilinear).
+        resize_uint8: resize uint8 images before scaling them to [0, 1] (the action family, whose
+            predictors keep resized uint8 frames); default: scale first and resize in float32 (the
+            detect family, as :meth:`~singleshot.data.input_spec.InputSpec.prepare`).
+    """
+
+    def __init__(self, size: int | Sequence[int], antialias: bool = True, resize_uint8: bool = False) -> None:
+        super().__init__()
+        self.size = (int(size), int(size)) if isinstance(size, int) else (int(size[0]), int(size[1]))
+        self.antialias = bool(antialias)
+        self.resize_uint8 = bool(resize_uint8)
+
+    def transform(self, inpt: Any, params: dict[str, Any]) -> Any:
+        if isinstance(inpt, tv_tensors.BoundingBoxes):
+            return v2.functional.resize(inpt, list(self.size))
+        if isinstance(inpt, tv_tensors.Image):
+            x = inpt.as_subclass(Tensor)
+            if self.resize_uint8:
+                out = to_unit_float(resize_image(x, self.size, self.antialias))
+            else:
+                out = resize_unit_float(x, self.size, self.antialias)
+            return tv_tensors.wrap(out, like=inpt)
+        return inpt
+
+    def extra_repr(self) -> str:
+        return f"size={self.size}, antialias={self.antialias}, resize_uint8={self.resize_uint8}"
+
+
+def resize_to_float(size: int, antialias: bool = True) -> v2.Transform:
+    """Scale to float32 in [0, 1], then resize to ``size x size`` (bilinear; ``antialias``: antialiased
+    when shrinking) -- exactly the pixels :meth:`~singleshot.data.input_spec.InputSpec.prepare` gives."""
+    return ResizeToFloat(size, antialias)
 
 
 def sanitize_boxes() -> v2.Transform:
@@ -199,16 +237,23 @@ def sanitize_boxes() -> v2.Transform:
 
 
 def build_train_transform(
-    size: int, mean: tuple[float, float, float], strong: bool = True, *, max_zoom: float = 4.0
+    size: int,
+    mean: tuple[float, float, float],
+    strong: bool = True,
+    *,
+    max_zoom: float = 4.0,
+    antialias: bool = True,
 ) -> DetectionTransform:
     """SSD training augmentation.
 
     Args:
         size: output side in pixels.
-        mean: RGB mean in [0, 1], the zoom-out fill.
+        mean: RGB mean in [0, 1], the zoom-out fill (the input convention's mean in RGB order,
+            :meth:`~singleshot.data.input_spec.InputSpec.rgb_mean`).
         strong: the full SSD pipeline (photometric, zoom-out, IoU crop, flip); ``False`` keeps only
             the horizontal flip.
         max_zoom: largest zoom-out side ratio (4 in SSD).
+        antialias: the resize policy of :func:`resize_to_float` (the weights' ``resize`` metadata).
 
     Returns:
         callable ``(image uint8 Tensor[3, H, W], BoxTarget) -> (float32 Tensor[3, size, size] in
@@ -217,10 +262,12 @@ def build_train_transform(
     stages: list[v2.Transform] = []
     if strong:
         stages += [photometric_distort(), zoom_out(mean, max_zoom), iou_crop()]
-    stages += [horizontal_flip(), resize_to_float(size), sanitize_boxes()]
+    stages += [horizontal_flip(), resize_to_float(size, antialias), sanitize_boxes()]
     return DetectionTransform(v2.Compose(stages))
 
 
-def build_eval_transform(size: int) -> DetectionTransform:
-    """Resize to ``size x size`` and scale to float32 [0, 1]; every box is kept (none is filtered)."""
-    return DetectionTransform(resize_to_float(size))
+def build_eval_transform(size: int, antialias: bool = True) -> DetectionTransform:
+    """Scale to float32 [0, 1] and resize to ``size x size`` (``antialias``: the resize policy); every
+    box is kept (none is filtered). Normalised with the weights' :class:`~singleshot.data.input_spec.InputSpec`,
+    its output is what :class:`~singleshot.tasks.detect.predictor.DetectPredictor` feeds the model."""
+    return DetectionTransform(resize_to_float(size, antialias))

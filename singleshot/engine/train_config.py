@@ -69,6 +69,10 @@ class TrainConfig:
     Speed (CUDA only, ignored on CPU): ``cudnn_benchmark`` autotunes convolutions;
     ``channels_last`` converts the model and 4-D inputs to channels-last memory format (also
     allowed on CPU).
+
+    Short runs: ``max_steps`` > 0 stops training after that many optimizer steps (mid-epoch if
+    need be), evaluates once and ends, whatever ``epochs`` and ``eval_every`` say; the schedule is
+    still planned over ``epochs`` (0: off). Smoke tests of a recipe use it.
     """
 
     epochs: int = 10
@@ -103,6 +107,7 @@ class TrainConfig:
     tensorboard: bool = True
     cudnn_benchmark: bool = True
     channels_last: bool = False
+    max_steps: int = 0
 
     def __post_init__(self) -> None:
         self.milestones = tuple(int(m) for m in self.milestones)
@@ -116,7 +121,12 @@ class TrainConfig:
         for key, value in positive.items():
             if int(value) < 1:
                 raise ConfigError(f"{key}: must be >= 1, got {value}")
-        for key, value in {"checkpoint_every": self.checkpoint_every, "plot_every": self.plot_every}.items():
+        zero_off = {
+            "checkpoint_every": self.checkpoint_every,
+            "plot_every": self.plot_every,
+            "max_steps": self.max_steps,
+        }
+        for key, value in zero_off.items():
             if int(value) < 0:
                 raise ConfigError(f"{key}: must be >= 0 (0 turns it off), got {value}")
         if self.patience is not None and self.patience < 1:
@@ -150,10 +160,16 @@ class EngineOptions:
     ``ActionConfig`` and ``GraspConfig`` derive from it and set their own defaults).
 
     ``milestones`` are in epochs and ``warmup`` in optimizer steps (see :func:`train_config_for`);
-    ``ema`` is the decay of an EMA of the weights; ``patience`` stops after that many evaluated
-    epochs without a better metric; ``checkpoint_every`` also writes ``last.pt`` every N steps
-    (0: at epoch ends only); ``plot_every`` redraws ``results.png`` every N epochs (0: never).
-    Runs write under ``project/name`` (training) or ``project/<mode>``.
+    the warm-up starts at ``warmup_factor`` x ``lr``; ``ema`` is the decay of an EMA of the weights;
+    ``patience`` stops after that many evaluated epochs without a better metric; ``checkpoint_every``
+    also writes ``last.pt`` every N steps (0: at epoch ends only); ``plot_every`` redraws
+    ``results.png`` every N epochs (0: never). Runs write under ``project/name`` (training) or
+    ``project/<mode>``.
+
+    ``dry_run=true`` (training modes) builds the model, data, loader, optimizer and schedule, then
+    returns what the run would do (see :func:`singleshot.tasks.common.dry_run_summary`) without
+    training or writing a run folder. ``max_steps=N`` trains N optimizer steps, evaluates once and
+    stops (0: off).
     """
 
     data: str = ""  # the dataset (each task documents the layouts it reads)
@@ -165,7 +181,9 @@ class EngineOptions:
     optimizer: str = "sgd"
     schedule: str = "constant"
     milestones: tuple[int, ...] = ()  # completed epochs after which lr *= gamma (multistep)
+    gamma: float = 0.1  # multistep: lr factor at each milestone
     warmup: int = 0  # optimizer steps of linear warm-up
+    warmup_factor: float = 0.001  # lr multiplier at the warm-up's first step (torchvision: 0.001; lufficc/SSD: 1/3)
     accumulate: int = 1  # micro-batches per optimizer step
     # mean: each step's gradient is the mean over its `accumulate` micro-batches; sum: their sum, as YOWO
     accumulate_mode: str = "mean"
@@ -182,15 +200,17 @@ class EngineOptions:
     plot_every: int = 1  # redraw results.png every N epochs (0: never)
     project: str = "runs"
     name: str = "train"
+    dry_run: bool = False  # train: print what the run would do (model, parameters, optimizer, schedule) and stop
+    max_steps: int = 0  # train: stop after N optimizer steps and evaluate once (0: off; for smoke tests)
 
 
 def train_config_for(task_cfg: EngineOptions, batches_per_epoch: int, out_dir: str | Path, device: str) -> TrainConfig:
     """The :class:`TrainConfig` of a task's command-line config (an :class:`EngineOptions`;
-    ``gamma`` and ``channels_last`` are read when the task's config has them).
+    ``channels_last`` is read when the task's config has it).
 
     ``milestones`` are given in epochs and become optimizer steps (``batches_per_epoch`` micro-batches
     of ``accumulate`` per step); ``warmup`` is in steps; the log line comes four times per epoch;
-    ``channels_last`` None (or absent) means on for CUDA only; ``gamma`` absent keeps the default.
+    ``channels_last`` None (or absent) means on for CUDA only.
     """
     c = task_cfg
     steps_per_epoch = -(-int(batches_per_epoch) // int(c.accumulate))
@@ -203,8 +223,9 @@ def train_config_for(task_cfg: EngineOptions, batches_per_epoch: int, out_dir: s
         optimizer=c.optimizer,
         schedule=c.schedule,
         milestones=tuple(m * steps_per_epoch for m in c.milestones),
-        gamma=getattr(c, "gamma", TrainConfig.gamma),
+        gamma=c.gamma,
         warmup_iters=c.warmup,
+        warmup_factor=c.warmup_factor,
         accumulate=c.accumulate,
         accumulate_mode=c.accumulate_mode,
         clip_grad=c.clip_grad,
@@ -220,6 +241,7 @@ def train_config_for(task_cfg: EngineOptions, batches_per_epoch: int, out_dir: s
         checkpoint_every=c.checkpoint_every,
         plot_every=c.plot_every,
         channels_last=device.startswith("cuda") if channels_last is None else bool(channels_last),
+        max_steps=c.max_steps,
     )
 
 

@@ -21,7 +21,9 @@ Every ``checkpoint_every`` steps and at each epoch end ``last.pt`` is written at
 epoch ends with: evaluation (every ``eval_every`` epochs and after the last one, of the EMA when
 on), a row in ``results.csv`` (and TensorBoard), a redrawn ``results.png`` (every ``plot_every``
 epochs), ``last.pt``, ``best.pt`` when ``metric_key`` improved, and early stopping after
-``patience`` epochs without improvement. ``config.yaml`` and ``engine.yaml`` record the run. All
+``patience`` epochs without improvement. ``max_steps`` > 0 ends the epoch in which that many optimizer
+steps have been taken right after the step, then evaluates once and stops (a recipe's smoke test).
+``config.yaml`` and ``engine.yaml`` record the run. All
 files live in ``out_dir``. ``resume=True`` restores ``last.pt`` (weights, optimizer, schedule,
 scaler, EMA, RNG states, counters, the sampler position) and continues where it was written; with
 a loader from :func:`singleshot.engine.sampler.build_train_loader` and the same seed, data and
@@ -341,7 +343,10 @@ class Trainer:
                 self.epoch += 1
                 self.batch_in_epoch = 0
                 self._sums, self._finite = {}, 0
-                if self.evaluate is not None and (self.epoch % cfg.eval_every == 0 or self.epoch == cfg.epochs):
+                steps_done = self._max_steps_reached()
+                if self.evaluate is not None and (
+                    self.epoch % cfg.eval_every == 0 or self.epoch == cfg.epochs or steps_done
+                ):
                     self._run_evaluation()
                 row: dict[str, Any] = {
                     "epoch": self.epoch,
@@ -362,6 +367,9 @@ class Trainer:
                     logger.info("new best %s = %.6g at epoch %d", self.metric_key, self.best_metric, self.epoch)
                 for hook in self.hooks:
                     hook.after_epoch(self)
+                if steps_done:
+                    logger.info("max_steps=%d reached: training stops after this evaluation", cfg.max_steps)
+                    self.should_stop = True
             if log is not None and cfg.plot_every and self.epoch % cfg.plot_every and self.epoch < cfg.epochs:
                 plot_results(log, self.out_dir / "results.png")  # stopped early: draw the last epochs too
         finally:
@@ -442,6 +450,8 @@ class Trainer:
                 micro = 0
                 self._after_step(mid_epoch=batch_idx < last)
             progress.update(named, self._last_lr, num_images(inputs) * self.world_size)
+            if micro == 0 and self._max_steps_reached():
+                break
         if micro > 0:  # a last, smaller group: mean mode rescales to the mean over the micro-batches present
             if micro != cfg.accumulate and cfg.accumulate_mode == "mean":
                 for p in self.params:
@@ -452,6 +462,10 @@ class Trainer:
         means = {k: v / self._finite for k, v in self._sums.items()} if self._finite else {}
         progress.close(means, self._last_lr)
         return means
+
+    def _max_steps_reached(self) -> bool:
+        """True once ``cfg.max_steps`` (> 0) optimizer steps have been taken."""
+        return self.cfg.max_steps > 0 and self.iteration >= self.cfg.max_steps
 
     def _optimizer_step(self) -> None:
         if self.scaler is not None and self.cfg.clip_grad is not None:

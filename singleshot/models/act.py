@@ -19,6 +19,9 @@ Design, checked against ACT's prototxt generator and Caffe layers (vkalogeiton/c
   anchor cuboids instead of 8732; its priors are SSD300's VOC sizes (30 … 315) *not* clipped.
 * ACT trains the shared trunk with lr_mult 1/K (the K streams add K gradients into it):
   :meth:`ACTDetector.param_groups` gives that grouping.
+* a flow stream reads, per frame, 5 flow images stacked along channels (ACT's FLOW5: Caffe inputs
+  ``data_stream{k}flow`` of 15 channels): ``in_channels=15`` widens the trunk's first convolution
+  (:func:`widen_first_conv`), the rest of the net is the RGB one.
 """
 
 from __future__ import annotations
@@ -48,6 +51,8 @@ __all__ = [
     "ACTDetector",
     "StreamL2Norm",
     "TubeletHead",
+    "first_conv",
+    "widen_first_conv",
     "act_vgg16",
     "act_tiny",
     "act_slim",
@@ -65,6 +70,48 @@ _STEPS = [8.0, 16.0, 32.0, 64.0, 100.0, 300.0]
 ACT_PRIORS_2X2 = PriorSpec(300, [38, 18, 9, 5, 3, 1], _STEPS, _MIN_SIZES, _MAX_SIZES, _AR6, clip="none")
 #: The same priors on SSD300's trunk (pool5 3x3/s1/p1): maps 38, 19, 10, 5, 3, 1 -> 8732 cuboids.
 ACT_PRIORS_3X3 = PriorSpec(300, [38, 19, 10, 5, 3, 1], _STEPS, _MIN_SIZES, _MAX_SIZES, _AR6, clip="none")
+
+
+def first_conv(module: nn.Module) -> tuple[nn.Module, str, nn.Conv2d]:
+    """``(parent, attribute name, conv)`` of the first ``nn.Conv2d`` of ``module`` (its input layer)."""
+    for name, child in module.named_modules():
+        if isinstance(child, nn.Conv2d):
+            parent_name, _, attr = name.rpartition(".")
+            return module.get_submodule(parent_name), attr, child
+    raise ConfigError(f"{type(module).__name__} has no Conv2d to take the input channels")
+
+
+def widen_first_conv(backbone: nn.Module, in_channels: int) -> None:
+    """Give ``backbone``'s first convolution ``in_channels`` inputs (a multiple of its current C).
+
+    The new weight is the old one repeated over the ``in_channels / C`` input groups and divided by
+    their number, so that a stack of n copies of one image gives the old response (the builder's
+    initial scale is kept; pretrained RGB weights of that layer do not fit and are not loaded).
+    """
+    parent, attr, old = first_conv(backbone)
+    c = old.in_channels
+    if in_channels == c:
+        return
+    if in_channels < 1 or in_channels % c:
+        raise ConfigError(f"in_channels={in_channels}: must be a multiple of the trunk's {c} input channels")
+    if old.groups != 1:
+        raise ConfigError(f"{type(backbone).__name__}: a grouped first convolution cannot be widened")
+    n = in_channels // c
+    new = nn.Conv2d(
+        in_channels,
+        old.out_channels,
+        old.kernel_size,
+        stride=old.stride,
+        padding=old.padding,
+        dilation=old.dilation,
+        bias=old.bias is not None,
+        padding_mode=old.padding_mode,
+    )
+    with torch.no_grad():
+        new.weight.copy_(old.weight.repeat(1, n, 1, 1) / n)
+        if old.bias is not None:
+            new.bias.copy_(old.bias)
+    setattr(parent, attr, new)
 
 
 class StreamL2Norm(nn.Module):
@@ -162,14 +209,22 @@ class ACTDetector(nn.Module):
         num_classes: action classes C, background excluded.
         prior_spec: prior geometry; anchor cuboids are these priors repeated over the K frames.
         shared_l2norm: keep one conv4_3 scale for all streams (the backbone untouched).
+        in_channels: channels of each frame's input: 3 (RGB), or 3n for n stacked flow images
+            (ACT's FLOW5: 15); the first convolution is widened by :func:`widen_first_conv`.
 
     Attributes:
         priors: non-persistent buffer Tensor[P, 4], cxcywh normalised (each cuboid's box).
-        k, num_classes, prior_spec.
+        k, num_classes, prior_spec, in_channels.
     """
 
     def __init__(
-        self, backbone: nn.Module, k: int, num_classes: int, prior_spec: PriorSpec, shared_l2norm: bool = False
+        self,
+        backbone: nn.Module,
+        k: int,
+        num_classes: int,
+        prior_spec: PriorSpec,
+        shared_l2norm: bool = False,
+        in_channels: int = 3,
     ) -> None:
         super().__init__()
         if int(k) < 1:
@@ -186,6 +241,8 @@ class ACTDetector(nn.Module):
         self.num_classes = int(num_classes)
         self.prior_spec = prior_spec
         self.shared_l2norm = bool(shared_l2norm)
+        widen_first_conv(backbone, int(in_channels))
+        self.in_channels = int(in_channels)
         norm = getattr(backbone, "l2norm", None)
         if isinstance(norm, L2Norm) and not shared_l2norm:
             backbone.l2norm = StreamL2Norm.from_shared(norm, self.k)
@@ -216,17 +273,24 @@ class ACTDetector(nn.Module):
         """Raw cuboid predictions.
 
         Args:
-            frames: Tensor[B, K, 3, S, S], normalised frames of each sample in temporal order.
+            frames: Tensor[B, K, C, S, S], normalised frames of each sample in temporal order
+                (C = ``in_channels``: 3, or a frame's stacked flow images).
 
         Returns:
             ``loc`` Tensor[B, P, 4K] (per frame the variance-coded (cx, cy, w, h) offsets from the
             cuboid's prior, frame-major) and ``conf`` Tensor[B, P, C + 1] (index 0 = background).
         """
         size = self.prior_spec.image_size
-        if frames.dim() != 5 or frames.shape[1] != self.k or frames.shape[-2] != size or frames.shape[-1] != size:
+        if (
+            frames.dim() != 5
+            or frames.shape[1] != self.k
+            or frames.shape[2] != self.in_channels
+            or frames.shape[-2] != size
+            or frames.shape[-1] != size
+        ):
             raise ConfigError(
                 f"input of shape {tuple(frames.shape)} does not fit this ACT detector: expected "
-                f"[B, {self.k}, 3, {size}, {size}] (K={self.k} frames resized to the priors' size)"
+                f"[B, {self.k}, {self.in_channels}, {size}, {size}] (K={self.k} frames resized to the priors' size)"
             )
         b = frames.shape[0]
         features = self.backbone(frames.flatten(0, 1))
@@ -262,6 +326,7 @@ def act_vgg16(
     pool5: str = "2x2s1",
     shared_l2norm: bool = False,
     fc6_dilations: Sequence[int] | None = None,
+    in_channels: int = 3,
 ) -> ACTDetector:
     """ACT's VGG16-SSD300 tubelet detector.
 
@@ -273,6 +338,7 @@ def act_vgg16(
         shared_l2norm: one conv4_3 scale for all streams instead of ACT's K.
         fc6_dilations: K dilations of fc6, one per stream (ACT's released models: 6·6^k, see
             :mod:`singleshot.models.stream_conv`); None: 6 for every stream.
+        in_channels: per-frame input channels: 3 (RGB) or 15 (ACT's FLOW5 flow stream).
 
     The trunk layers are those of :class:`~singleshot.models.vgg.VGGBackbone` (conv layers at
     torchvision's vgg16 indices, decimated fc6/fc7, extras conv6_1 … conv9_2 as ACT names them).
@@ -292,21 +358,27 @@ def act_vgg16(
         fc6 = StreamDilatedConv2d(old.in_channels, old.out_channels, fc6_dilations)
         fc6.load_state_dict(old.state_dict())
         backbone.vgg[FC6_INDEX] = fc6
-    return ACTDetector(backbone, k, num_classes, spec, shared_l2norm=shared_l2norm)
+    return ACTDetector(backbone, k, num_classes, spec, shared_l2norm=shared_l2norm, in_channels=in_channels)
 
 
 @register_model("act_tiny", task="action", family="act")
-def act_tiny(num_classes: int, k: int = 6, image_size: int = 128, width: float = 1.0) -> ACTDetector:
+def act_tiny(
+    num_classes: int, k: int = 6, image_size: int = 128, width: float = 1.0, in_channels: int = 3
+) -> ACTDetector:
     """ACT on the tiny SSD trunk (:func:`~singleshot.models.tiny.ssd_tiny`'s backbone and priors), for CPU work.
 
     The trunk is BatchNorm based and has no conv4_3 L2 norm, so there are no per-stream scales.
+    ``in_channels``: per-frame input channels (3n for n stacked flow images).
     """
     ssd = ssd_tiny(num_classes, image_size=image_size, width=width)
-    return ACTDetector(ssd.backbone, k, num_classes, ssd.prior_spec)
+    return ACTDetector(ssd.backbone, k, num_classes, ssd.prior_spec, in_channels=in_channels)
 
 
 @register_model("act_slim", task="action", family="act")
-def act_slim(num_classes: int, k: int = 6, image_size: int = 160, width: float = 1.0) -> ACTDetector:
-    """ACT on the slim SSD trunk (:func:`~singleshot.models.small.ssd_slim`'s backbone and priors)."""
+def act_slim(
+    num_classes: int, k: int = 6, image_size: int = 160, width: float = 1.0, in_channels: int = 3
+) -> ACTDetector:
+    """ACT on the slim SSD trunk (:func:`~singleshot.models.small.ssd_slim`'s backbone and priors);
+    ``in_channels`` as :func:`act_tiny`'s."""
     ssd = ssd_slim(num_classes, image_size=image_size, width=width)
-    return ACTDetector(ssd.backbone, k, num_classes, ssd.prior_spec)
+    return ACTDetector(ssd.backbone, k, num_classes, ssd.prior_spec, in_channels=in_channels)

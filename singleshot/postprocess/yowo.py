@@ -64,7 +64,7 @@ def yowo_postprocess(
     orig_sizes: Sequence[tuple[int, int]],
     conf_thresh: float = 0.005,
     nms_thresh: float = 0.4,
-    max_det: int = 200,
+    max_det: int = 0,
     mode: Literal["yowo", "per_class"] = "yowo",
     all_classes: bool = False,
     clip: bool = True,
@@ -89,7 +89,8 @@ def yowo_postprocess(
         anchors: Tensor[A, 2] grid units. num_classes: C.
         input_size: (height, width) of the network input.
         orig_sizes: (height, width) of each original frame; boxes are scaled from the input to it.
-        max_det: detections kept per image, the highest scores (YOWO keeps all).
+        max_det: when > 0, detections kept per image, the highest scores; 0 (default) keeps all, as
+            YOWO does (at most one per prediction in ``yowo`` mode, A·H·W).
         clip: clamp boxes into the frame (YOWO does not; it only changes boxes that leave the frame).
         image_ids: optional identifiers copied into the results.
 
@@ -131,14 +132,15 @@ def yowo_postprocess(
     if clip:
         limits = ratio[bi] * torch.tensor([in_w, in_h, in_w, in_h], dtype=boxes.dtype, device=device)
         sel_boxes = torch.minimum(sel_boxes.clamp(min=0.0), limits)
-    # Group by image, by descending score inside an image, and cap each image at max_det.
+    # Group by image, by descending score inside an image, and cap each image at max_det (if > 0).
     order = torch.argsort(scores, descending=True, stable=True)
     order = order[torch.argsort(bi[order], stable=True)]
-    img = bi[order]
-    counts = torch.bincount(img, minlength=b)
-    starts = torch.cumsum(counts, 0) - counts
-    rank = torch.arange(img.numel(), device=device) - starts[img]
-    order = order[rank < max_det]
+    if max_det > 0:
+        img = bi[order]
+        counts = torch.bincount(img, minlength=b)
+        starts = torch.cumsum(counts, 0) - counts
+        rank = torch.arange(img.numel(), device=device) - starts[img]
+        order = order[rank < max_det]
     per_image = torch.bincount(bi[order], minlength=b).tolist()
     ids = list(image_ids) if image_ids is not None else [""] * b
     return [

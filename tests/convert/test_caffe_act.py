@@ -20,7 +20,7 @@ from singleshot.convert.caffe import CaffeLayer, write_caffemodel
 from singleshot.convert.caffe_act import StreamDilatedConv2d, act_caffe_layout, act_vgg16_caffe, convert_caffe_act
 from singleshot.convert.prototxt import first, layers_of, parse_prototxt
 from singleshot.data.action.readers import UCF24_CLASSES
-from singleshot.errors import WeightsError
+from singleshot.errors import ConfigError, WeightsError
 
 K = 2
 NUM_LOGITS = 25  # UCF101-24 and background
@@ -374,7 +374,6 @@ def test_missing_and_misshaped_layers_name_the_layer(caffe_act: dict) -> None:
     "kwargs, match",
     [
         ({"pool5": (3, 2, 0)}, r"bad\.prototxt: layer 'pool5_stream0' has \(kernel, stride, pad\) \(3, 2, 0\)"),
-        ({"sfx": "flow", "channels": 15}, r"bad\.prototxt: an ACT flow model .* flow models are not supported yet"),
         ({"order": "reversed"}, r"Concat layer 'conv4_3_norm_concat' must join"),
         ({"seq": 3}, r"2 streams but layer 'detection_out' has sequence_length 3"),
     ],
@@ -384,6 +383,60 @@ def test_unsupported_prototxts_are_refused(tmp_path: Path, kwargs: dict, match: 
     bad.write_text(act_prototxt(**kwargs))
     with pytest.raises(WeightsError, match=match):  # refused before the caffemodel is opened
         convert_caffe_act(bad, tmp_path / "never_read.caffemodel")
+
+
+@pytest.fixture(scope="module")
+def caffe_flow(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """ACT's FLOW5 net (``*_stream{k}flow`` layers, 15 input channels per stream) and its caffemodel."""
+    tmp = tmp_path_factory.mktemp("caffe_act_flow")
+    text = act_prototxt(sfx="flow", channels=15)
+    net = parse_prototxt(text)
+    blobs = random_blobs(net, seed=3)
+    (tmp / "deploy_FLOW5.prototxt").write_text(text)
+    return {"tmp": tmp, "prototxt": tmp / "deploy_FLOW5.prototxt", "net": net, "blobs": blobs}
+
+
+def test_flow5_model_converts_and_reproduces_the_caffe_forward(caffe_flow: dict) -> None:
+    converted = convert_caffe_act(
+        caffe_flow["prototxt"], _write(caffe_flow["tmp"] / "flow.caffemodel", caffe_flow["blobs"])
+    )
+    meta = converted.metadata
+    assert meta["modality"] == "flow" and meta["flow_stack"] == 5 and meta["channel_order"] == "BGR"
+    assert meta["arch_kwargs"] == {
+        "k": K,
+        "pool5": "2x2s1",
+        "shared_l2norm": False,
+        "fc6_dilations": [6, 36],
+        "in_channels": 15,
+    }
+    # the first convolution is the caffemodel's 15-channel conv1_1, as stored
+    assert torch.equal(
+        converted.state_dict["backbone.vgg.0.weight"], torch.from_numpy(caffe_flow["blobs"]["conv1_1_stream0flow"][0])
+    )
+    model = act_vgg16_caffe(24, **meta["arch_kwargs"]).eval()
+    model.load_state_dict(converted.state_dict, strict=True)
+    assert model.backbone.vgg[0].in_channels == 15
+    x = torch.randn(1, K, 15, 300, 300, generator=torch.Generator().manual_seed(2)) * 50
+    with torch.no_grad():
+        ours = model(x)
+        ref = run_caffe_net(caffe_flow["net"], caffe_flow["blobs"], {f"data_stream{k}flow": x[:, k] for k in range(K)})
+    loc, conf = ref["mbox_loc"].reshape(1, -1, 4 * K), ref["mbox_conf"].reshape(1, -1, NUM_LOGITS)
+    assert loc.shape == ours["loc"].shape == (1, 8396, 4 * K)
+    assert (ours["loc"] - loc).abs().max() <= 1e-4 * loc.abs().max()
+    assert (ours["conf"] - conf).abs().max() <= 1e-4 * conf.abs().max()
+    with pytest.raises(ConfigError, match=r"\[B, 2, 15, 300, 300\]"):  # RGB frames do not fit a flow net
+        model(torch.zeros(1, K, 3, 300, 300))
+
+
+def test_input_channels_must_fit_the_modality(caffe_flow: dict, caffe_act: dict) -> None:
+    tmp = caffe_flow["tmp"]
+    w, b = caffe_flow["blobs"]["conv1_1_stream0flow"]
+    rgb_net_flow_blob = _write(tmp / "rgb15.caffemodel", {"conv1_1_stream0": [w, b]})
+    with pytest.raises(WeightsError, match=r"rgb15\.caffemodel: layer 'conv1_1_stream0' takes 15 channels; an RGB"):
+        convert_caffe_act(caffe_act["prototxt"], rgb_net_flow_blob)
+    odd = _write(tmp / "odd.caffemodel", {"conv1_1_stream0flow": [w[:, :14], b]})
+    with pytest.raises(WeightsError, match=r"odd\.caffemodel: layer 'conv1_1_stream0flow' takes 14 channels"):
+        convert_caffe_act(caffe_flow["prototxt"], odd)
 
 
 def test_layout_variants() -> None:

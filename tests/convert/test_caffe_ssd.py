@@ -271,6 +271,7 @@ def test_cli_converts_a_caffe_model(caffe_ssd300: tuple, tmp_path: Path) -> None
     assert out["architecture"] == "ssd300" and out["num_classes"] == 20
     state, meta = load_weights(dst)
     assert meta["channel_order"] == "BGR" and meta["arch_kwargs"]["prior_clip"] == "none"
+    assert meta["resize"] == {"interpolation": "bilinear", "antialias": False}  # Caffe's warp: cv2.resize INTER_LINEAR
     assert torch.equal(
         state["backbone.l2norm.weight"], torch.from_numpy(read_caffemodel(caffemodel)["conv4_3_norm"].blobs[0])
     )

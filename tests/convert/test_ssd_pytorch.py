@@ -137,6 +137,7 @@ def test_metadata_records_channel_order_and_mean() -> None:
     # ssd.pytorch subtracts (104, 117, 123) from BGR pixels, then swaps to RGB: RGB mean 123, 117, 104.
     assert [round(m * 255) for m in meta["mean"]] == [123, 117, 104]
     assert meta["std"] == pytest.approx([1 / 255] * 3)
+    assert meta["resize"] == {"interpolation": "bilinear", "antialias": False}  # cv2.resize INTER_LINEAR
     assert meta["classes"][0] == "aeroplane" and len(meta["classes"]) == 20
     assert meta["postprocess"]["nms_thresh"] == 0.45 and meta["postprocess"]["score_thresh"] == 0.01
 

@@ -53,6 +53,8 @@ def test_metadata_reproduces_torchvision_settings(tv_model: torch.nn.Module) -> 
     assert meta["mean"] == pytest.approx(list(tv_model.transform.image_mean))
     assert meta["std"] == pytest.approx(list(tv_model.transform.image_std))
     assert meta["input_size"] == [300, 300] and tv_model.transform.fixed_size == (300, 300)
+    # plain bilinear interpolate (tests/tasks/detect/test_convert.py checks it against torchvision's outputs)
+    assert meta["resize"] == {"interpolation": "bilinear", "antialias": False}
     post = meta["postprocess"]
     assert post["score_thresh"] == tv_model.score_thresh
     assert post["nms_thresh"] == tv_model.nms_thresh

@@ -25,7 +25,7 @@ def vgg16_file(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str
 def test_decimation_samples_the_right_weights(vgg16_file: tuple[Path, dict[str, torch.Tensor]]) -> None:
     path, sd = vgg16_file
     model = ssd300(20)
-    load_vgg16_base(model, path)
+    assert load_vgg16_base(model, path) == "imagenet"  # torchvision's vgg16: ImageNet RGB mean/std
     vgg = model.backbone.vgg
     for i in (0, 2, 5, 7, 10, 12, 14, 17, 19, 21, 24, 26, 28):
         assert torch.equal(vgg[i].weight, sd[f"features.{i}.weight"])
@@ -54,7 +54,7 @@ def test_reduced_trunk_roundtrip_and_errors(vgg16_file: tuple[Path, dict[str, to
     reduced = tmp_path / "vgg16_reducedfc.pth"
     torch.save(donor.backbone.vgg.state_dict(), reduced)  # ssd.pytorch's reduced-trunk layout: "0.weight".."33.bias"
     model = ssd300(20)
-    load_vgg16_base(model, reduced)
+    assert load_vgg16_base(model, reduced) == "caffe"  # the Caffe trunk: BGR 0..255 minus (104, 117, 123)
     assert torch.equal(model.backbone.vgg[31].weight, donor.backbone.vgg[31].weight)
     small = {k: v for k, v in sd.items() if k != "classifier.3.weight"}
     with pytest.raises(WeightsError, match=r"classifier\.3\.weight"):

@@ -55,3 +55,19 @@ def test_optimizers_use_multi_tensor_kernels_with_the_loop_s_numbers(name: str) 
             o.step()
     for p, q in zip(model.parameters(), ref.parameters()):
         assert torch.equal(p, q)
+
+
+def test_engine_options_reach_the_train_config() -> None:
+    """``gamma`` and ``warmup_factor`` are engine keys of every task (a detect recipe sets them too),
+    and ``max_steps`` reaches the trainer's settings; a negative ``max_steps`` is refused."""
+    from singleshot.engine.train_config import TrainConfig, train_config_for
+    from singleshot.errors import ConfigError
+    from singleshot.tasks.detect.config import DetectConfig
+    from singleshot.tasks.grasp.config import GraspConfig
+
+    t = train_config_for(DetectConfig(gamma=0.5, warmup_factor=1 / 3, max_steps=2), 10, "out", "cpu")
+    assert t.gamma == 0.5 and t.warmup_factor == pytest.approx(1 / 3) and t.max_steps == 2
+    g = train_config_for(GraspConfig(), 10, "out", "cpu")
+    assert g.gamma == 0.1 and g.warmup_factor == 0.001 and g.max_steps == 0
+    with pytest.raises(ConfigError, match="max_steps"):
+        TrainConfig(max_steps=-1)

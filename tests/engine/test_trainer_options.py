@@ -226,3 +226,24 @@ def test_new_options_are_validated() -> None:
         TrainConfig(patience=0)
     with pytest.raises(ConfigError, match="checkpoint_every"):
         TrainConfig(checkpoint_every=-1)
+
+
+@pytest.mark.parametrize("accumulate", [1, 2])
+def test_max_steps_stops_mid_epoch_and_evaluates_once(tmp_path: Path, accumulate: int) -> None:
+    """``max_steps=4``: four optimizer steps (mid-epoch: an epoch has 6 batches, i.e. 6 or 3 steps),
+    then one evaluation and the end, although ``epochs`` and ``eval_every`` ask for more; the
+    schedule is still planned over all epochs."""
+    calls: list[int] = []
+
+    def evaluate(model: nn.Module) -> dict[str, float]:
+        calls.append(1)
+        return {"score": 1.0}
+
+    cfg = TrainConfig(
+        epochs=5, lr=0.1, eval_every=4, max_steps=4, accumulate=accumulate, out_dir=tmp_path, plot_every=0
+    )
+    t = Trainer(Net(), loss_fn, loader(), cfg, prepare, evaluate, "score")
+    t.train()
+    assert t.iteration == 4 and t.epoch == accumulate and len(calls) == 1
+    assert t.total_iters == 5 * t.steps_per_epoch
+    assert load_checkpoint(tmp_path / "last.pt")["iteration"] == 4

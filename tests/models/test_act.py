@@ -1,10 +1,13 @@
 from __future__ import annotations
 
+import copy
+
 import pytest
 import torch
 from torch import Tensor, nn
 
 from singleshot.errors import ConfigError
+from singleshot.models import model_from_meta
 from singleshot.models.act import (
     ACT_PRIORS_2X2,
     ACT_PRIORS_3X3,
@@ -13,6 +16,8 @@ from singleshot.models.act import (
     act_slim,
     act_tiny,
     act_vgg16,
+    first_conv,
+    widen_first_conv,
 )
 from singleshot.models.l2norm import L2Norm
 from singleshot.models.ssd import ssd300
@@ -213,3 +218,35 @@ def test_act_slim_builds_and_runs() -> None:
         out = model(torch.zeros(1, 2, 3, 160, 160))
     assert out["loc"].shape == (1, model.priors.shape[0], 8)
     assert out["conf"].shape == (1, model.priors.shape[0], 3)
+
+
+@pytest.mark.parametrize("builder", ["act_tiny", "act_slim", "act_vgg16"])
+def test_flow5_streams_take_15_channels_and_are_rebuilt_from_metadata(builder: str) -> None:
+    kwargs = {
+        "act_vgg16": {},
+        "act_tiny": {"image_size": 64, "width": 0.25},
+        "act_slim": {"image_size": 160, "width": 0.25},
+    }[builder]
+    size = kwargs.get("image_size", 300)
+    meta = {"architecture": builder, "num_classes": 2, "arch_kwargs": {"k": 2, "in_channels": 15, **kwargs}}
+    with torch.device("meta"):  # VGG16 at 300 px: shapes only
+        model = model_from_meta(meta, task="action")
+        out = model(torch.empty(1, 2, 15, size, size))
+    assert model.in_channels == 15 and first_conv(model.backbone)[2].weight.shape[1] == 15
+    assert out["conf"].shape == (1, model.priors.shape[0], 3)
+    with pytest.raises(ConfigError, match=rf"\[B, 2, 15, {size}, {size}\]"):
+        model(torch.empty(1, 2, 3, size, size, device="meta"))
+
+
+def test_widened_first_conv_keeps_the_response_to_a_stack_of_copies() -> None:
+    torch.manual_seed(0)
+    rgb = act_tiny(3, k=2, image_size=64, width=0.25).eval()
+    flow = copy.deepcopy(rgb)
+    widen_first_conv(flow.backbone, 15)
+    flow.in_channels = 15
+    x = torch.randn(1, 2, 3, 64, 64)
+    with torch.no_grad():
+        a, b = rgb(x), flow(x.repeat(1, 1, 5, 1, 1))
+    assert torch.allclose(a["conf"], b["conf"], atol=1e-5) and torch.allclose(a["loc"], b["loc"], atol=1e-5)
+    with pytest.raises(ConfigError, match="multiple of the trunk's 3"):
+        widen_first_conv(act_tiny(3, k=2, image_size=64, width=0.25).backbone, 10)

@@ -1,20 +1,27 @@
 """PSPNet grasp net: output contract, dilated trunk (stride 8), pyramid pooling, auxiliary head and
-its removal for export. ResNet-50/101 are checked on the meta device (shapes only, no compute)."""
+its removal for export; the bias-free depth adapter (and older weights with a bias); the ImageNet
+trunk from torchvision state dict files. ResNet-50/101 shapes are checked on the meta device."""
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import pytest
 import torch
 import torchvision
 from torch import nn
 
+from singleshot.engine.weights import load_state_into
+from singleshot.errors import WeightsError
 from singleshot.losses.grasp import GraspLoss
 from singleshot.models.psp_grasp import (
     PSPGrasp,
     PyramidPooling,
+    load_imagenet_trunk,
     psp_grasp_resnet18,
     psp_grasp_resnet50,
     psp_grasp_resnet101,
+    resnet_layout,
     strip_aux,
 )
 from singleshot.structures import Grasps
@@ -122,3 +129,113 @@ def test_deep_trunks_on_meta(build, tv) -> None:  # type: ignore[no-untyped-def]
 def test_unknown_backbone() -> None:
     with pytest.raises(ValueError, match="backbone"):
         PSPGrasp("vgg16")
+
+
+# ---------------------------------------------------------------- ImageNet trunk and depth adapter
+def _param_count(m: nn.Module) -> int:
+    return sum(p.numel() for p in m.parameters())
+
+
+def test_adapter_has_no_bias_and_the_exact_parameter_count() -> None:
+    """ResNet-18 trunk (torchvision's count less fc 512·1000 + 1000) + adapter 1·3 (no bias) +
+    pyramid pooling 4·(512·128 + 2·128) + head (1024·128·9 + 2·128 + 128·4 + 4)."""
+    with torch.device("meta"):
+        m = psp_grasp_resnet18(in_channels=1)
+        tv = torchvision.models.resnet18(weights=None)
+    trunk = _param_count(tv) - (512 * 1000 + 1000)
+    assert trunk == 11_176_512
+    ppm = 4 * (512 * 128 + 2 * 128)
+    head = 1024 * 128 * 9 + 2 * 128 + 128 * 4 + 4
+    assert isinstance(m.adapter, nn.Conv2d) and m.adapter.bias is None
+    assert _param_count(m.adapter) == 3
+    assert _param_count(m) == trunk + 3 + ppm + head == 12_620_103  # 12_620_106 with the old adapter bias
+    with torch.device("meta"):
+        rgbd = psp_grasp_resnet18(in_channels=4)
+    assert _param_count(rgbd.adapter) == 4 * 3 and _param_count(rgbd) - _param_count(m) == 9  # 4 → 3, no bias
+
+
+def test_older_weights_with_an_adapter_bias_still_load_and_give_their_outputs() -> None:
+    torch.manual_seed(0)
+    old = psp_grasp_resnet18(in_channels=1).eval()
+    old.adapter = nn.Conv2d(1, 3, 1, bias=True)  # the adapter as singleshot built it before
+    nn.init.normal_(old.adapter.bias)
+    state = old.state_dict()
+    assert "adapter.bias" in state
+    new = psp_grasp_resnet18(in_channels=1).eval()
+    load_state_into(new, state, "old.safetensors", "psp_resnet18")  # strict
+    assert new.adapter.bias is not None and torch.equal(new.adapter.bias, old.adapter.bias)
+    x = torch.randn(1, 1, 40, 40)
+    with torch.no_grad():
+        want, got = old(x), new(x)
+    assert all(torch.equal(want[k], got[k]) for k in KEYS)
+    # and weights of the new layout still load into a fresh model without a bias
+    fresh = psp_grasp_resnet18(in_channels=1)
+    fresh.load_state_dict(psp_grasp_resnet18(in_channels=1).state_dict())
+    assert fresh.adapter.bias is None
+
+
+def _saved(tmp_path: Path, name: str, state: dict[str, torch.Tensor]) -> Path:
+    path = tmp_path / name
+    torch.save(state, path)
+    return path
+
+
+def test_torchvision_resnet50_file_fills_the_trunk(tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    ref = torchvision.models.resnet50(weights=None)
+    ref_state = ref.state_dict()
+    path = _saved(tmp_path, "resnet50.pth", {"state_dict": ref_state})  # a wrapper dict is fine too
+    m = psp_grasp_resnet50(in_channels=1)
+    head_before = m.head[0].weight.clone()
+    assert not torch.equal(m.trunk.conv1.weight, ref_state["conv1.weight"])
+    origin = load_imagenet_trunk(m, path)
+    assert origin == {"file": "resnet50.pth", "kind": "torchvision resnet50"}
+    assert torch.equal(m.trunk.conv1.weight, ref_state["conv1.weight"])
+    for key, value in m.trunk.layer1.state_dict().items():
+        assert torch.equal(value, ref_state[f"layer1.{key}"]), key
+    # dilated layer4 keeps torchvision's tensors; the head is untouched
+    assert torch.equal(m.trunk.layer4[2].conv2.weight, ref_state["layer4.2.conv2.weight"])
+    assert torch.equal(m.head[0].weight, head_before)
+
+
+def test_resnet18_safetensors_file_without_batch_counters(tmp_path: Path) -> None:
+    from safetensors.torch import save_file
+
+    torch.manual_seed(1)
+    state = {k: v for k, v in torchvision.models.resnet18(weights=None).state_dict().items()}
+    path = tmp_path / "r18.safetensors"
+    save_file({k: v.contiguous() for k, v in state.items() if not k.endswith("num_batches_tracked")}, str(path))
+    m = psp_grasp_resnet18(in_channels=4)
+    assert load_imagenet_trunk(m, path)["kind"] == "torchvision resnet18"
+    assert torch.equal(m.trunk.layer2[0].downsample[0].weight, state["layer2.0.downsample.0.weight"])
+
+
+def test_a_resnet101_file_into_a_resnet50_model_says_so(tmp_path: Path) -> None:
+    path = _saved(tmp_path, "resnet101.pth", torchvision.models.resnet101(weights=None).state_dict())
+    with pytest.raises(WeightsError, match=r"resnet101\.pth: holds a resnet101 state dict.*trunk is a resnet50"):
+        load_imagenet_trunk(psp_grasp_resnet50(), path)
+
+
+def test_wrong_files_name_the_file_and_the_key(tmp_path: Path) -> None:
+    state = torchvision.models.resnet18(weights=None).state_dict()
+    m = psp_grasp_resnet18()
+    missing = _saved(tmp_path, "missing.pth", {k: v for k, v in state.items() if k != "layer3.1.bn2.weight"})
+    with pytest.raises(WeightsError, match=r"missing\.pth: no tensor for 1 trunk keys, first 'layer3.1.bn2.weight'"):
+        load_imagenet_trunk(m, missing)
+    shaped = _saved(tmp_path, "shape.pth", dict(state, **{"layer2.1.conv1.weight": torch.zeros(128, 128, 1, 1)}))
+    with pytest.raises(WeightsError, match=r"shape\.pth: 'layer2.1.conv1.weight' has shape \(128, 128, 1, 1\)"):
+        load_imagenet_trunk(m, shaped)
+    extra = _saved(tmp_path, "extra.pth", dict(state, **{"layer1.0.se.weight": torch.zeros(3)}))
+    with pytest.raises(WeightsError, match=r"extra\.pth: 1 keys a resnet18 trunk does not have, first 'layer1.0.se"):
+        load_imagenet_trunk(m, extra)
+    # hszhao/semseg's deep stem: conv1 3x3 (3 -> 64), conv2 (64 -> 64), conv3 (64 -> 128)
+    deep = dict(state)
+    deep["conv1.weight"] = torch.zeros(64, 3, 3, 3)
+    deep["conv2.weight"], deep["conv3.weight"] = torch.zeros(64, 64, 3, 3), torch.zeros(128, 64, 3, 3)
+    with pytest.raises(WeightsError, match=r"deep\.pth: a deep-stem ResNet .* is not accepted"):
+        load_imagenet_trunk(m, _saved(tmp_path, "deep.pth", deep))
+    with pytest.raises(WeightsError, match=r"vgg\.pth: not a torchvision ResNet"):
+        load_imagenet_trunk(m, _saved(tmp_path, "vgg.pth", {"features.0.weight": torch.zeros(64, 3, 3, 3)}))
+    with pytest.raises(WeightsError, match="absent.pth: weights file not found"):
+        load_imagenet_trunk(m, tmp_path / "absent.pth")
+    assert resnet_layout(state) == "resnet18" and resnet_layout(deep) == "deep-stem"

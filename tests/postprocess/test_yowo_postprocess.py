@@ -1,5 +1,6 @@
 """Tests of YOWO decoding and inference: hand-set outputs, a round trip through the loss's target
-encoding, and NMS checked against torchvision.ops.nms / batched_nms."""
+encoding, NMS checked against torchvision.ops.nms / batched_nms, and no per-frame cap unless
+``max_det`` sets one (YOWO keeps every box its NMS keeps)."""
 
 from __future__ import annotations
 
@@ -10,9 +11,12 @@ import pytest
 import torch
 from torchvision.ops import batched_nms, nms
 
+from singleshot.config import build_config
 from singleshot.losses.region_targets import assign_region_targets, pad_region_targets
 from singleshot.postprocess.yowo import decode_region, yowo_postprocess
 from singleshot.structures import TubeletTarget
+from singleshot.tasks.action.config import ActionConfig
+from singleshot.tasks.action.predictor import postprocess_settings
 
 ANCHORS = torch.tensor([[1.0, 1.0], [1.5, 2.5], [3.0, 2.0]])
 
@@ -151,3 +155,28 @@ def test_bad_arguments() -> None:
     with pytest.raises(ValueError, match="mode"):
         bad_mode: Any = "nope"
         yowo_postprocess({"out": torch.zeros(1, 21, 2, 2)}, ANCHORS, 2, (64, 64), [(64, 64)], mode=bad_mode)
+
+
+def test_no_per_frame_cap_by_default_as_yowo() -> None:
+    """YOWO keeps every box that survives its NMS; a frame with more than the old caps (200 here,
+    100 in the CLI) keeps them all unless ``max_det`` sets a cap."""
+    anchors = torch.tensor([[1.0, 1.0]])
+    h = w = 16  # 256 one-cell boxes that touch but never overlap: NMS keeps each of them
+    out = torch.zeros(1, 1, 6, h, w)
+    out[0, 0, 4] = 4.0  # objectness 0.98 everywhere
+    out[0, 0, 5] = torch.linspace(0, 1, h * w).reshape(h, w)  # one class: distinct scores
+    dets = yowo_postprocess({"out": out.reshape(1, 6, h, w)}, anchors, 1, (256, 256), [(256, 256)])[0]
+    assert len(dets) == h * w == 256
+    assert bool((dets.scores[:-1] >= dets.scores[1:]).all())
+    capped = yowo_postprocess({"out": out.reshape(1, 6, h, w)}, anchors, 1, (256, 256), [(256, 256)], max_det=100)[0]
+    assert len(capped) == 100 and torch.equal(capped.scores, dets.scores[:100])
+
+
+def test_max_det_key_default_and_reach() -> None:
+    assert postprocess_settings(ActionConfig())["max_det"] == 0
+    cfg = build_config(ActionConfig, overrides={"max_det": "7"})
+    assert postprocess_settings(cfg)["max_det"] == 7
+    # weights that recorded a cap keep it; an explicit key replaces it
+    meta = {"postprocess": {"max_det": 100, "conf_thresh": 0.005, "nms_thresh": 0.4, "mode": "yowo"}}
+    assert postprocess_settings(ActionConfig(), meta)["max_det"] == 100
+    assert postprocess_settings(cfg, meta)["max_det"] == 7

@@ -23,8 +23,13 @@ from singleshot.tasks.common import (
     ensure_dataset,
     explicit_keys,
     fit,
+    input_convention,
     make_config,
     metric_floats,
+    module_prefixes,
+    param_group_summary,
+    parameter_status,
+    priors_summary,
     require,
     run_demo,
     run_dir,
@@ -268,3 +273,100 @@ def test_best_evaluation_keeps_the_tables_of_the_best_call() -> None:
 def test_chunks_cover_the_items_in_order() -> None:
     assert [list(c) for c in chunks([1, 2, 3, 4, 5], 2)] == [[1, 2], [3, 4], [5]]
     assert list(chunks([], 3)) == []
+
+
+# ---------------------------------------------------------------- dry run
+def test_module_prefixes_name_the_shortest_uniform_modules() -> None:
+    status = {
+        "backbone.0.weight": "frozen",
+        "backbone.0.bias": "frozen",
+        "backbone.1.weight": "frozen",
+        "backbone.2.weight": "trainable",
+        "backbone.2.bias": "frozen",
+        "neck.weight": "lr_zero",
+        "head.cls.weight": "trainable",
+        "head.cls.bias": "trainable",
+    }
+    assert module_prefixes(status, "frozen") == ["backbone.0", "backbone.1", "backbone.2.bias"]
+    assert module_prefixes(status, "trainable") == ["backbone.2.weight", "head"]
+    assert module_prefixes(status, "lr_zero") == ["neck"]
+    assert module_prefixes(status, "unused") == []
+    assert module_prefixes({"a.weight": "trainable", "b.weight": "trainable"}, "trainable") == [""]
+    assert module_prefixes({}, "frozen") == []
+
+
+def test_parameter_status_reads_requires_grad_and_the_base_lr_of_each_group() -> None:
+    """Frozen = requires_grad False; lr_zero = only in groups of base lr 0 (YOWO's freezing), even
+    while a warm-up has scaled every group's current lr; unused = in no group."""
+    net = nn.Sequential(nn.Linear(2, 2), nn.Linear(2, 2), nn.Linear(2, 2), nn.Linear(2, 2))
+    net[0].requires_grad_(False)
+    opt = torch.optim.SGD([{"params": net[1].parameters(), "lr": 0.0}, {"params": net[2].parameters()}], lr=0.1)
+    torch.optim.lr_scheduler.LambdaLR(opt, lambda i: 0.001)  # a warm-up: current lr 1e-4, base lr 0.1
+    status = parameter_status(net, opt)
+    assert [status[f"{i}.weight"] for i in range(4)] == ["frozen", "lr_zero", "trainable", "unused"]
+    groups = param_group_summary(opt)
+    assert groups == [
+        {"lr": 0.0, "weight_decay": 0.0, "tensors": 2, "parameters": 6},
+        {"lr": 0.1, "weight_decay": 0.0, "tensors": 2, "parameters": 6},
+    ]
+
+
+def test_input_convention_reports_caffe_pixels_in_0_255_units() -> None:
+    caffe = {"input_size": [300, 300], "channel_order": "BGR", "mean": [104 / 255, 117 / 255, 123 / 255]}
+    caffe["std"] = [1 / 255] * 3
+    got = input_convention(caffe)
+    assert got["value_range"] == "0-255" and got["channel_order"] == "BGR" and got["resize"] is None
+    assert got["mean"] == [104.0, 117.0, 123.0] and got["std"] == [1.0, 1.0, 1.0]
+    resize = {"interpolation": "bilinear", "antialias": False}
+    rgb = input_convention({"input_size": [224, 224], "mean": [0.0] * 3, "std": [1.0] * 3, "resize": resize})
+    assert rgb["value_range"] == "0-1" and rgb["channel_order"] == "RGB" and rgb["resize"] == resize
+    depth = input_convention({"input_size": [300, 300], "input": "depth", "in_channels": 1, "normalise": "x"})
+    assert depth == {"size": [300, 300], "input": "depth", "channels": 1, "normalise": "x"}
+
+
+def test_priors_summary_names_the_published_configuration() -> None:
+    """SSD300 with VOC priors: ssd.pytorch's config (8732 boxes, first map 30 / 60 px, its square
+    priors 30 and sqrt(30 * 60) px); COCO priors: torchvision's scales 0.07 / 0.15 of 300 px."""
+    from singleshot.models import create_model
+
+    voc = priors_summary(create_model("ssd300", 2))
+    assert voc is not None and (voc["name"], voc["spec"], voc["count"], voc["clip"]) == ("voc", "voc300", 8732, "all")
+    assert voc["first_map"] == {"size": 38, "min_size": 30.0, "max_size": 60.0}
+    assert voc["maps"][0]["boxes_wh"][:2] == [[30.0, 30.0], [42.4264, 42.4264]]
+    assert [m["size"] for m in voc["maps"]] == [38, 19, 10, 5, 3, 1]
+    coco = priors_summary(create_model("ssd300", 2, priors="coco"))
+    assert coco is not None and (coco["name"], coco["spec"], coco["count"]) == ("coco", "coco300", 8732)
+    assert coco["first_map"]["min_size"] == pytest.approx(21.0) and coco["first_map"]["max_size"] == pytest.approx(45.0)
+    assert priors_summary(Net(4)) is None
+
+
+def test_fit_dry_run_builds_the_trainer_but_neither_trains_nor_writes(tmp_path: Path) -> None:
+    """``dry_run=true``: the summary of what would run (parameters, groups, schedule in steps,
+    accumulation), the model untouched and no run folder."""
+    cfg = Options(project=str(tmp_path / "p"), name="run", dry_run=True, milestones=(1,), schedule="multistep")
+    cfg.accumulate, cfg.warmup = 2, 3
+    seen: dict[str, Any] = {}
+
+    def build(device: str, world: int) -> TrainingPlan:
+        plan = plan_for(cfg, meta={"architecture": "net", "input_size": [3, 1], "mean": [0.5] * 3, "std": [0.25] * 3})
+        seen["before"] = {k: v.clone() for k, v in plan.model.state_dict().items()}
+        seen["model"] = plan.model
+        return plan
+
+    summary = fit(cfg, build)
+    assert summary is not None and summary["dry_run"] is True and summary["model"] == "net"
+    assert summary["num_parameters"] == summary["trainable_parameters"] == 8 * 3 + 8 + 8 + 1
+    assert summary["trainable"] == [""] and summary["frozen"] == [] and summary["lr_zero"] == []
+    assert summary["param_groups"] == [{"lr": 0.05, "weight_decay": 0.0, "tensors": 4, "parameters": 41}]
+    # 16 samples / batch 4 = 4 micro-batches = 2 steps per epoch, 2 epochs; milestone after epoch 1
+    assert {k: summary["schedule"][k] for k in ("steps_per_epoch", "total_steps", "milestones_steps")} == {
+        "steps_per_epoch": 2,
+        "total_steps": 4,
+        "milestones_steps": [2],
+    }
+    assert summary["schedule"]["warmup_steps"] == 3 and summary["schedule"]["warmup_factor"] == 0.001
+    assert summary["accumulation"] == {"accumulate": 2, "mode": "mean", "batch": 4, "images_per_step": 8}
+    assert summary["input"]["mean"] == [0.5] * 3 and summary["train_samples"] == 16
+    assert not (tmp_path / "p").exists()
+    assert all(torch.equal(v, seen["before"][k]) for k, v in seen["model"].state_dict().items())
+    json.dumps(summary)  # plain data

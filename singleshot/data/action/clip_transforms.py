@@ -43,7 +43,8 @@ from torchvision import tv_tensors
 from torchvision.transforms import v2
 from torchvision.transforms.v2 import functional as F
 
-from singleshot.data.transforms import horizontal_flip, photometric_distort, zoom_out
+from singleshot.data.input_spec import resize_image, to_unit_float
+from singleshot.data.transforms import ResizeToFloat, horizontal_flip, photometric_distort, zoom_out
 from singleshot.ops.boxes import box_iou_np
 
 logger = logging.getLogger(__name__)
@@ -51,6 +52,7 @@ logger = logging.getLogger(__name__)
 __all__ = [
     "ActClipAugment",
     "ClipResize",
+    "ClipToBGR",
     "TubeletIoUCrop",
     "YowoClipAugment",
     "crop_clip",
@@ -74,7 +76,7 @@ def _hw(size: Size) -> tuple[int, int]:
 
 
 def _to_float(clip: Tensor) -> Tensor:
-    return clip.to(torch.float32) / 255.0 if clip.dtype == torch.uint8 else clip.to(torch.float32)
+    return to_unit_float(clip)
 
 
 def crop_clip(
@@ -99,11 +101,12 @@ def crop_clip(
     return clip, torch.minimum((boxes - shift).clamp(min=0), limit)
 
 
-def resize_clip(clip: Tensor, boxes: Tensor, size: Size) -> tuple[Tensor, Tensor]:
-    """Resize every frame to ``size`` (bilinear, antialiased when shrinking) and scale the boxes to match."""
+def resize_clip(clip: Tensor, boxes: Tensor, size: Size, antialias: bool = True) -> tuple[Tensor, Tensor]:
+    """Resize every frame to ``size`` with :func:`~singleshot.data.input_spec.resize_image` (bilinear,
+    antialiased when shrinking if ``antialias``; the clip's dtype kept) and scale the boxes to match."""
     h, w = int(clip.shape[-2]), int(clip.shape[-1])
     oh, ow = _hw(size)
-    out = F.resize(clip, [oh, ow], antialias=oh < h or ow < w)  # antialiasing is a no-op when enlarging
+    out = resize_image(clip, (oh, ow), antialias)
     scale = boxes.new_tensor([ow / w, oh / h, ow / w, oh / h])
     return out, boxes * scale
 
@@ -194,6 +197,7 @@ class YowoClipAugment:
         flip_p: probability of the horizontal flip (0.5).
         min_size: boxes narrower or shorter than this (output pixels) are dropped (1.0).
         fill: value of the padded area in 0..255 units (YOWO pads with black: 0).
+        antialias: the resize policy of :func:`resize_clip`.
 
     ``__call__(clip [T, 3, H, W] uint8 or float, boxes [N, 4] | [N, K, 4], labels [N])`` returns
     ``(float32 [T, 3, h, w] in [0, 1], boxes, labels)``.
@@ -209,6 +213,7 @@ class YowoClipAugment:
         flip_p: float = 0.5,
         min_size: float = 1.0,
         fill: float | Sequence[float] = 0,
+        antialias: bool = True,
     ) -> None:
         if not 0.0 <= jitter < 0.5:
             raise ValueError(f"jitter must lie in [0, 0.5), got {jitter}")
@@ -217,6 +222,7 @@ class YowoClipAugment:
         self.size = _hw(size)
         self.jitter, self.hue, self.saturation, self.exposure = jitter, hue, saturation, exposure
         self.flip_p, self.min_size, self.fill = flip_p, min_size, fill
+        self.antialias = bool(antialias)
 
     def __call__(self, clip: Tensor, boxes: Tensor, labels: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         h, w = int(clip.shape[-2]), int(clip.shape[-1])
@@ -234,7 +240,7 @@ class YowoClipAugment:
         small_first = clip.shape[-2] * clip.shape[-1] <= self.size[0] * self.size[1]
         if small_first:
             clip = hsv_distort(_to_float(clip), dhue, dsat, dexp)
-        clip, boxes = resize_clip(clip, boxes, self.size)
+        clip, boxes = resize_clip(clip, boxes, self.size, self.antialias)
         if not small_first:
             clip = hsv_distort(_to_float(clip), dhue, dsat, dexp)
         if flip:
@@ -338,6 +344,8 @@ class ActClipAugment:
         photometric: apply the photometric distortion (brightness, contrast, saturation, hue,
             channel order; each with probability 0.5, the same for all frames).
         min_size: tubelets with a box under this many output pixels wide or high are dropped.
+        antialias: the resize policy (:func:`~singleshot.data.input_spec.resize_image` on uint8,
+            then scaled to [0, 1], as :class:`ClipResize` and the ACT predictor).
 
     ``__call__(clip uint8 [K, 3, H, W], boxes [N, K, 4], labels [N])`` returns ``(float32
     [K, 3, h, w] in [0, 1], boxes [N', K, 4], labels [N'])``.
@@ -351,11 +359,12 @@ class ActClipAugment:
         max_zoom: float = 4.0,
         photometric: bool = True,
         min_size: float = 1.0,
+        antialias: bool = True,
     ) -> None:
         self.size, self.frames, self.min_size = _hw(size), int(frames), min_size
         stages: list[v2.Transform] = [photometric_distort()] if photometric else []
         stages += [zoom_out(mean, max_zoom), TubeletIoUCrop(self.frames), horizontal_flip()]
-        stages += [v2.Resize(self.size, antialias=True), v2.ToDtype(torch.float32, scale=True)]
+        stages += [ResizeToFloat(self.size, antialias, resize_uint8=True)]
         self.transform = v2.Compose(stages)
 
     def __call__(self, clip: Tensor, boxes: Tensor, labels: Tensor) -> tuple[Tensor, Tensor, Tensor]:
@@ -377,15 +386,38 @@ class ActClipAugment:
         return f"{type(self).__name__}({self.transform!r})"
 
 
-class ClipResize:
-    """Test-time transform: resize to ``size`` and scale to float32 [0, 1]; every box is kept."""
+class ClipToBGR:
+    """A clip transform whose float output is turned to BGR order, every frame (for weights whose
+    ``channel_order`` is BGR: the dataset then normalises with their BGR-ordered mean/std, as the
+    action predictors do after flipping their resized frames).
 
-    def __init__(self, size: Size) -> None:
-        self.size = _hw(size)
+    Args:
+        transform: a clip transform ``(clip, boxes, labels) -> (float [T, 3, h, w] RGB, boxes, labels)``.
+    """
+
+    def __init__(self, transform: Any) -> None:
+        self.transform = transform
 
     def __call__(self, clip: Tensor, boxes: Tensor, labels: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-        clip, boxes = resize_clip(clip, boxes.to(torch.float32), self.size)
+        out, boxes, labels = self.transform(clip, boxes, labels)
+        return out.flip(-3), boxes, labels
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.transform!r})"
+
+
+class ClipResize:
+    """Test-time transform: resize to ``size`` (:func:`resize_clip` with the policy ``antialias``, on
+    the clip's dtype: uint8 frames, as the action predictors) and scale to float32 [0, 1]; every box
+    is kept."""
+
+    def __init__(self, size: Size, antialias: bool = True) -> None:
+        self.size = _hw(size)
+        self.antialias = bool(antialias)
+
+    def __call__(self, clip: Tensor, boxes: Tensor, labels: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        clip, boxes = resize_clip(clip, boxes.to(torch.float32), self.size, self.antialias)
         return _to_float(clip), boxes, labels
 
     def __repr__(self) -> str:
-        return f"{type(self).__name__}(size={self.size})"
+        return f"{type(self).__name__}(size={self.size}, antialias={self.antialias})"

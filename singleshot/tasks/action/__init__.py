@@ -8,7 +8,7 @@ table of modes.
 
 from __future__ import annotations
 
-from singleshot.tasks.action import convert, demo, evaluate, export, predict, train
+from singleshot.tasks.action import convert, demo, evaluate, export, flow, predict, train
 
 MODES = {
     "score": evaluate.score,
@@ -18,4 +18,5 @@ MODES = {
     "train": train.train,
     "demo": demo.demo,
     "export": export.export_mode,
+    "flow": flow.flow_mode,
 }

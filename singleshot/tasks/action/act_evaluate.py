@@ -68,7 +68,7 @@ def cache_key(predictor: ACTPredictor) -> str:
         for name, t in sorted(stream.model.state_dict().items()):
             h.update(f"{i}.{name}".encode())
             h.update(t.detach().cpu().contiguous().numpy().tobytes())
-    norms = [(s.mean.flatten().tolist(), s.std.flatten().tolist(), s.bgr) for s in predictor.streams]
+    norms = [(s.mean.flatten().tolist(), s.std.flatten().tolist(), s.bgr, s.antialias) for s in predictor.streams]
     settings = {
         "k": predictor.k,
         "size": predictor.size,

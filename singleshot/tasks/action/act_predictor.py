@@ -2,14 +2,20 @@
 (:class:`~singleshot.tasks.action.act_tubelets.VideoTubelets`), and ACT's builder arguments and
 weights metadata.
 
-A window's input is its K frames resized to the model's input (bilinear, antialiased when
-shrinking), scaled to [0, 1] and normalised with the weights' mean/std (channels flipped first for
-BGR models such as ACT's Caffe ones). With a motion stream (two-stream ACT, see
+A window's input is its K frames resized to the model's input as uint8 (the one resize,
+:func:`~singleshot.data.input_spec.resize_image`: bilinear, antialiased when shrinking unless the
+weights' ``resize`` metadata says ``antialias: false``, as ACT's converted Caffe models do), scaled
+to [0, 1] and normalised with the weights' mean/std (channels flipped first for BGR models such as
+ACT's Caffe ones) -- the pixels training's test transform
+(:class:`~singleshot.data.action.clip_transforms.ClipResize`) gives. With a motion stream (two-stream ACT, see
 :mod:`singleshot.tasks.action.act_two_stream`) each frame also has its motion image (RGB difference
 computed here, or a precomputed flow image); the two detectors' class probabilities are averaged
 (with weights 1 − w and w, w the motion stream's ``fusion_weight``: ACT's 0.5 unless its metadata or
 ``motion_weight=`` says otherwise)
-per anchor cuboid and the boxes come from the RGB stream, as in ACT's ``extract_tubelets``.
+per anchor cuboid and the boxes come from the RGB stream, as in ACT's ``extract_tubelets``. A flow
+stream of n images per frame (ACT's FLOW5: n = 5) gets, for frame t, the flow images t … t + n - 1
+(clamped at the video's end); on a raw video (``predict``) the flow is computed on the way with the
+method the training flow was made with (its metadata's ``flow_images``; DIS otherwise).
 """
 
 from __future__ import annotations
@@ -26,6 +32,8 @@ from torch import Tensor, nn
 
 from singleshot.data.action.clip_transforms import resize_clip
 from singleshot.data.action.datasets import IMAGENET_MEAN, IMAGENET_STD
+from singleshot.data.action.flow import FLOW_METHODS, flow_stack_indices
+from singleshot.data.input_spec import InputSpec
 from singleshot.engine.branches import parallel_branches
 from singleshot.errors import ConfigError
 from singleshot.models import list_models
@@ -34,12 +42,13 @@ from singleshot.tasks.action.act_tubelets import (
     CandidateSettings,
     VideoTubelets,
     act_linking,
+    candidate_settings,
     frame_dets_of_tubelets,
     link_params,
     linking_candidates,
     tubelet_settings,
 )
-from singleshot.tasks.action.act_two_stream import motion_images
+from singleshot.tasks.action.act_two_stream import flow_stack_of, motion_images, online_flow_inputs
 from singleshot.tasks.action.config import ActionConfig, ActOptions
 from singleshot.tasks.action.predictor import VideoPrediction, frame_dets_of, load_action_weights, trim_tubes
 
@@ -105,13 +114,16 @@ def act_meta(
 
 
 class _Stream:
-    """One detector and its input convention."""
+    """One detector and its input convention (:class:`~singleshot.data.input_spec.InputSpec` of its
+    metadata; weights without a ``resize`` key antialias when shrinking, as this predictor always did)."""
 
     def __init__(self, model: nn.Module, meta: dict[str, Any], device: torch.device) -> None:
         self.model = model.eval().to(device)
-        self.mean = torch.tensor([float(v) for v in meta.get("mean", IMAGENET_MEAN)], device=device).view(1, 1, 3, 1, 1)
-        self.std = torch.tensor([float(v) for v in meta.get("std", IMAGENET_STD)], device=device).view(1, 1, 3, 1, 1)
-        self.bgr = str(meta.get("channel_order", "RGB")).upper() == "BGR"
+        spec = InputSpec.from_meta(meta, size=getattr(model, "image_size", 300), antialias=True)
+        self.mean = torch.tensor(spec.mean, device=device).view(1, 1, 3, 1, 1)
+        self.std = torch.tensor(spec.std, device=device).view(1, 1, 3, 1, 1)
+        self.bgr = spec.bgr
+        self.antialias = spec.antialias
 
 
 class ACTPredictor:
@@ -154,6 +166,8 @@ class ACTPredictor:
             if flow_model.k != self.k or flow_model.priors.shape != model.priors.shape:
                 raise ConfigError("the motion stream must have the RGB stream's K and anchor cuboids")
             self.streams.append(_Stream(flow_model, flow_meta or {}, self.device))
+        #: flow images per frame of the motion stream (1 for diff; ACT's FLOW5: 5)
+        self.flow_stack = flow_stack_of(flow_model, flow_meta) if self.motion == "flow" else 1
         self.fusion_weight = float((flow_meta or {}).get("fusion_weight", ACT_FUSION_WEIGHT))
         if not 0.0 <= self.fusion_weight <= 1.0:
             raise ConfigError(f"the motion stream's fusion_weight must lie in [0, 1], got {self.fusion_weight}")
@@ -165,20 +179,45 @@ class ACTPredictor:
 
     def prepare(self, frames: Tensor, flow: Tensor | None = None) -> Tensor:
         """A video's frames Tensor[N, 3, H, W] uint8 RGB (and, for a ``flow`` stream, its flow images)
-        -> Tensor[N, 3 * streams, h, w] uint8 at the input size: each stream's input, channel-stacked."""
-        rgb, _ = resize_clip(frames, torch.zeros(0, 4), self.size)
+        -> Tensor[N, 3 * streams, h, w] uint8 at the input size: each stream's input, channel-stacked
+        (a flow stream's frame its own flow image; :meth:`windows` stacks n of them)."""
+        rgb, _ = resize_clip(frames, torch.zeros(0, 4), self.size, self.streams[0].antialias)
         parts = [rgb.flip(1) if self.streams[0].bgr else rgb]
         if self.motion is not None:
             if self.motion == "flow" and flow is None:
                 raise ConfigError("this two-stream ACT reads precomputed flow images: pass flow=<folder>")
-            extra = motion_images(frames) if self.motion == "diff" else flow
-            parts.append(resize_clip(extra, torch.zeros(0, 4), self.size)[0])
+            extra = resize_clip(
+                motion_images(frames) if self.motion == "diff" else flow,
+                torch.zeros(0, 4),
+                self.size,
+                self.streams[1].antialias,
+            )[0]
+            parts.append(extra.flip(1) if self.streams[1].bgr else extra)  # per image (x, y, mag -> mag, y, x)
         return torch.cat(parts, 1) if len(parts) > 1 else parts[0]
 
     def normalise(self, windows: Tensor) -> list[Tensor]:
-        """Tensor[B, K, 3 * streams, h, w] uint8 -> per stream Tensor[B, K, 3, h, w] float normalised."""
+        """Tensor[B, K, 3 + 3n, h, w] uint8 (:meth:`windows`) -> per stream Tensor[B, K, 3 or 3n, h, w]
+        float, normalised with the stream's mean/std per 3-channel image (n = 1 but for a flow stack)."""
         x = windows.to(self.device, torch.float32).div_(255.0)
-        return [(x[:, :, 3 * i : 3 * i + 3] - s.mean) / s.std for i, s in enumerate(self.streams)]
+        widths = [3] + [3 * self.flow_stack] * (len(self.streams) - 1)
+        starts = [sum(widths[:i]) for i in range(len(widths))]
+        return [
+            ((x[:, :, a : a + w].unflatten(2, (-1, 3)) - s.mean[:, :, None]) / s.std[:, :, None]).flatten(2, 3)
+            for a, w, s in zip(starts, widths, self.streams)
+        ]
+
+    def windows(self, stored: Tensor, starts: Sequence[int]) -> Tensor:
+        """Windows starting at 1-based ``starts`` of a video's prepared frames Tensor[N, C, h, w] ->
+        Tensor[B, K, C', h, w]; a flow stream of n images per frame gets its n images of each frame
+        (C' = 3 + 3n, the frames past the end clamped), the others the frames as stored (C' = C)."""
+        n = int(stored.shape[0])
+        index = (torch.tensor(list(starts))[:, None] - 1) + torch.arange(self.k)[None]  # [B, K] 0-based
+        if self.flow_stack == 1:
+            return stored[index]
+        flow = torch.tensor([flow_stack_indices(s, self.k, self.flow_stack, n) for s in starts]) - 1
+        images = stored[flow][:, :, 3:]  # [B, K + n - 1, 3, h, w]
+        stacks = [images[:, i : i + self.flow_stack].flatten(1, 2) for i in range(self.k)]
+        return torch.cat([stored[index][:, :, :3], torch.stack(stacks, 1)], dim=2)
 
     @torch.inference_mode()
     def detect_windows(
@@ -234,21 +273,24 @@ class ACTPredictor:
         n = int(stored.shape[0])
         if n < self.k:
             logger.warning("%s: %d frames, fewer than K=%d: no window to detect on", video or "video", n, self.k)
-        offsets = torch.arange(self.k)
 
         def parts() -> Iterator[tuple[list[int], tuple]]:
             for first in range(1, n - self.k + 2, max(1, batch)):
                 starts = list(range(first, min(n - self.k + 1, first + max(1, batch) - 1) + 1))
-                index = (torch.tensor(starts)[:, None] - 1) + offsets[None]  # [B, K] 0-based frames
-                yield starts, self.detect_windows(stored[index], starts, orig_size)
+                yield starts, self.detect_windows(self.windows(stored, starts), starts, orig_size)
 
         return self._collect(video, n, orig_size, parts())
 
     def _prepared(self, frames: Iterable[np.ndarray]) -> Iterator[tuple[tuple[int, int], Tensor]]:
         """``(frame size, prepared frame Tensor[C, h, w])`` per frame, in order; with an RGB-difference
         stream one frame late (frame t's motion image needs frame t + 1; the ends are clamped)."""
-        if self.motion == "flow":
-            raise ConfigError("a two-stream ACT on precomputed flow images cannot run on a raw video")
+        if self.motion == "flow":  # the flow computed on the way, the method of the training flow
+            method = str(((self.flow_meta or {}).get("flow_images") or {}).get("method", "dis"))
+            if method not in FLOW_METHODS:
+                logger.warning("flow stream trained on %s flow: computing DIS flow in its place", method)
+                method = "dis"
+            yield from online_flow_inputs(frames, self.prepare, self.flow_stack, method)
+            return
         prev: Tensor | None = None
         cur: Tensor | None = None
         for frame in frames:
@@ -340,6 +382,7 @@ def act_predictor(model: nn.Module, meta: dict[str, Any], cfg: ActionConfig) -> 
         tubelet_settings(meta, cfg),
         cfg.linking or str(meta.get("linking", "act")),
         cfg.device,
+        candidate_settings(cfg),
         flow_model=flow[0] if flow else None,
         flow_meta=flow[1] if flow else None,
         flow_root=cfg.flow or None,

@@ -9,7 +9,8 @@ biases at twice their group's rate without weight decay; with Adam one rate. Eva
 epoch: :func:`~singleshot.tasks.action.act_evaluate.evaluate_act` (frame-mAP from the pooled
 tubelets, video-mAP from ACT's linking), without a cache. ``modality=rgb+diff|rgb+flow`` trains the
 two streams of :mod:`singleshot.tasks.action.act_two_stream` side by side and writes
-``best.safetensors`` (RGB) and ``best_flow.safetensors`` (motion). :func:`act_training` is the
+``best.safetensors`` (RGB) and ``best_flow.safetensors`` (motion; with flow, ``flow_stack`` images
+per frame, ACT's FLOW5 by default). :func:`act_training` is the
 ``training`` of the ACT record in :mod:`singleshot.tasks.action.members`.
 
 ACT's own recipe (vkalogeiton/caffe, branch act-detector, ``models/ACT-detector/<dataset>/solver_RGB.prototxt``
@@ -29,10 +30,8 @@ from typing import Any
 from torch import Tensor, nn
 
 from singleshot.config import config_to_dict
-from singleshot.data.action.clip_transforms import ActClipAugment, ClipResize
+from singleshot.data.action.clip_transforms import ActClipAugment, ClipResize, ClipToBGR
 from singleshot.data.action.datasets import (
-    IMAGENET_MEAN,
-    IMAGENET_STD,
     ActTubeletDataset,
     collate_act,
     frames_fit_in_memory,
@@ -51,12 +50,14 @@ from singleshot.tasks.action.act_two_stream import (
     TwoStreamACT,
     TwoStreamLoss,
     TwoStreamTubeletDataset,
+    flow_arch_kwargs,
     two_stream_augment,
 )
 from singleshot.tasks.action.config import ActionConfig, ActOptions
 from singleshot.tasks.action.data import load_data
 from singleshot.tasks.action.distill import act_kd_term, build_training
-from singleshot.tasks.action.predictor import branch_threads
+from singleshot.tasks.action.flow import read_flow_info
+from singleshot.tasks.action.predictor import branch_threads, training_input_spec
 from singleshot.tasks.common import BestEvaluation, TrainingPlan
 
 logger = logging.getLogger(__name__)
@@ -108,15 +109,17 @@ def motion_modality(cfg: ActOptions) -> str:
     raise ConfigError(f"modality={cfg.modality!r}; expected rgb, rgb+diff or rgb+flow")
 
 
-def load_fitting(model: nn.Module, path: str) -> None:
-    """Load every tensor of ``path`` whose name and shape fit (the heads differ when the classes do)."""
-    state, _ = load_weights(path)
+def load_fitting(model: nn.Module, path: str) -> dict[str, Any]:
+    """Load every tensor of ``path`` whose name and shape fit (the heads differ when the classes do);
+    returns the file's metadata (its input convention: channel order, mean/std)."""
+    state, meta = load_weights(path)
     own = model.state_dict()
     fits = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}
     model.load_state_dict(fits, strict=False)
     left = sorted(set(own) - set(fits))
     if left:
         logger.warning("%s: %d tensors left at their initial values, e.g. %s", path, len(left), left[:4])
+    return meta
 
 
 def act_training(cfg: ActionConfig) -> Callable[[str, int], TrainingPlan]:
@@ -127,27 +130,30 @@ def act_training(cfg: ActionConfig) -> Callable[[str, int], TrainingPlan]:
     kwargs = act_arch_kwargs(cfg)
     link_params(cfg.linking, cfg.K)  # fail early on a bad linking name
     motion = motion_modality(cfg)
+    flow_kwargs = flow_arch_kwargs(kwargs, motion, cfg.flow_stack) if motion else kwargs
+    flow_stack = cfg.flow_stack if motion == "flow" else 1
 
     def build(device: str, world: int) -> TrainingPlan:
         ann, root = load_data(cfg)
         classes = list(ann.classes)
         model: nn.Module = create_model(cfg.arch, len(classes), **kwargs)
-        if cfg.pretrained:
-            load_fitting(model, cfg.pretrained)
+        # the input convention: the pretrained file's (ImageNet without one), resized with cfg.antialias
+        spec = training_input_spec(cfg, load_fitting(model, cfg.pretrained) if cfg.pretrained else None)
         train_videos = ann.train_videos or sorted(ann.videos)
         if not ann.train_videos:
             warnings.warn(f"{ann.source}: no training split; training on every video", stacklevel=2)
         if motion:
             model = TwoStreamACT(
-                model, create_model(cfg.arch, len(classes), **kwargs), parallel=branch_threads(cfg, world)
+                model, create_model(cfg.arch, len(classes), **flow_kwargs), parallel=branch_threads(cfg, world)
             )
             transform = two_stream_augment(
                 cfg.imgsz,
                 cfg.K,
-                IMAGENET_MEAN,
+                spec.rgb_mean(),
                 cfg.max_zoom if cfg.augment else 1.0,
                 cfg.photometric and cfg.augment,
                 motion,
+                antialias=spec.antialias,
             )
             train_set: ActTubeletDataset = TwoStreamTubeletDataset(
                 ann,
@@ -156,9 +162,12 @@ def act_training(cfg: ActionConfig) -> Callable[[str, int], TrainingPlan]:
                 cfg.K,
                 cfg.imgsz,
                 True,
-                transform=transform,
+                mean=spec.mean,
+                std=spec.std,
+                transform=ClipToBGR(transform) if spec.bgr else transform,
                 modality=motion,
                 flow_root=cfg.flow or None,
+                flow_stack=flow_stack,
             )
             train_set.cache_frames = frames_fit_in_memory(
                 ann, train_videos, copies=2
@@ -166,18 +175,32 @@ def act_training(cfg: ActionConfig) -> Callable[[str, int], TrainingPlan]:
             loss_fn: Any = TwoStreamLoss(model)
         else:
             transform = (
-                ActClipAugment(cfg.imgsz, cfg.K, IMAGENET_MEAN, cfg.max_zoom, cfg.photometric)
+                ActClipAugment(
+                    cfg.imgsz, cfg.K, spec.rgb_mean(), cfg.max_zoom, cfg.photometric, antialias=spec.antialias
+                )
                 if cfg.augment
-                else ClipResize(cfg.imgsz)
+                else ClipResize(cfg.imgsz, spec.antialias)
             )
-            train_set = ActTubeletDataset(ann, root, train_videos, cfg.K, cfg.imgsz, True, transform=transform)
+            train_set = ActTubeletDataset(
+                ann,
+                root,
+                train_videos,
+                cfg.K,
+                cfg.imgsz,
+                True,
+                mean=spec.mean,
+                std=spec.std,
+                transform=ClipToBGR(transform) if spec.bgr else transform,
+            )
             train_set.cache_frames = frames_fit_in_memory(ann, train_videos)
             loss_fn = ActLoss(model)
         if len(train_set) == 0:
             raise ConfigError(f"{ann.source}: no K={cfg.K} training window lies inside a ground-truth tube")
-        meta = act_meta(cfg, kwargs, classes, train_config=config_to_dict(cfg))
+        meta = act_meta(cfg, kwargs, classes, **spec.to_meta(), train_config=config_to_dict(cfg))
         # the loader normalises both streams with the same mean/std; fusion_weight: the test-time class fusion
-        flow_meta = dict(meta, modality=motion, fusion_weight=float(cfg.motion_weight))
+        flow_meta = dict(meta, modality=motion, fusion_weight=float(cfg.motion_weight), arch_kwargs=flow_kwargs)
+        if motion == "flow":  # FLOW5 stacks, and how the flow images were made (for predict on raw videos)
+            flow_meta.update(flow_stack=flow_stack, flow_images=read_flow_info(cfg.flow))
         if motion:
             meta = dict(meta, flow_weights="best_flow.safetensors")
         streams = [model.rgb, model.flow] if motion else [model]
@@ -213,7 +236,7 @@ def act_training(cfg: ActionConfig) -> Callable[[str, int], TrainingPlan]:
                 "separately or drop modality="
             )
         train_model, loss_fn = build_training(
-            cfg, model, loss_fn, classes, IMAGENET_MEAN, IMAGENET_STD, ("K", cfg.K), act_kd_term
+            cfg, model, loss_fn, classes, spec.mean, spec.std, ("K", cfg.K), act_kd_term
         )
         # ACT's per-group learning rates (same schedule for every group)
         caffe = cfg.optimizer == "sgd"

@@ -8,7 +8,8 @@ Per window (frames ``s … s+K-1``) two sets are kept, as ACT's ``extract_tubele
   detections of frame-mAP (:func:`~singleshot.postprocess.tubelet.frames_from_tubelets`, NMS 0.3);
 * the *linking candidates* (``dets_all``): the cuboids whose best class score exceeds 0.01, with the
   scores of all C classes, after a class-agnostic tubelet NMS at 0.7 on the best class score, 300
-  kept (:func:`linking_candidates`);
+  kept (:func:`linking_candidates`); every cuboid above 0.01 enters that NMS, as in ACT (no cap on
+  the candidates before it unless ``CandidateSettings.pre_top`` / ``pre_top=`` sets one);
   ACT's linking (:func:`~singleshot.postprocess.tube_link_act.link_act`) reads these per class.
 
 Boxes are xyxy pixels of the video's own frames (clipped to them). :func:`frame_dets_of_tubelets`
@@ -44,7 +45,9 @@ __all__ = [
     "CandidateSettings",
     "VideoTubelets",
     "act_linking",
+    "candidate_settings",
     "frame_dets_of_tubelets",
+    "greedy_tubelet_nms",
     "link_params",
     "linking_candidates",
     "tubelet_settings",
@@ -54,12 +57,19 @@ __all__ = [
 @dataclass(frozen=True)
 class CandidateSettings:
     """ACT's linking candidates: cuboids whose best class score exceeds ``min_score`` (0.01, the
-    threshold ACT's ``extract_tubelets`` documents), class-agnostic tubelet NMS at ``nms_thresh``
-    (0.7) on that score, ``keep`` (300) kept; only the ``pre_top`` best enter the NMS."""
+    threshold ACT's ``extract_tubelets`` documents; its code passes every cuboid, which
+    ``min_score=0`` / ``cand_min_score=0`` reproduces), class-agnostic tubelet NMS at
+    ``nms_thresh`` (0.7) on that score, ``keep`` (300) kept.
+
+    ``pre_top``: when > 0, only the ``pre_top`` best cuboids enter the NMS — a cap ACT does not have
+    (its ``nms_tubelets`` runs over every cuboid); 0 (default) passes them all. The NMS computes
+    overlaps only for the rows it visits (about ``keep`` of them), so the uncapped run costs
+    O(keep · n · K), not O(n² · K).
+    """
 
     nms_thresh: float = 0.7
     keep: int = 300
-    pre_top: int = 1000
+    pre_top: int = 0
     min_score: float = 0.01
 
 
@@ -143,30 +153,50 @@ def frame_dets_of_tubelets(videos: Sequence[str], tubelets: dict[str, VideoTubel
     return FrameDets(list(videos), *(np.concatenate([p[j] for p in parts]) for j in range(5)))
 
 
-def _mean_iou_matrix(boxes: Tensor) -> Tensor:
-    """Tensor[n, K, 4] xyxy tubelets -> Tensor[n, n] IoU averaged over the K frames."""
-    out = boxes.new_zeros((boxes.shape[0], boxes.shape[0]))
+def _mean_iou_rows(rows: Tensor, boxes: Tensor) -> Tensor:
+    """Tensor[r, K, 4] and Tensor[m, K, 4] xyxy tubelets -> Tensor[r, m]: IoU averaged over the K frames."""
+    out = rows.new_zeros((rows.shape[0], boxes.shape[0]))
     for f in range(boxes.shape[1]):  # frames summed in order, then averaged
-        out += pairwise_iou(boxes[:, f], boxes[:, f])
+        out += pairwise_iou(rows[:, f], boxes[:, f])
     return out / boxes.shape[1]
 
 
-def _greedy_keep(over: np.ndarray, keep: int) -> np.ndarray:
-    """Greedy NMS of score-sorted candidates given ``over`` (bool [n, n], True where i suppresses j):
-    bool [n], the first ``keep`` survivors."""
-    n = over.shape[0]
-    alive = np.ones(n, dtype=bool)
+def greedy_tubelet_nms(boxes: Tensor, thresh: float, keep: int, block: int = 64) -> Tensor:
+    """Greedy NMS of score-sorted tubelets (ACT's ``nms_tubelets`` rule): candidate j is dropped
+    when its mean IoU over the K frames with a kept, better one exceeds ``thresh``; stops at
+    ``keep`` kept.
+
+    The candidates are visited ``block`` at a time: each block is compared with the tubelets kept
+    so far and with itself, and the visit stops at the ``keep``-th kept one. No [n, n] matrix is
+    held and candidates after the stopping point cost nothing, so the work is about
+    (visited) · (keep + block) · K IoUs however long the tail of candidates is.
+
+    Args:
+        boxes: Tensor[n, K, 4] xyxy, sorted by descending score.
+
+    Returns:
+        Tensor[n] bool, True for the kept candidates.
+    """
+    n = boxes.shape[0]
     kept = np.zeros(n, dtype=bool)
-    count = 0
-    for i in range(n):
-        if not alive[i]:
+    kept_idx: list[int] = []
+    for start in range(0, n, block):
+        cand = boxes[start : start + block]
+        alive = np.ones(cand.shape[0], dtype=bool)
+        if kept_idx:
+            alive &= ~(_mean_iou_rows(boxes[torch.tensor(kept_idx)], cand) > thresh).any(0).cpu().numpy()
+        if not alive.any():
             continue
-        kept[i] = True
-        count += 1
-        if count == keep:
-            break
-        alive[i + 1 :] &= ~over[i, i + 1 :]
-    return kept
+        within = (_mean_iou_rows(cand, cand) > thresh).cpu().numpy()
+        for j in np.flatnonzero(alive).tolist():
+            if not alive[j]:
+                continue
+            kept[start + j] = True
+            kept_idx.append(start + j)
+            if len(kept_idx) == keep:
+                return torch.from_numpy(kept)
+            alive[j + 1 :] &= ~within[j, j + 1 :]
+    return torch.from_numpy(kept)
 
 
 def linking_candidates(
@@ -178,13 +208,17 @@ def linking_candidates(
 ) -> list[tuple[Tensor, Tensor]]:
     """ACT's ``dets_all`` of a batch: per sample ``(boxes Tensor[A, K, 4] xyxy pixels clipped to the
     frame, scores Tensor[A, C] softmax class scores)``, A <= ``settings.keep``, by descending best
-    score (> ``settings.min_score``); a candidate is dropped when its mean IoU over the K frames
-    with a better kept one exceeds ``settings.nms_thresh`` (greedy, ACT's ``nms_tubelets``)."""
+    score (> ``settings.min_score``; all of them, or the ``settings.pre_top`` best when > 0); a
+    candidate is dropped when its mean IoU over the K frames with a better kept one exceeds
+    ``settings.nms_thresh`` (greedy, ACT's ``nms_tubelets``: :func:`greedy_tubelet_nms`)."""
     logits, loc = outputs["conf"].float(), outputs["loc"].float()
     b, p, _ = logits.shape
     k = loc.shape[2] // 4
     scores = logits.softmax(-1)[..., 1:]  # [B, P, C]
-    best, idx = scores.max(-1).values.topk(min(settings.pre_top, p), dim=1)  # sorted, descending
+    best_all = scores.max(-1).values  # [B, P]
+    above = int((best_all > settings.min_score).sum(1).max()) if b else 0  # only these can enter
+    top = min(settings.pre_top, above) if settings.pre_top > 0 else above
+    best, idx = best_all.topk(top, dim=1)  # sorted, descending
     tubes = decode_tubelets(loc.unflatten(-1, (k, 4)), priors.to(loc.device), variances)  # [B, P, K, 4]
     wh = torch.tensor([[w, h, w, h] for h, w in frame_sizes], dtype=torch.float32, device=loc.device)
     bi = torch.arange(b, device=loc.device)[:, None]
@@ -193,10 +227,21 @@ def linking_candidates(
     out = []
     for i in range(b):
         n = int((best[i] > settings.min_score).sum())  # a prefix: best is sorted
-        over = (_mean_iou_matrix(cand[i, :n]) > settings.nms_thresh).cpu().numpy()
-        kept = torch.from_numpy(_greedy_keep(over, settings.keep)).to(loc.device)
+        kept = greedy_tubelet_nms(cand[i, :n], settings.nms_thresh, settings.keep).to(loc.device)
         out.append((cand[i, :n][kept], scores[i, idx[i, :n][kept]]))
     return out
+
+
+def candidate_settings(cfg: Any = None) -> CandidateSettings:
+    """The linking candidates' settings under ``cfg``: ACT's, with ``pre_top=`` (0: no cap, ACT's;
+    N > 0: only the N best cuboids enter the NMS) and ``cand_min_score=`` (0.01, ACT's documented
+    floor; 0: every cuboid, as ACT's code) when ``cfg`` has them."""
+    base = CandidateSettings()
+    pre_top = int(getattr(cfg, "pre_top", base.pre_top))
+    if pre_top < 0:
+        raise ConfigError(f"pre_top={pre_top}: expected 0 (every candidate, as ACT) or a positive cap")
+    min_score = float(getattr(cfg, "cand_min_score", base.min_score))
+    return CandidateSettings(pre_top=pre_top, min_score=min_score)
 
 
 def tubelet_settings(meta: dict[str, Any], cfg: Any = None) -> TubeletPostprocess:

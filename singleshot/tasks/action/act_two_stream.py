@@ -10,23 +10,32 @@ input. Here the motion stream's input per frame is either
 * ``diff``: the RGB difference of the neighbouring frames, ``128 + (F[t+1] - F[t-1]) / 2`` per
   channel (clamped at the video's ends), computed from the frames themselves (TSN's "RGB
   difference" modality; no optical-flow tool is needed), or
-* ``flow``: precomputed flow images ``<flow>/<Class>/<video>/<frame:05d>.jpg`` (e.g. ACT's Brox
-  flow JPEGs, x component in the first channel, which a horizontal flip negates: ``255 - x``).
+* ``flow``: precomputed flow images ``<flow>/<Class>/<video>/<frame:05d>.jpg`` (ACT's Brox flow
+  JPEGs, or those of ``singleshot action flow``: x, y, magnitude around 128, see
+  :mod:`singleshot.data.action.flow`; x in the first channel, which a horizontal flip negates:
+  ``255 - x``). Frame t sees ``flow_stack`` = n of them, ``t … t + n - 1`` clamped at the video's
+  end, concatenated along channels: ACT's FLOW5 is n = 5 (15 channels; the flow detector's first
+  convolution takes ``3n`` channels, ``in_channels`` in its ``arch_kwargs``); n = 1 is one flow
+  image per frame.
 
 Training (:class:`TwoStreamTubeletDataset`, :class:`TwoStreamACT`, :class:`TwoStreamLoss`): one
-loader yields the K RGB frames and the K motion images of a window, stacked [2K, 3, H, W], through
-the *same* clip augmentation (one crop, zoom-out and flip for both); the two detectors are trained
-in one step on the sum of their tubelet losses. They are saved as two weights files.
+loader yields the K RGB frames then the motion images of a window — K RGB-difference images, or
+the ``K + n - 1`` flow images the K stacks need — as one clip [K + M, 3, H, W], through the *same*
+clip augmentation (one crop, zoom-out and flip for all; a flip negates x in every flow image); the
+model builds the stacks after normalisation (:func:`~singleshot.data.action.flow.stack_flow`). The
+two detectors are trained in one step on the sum of their tubelet losses and saved as two weights
+files.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from functools import partial
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from torch import Tensor, nn
 from torchvision import tv_tensors
@@ -34,6 +43,13 @@ from torchvision.transforms import v2
 
 from singleshot.data.action.clip_transforms import ActClipAugment
 from singleshot.data.action.datasets import ActTubeletDataset
+from singleshot.data.action.flow import (
+    check_flow_stack,
+    flow_stack_indices,
+    stack_ahead,
+    stack_flow,
+    video_flow_images,
+)
 from singleshot.data.action.frames import read_frame
 from singleshot.engine.branches import parallel_branches
 from singleshot.errors import ConfigError, DataError
@@ -46,6 +62,9 @@ __all__ = [
     "MOTION_MODALITIES",
     "motion_images",
     "flow_frame_path",
+    "flow_arch_kwargs",
+    "flow_stack_of",
+    "online_flow_inputs",
     "FlowFlip",
     "TwoStreamTubeletDataset",
     "TwoStreamACT",
@@ -78,9 +97,58 @@ def flow_frame_path(flow_root: str | Path, video: str, frame: int) -> Path:
     raise DataError(f"{base}.jpg: flow image not found (flow= must hold <Class>/<video>/<frame:05d>.jpg)")
 
 
+def flow_arch_kwargs(kwargs: dict[str, Any], modality: str, flow_stack: int) -> dict[str, Any]:
+    """Builder arguments of the motion stream: the RGB stream's, plus ``in_channels = 3 n`` for a
+    ``flow`` stream of ``n = flow_stack`` images per frame (n = 1 and ``diff``: unchanged)."""
+    n = check_flow_stack(flow_stack)
+    return dict(kwargs, in_channels=3 * n) if modality == "flow" and n > 1 else dict(kwargs)
+
+
+def flow_stack_of(model: nn.Module, meta: dict[str, Any] | None = None) -> int:
+    """Flow images per frame of a motion stream: its ``in_channels`` / 3, else its metadata's
+    ``flow_stack`` (an exported graph), else 1."""
+    channels = getattr(model, "in_channels", None)
+    if channels is not None:
+        return max(1, int(channels) // 3)
+    return check_flow_stack(int((meta or {}).get("flow_stack", 1)))
+
+
+def online_flow_inputs(
+    frames: Iterable[np.ndarray],
+    prepare: Callable[[Tensor, Tensor], Tensor],
+    flow_stack: int,
+    method: str = "dis",
+) -> Iterator[tuple[tuple[int, int], Tensor]]:
+    """A two-stream input per frame of a raw video, the flow computed on the way: frames uint8
+    [H, W, 3] RGB -> ``((H, W), Tensor[3 + 3n, h, w])`` (the prepared RGB frame, then its n flow
+    images), each yielded once the n-th flow image is known (frame t + n has arrived; clamped at
+    the end, as :func:`~singleshot.data.action.flow.flow_stack_indices`).
+
+    ``prepare(frames Tensor[1, 3, H, W], flow Tensor[1, 3, H, W]) -> Tensor[1, 6, h, w]`` is the
+    predictor's (resize, channel order); ``method`` the flow method (``dis`` | ``tvl1``).
+    """
+    pending: list[np.ndarray] = []
+
+    def frames_kept() -> Iterator[np.ndarray]:
+        for frame in frames:
+            pending.append(frame)
+            yield frame
+
+    def pairs() -> Iterator[tuple[tuple[int, int], Tensor]]:
+        for image in video_flow_images(frames_kept(), method, "video"):
+            frame = pending.pop(0)
+            rgb = torch.from_numpy(np.ascontiguousarray(frame)).permute(2, 0, 1)
+            flow = torch.from_numpy(image).permute(2, 0, 1)
+            yield (int(frame.shape[0]), int(frame.shape[1])), prepare(rgb[None], flow[None])[0]
+
+    for group in stack_ahead(pairs(), flow_stack):
+        yield group[0][0], torch.cat([group[0][1][:3]] + [p[1][3:] for p in group])
+
+
 class FlowFlip(v2.RandomHorizontalFlip):
-    """Horizontal flip of a stacked [2K, 3, H, W] clip whose last K frames are flow images: their
-    x component (channel ``x_channel``) changes sign, ``255 - x`` on uint8 images."""
+    """Horizontal flip of a stacked [K + M, 3, H, W] clip whose last M frames are flow images (M = K,
+    or K + n - 1 for stacks of n): the x component (channel ``x_channel``) of every flow image
+    changes sign, ``255 - x`` on uint8 images."""
 
     def __init__(self, k: int, p: float = 0.5, x_channel: int = 0) -> None:
         super().__init__(p=p)
@@ -88,21 +156,27 @@ class FlowFlip(v2.RandomHorizontalFlip):
 
     def transform(self, inpt: Any, params: dict[str, Any]) -> Any:
         out = super().transform(inpt, params)
-        if isinstance(inpt, tv_tensors.Image) and out.shape[0] == 2 * self.k:
+        if isinstance(inpt, tv_tensors.Image) and out.shape[0] > self.k:
             flow = out[self.k :, self.x_channel]
             out[self.k :, self.x_channel] = (255 - flow) if out.dtype == torch.uint8 else (1.0 - flow)
         return out
 
 
 def two_stream_augment(
-    size: int, k: int, mean: Sequence[float], max_zoom: float, photometric: bool, modality: str
+    size: int,
+    k: int,
+    mean: Sequence[float],
+    max_zoom: float,
+    photometric: bool,
+    modality: str,
+    antialias: bool = True,
 ) -> ActClipAugment:
-    """ACT's clip augmentation for a stacked [2K, 3, H, W] clip (one geometry for both streams).
+    """ACT's clip augmentation for a stacked [K + M, 3, H, W] clip (one geometry for both streams).
 
     The photometric distortion, when on, also reaches the motion images (ACT distorts its flow
     images too); with ``flow`` the flip negates the x component of the flow images.
     """
-    aug = ActClipAugment(size, k, mean, max_zoom, photometric)
+    aug = ActClipAugment(size, k, mean, max_zoom, photometric, antialias=antialias)
     if modality == "flow":
         stages = aug.transform.transforms
         flips = [i for i, t in enumerate(stages) if isinstance(t, v2.RandomHorizontalFlip)]
@@ -113,28 +187,39 @@ def two_stream_augment(
 
 
 class TwoStreamTubeletDataset(ActTubeletDataset):
-    """ACT training windows whose item is ``(Tensor[2K, 3, h, w], TubeletTarget)``: the K RGB frames
-    then the K motion images (``modality`` diff or flow, see the module doc), augmented together.
+    """ACT training windows whose item is ``(Tensor[K + M, 3, h, w], TubeletTarget)``: the K RGB
+    frames then the motion images (``modality`` diff: M = K; flow: the M = K + n - 1 flow images of
+    :func:`~singleshot.data.action.flow.flow_stack_indices`, n = ``flow_stack``; see the module doc),
+    augmented together.
 
-    Args: as :class:`~singleshot.data.action.datasets.ActTubeletDataset`, plus ``modality`` and
-    ``flow_root`` (the folder of flow images for ``flow``). ``transform`` must accept 2K frames
-    (:func:`two_stream_augment`). With ``cache_frames`` (training turns it on when they fit) the
-    decoded frames and the RGB-difference images are kept per loader process.
+    Args: as :class:`~singleshot.data.action.datasets.ActTubeletDataset`, plus ``modality``,
+    ``flow_root`` (the folder of flow images for ``flow``) and ``flow_stack``. ``transform`` must
+    accept K + M frames (:func:`two_stream_augment`). With ``cache_frames`` (training turns it on
+    when they fit) the decoded frames and the motion images are kept per loader process.
     """
 
-    def __init__(self, *args: Any, modality: str = "diff", flow_root: str | Path | None = None, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        *args: Any,
+        modality: str = "diff",
+        flow_root: str | Path | None = None,
+        flow_stack: int = 1,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(*args, **kwargs)
         if modality not in MOTION_MODALITIES:
             raise ConfigError(f"motion modality {modality!r}; expected one of {MOTION_MODALITIES}")
         if modality == "flow" and not flow_root:
             raise ConfigError("modality rgb+flow needs flow=<folder of flow images>")
         self.modality, self.flow_root = modality, Path(flow_root) if flow_root else None
+        self.flow_stack = check_flow_stack(flow_stack) if modality == "flow" else 1
 
     def _read(self, video: str, frames: Any) -> Tensor:
         frames = [int(f) for f in frames]
         if self.modality == "flow":
-            assert self.flow_root is not None
-            flow = torch.stack([read_frame(flow_frame_path(self.flow_root, video, f)) for f in frames])
+            n = self.ann.videos[video].num_frames
+            wanted = flow_stack_indices(frames[0], len(frames), self.flow_stack, n)
+            flow = torch.stack([self._flow(video, f) for f in wanted])
             return torch.cat([super()._read(video, frames), flow])
         n = self.ann.videos[video].num_frames
         if self.cache_frames:
@@ -149,6 +234,17 @@ class TwoStreamTubeletDataset(ActTubeletDataset):
         diff = rgb_difference(f16[nxt], f16[prev])
         return torch.cat([raw[offset : offset + len(frames)], diff])
 
+    def _flow(self, video: str, frame: int) -> Tensor:
+        """Flow image of 1-based ``frame`` (kept in memory with ``cache_frames``)."""
+        assert self.flow_root is not None
+        if not self.cache_frames:
+            return read_frame(flow_frame_path(self.flow_root, video, frame))
+        cache: dict[tuple[str, int], Tensor] = self.__dict__.setdefault("_flows", {})
+        key = (video, frame)
+        if key not in cache:
+            cache[key] = read_frame(flow_frame_path(self.flow_root, video, frame))
+        return cache[key]
+
     def _diff(self, video: str, frame: int, n: int) -> Tensor:
         """Motion image of 1-based ``frame`` of an ``n``-frame video (cached like the frames)."""
         cache: dict[tuple[str, int], Tensor] = self.__dict__.setdefault("_diffs", {})
@@ -162,8 +258,9 @@ class TwoStreamTubeletDataset(ActTubeletDataset):
 class TwoStreamACT(nn.Module):
     """Two ACT detectors with the same anchor cuboids: ``rgb`` and ``flow`` (the motion stream).
 
-    ``forward(x Tensor[B, 2K, 3, S, S])`` (RGB frames then motion images) -> ``{"loc", "conf"}`` of
-    the RGB stream and ``{"flow_loc", "flow_conf"}`` of the motion stream.
+    ``forward(x Tensor[B, K + M, 3, S, S])`` (K RGB frames then M motion images: M = K, or
+    K + n - 1 flow images stacked here n at a time for a flow stream of ``in_channels`` 3n) ->
+    ``{"loc", "conf"}`` of the RGB stream and ``{"flow_loc", "flow_conf"}`` of the motion stream.
 
     ``parallel=True`` runs the two streams in two threads, forward and backward
     (:func:`~singleshot.engine.branches.parallel_branches`): the same numbers, about 1.5x faster on a
@@ -179,7 +276,7 @@ class TwoStreamACT(nn.Module):
         self.parallel = bool(parallel)
 
     def forward(self, x: Tensor) -> dict[str, Tensor]:
-        rgb, flow = partial(self.rgb, x[:, : self.k]), partial(self.flow, x[:, self.k :])
+        rgb, flow = partial(self.rgb, x[:, : self.k]), partial(self.flow, stack_flow(x[:, self.k :], self.k))
         if self.parallel:
             a, b = parallel_branches([rgb, flow], [list(self.rgb.parameters()), list(self.flow.parameters())])
         else:

@@ -25,6 +25,7 @@ class ActionOptions(EngineOptions):
     model: str = "yowo"  # the member: yowo | act (see singleshot.tasks.action.members)
     arch: str = "yowo_tiny"  # an architecture of the member: yowo, yowo_tiny | act_vgg16, act_tiny, act_slim
     imgsz: int = 224  # square network input, divisible by 32
+    antialias: bool = True  # train: resize policy saved in the weights (false: plain bilinear, as ACT)
     weights: str = ""
     pretrained: str = ""  # a .safetensors from `action convert` to start training from
     # data
@@ -54,7 +55,7 @@ class ActionOptions(EngineOptions):
     video_name: str = ""  # name of a predicted video in the JSON files (default: the source's stem)
     conf: float = 0.005
     iou: float = 0.4  # NMS IoU
-    max_det: int = 100  # detections kept per frame
+    max_det: int = 0  # YOWO: detections kept per frame (0: all, as YOWO); ACT: tubelets per window (200)
     show_conf: float = 0.3
     protocol: str = "yowo"  # yowo | act
     match_iou: float = 0.5  # frame-mAP IoU threshold
@@ -122,13 +123,19 @@ class ActOptions(ActionOptions):
     act_width: float = 1.0  # act_tiny / act_slim trunk channel multiplier
     modality: str = "rgb"  # rgb | rgb+diff | rgb+flow (two streams, scores averaged at test time)
     motion_weight: float = 0.5  # two-stream: weight of the motion stream's class probabilities (ACT: 0.5)
-    flow: str = ""  # rgb+flow: folder of precomputed flow images <Class>/<video>/<frame:05d>.jpg
+    flow: str = ""  # rgb+flow: folder of precomputed flow images <Class>/<video>/<frame:05d>.jpg (`action flow`)
+    flow_stack: int = (
+        5  # rgb+flow: flow images per frame, t … t+n-1 stacked (ACT's FLOW5: 5, 15 channels; 1: one image)
+    )
+    flow_method: str = "dis"  # demo modality=rgb+flow: the flow computed for the demo videos, dis | tvl1
     flow_weights: str = (
         ""  # val/predict: the motion stream's weights ("": the one named by weights' metadata; none: RGB only)
     )
     max_zoom: float = 4.0  # clip augmentation: largest zoom-out (expand) ratio, 1 = none
     photometric: bool = True  # clip augmentation: photometric distortion (same for the K frames)
     cache: bool = True  # val: keep each video's tubelets under project/val/tubelets (resumable)
+    pre_top: int = 0  # val/predict: linking candidates entering the 0.7 NMS per window, the N best (0: all, as ACT)
+    cand_min_score: float = 0.01  # val/predict: linking candidates' best class score floor (ACT's code: 0)
     prototxt: str = ""  # convert from=caffe: ACT deploy prototxt
     caffemodel: str = ""  # convert from=caffe: ACT .caffemodel
 

@@ -26,7 +26,7 @@ from singleshot.tasks.common import ensure_dataset, require
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["VideoFrames", "ensure_demo_dataset", "load_data", "train_keyframes"]
+__all__ = ["VideoFrames", "demo_dataset_key", "ensure_demo_dataset", "load_data", "train_keyframes"]
 
 
 def load_data(cfg: ActionOptions) -> tuple[ActionAnnotations, Path]:
@@ -77,6 +77,15 @@ def train_keyframes(ann: ActionAnnotations, videos: Sequence[str], step: int = 1
     return out
 
 
+def demo_dataset_key(
+    num_train_videos: int, num_test_videos: int, size: Sequence[int], num_frames: Sequence[int], seed: int
+) -> str:
+    """``<train>-<test>-<h>x<w>-<lo>-<hi>-<seed>``: what makes one generated demo dataset."""
+    h, w = (int(v) for v in size)
+    lo, hi = (int(v) for v in num_frames)
+    return f"{num_train_videos}-{num_test_videos}-{h}x{w}-{lo}-{hi}-{int(seed)}"
+
+
 def ensure_demo_dataset(
     root: str | Path,
     num_train_videos: int,
@@ -92,7 +101,7 @@ def ensure_demo_dataset(
     """
     h, w = (int(v) for v in size)
     lo, hi = (int(v) for v in num_frames)
-    key = f"{num_train_videos}-{num_test_videos}-{h}x{w}-{lo}-{hi}-{int(seed)}"
+    key = demo_dataset_key(num_train_videos, num_test_videos, size, num_frames, seed)
 
     def write(folder: Path) -> None:
         synthetic.generate_action_dataset(

@@ -4,7 +4,9 @@
 
 The data are :func:`~singleshot.data.action.synthetic.generate_action_dataset`'s, written once under
 ``project/demo_data`` (:func:`~singleshot.tasks.action.data.ensure_demo_dataset`; both members' demos
-share the folder); the recipe is the member's ``demo`` record
+share the folder); with ``modality=rgb+flow`` (ACT) their optical flow is computed once too, by the
+``action flow`` mode (:func:`~singleshot.tasks.action.flow.compute_flow`, ``flow_method=``) into
+``project/demo_data/flow-<method>``, rewritten when the videos are; the recipe is the member's ``demo`` record
 (:data:`~singleshot.tasks.action.members.YOWO_DEMO_DEFAULTS`,
 :data:`~singleshot.tasks.action.members.ACT_DEMO_DEFAULTS`); the run
 (:func:`~singleshot.tasks.common.run_demo`) writes ``results.csv``/``results.png``, the annotated
@@ -14,29 +16,47 @@ video under ``predictions/`` and ``metrics.json``, and returns the same keys for
 from __future__ import annotations
 
 import logging
+import shutil
 from pathlib import Path
 from typing import Any
 
 from singleshot.tasks.action.config import ActionConfig
-from singleshot.tasks.action.data import ensure_demo_dataset, load_data
+from singleshot.tasks.action.data import demo_dataset_key, ensure_demo_dataset, load_data
 from singleshot.tasks.action.evaluate import load_predictor
+from singleshot.tasks.action.flow import compute_flow
 from singleshot.tasks.action.members import member_config
 from singleshot.tasks.action.predict import predict_source
 from singleshot.tasks.action.train import train_member
-from singleshot.tasks.common import run_demo
+from singleshot.tasks.common import ensure_dataset, run_demo
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["demo", "show_test_video", "write_demo_data"]
+__all__ = ["demo", "ensure_demo_flow", "show_test_video", "write_demo_data"]
 
 
 def write_demo_data(cfg: ActionConfig) -> None:
     """The synthetic dataset of ``n_train``, ``n_test``, ``video_size``, ``video_frames`` and ``seed``
-    under ``project/demo_data`` (written once), as ``cfg.data``."""
+    under ``project/demo_data`` (written once), as ``cfg.data``; with ``modality=rgb+flow`` and no
+    ``flow=``, its flow images as ``cfg.flow`` (:func:`ensure_demo_flow`)."""
     root = ensure_demo_dataset(
         Path(cfg.project) / "demo_data", cfg.n_train, cfg.n_test, cfg.video_size, cfg.video_frames, cfg.seed
     )
     cfg.data = str(root)
+    if cfg.modality == "rgb+flow" and not cfg.flow:
+        key = demo_dataset_key(cfg.n_train, cfg.n_test, cfg.video_size, cfg.video_frames, cfg.seed)
+        cfg.flow = str(ensure_demo_flow(root, key, cfg.flow_method, cfg.workers))
+
+
+def ensure_demo_flow(root: Path, data_key: str, method: str, workers: int) -> Path:
+    """``root/flow-<method>``: the flow images of the demo videos under ``root/rgb-images`` (``action
+    flow``), computed once per generated dataset ``data_key`` (a folder of another key is removed first)."""
+
+    def write(folder: Path) -> None:
+        if folder.exists():
+            shutil.rmtree(folder)
+        compute_flow(root / "rgb-images", folder, method, workers)
+
+    return ensure_dataset(root / f"flow-{method}", f"{data_key}-{method}", write)
 
 
 def show_test_video(cfg: ActionConfig, result: dict[str, Any]) -> dict[str, Any]:

@@ -11,7 +11,11 @@ Graphs (batch axis dynamic, every other axis fixed at export):
   :class:`~singleshot.models.act.ACTDetector` (fc6 with one dilation per stream included).
 
 The weights' metadata travels inside the file (``metadata_props["singleshot"]``), with ``family``
-and ``input_layout`` added. :func:`load_onnx_action_model` gives an
+and ``input_layout`` added, and the resize policy written explicitly (``resize``: bilinear,
+``antialias`` true or false; weights without the key are antialiased, as the predictors read them).
+The graph's input is each frame resized on uint8 (bilinear, antialiased when shrinking if
+``resize.antialias``), scaled to [0, 1], flipped for ``channel_order`` BGR and normalised with
+``mean``/``std``. :func:`load_onnx_action_model` gives an
 :class:`~singleshot.export.onnx_runtime.OnnxModel` carrying the attributes the predictors and
 post-processors read from the torch model (YOWO: ``anchors``, ``num_classes``, ``num_anchors``,
 ``clip_len``; ACT: ``priors``, ``k``, ``num_classes``, ``prior_spec``, ``image_size``).
@@ -20,7 +24,7 @@ int8 calibration inputs (``calib``), in order of preference:
 
 - an action dataset (a YOWO root or a ground-truth file such as an ACT ``*-GT.pkl``; frames under
   ``frames`` or beside it): ``calib_samples`` test clips spread evenly over the split, pre-processed
-  exactly as at inference (resize, /255, channel order, mean/std of the metadata);
+  exactly as at inference (resize with the metadata's policy, /255, channel order, mean/std);
 - a ``.npy`` / ``.npz`` file of already pre-processed inputs in the graph's layout;
 - nothing: ``calib_samples`` inputs drawn from N(0, 1), with a warning. Normalised frames have
   roughly unit spread, so this gives usable ranges for a smoke test, but activation ranges of
@@ -43,8 +47,10 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from singleshot.data.action.clip_transforms import ClipResize
 from singleshot.data.action.datasets import ActTubeletDataset, YowoClipDataset
 from singleshot.data.action.readers import load_action_annotations
+from singleshot.data.input_spec import InputSpec, resize_meta
 from singleshot.errors import ConfigError, DataError, WeightsError
 from singleshot.export.calibration import CALIB_FILES, calibration_from_file, eager, even_picks, random_calibration
 from singleshot.export.onnx_export import ExportOptions, export_onnx
@@ -92,11 +98,11 @@ def action_family(model: nn.Module) -> str:
 
 def input_shape(model: nn.Module, meta: dict[str, Any]) -> tuple[int, ...]:
     """One sample's input shape: YOWO (3, T, H, W) from ``clip_len`` / ``input_size`` of the metadata
-    (else the model's ``clip_len`` and 224); ACT (K, 3, S, S) from the model."""
+    (else the model's ``clip_len`` and 224); ACT (K, C, S, S) from the model (C = 15 for a FLOW5 stream)."""
     model = deployable(model)
     if action_family(model) == "act":
         s = int(model.image_size)
-        return (int(model.k), 3, s, s)
+        return (int(model.k), int(getattr(model, "in_channels", 3)), s, s)
     size = meta.get("input_size", [224, 224])
     h, w = (int(size[0]), int(size[1])) if isinstance(size, (list, tuple)) else (int(size), int(size))
     return (3, int(meta.get("clip_len", getattr(model, "clip_len", 16))), h, w)
@@ -151,6 +157,11 @@ def export_action_model(
 
 
 # ---------------------------------------------------------------- calibration
+def _antialias(meta: dict[str, Any]) -> bool:
+    """The resize policy of weights metadata as the action predictors read it (no key: antialiased)."""
+    return InputSpec.from_meta(meta, size=1, antialias=True).antialias
+
+
 def _dataset_batches(
     model: nn.Module, meta: dict[str, Any], root: str, frames: str, split: int, count: int, batch: int
 ) -> Iterator[np.ndarray]:
@@ -164,14 +175,26 @@ def _dataset_batches(
             f"{frame_root / 'rgb-images'}: calibration frames not found; pass frames=<folder holding rgb-images/>"
         )
     unit = ((0.0, 0.0, 0.0), (1.0, 1.0, 1.0))  # the dataset gives x / 255; normalised below as the metadata says
+    resize = ClipResize(shape[2:], _antialias(meta))  # the predictors' resize policy
     if family == "yowo":
         size, channel_dim = shape[2:], 1
         dataset: Any = YowoClipDataset(
-            ann, frame_root, None, shape[1], size, False, stride=int(meta.get("stride", 1)), mean=unit[0], std=unit[1]
+            ann,
+            frame_root,
+            None,
+            shape[1],
+            size,
+            False,
+            stride=int(meta.get("stride", 1)),
+            mean=unit[0],
+            std=unit[1],
+            transform=resize,
         )
     else:
         size, channel_dim = shape[2:], 2
-        dataset = ActTubeletDataset(ann, frame_root, None, shape[0], size, False, mean=unit[0], std=unit[1])
+        dataset = ActTubeletDataset(
+            ann, frame_root, None, shape[0], size, False, mean=unit[0], std=unit[1], transform=resize
+        )
     picks = even_picks(len(dataset), count)
     if not picks:
         raise DataError(f"calib={root}: no {family} calibration samples in the test split")
@@ -249,7 +272,8 @@ def export_action(
     model.eval()
     family = action_family(model)
     out = Path(dst) if dst else weights.with_name(weights.stem + (".int8" if int8 else "") + ".onnx")
-    meta = dict(meta, source_weights=weights.name)
+    # the resize policy the predictors read, written explicitly (weights without the key antialias)
+    meta = dict(meta, source_weights=weights.name, resize=resize_meta(_antialias(meta)))
     t0 = time.perf_counter()
     samples = write_onnx_graph(
         out,

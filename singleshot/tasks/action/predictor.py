@@ -16,8 +16,9 @@ metadata, and YOWO's predictor with its model building and tube linking.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -29,6 +30,7 @@ from torch import Tensor, nn
 from singleshot.data.action.clip_transforms import resize_clip
 from singleshot.data.action.clips import yowo_clip_frames
 from singleshot.data.action.datasets import IMAGENET_MEAN, IMAGENET_STD
+from singleshot.data.input_spec import InputSpec
 from singleshot.engine.weights import load_state_into, load_weights
 from singleshot.errors import ConfigError, WeightsError
 from singleshot.models import create_model, list_models, model_entry, model_from_meta
@@ -62,6 +64,7 @@ __all__ = [
     "load_action_weights",
     "output_stride",
     "postprocess_settings",
+    "training_input_spec",
     "trim_tube",
     "trim_tubes",
     "yowo_linking",
@@ -226,6 +229,15 @@ def build_action_model(cfg: YowoOptions, num_classes: int) -> tuple[nn.Module, d
     return model, kwargs
 
 
+def training_input_spec(cfg: ActionOptions, pretrained_meta: Mapping[str, Any] | None = None) -> InputSpec:
+    """The input convention an action model trains with (both members): the channel order and
+    mean/std of the ``pretrained=`` file's metadata (ImageNet RGB without one), at ``imgsz``, with
+    the resize policy ``antialias``. Training normalises with it and writes it into the weights."""
+    size = (int(cfg.imgsz), int(cfg.imgsz))
+    base = InputSpec.from_meta(pretrained_meta, size=size) if pretrained_meta else InputSpec.named("imagenet", size)
+    return dataclasses.replace(base, size=size, antialias=bool(cfg.antialias))
+
+
 def action_meta(
     model: YOWO,
     cfg: YowoOptions,
@@ -369,8 +381,10 @@ class YowoPredictor:
     """Frames in, per-frame detections (each frame the key frame of its clip) out.
 
     Pre-processing is the test path of :class:`~singleshot.data.action.datasets.YowoClipDataset`:
-    each frame resized to the input size (bilinear, antialiased when shrinking, on uint8), scaled
-    to [0, 1], normalised with the weights' mean/std. The clip of key frame ``k`` is frames
+    each frame resized to the input size on uint8 (:func:`~singleshot.data.input_spec.resize_image`:
+    bilinear, antialiased when shrinking unless the weights' ``resize`` metadata says ``antialias:
+    false``; weights without the key antialias, as this predictor always did), scaled to [0, 1],
+    channels flipped for BGR weights, normalised with the weights' mean/std. The clip of key frame ``k`` is frames
     ``k - i * stride`` (i = T-1 … 0), clamped at frame 1 (the past only: usable online).
 
     Args:
@@ -395,13 +409,11 @@ class YowoPredictor:
         self.size = (int(size[0]), int(size[1])) if isinstance(size, (list, tuple)) else (int(size), int(size))
         self.clip_len = int(meta.get("clip_len", getattr(model, "clip_len", 16)))
         self.stride = max(1, int(meta.get("stride", 1)))
-        self.mean = torch.tensor([float(v) for v in meta.get("mean", IMAGENET_MEAN)], device=self.device).view(
-            1, 3, 1, 1, 1
-        )
-        self.std = torch.tensor([float(v) for v in meta.get("std", IMAGENET_STD)], device=self.device).view(
-            1, 3, 1, 1, 1
-        )
-        self.bgr = str(meta.get("channel_order", "RGB")).upper() == "BGR"
+        spec = InputSpec.from_meta(meta, size=self.size, antialias=True)
+        self.mean = torch.tensor(spec.mean, device=self.device).view(1, 3, 1, 1, 1)
+        self.std = torch.tensor(spec.std, device=self.device).view(1, 3, 1, 1, 1)
+        self.bgr = spec.bgr
+        self.antialias = spec.antialias
         self.settings = settings
         self.class_names: list[str] = list(meta.get("classes", [])) or [str(i) for i in range(model.num_classes)]
 
@@ -412,7 +424,7 @@ class YowoPredictor:
 
     def prepare(self, frames: Tensor) -> Tensor:
         """frames: Tensor[N, 3, H, W] uint8 RGB -> Tensor[N, 3, h, w] uint8 at the input size."""
-        out, _ = resize_clip(frames, torch.zeros(0, 4), self.size)
+        out, _ = resize_clip(frames, torch.zeros(0, 4), self.size, self.antialias)
         return out.flip(1) if self.bgr else out
 
     def clips(self, stored: Tensor, keys: Sequence[int]) -> Tensor:

@@ -19,10 +19,8 @@ import numpy as np
 from torch import Tensor, nn
 
 from singleshot.config import config_to_dict
-from singleshot.data.action.clip_transforms import ClipResize, YowoClipAugment
+from singleshot.data.action.clip_transforms import ClipResize, ClipToBGR, YowoClipAugment
 from singleshot.data.action.datasets import (
-    IMAGENET_MEAN,
-    IMAGENET_STD,
     YowoClipDataset,
     collate_yowo,
     frames_fit_in_memory,
@@ -45,6 +43,7 @@ from singleshot.tasks.action.predictor import (
     build_action_model,
     check_yowo_arch,
     output_stride,
+    training_input_spec,
     yowo_predictor,
 )
 from singleshot.tasks.action.yowo_evaluate import evaluate_yowo
@@ -141,10 +140,9 @@ def yowo_training(cfg: ActionConfig) -> Callable[[str, int], TrainingPlan]:
     def build(device: str, world: int) -> TrainingPlan:
         ann, root = load_data(cfg)
         classes = list(ann.classes)
-        mean, std = IMAGENET_MEAN, IMAGENET_STD
+        pmeta: dict[str, Any] | None = None
         if cfg.pretrained:
             model, kwargs, pmeta = pretrained_model(cfg, len(classes))
-            mean, std = tuple(pmeta.get("mean", mean)), tuple(pmeta.get("std", std))
         else:
             if cfg.auto_anchors:
                 grid = (cfg.imgsz // output_stride(cfg),) * 2
@@ -153,6 +151,9 @@ def yowo_training(cfg: ActionConfig) -> Callable[[str, int], TrainingPlan]:
                 )
                 logger.info("auto_anchors: %s (grid cells)", anchor_pairs(cfg.anchors))
             model, kwargs = build_action_model(cfg, len(classes))
+        # the input convention: the pretrained file's (ImageNet without one), resized with cfg.antialias
+        spec = training_input_spec(cfg, pmeta)
+        mean, std = spec.mean, spec.std
         model.parallel = branch_threads(cfg, world)  # type: ignore[assignment]  (a runtime attribute of YOWO)
         if str(device).startswith("cpu"):  # oneDNN's 3D convolutions and pooling are several times faster channels-last
             model.set_channels_last_3d(True)  # type: ignore[operator]
@@ -160,9 +161,9 @@ def yowo_training(cfg: ActionConfig) -> Callable[[str, int], TrainingPlan]:
         if not ann.train_videos:
             warnings.warn(f"{ann.source}: no training split; training on every video", stacklevel=2)
         transform = (
-            YowoClipAugment(cfg.imgsz, cfg.jitter, cfg.hue, cfg.saturation, cfg.exposure)
+            YowoClipAugment(cfg.imgsz, cfg.jitter, cfg.hue, cfg.saturation, cfg.exposure, antialias=spec.antialias)
             if cfg.augment
-            else ClipResize(cfg.imgsz)
+            else ClipResize(cfg.imgsz, spec.antialias)
         )
         train_set = YowoClipDataset(
             ann,
@@ -174,10 +175,10 @@ def yowo_training(cfg: ActionConfig) -> Callable[[str, int], TrainingPlan]:
             train_keyframes(ann, train_videos, cfg.keyframe_step),
             mean=mean,
             std=std,
-            transform=transform,
+            transform=ClipToBGR(transform) if spec.bgr else transform,
         )
         train_set.cache_frames = frames_fit_in_memory(ann, train_videos)
-        meta = action_meta(model, cfg, kwargs, classes, mean, std, train_config=config_to_dict(cfg))
+        meta = action_meta(model, cfg, kwargs, classes, **spec.to_meta(), train_config=config_to_dict(cfg))
         evaluate = BestEvaluation(
             lambda m: evaluate_yowo(yowo_predictor(deployable(m), meta, cfg), ann, root, cfg)[0],
             "frame_map",

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from singleshot.data.input_spec import CONVENTIONS
 from singleshot.engine.train_config import EngineOptions
+from singleshot.errors import ConfigError
 from singleshot.metrics.voc import check_voc07_thresholds
 
 __all__ = ["DetectConfig"]
@@ -40,7 +42,15 @@ class DetectConfig(EngineOptions):
     # training
     augment: bool = True
     channels_last: bool | None = None  # channels-last model and inputs (None: on for CUDA)
-    pretrained: str = ""
+    pretrained: str = ""  # VGG16 trunk: torchvision vgg16 or ssd.pytorch's vgg16_reducedfc.pth
+    # input convention of training, written into the weights for val/predict/export: auto = the
+    # pretrained file's (torchvision vgg16: imagenet; reduced trunk: caffe; no file: imagenet) |
+    # imagenet (RGB, ImageNet mean/std) | caffe (BGR 0..255 minus 104,117,123) |
+    # ssd_pytorch (RGB 0..255 minus 123,117,104: what ssd.pytorch feeds the Caffe trunk)
+    input_norm: str = "auto"
+    # resize policy of train/val/predict/export, written into the weights: bilinear, antialiased
+    # when shrinking; false: plain bilinear (torchvision's SSD, ssd.pytorch, Caffe)
+    antialias: bool = True
     # distillation and auxiliary head (singleshot/tasks/detect/distill.py)
     teacher: str = ""  # weights of a trained detector whose soft class scores the student learns
     kd_weight: float = 1.0
@@ -73,3 +83,5 @@ class DetectConfig(EngineOptions):
 
     def __post_init__(self) -> None:
         check_voc07_thresholds(self.voc07_thresholds, "voc07_thresholds")
+        if self.input_norm != "auto" and self.input_norm not in CONVENTIONS:
+            raise ConfigError(f"input_norm={self.input_norm!r}: expected auto or one of {', '.join(CONVENTIONS)}")

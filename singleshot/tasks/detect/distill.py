@@ -10,8 +10,8 @@ kd_mask=matched feat_weight=0 aux=false aux_weight=0.4]``
   ``aux_loc`` and ``aux_conf``.
 * ``teacher=``: the teacher is built from its weights' metadata and loaded; its class list must
   equal the student's (same names, same order). :class:`~singleshot.losses.distill.StudentWithTeacher`
-  runs it frozen on every batch (re-normalised and resized first when its metadata asks for another
-  mean/std, channel order or input size). Terms: ``kd`` = ``kd_weight`` x soft-label KD of the
+  runs it frozen on every batch (:class:`TeacherInput`: re-normalised and resized first when its
+  metadata asks for another mean/std, channel order or input size). Terms: ``kd`` = ``kd_weight`` x soft-label KD of the
   class logits at temperature ``kd_temperature`` over the priors chosen by ``kd_mask``, and, with
   ``feat_weight > 0``, ``feat`` = ``feat_weight`` x MSE between the student's stride-8 and
   stride-16 source maps (through a learned 1x1 adapter) and the teacher's.
@@ -40,9 +40,9 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
+from singleshot.data.input_spec import InputSpec, resize_image
 from singleshot.engine.weights import load_state_into, load_weights
 from singleshot.errors import ConfigError, WeightsError
 from singleshot.losses.distill import DistillLoss, FeatureAdapter, FeatureImitation, SoftLabelKD, StudentWithTeacher
@@ -52,7 +52,6 @@ from singleshot.models.aux_heads import WithAuxHead
 from singleshot.ops.boxes import cxcywh_to_xyxy, pairwise_iou
 from singleshot.structures import BoxTarget
 from singleshot.tasks.detect.config import DetectConfig
-from singleshot.tasks.detect.predictor import IMAGENET_MEAN, IMAGENET_STD, normalize
 
 logger = logging.getLogger(__name__)
 
@@ -126,39 +125,27 @@ def prior_correspondence(
 class TeacherInput:
     """The student's normalised batch turned into the teacher's input.
 
-    Undoes the student's normalisation, swaps channels for BGR teachers, applies the teacher's
-    mean/std (all in [0, 1] pixel units) and resizes bilinearly (no antialias, as the predictor) to
-    the teacher's input side. ``x`` Tensor[B, 3, S, S] -> Tensor[B, 3, St, St].
+    Undoes the student's normalisation (back to RGB in [0, 1]), resizes to the teacher's input size
+    with the teacher's resize policy (:func:`~singleshot.data.input_spec.resize_image` in float, as
+    its predictor does), then applies the teacher's channel order and mean/std. When both
+    normalise alike only the resize runs (it commutes with the per-channel affine map).
+
+    Args:
+        student: the student's input convention (what the batch was normalised with).
+        teacher: the teacher's (from its weights' metadata).
+
+    ``x`` Tensor[B, 3, S, S] -> Tensor[B, 3, Ht, Wt].
     """
 
-    def __init__(
-        self,
-        student_mean: Sequence[float],
-        student_std: Sequence[float],
-        teacher_mean: Sequence[float],
-        teacher_std: Sequence[float],
-        bgr: bool,
-        size: int,
-    ) -> None:
-        self.student_mean = [float(v) for v in student_mean]
-        self.student_std = [float(v) for v in student_std]
-        self.teacher_mean = [float(v) for v in teacher_mean]
-        self.teacher_std = [float(v) for v in teacher_std]
-        self.bgr = bgr
-        self.size = int(size)
-        self.same_norm = not bgr and self.student_mean == self.teacher_mean and self.student_std == self.teacher_std
+    def __init__(self, student: InputSpec, teacher: InputSpec) -> None:
+        self.student, self.teacher = student, teacher
+        self.size = teacher.size
+        self.same_norm = student.same_normalisation(teacher)
 
     def __call__(self, x: Tensor) -> Tensor:
-        if not self.same_norm:
-            m = torch.tensor(self.student_mean, dtype=x.dtype, device=x.device).view(1, 3, 1, 1)
-            s = torch.tensor(self.student_std, dtype=x.dtype, device=x.device).view(1, 3, 1, 1)
-            x = x * s + m
-            if self.bgr:
-                x = x.flip(1)
-            x = normalize(x, self.teacher_mean, self.teacher_std)
-        if x.shape[-1] != self.size or x.shape[-2] != self.size:
-            x = F.interpolate(x, size=(self.size, self.size), mode="bilinear", align_corners=False)
-        return x
+        if self.same_norm:
+            return resize_image(x, self.size, self.teacher.antialias)
+        return self.teacher.normalize(resize_image(self.student.denormalize(x), self.size, self.teacher.antialias))
 
 
 def load_teacher(path: str | Path, classes: Sequence[str]) -> tuple[nn.Module, dict[str, Any]]:
@@ -191,17 +178,9 @@ def load_teacher(path: str | Path, classes: Sequence[str]) -> tuple[nn.Module, d
     ), meta
 
 
-def _teacher_input(meta: Mapping[str, Any], teacher: nn.Module) -> TeacherInput:
-    size = meta.get("input_size", teacher.image_size)
-    side = int(size[0]) if isinstance(size, (list, tuple)) else int(size)
-    return TeacherInput(
-        IMAGENET_MEAN,
-        IMAGENET_STD,
-        meta.get("mean", IMAGENET_MEAN),
-        meta.get("std", IMAGENET_STD),
-        str(meta.get("channel_order", "RGB")).upper() == "BGR",
-        side,
-    )
+def _teacher_input(meta: Mapping[str, Any], teacher: nn.Module, student: InputSpec, source: str) -> TeacherInput:
+    """The student's convention -> the teacher's (weights without a ``resize`` key: no antialias, as its predictor)."""
+    return TeacherInput(student, InputSpec.from_meta(meta, size=teacher.image_size, antialias=False, source=source))
 
 
 def _check(cfg: DetectConfig) -> None:
@@ -219,12 +198,13 @@ def _check(cfg: DetectConfig) -> None:
 
 
 def build_training(
-    cfg: DetectConfig, model: nn.Module, classes: Sequence[str], task_loss: Any
+    cfg: DetectConfig, model: nn.Module, classes: Sequence[str], task_loss: Any, spec: InputSpec | None = None
 ) -> tuple[nn.Module, Any]:
     """The module and loss the trainer gets for ``cfg.teacher`` / ``cfg.aux`` (see the module doc).
 
     ``model`` (the plain SSD student, already built) is wrapped, not copied: after training it
-    holds the trained weights and is what gets saved. With neither key set, ``(model, task_loss)``
+    holds the trained weights and is what gets saved. ``spec`` is the student's input convention
+    (default: ImageNet RGB at its size, antialiased). With neither key set, ``(model, task_loss)``
     are returned as they are. The keys are checked in every case.
     """
     _check(cfg)
@@ -252,8 +232,9 @@ def build_training(
             adapter = FeatureAdapter([s_ch[lv] for lv in levels], [t_ch[lv] for lv in levels])
             features = ("backbone", "backbone")
             terms["feat"] = (cfg.feat_weight, FeatureImitation(len(levels)))
-        t_in: TeacherInput | None = _teacher_input(meta, teacher)
-        if t_in is not None and t_in.same_norm and t_in.size == int(model.image_size):
+        student = spec or InputSpec.named("imagenet", int(model.image_size))
+        t_in: TeacherInput | None = _teacher_input(meta, teacher, student, f"teacher={cfg.teacher}")
+        if t_in is not None and t_in.same_norm and t_in.size == student.size:
             t_in = None  # the student's batch is the teacher's input as it is
         train_model = StudentWithTeacher(train_model, teacher, t_in, features, levels, adapter)
         mask = DetectKDMask(model.priors, cfg.kd_mask)

@@ -3,9 +3,8 @@
 ``singleshot detect export weights=W.safetensors format=onnx [nms=true] [int8=true calib=ROOT
 calib_images=64] [dst=out.onnx] [opset=17]`` writes one ONNX file:
 
-- default: the raw SSD graph, input ``images`` float32 [B, 3, S, S] (normalised as the weights'
-  metadata says: RGB or BGR, mean/std, plain resize to S x S), outputs ``cls_logits`` [B, P, C+1]
-  and ``bbox_regression`` [B, P, 4];
+- default: the raw SSD graph, input ``images`` float32 [B, 3, S, S], outputs ``cls_logits``
+  [B, P, C+1] and ``bbox_regression`` [B, P, 4];
 - ``int8=true``: the same graph quantized to int8 (QDQ), calibrated on ``calib_images`` images of
   ``calib`` (a VOC root, a COCO ``*.json``, or a folder of images) pre-processed like inference;
 - ``nms=true``: decoding and per-class NMS appended in the graph (see
@@ -15,6 +14,14 @@ calib_images=64] [dst=out.onnx] [opset=17]`` writes one ONNX file:
 
 The weights metadata travels inside the file (``metadata_props["singleshot"]``), so ``detect
 predict`` and ``detect val`` take ``weights=model.onnx`` and run it with onnxruntime.
+
+Pre-processing the graph expects (the weights' input convention, written explicitly into the
+file's metadata even for weights that predate these keys): an RGB uint8 image scaled to [0, 1];
+resized to S x S with bilinear interpolation, half-pixel centres, aspect ratio not kept, and
+antialiasing when shrinking if ``resize.antialias`` is true (models trained here by default;
+``torch.nn.functional.interpolate(..., antialias=True)``, or Pillow's bilinear resize) or plain
+bilinear if false (converted torchvision/ssd.pytorch/Caffe weights; ``cv2.resize`` INTER_LINEAR);
+channels flipped when ``channel_order`` is ``BGR``; then ``(x - mean) / std`` per channel.
 """
 
 from __future__ import annotations
@@ -34,6 +41,7 @@ import torch
 from torch import Tensor
 
 from singleshot.config import build_config
+from singleshot.data.input_spec import InputSpec
 from singleshot.errors import ConfigError, WeightsError
 from singleshot.models import model_from_meta
 from singleshot.structures import Detections
@@ -145,8 +153,10 @@ def export_detector(cfg: DetectConfig, opts: ExportOptions) -> dict[str, Any]:
     dst = Path(cfg.dst) if cfg.dst else _default_dst(weights, opts)
     size = int(model.image_size)
     settings = settings_from_meta(meta, cfg)
+    spec = InputSpec.from_meta(meta, size=size, antialias=False, source=str(weights))  # as DetectPredictor reads it
     meta = dict(
         meta,
+        **spec.to_meta(),
         source_weights=weights.name,
         postprocess={
             "score_thresh": settings.score_thresh,

@@ -6,6 +6,11 @@ or from a weights file (:func:`load_detector`, through :func:`singleshot.models.
 post-processing thresholds from the config or the weights (:func:`postprocess_settings`,
 :func:`settings_from_meta`) and :class:`DetectPredictor` (pre-processing, forward, decoding and NMS
 in one batched call).
+
+The input convention (size, channel order, mean/std, resize policy) is the weights' own
+(:class:`~singleshot.data.input_spec.InputSpec`, metadata keys ``input_size``, ``channel_order``,
+``mean``, ``std``, ``resize``): training writes the one it normalised with, converters the
+reference's, and the predictor, ``val`` and ``export`` read it back.
 """
 
 from __future__ import annotations
@@ -16,9 +21,9 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
+from singleshot.data.input_spec import IMAGENET_MEAN, IMAGENET_STD, InputSpec
 from singleshot.engine.weights import load_state_into, load_weights
 from singleshot.errors import ConfigError
 from singleshot.models import create_model, model_from_meta
@@ -41,11 +46,6 @@ __all__ = [
     "postprocess_settings",
     "settings_from_meta",
 ]
-
-#: ImageNet RGB mean and std in [0, 1] units, used by models trained here.
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
-
 
 #: DetectConfig key -> (DetectPostprocess field, keys that may hold it in weights metadata).
 _THRESHOLDS: dict[str, tuple[str, tuple[str, ...]]] = {
@@ -110,20 +110,24 @@ def load_detector(path: str | Path) -> tuple[nn.Module, dict[str, Any]]:
 
 
 def model_meta(
-    model: nn.Module, name: str, kwargs: dict[str, Any], classes: Sequence[str], **extra: Any
+    model: nn.Module,
+    name: str,
+    kwargs: dict[str, Any],
+    classes: Sequence[str],
+    spec: InputSpec | None = None,
+    **extra: Any,
 ) -> dict[str, Any]:
-    """Metadata written beside the tensors of a model trained here."""
+    """Metadata written beside the tensors of a model trained here; ``spec`` is the input convention
+    it was trained with (default: ImageNet RGB at the model's size, antialiased resize)."""
     size = int(model.image_size)
+    spec = spec or InputSpec.named("imagenet", size)
     meta = {
         "task": "detect",
         "architecture": name,
         "arch_kwargs": kwargs,
         "num_classes": len(classes),
         "classes": list(classes),
-        "input_size": [size, size],
-        "channel_order": "RGB",
-        "mean": list(IMAGENET_MEAN),
-        "std": list(IMAGENET_STD),
+        **spec.to_meta(),
         "postprocess": {"score_thresh": 0.01, "nms_thresh": 0.45, "topk_candidates": 400, "detections_per_img": 200},
     }
     meta.update(extra)
@@ -140,13 +144,16 @@ def normalize(images: Tensor, mean: Sequence[float], std: Sequence[float]) -> Te
 class DetectPredictor:
     """Raw images in, detections in the original pixels out.
 
-    Pre-processing follows torchvision's SSD transform: scale to [0, 1], normalise with the
-    weights' mean/std, resize to the input size with bilinear interpolation (no antialias, aspect
-    ratio not kept). BGR weights (ssd.pytorch, Caffe) get their channels swapped first.
+    Pre-processing (:meth:`~singleshot.data.input_spec.InputSpec.prepare` of the weights'
+    convention, the same as training's evaluation transform): uint8 RGB scaled to [0, 1], resized to
+    the input size (bilinear, aspect ratio not kept; antialiased when shrinking if the metadata's
+    ``resize`` says so -- models trained here -- and plain bilinear without the key, as converted
+    torchvision, ssd.pytorch and Caffe weights expect), channels flipped for BGR weights, then
+    ``(x - mean) / std``.
 
     Args:
         model: an SSD-style module with ``priors`` and ``forward -> {cls_logits, bbox_regression}``.
-        meta: weights metadata (``input_size``, ``mean``, ``std``, ``channel_order``).
+        meta: weights metadata (``input_size``, ``channel_order``, ``mean``, ``std``, ``resize``).
         settings: post-processing thresholds.
         device: where to run.
         channels_last: prepare the model for fast inference: channels-last model and inputs, and
@@ -169,26 +176,18 @@ class DetectPredictor:
             self.model = self.model.to(memory_format=torch.channels_last)
             if isinstance(self.model, nn.Module):
                 fuse_conv_relu(self.model)
-        size = meta.get("input_size", getattr(model, "image_size", 300))
-        self.size = (int(size[0]), int(size[1])) if isinstance(size, (list, tuple)) else (int(size), int(size))
-        self.mean = [float(v) for v in meta.get("mean", IMAGENET_MEAN)]
-        self.std = [float(v) for v in meta.get("std", IMAGENET_STD)]
-        self.bgr = str(meta.get("channel_order", "RGB")).upper() == "BGR"
+        #: the input convention; weights without a ``resize`` key resize without antialias
+        self.spec = InputSpec.from_meta(meta, size=getattr(model, "image_size", 300), antialias=False)
+        self.size = self.spec.size
         self.settings = settings
         self.class_names: list[str] = list(meta.get("classes", []))
         #: COCO category id written for each label (COCO-trained weights), else label + 1.
         self.category_ids: list[int] | None = meta.get("category_ids")
 
     def preprocess(self, images: Sequence[Tensor]) -> Tensor:
-        """images: uint8 Tensor[3, H, W] RGB each -> Tensor[B, 3, S, S] normalised, channels-last."""
-        out = []
-        for img in images:
-            x = img.to(self.device, non_blocking=True).float().div_(255.0)
-            if self.bgr:
-                x = x.flip(0)
-            x = normalize(x[None], self.mean, self.std)
-            out.append(F.interpolate(x, size=self.size, mode="bilinear", align_corners=False))
-        batch = torch.cat(out)
+        """images: uint8 Tensor[3, H, W] RGB each -> Tensor[B, 3, S, S] normalised (channels-last
+        when the predictor is): ``self.spec.prepare`` of each image."""
+        batch = torch.stack([self.spec.prepare(img.to(self.device, non_blocking=True)) for img in images])
         return batch.contiguous(memory_format=torch.channels_last) if self.channels_last else batch
 
     @torch.inference_mode()

@@ -4,9 +4,17 @@ handed to :func:`singleshot.tasks.common.fit`.
 The plan: the model named by ``model=`` (``pretrained=`` loads a VGG16 base into it), the
 training split with the SSD augmentation (``augment=false``: flips only), the multibox loss
 (wrapped by :func:`singleshot.tasks.detect.distill.build_training` for ``teacher=`` / ``aux=true``),
-batches moved to the device and normalised with the ImageNet mean/std (:class:`NormalizeToDevice`),
-and evaluation on the ``val_set`` split (``map`` for ``metric=coco``, else ``map50``, selects the
-best weights). ``best.safetensors`` holds the plain student with :func:`model_meta` metadata.
+batches moved to the device and normalised with the run's input convention
+(:class:`NormalizeToDevice`), and evaluation on the ``val_set`` split (``map`` for ``metric=coco``,
+else ``map50``, selects the best weights). ``best.safetensors`` holds the plain student with
+:func:`model_meta` metadata.
+
+The input convention (:func:`input_spec_for`): ``input_norm=auto`` (default) takes the one of the
+``pretrained=`` file (torchvision ``vgg16``: ImageNet RGB; ssd.pytorch's reduced trunk: Caffe BGR
+0..255 minus (104, 117, 123)), ImageNet without one; ``input_norm=imagenet|caffe|ssd_pytorch``
+chooses it. ``antialias`` (default true) is the resize policy. Both go into the weights' metadata,
+so ``val``, ``predict`` and ``export`` pre-process exactly as training did (the zoom-out fill is the
+convention's mean too).
 """
 
 from __future__ import annotations
@@ -19,6 +27,7 @@ from torch import Tensor, nn
 
 from singleshot.config import config_to_dict
 from singleshot.data.collate import collate_detection
+from singleshot.data.input_spec import InputSpec
 from singleshot.losses.multibox import MultiBoxLoss
 from singleshot.models.aux_heads import deployable
 from singleshot.structures import BoxTarget
@@ -39,16 +48,39 @@ from singleshot.tasks.detect.predictor import (
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["NormalizeToDevice", "train", "train_detector", "training_plan"]
+__all__ = ["NormalizeToDevice", "input_spec_for", "train", "train_detector", "training_plan"]
 
 
 class NormalizeToDevice(ToDevice):
-    """``prepare_batch`` of a collated ``(images Tensor[B, 3, S, S] in [0, 1], targets)`` batch:
-    moved to the device, then the images normalised with the ImageNet mean/std."""
+    """``prepare_batch`` of a collated ``(images Tensor[B, 3, S, S] RGB in [0, 1], targets)`` batch:
+    moved to the device, then the images normalised by ``spec`` (channel order, mean/std; default
+    ImageNet RGB)."""
+
+    def __init__(self, spec: InputSpec | None = None) -> None:
+        self.spec = spec
 
     def __call__(self, batch: tuple[Tensor, list[BoxTarget]], device: torch.device) -> tuple[Tensor, list[BoxTarget]]:
         images, targets = super().__call__(batch, device)
-        return normalize(images, IMAGENET_MEAN, IMAGENET_STD), targets
+        if self.spec is None:
+            return normalize(images, IMAGENET_MEAN, IMAGENET_STD), targets
+        return self.spec.normalize(images), targets
+
+
+def input_spec_for(cfg: DetectConfig, size: int, pretrained: str | None = None) -> InputSpec:
+    """The input convention a run trains with: ``cfg.input_norm`` (``auto``: ``pretrained``, the
+    convention of the ``pretrained=`` file, or ImageNet without one) at ``size`` with the resize
+    policy ``cfg.antialias``."""
+    name = cfg.input_norm
+    if name == "auto":
+        name = pretrained or "imagenet"
+    elif pretrained and name != pretrained:
+        logger.warning(
+            "input_norm=%s overrides the convention of pretrained=%s (%s): the trunk sees other pixels than it was trained on",
+            name,
+            cfg.pretrained,
+            pretrained,
+        )
+    return InputSpec.named(name, size, cfg.antialias)
 
 
 def training_plan(cfg: DetectConfig, device: str) -> TrainingPlan:
@@ -56,18 +88,24 @@ def training_plan(cfg: DetectConfig, device: str) -> TrainingPlan:
     of the random draws: the model, then the auxiliary head / feature adapter of ``build_training``)."""
     classes = class_names_for(cfg)
     model, kwargs = build_detector(cfg.model, len(classes), cfg.imgsz, cfg.priors)
+    pretrained: str | None = None
     if cfg.pretrained:
         from singleshot.convert.vgg_decimate import load_vgg16_base
 
-        load_vgg16_base(model, Path(cfg.pretrained))
+        pretrained = load_vgg16_base(model, Path(cfg.pretrained))
     size = int(model.image_size)
+    spec = input_spec_for(cfg, size, pretrained)
+    logger.info("input convention: %s", spec.describe())
     from singleshot.data.transforms import build_train_transform
 
     train_set = build_dataset(
-        cfg, cfg.train_set, classes, build_train_transform(size, IMAGENET_MEAN, strong=cfg.augment)
+        cfg,
+        cfg.train_set,
+        classes,
+        build_train_transform(size, spec.rgb_mean(), strong=cfg.augment, antialias=spec.antialias),
     )
     val_set = build_dataset(cfg, cfg.val_set, classes)
-    meta = model_meta(model, cfg.model, kwargs, classes, train_config=config_to_dict(cfg))
+    meta = model_meta(model, cfg.model, kwargs, classes, spec, train_config=config_to_dict(cfg))
     settings = postprocess_settings(cfg)
 
     def evaluate(m: nn.Module) -> dict[str, float]:
@@ -75,7 +113,7 @@ def training_plan(cfg: DetectConfig, device: str) -> TrainingPlan:
         return metric_floats(evaluate_dataset(predictor, val_set, cfg, cfg.metric, classes))
 
     # teacher= / aux=true wrap `model` in train-only parts; `model` itself stays the saved student
-    train_model, loss_fn = build_training(cfg, model, classes, MultiBoxLoss(model.priors))
+    train_model, loss_fn = build_training(cfg, model, classes, MultiBoxLoss(model.priors), spec)
     return TrainingPlan(
         model=model,
         loss_fn=loss_fn,
@@ -84,7 +122,7 @@ def training_plan(cfg: DetectConfig, device: str) -> TrainingPlan:
         evaluate=evaluate,
         metric_key="map" if cfg.metric == "coco" else "map50",
         meta=meta,
-        prepare_batch=NormalizeToDevice(),
+        prepare_batch=NormalizeToDevice(spec),
         train_model=train_model,
     )
 

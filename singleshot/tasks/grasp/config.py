@@ -28,6 +28,7 @@ class GraspConfig(EngineOptions):
     # model and data
     model: str = "ggcnn"
     weights: str = ""
+    pretrained: str = ""  # train, PSP nets: torchvision ImageNet resnet18/50/101 state dict for the trunk
     layout: str = "auto"  # dataset layout: auto, cornell or jacquard
     depth: str = "perfect"  # Jacquard depth images: perfect or stereo
     object_map: str = ""  # Cornell image -> object file (default: <data>/objects.txt when present)

@@ -6,6 +6,9 @@ of the whole batch with :func:`~singleshot.losses.grasp.render_grasp_maps` (cent
 sin 2θ, width / 150). Evaluation after each ``eval_every`` epochs: top-1 grasp success rate on the
 held-out views (:class:`~singleshot.metrics.grasp.GraspEvaluator`, metric key ``success_rate``).
 With ``teacher=``, the student is trained beside a frozen teacher (:mod:`singleshot.tasks.grasp.distill`).
+With ``pretrained=`` (PSP nets only), the trunk starts from a local torchvision ImageNet ResNet state
+dict (:func:`~singleshot.models.psp_grasp.load_imagenet_trunk`), recorded as ``pretrained`` (file
+name and kind) in the weights' metadata.
 The saved weights hold the deployable model (no PSPNet auxiliary head).
 """
 
@@ -23,7 +26,7 @@ from singleshot.errors import ConfigError
 from singleshot.losses.grasp import GraspLoss
 from singleshot.metrics.grasp import wilson_interval
 from singleshot.models.aux_heads import deployable
-from singleshot.models.psp_grasp import strip_aux
+from singleshot.models.psp_grasp import PSPGrasp, load_imagenet_trunk, strip_aux
 from singleshot.tasks.common import TrainingPlan, fit, make_config, metric_floats
 from singleshot.tasks.grasp.config import GraspConfig
 from singleshot.tasks.grasp.data import find_samples, make_dataset, split_of
@@ -61,10 +64,18 @@ def _plan(cfg: GraspConfig, device: str) -> TrainingPlan:
     if cfg.model in ("ggcnn",) and cfg.size % 12:
         logger.info("size=%d is not a multiple of 12: GG-CNN's maps are resized to the input", cfg.size)
     model = build_grasp_model(cfg.model, cfg.input, aux=cfg.aux)
+    extra: dict[str, Any] = {}
+    if cfg.pretrained:
+        if not isinstance(model, PSPGrasp):
+            raise ConfigError(
+                f"pretrained={cfg.pretrained}: an ImageNet ResNet trunk is for the PSP grasp nets "
+                f"(psp_resnet18/50/101); model={cfg.model} has none"
+            )
+        extra["pretrained"] = load_imagenet_trunk(model, cfg.pretrained)
     train_samples, test_samples, split = split_of(cfg, find_samples(cfg, cfg.data))
     train_set = make_dataset(cfg, train_samples, train=True)
     val_set = make_dataset(cfg, test_samples, train=False)
-    meta = model_meta(cfg, train_config=config_to_dict(cfg), split=split)
+    meta = model_meta(cfg, train_config=config_to_dict(cfg), split=split, **extra)
     post = postprocess_from(cfg)
 
     def evaluate(m: nn.Module) -> dict[str, float]:

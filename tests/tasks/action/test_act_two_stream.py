@@ -16,7 +16,8 @@ from torchvision import tv_tensors
 
 from singleshot.cli import main
 from singleshot.data.action.clip_transforms import ClipResize
-from singleshot.data.action.frames import read_clip_frames
+from singleshot.data.action.flow import video_flow_images
+from singleshot.data.action.frames import read_clip_frames, read_frame
 from singleshot.data.action.readers import load_action_annotations
 from singleshot.data.action.synthetic import SYNTH_PICKLE, generate_action_dataset
 from singleshot.engine.weights import load_weights
@@ -25,7 +26,8 @@ from singleshot.models.act import act_tiny
 from singleshot.postprocess.tubelet import TubeletPostprocess
 from singleshot.tasks.action.act_predictor import ACTPredictor
 from singleshot.tasks.action.act_tubelets import CandidateSettings
-from singleshot.tasks.action.act_two_stream import FlowFlip, TwoStreamTubeletDataset, motion_images
+from singleshot.tasks.action.act_two_stream import FlowFlip, TwoStreamACT, TwoStreamTubeletDataset, motion_images
+from singleshot.tasks.action.flow import compute_flow
 
 K = 3
 META = {"input_size": [64, 64], "classes": ["Bounce", "Pulse", "Slide", "Spin"]}
@@ -204,3 +206,118 @@ def test_parallel_streams_give_the_same_gradients() -> None:
         sum(v.square().mean() for v in out.values()).backward()
     for (name, p), q in zip(seq.named_parameters(), par.parameters()):
         assert torch.equal(p.grad, q.grad), name
+
+
+# ---------------------------------------------------------------- FLOW5: n = 5 flow images per frame
+N_FLOW = 5
+
+
+@pytest.fixture(scope="module")
+def flow_root(data: tuple[Path, object]) -> Path:
+    root, _ = data
+    compute_flow(root, root / "flow")
+    return root / "flow"
+
+
+def test_flip_negates_x_in_every_stacked_flow_image() -> None:
+    k = 2
+    x = torch.randint(
+        0, 256, (k + k + N_FLOW - 1, 3, 2, 3), dtype=torch.uint8, generator=torch.Generator().manual_seed(0)
+    )
+    out = FlowFlip(k, p=1.0)(tv_tensors.Image(x))
+    mirrored = x.flip(-1)
+    assert torch.equal(out[:k], mirrored[:k]) and torch.equal(out[k:, 1:], mirrored[k:, 1:])
+    assert torch.equal(out[k:, 0], 255 - mirrored[k:, 0])  # all K + 4 flow images, hence all 5 of each stack
+
+
+@pytest.mark.parametrize("cache", [True, False])
+def test_flow5_windows_read_k_plus_4_flow_images_clamped_at_the_end(
+    data: tuple[Path, object], flow_root: Path, cache: bool
+) -> None:
+    root, ann = data
+    ds = TwoStreamTubeletDataset(
+        ann,
+        root,
+        None,
+        K,
+        (48, 64),
+        True,
+        transform=ClipResize((48, 64)),
+        modality="flow",
+        flow_root=flow_root,
+        flow_stack=N_FLOW,
+    )
+    ds.cache_frames = cache
+    video = ds.videos[0]
+    n = ann.videos[video].num_frames
+    for start, wanted in ((1, range(1, K + N_FLOW)), (n - K + 1, [min(f, n) for f in range(n - K + 1, n + N_FLOW)])):
+        clip = ds._read(video, list(range(start, start + K)))
+        assert clip.shape[0] == K + K + N_FLOW - 1
+        assert torch.equal(clip[:K], read_clip_frames(root, video, range(start, start + K)))
+        flows = torch.stack([read_frame(flow_root / video / f"{f:05d}.jpg") for f in wanted])
+        assert torch.equal(clip[K:], flows)
+    item, _ = ds[0]
+    assert item.shape == (K + K + N_FLOW - 1, 3, 48, 64)
+
+
+def test_two_stream_act_feeds_the_flow_stream_its_15_channel_stacks() -> None:
+    torch.manual_seed(0)
+    rgb = act_tiny(3, k=K, image_size=64, width=0.25)
+    flow = act_tiny(3, k=K, image_size=64, width=0.25, in_channels=3 * N_FLOW)
+    model = TwoStreamACT(rgb, flow).eval()
+    x = torch.randn(2, K + K + N_FLOW - 1, 3, 64, 64)
+    with torch.no_grad():
+        out = model(x)
+        stacks = torch.stack([torch.cat([x[:, K + i + j] for j in range(N_FLOW)], 1) for i in range(K)], 1)
+        want = flow(stacks)
+    assert stacks.shape == (2, K, 15, 64, 64)
+    assert torch.equal(out["flow_conf"], want["conf"]) and torch.equal(out["flow_loc"], want["loc"])
+    assert torch.equal(out["conf"], rgb(x[:, :K])["conf"])
+
+
+def _flow_predictor(meta: dict | None = None) -> ACTPredictor:
+    torch.manual_seed(0)
+    rgb = act_tiny(4, k=K, image_size=64, width=0.25)
+    flow = act_tiny(4, k=K, image_size=64, width=0.25, in_channels=3 * N_FLOW)
+    return ACTPredictor(rgb, META, flow_model=flow, flow_meta={"modality": "flow", **(meta or {})}, **FAST)
+
+
+def test_flow5_online_stream_equals_the_whole_video(data: tuple[Path, object]) -> None:
+    root, ann = data
+    predictor = _flow_predictor()
+    assert predictor.flow_stack == N_FLOW
+    video = ann.test_videos[0]
+    n = ann.videos[video].num_frames
+    frames = read_clip_frames(root, video, range(1, n + 1))
+    arrays = [f.permute(1, 2, 0).numpy() for f in frames]
+    flow = torch.stack([torch.from_numpy(im).permute(2, 0, 1) for im in video_flow_images(arrays)])
+    stored = predictor.prepare(frames, flow)
+    # the windows of the last start: frame t of the window gets flow images t .. t+4, clamped at n
+    last = predictor.windows(stored, [n - K + 1])[0]
+    for j in range(K):
+        want = [stored[min(n - K + j + i, n - 1), 3:] for i in range(N_FLOW)]
+        assert torch.equal(last[j, 3:], torch.cat(want)) and torch.equal(last[j, :3], stored[n - K + j, :3])
+    whole = predictor.detect_video(stored, (48, 64), video, batch=4)
+    online, _ = predictor.stream(iter(arrays), video, batch=3)  # flow computed on the way (DIS)
+    assert online.num_frames == n and len(whole.det_start) > 0
+    np.testing.assert_array_equal(online.det_start, whole.det_start)
+    np.testing.assert_allclose(online.det_scores, whole.det_scores, rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(online.cand_boxes, whole.cand_boxes, rtol=1e-4, atol=1e-3)
+
+
+def test_a_caffe_flow_stream_gets_acts_flow5_input() -> None:
+    """ACT's extract_tubelets: per frame, the 5 flow images as OpenCV reads them (BGR) minus
+    (104, 117, 123), concatenated along channels; our metadata of a converted flow model says that."""
+    caffe = {"channel_order": "BGR", "mean": [104 / 255, 117 / 255, 123 / 255], "std": [1 / 255] * 3}
+    predictor = _flow_predictor(caffe)
+    seen: list[torch.Tensor] = []
+    predictor.streams[1].model.register_forward_pre_hook(lambda m, args: seen.append(args[0]))
+    g = torch.Generator().manual_seed(3)
+    n = 7
+    frames = torch.randint(0, 256, (n, 3, 64, 64), dtype=torch.uint8, generator=g)
+    flow = torch.randint(0, 256, (n, 3, 64, 64), dtype=torch.uint8, generator=g)
+    predictor.detect_windows(predictor.windows(predictor.prepare(frames, flow), [4]), [4], (64, 64))
+    mean = torch.tensor([104.0, 117.0, 123.0]).view(3, 1, 1)
+    for j in range(K):  # window start 4 (1-based): frame 4 + j reads flow images min(4 + j + i, 7)
+        want = torch.cat([flow[min(3 + j + i, n - 1)].flip(0).float() - mean for i in range(N_FLOW)])
+        assert torch.allclose(seen[0][0, j], want, atol=1e-3)

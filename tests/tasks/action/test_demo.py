@@ -137,3 +137,50 @@ def test_demo_dataset_is_rewritten_when_the_arguments_change(tmp_path, monkeypat
         assert markers == [f".complete-1-1-48x64-12-12-{seed}"]
     assert calls == [0, 1, 0]  # the second seed-0 call found its marker; the last one did not
     assert len((root / "trainlist.txt").read_text().split()) > 0
+
+
+def test_act_demo_with_flow5_at_toy_scale(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """``action demo model=act modality=rgb+flow``: the demo videos' flow computed once (the flow
+    mode), a FLOW5 motion stream trained on it, the annotated video with the flow computed online;
+    ``action val`` with ``flow=`` scores as the training's evaluation did."""
+    args = [
+        "action",
+        "demo",
+        "model=act",
+        "modality=rgb+flow",
+        "epochs=1",
+        "n_train=4",
+        "n_test=2",
+        "video_size=48,64",
+        "video_frames=12,14",
+        "imgsz=64",
+        "K=3",
+        "act_width=0.25",
+        "batch=8",
+        "workers=0",
+        "parallel_branches=false",
+        "conf=0.2",
+        f"project={tmp_path}",
+    ]
+    assert main(args) == 0
+    got = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    flow = tmp_path / "demo_data" / "flow-dis"
+    assert len(list(flow.glob("*/*/00001.jpg"))) == 6 and len(list(flow.glob(".complete-*"))) == 1
+    run = tmp_path / "demo_act"
+    _, flow_meta = load_weights(run / "best_flow.safetensors")
+    assert flow_meta["modality"] == "flow" and flow_meta["flow_stack"] == 5
+    assert flow_meta["arch_kwargs"]["in_channels"] == 15 and flow_meta["flow_images"]["method"] == "dis"
+    assert 12 <= len(list(read_frames(Path(got["annotated_video"])))) <= 14
+    val = [
+        "action",
+        "val",
+        f"weights={run / 'best.safetensors'}",
+        f"data={tmp_path / 'demo_data'}",
+        f"flow={flow}",
+        "workers=0",
+        "conf=0.2",
+        "cache=false",
+        f"project={tmp_path}",
+    ]
+    assert main(val) == 0
+    assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["frame_map"] == pytest.approx(got["frame_map"])

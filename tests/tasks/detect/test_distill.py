@@ -9,6 +9,7 @@ import torch
 from torchvision.ops import box_iou
 
 from singleshot.cli import main
+from singleshot.data.input_spec import InputSpec
 from singleshot.data.shapes import SHAPES_CLASSES, write_shapes_dataset
 from singleshot.engine.weights import load_weights, save_weights
 from singleshot.errors import ConfigError
@@ -163,9 +164,14 @@ def test_teacher_input_renormalises_swaps_and_resizes() -> None:
     raw = torch.rand(2, 3, 40, 40)
     student_x = normalize(raw, IMAGENET_MEAN, IMAGENET_STD)
     mean_t, std_t = (0.4, 0.45, 0.5), (1 / 255, 1 / 255, 1 / 255)
-    t_in = TeacherInput(IMAGENET_MEAN, IMAGENET_STD, mean_t, std_t, bgr=True, size=40)
+    student = InputSpec((40, 40))
+    t_in = TeacherInput(student, InputSpec((40, 40), "BGR", mean_t, std_t))
     torch.testing.assert_close(t_in(student_x), normalize(raw.flip(1), mean_t, std_t), rtol=1e-4, atol=1e-3)
-    same = TeacherInput(IMAGENET_MEAN, IMAGENET_STD, IMAGENET_MEAN, IMAGENET_STD, bgr=False, size=20)
+    same = TeacherInput(student, InputSpec((20, 20), antialias=False))
     assert same.same_norm
     want = torch.nn.functional.interpolate(student_x, size=(20, 20), mode="bilinear", align_corners=False)
     torch.testing.assert_close(same(student_x), want)
+    # the teacher's resize policy: antialiased when its metadata says so, from [0, 1] RGB pixels
+    caffe = InputSpec.named("caffe", 20, antialias=True)
+    shrunk = torch.nn.functional.interpolate(raw, size=(20, 20), mode="bilinear", align_corners=False, antialias=True)
+    torch.testing.assert_close(TeacherInput(student, caffe)(student_x), caffe.normalize(shrunk), rtol=1e-4, atol=2e-3)

@@ -10,7 +10,7 @@ import torch
 
 from singleshot.cli import main
 from singleshot.data.shapes import SHAPES_CLASSES, write_shapes_dataset
-from singleshot.engine.weights import save_weights
+from singleshot.engine.weights import load_weights, save_weights
 from singleshot.export.onnx_export import read_onnx_metadata
 from singleshot.models import create_model
 from singleshot.tasks.detect.predictor import model_meta
@@ -78,6 +78,7 @@ def test_export_then_predict_and_val_match_pytorch(
     assert out["outputs"] == (["detections"] if nms else ["cls_logits", "bbox_regression"])
     meta = read_onnx_metadata(dst)
     assert meta["classes"] == list(SHAPES_CLASSES) and meta["onnx"]["graph"] == ("nms" if nms else "raw")
+    assert meta["resize"] == {"interpolation": "bilinear", "antialias": True}  # the policy the graph's input needs
     images = data / "VOC2007" / "JPEGImages"
     common = ("val", f"data={data}", "val_set=val", "workers=0", "batch=2")
     if not _REFERENCE:
@@ -99,6 +100,18 @@ def test_int8_export_with_calibration_images(setup: tuple[Path, Path], capsys: p
     assert meta["onnx"]["int8"]["calibration_samples"] == 4 and meta["architecture"] == "ssd_tiny"
     preds = _predictions(capsys, dst, data / "VOC2007" / "JPEGImages" / "000007.jpg", root / "int8")
     assert all(0.5 < p["score"] <= 1.0 and 1 <= p["category_id"] <= len(SHAPES_CLASSES) for p in preds)
+
+
+def test_export_writes_the_policy_of_weights_without_one(
+    setup: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Weights that predate the ``resize`` key are read with plain bilinear resizing; the ONNX file says so."""
+    root, _ = setup
+    state, meta = load_weights(root / "tiny.safetensors")
+    old = tmp_path / "old.safetensors"
+    save_weights(old, state, {k: v for k, v in meta.items() if k != "resize"})
+    _run(capsys, "export", f"weights={old}")
+    assert read_onnx_metadata(tmp_path / "old.onnx")["resize"] == {"interpolation": "bilinear", "antialias": False}
 
 
 def test_bad_requests_name_the_problem(setup: tuple[Path, Path], capsys: pytest.CaptureFixture[str]) -> None:

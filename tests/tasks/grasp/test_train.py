@@ -133,6 +133,36 @@ def test_train_psp_with_aux_head_saves_a_deployable_model(tmp_path: Path, capsys
     assert _last_json(capsys)["n"] == got["n"] == 3
 
 
+def test_train_psp_from_an_imagenet_trunk_records_it(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import torchvision
+
+    data = tmp_path / "data"
+    generate_grasp_dataset(data, 6, seed=2, size=(48, 64))
+    torch.manual_seed(5)
+    trunk = torchvision.models.resnet18(weights=None).state_dict()
+    file = tmp_path / "imagenet_resnet18.pth"
+    torch.save(trunk, file)
+    common = ["grasp", "train", f"data={data}", "epochs=1", "test_fraction=0.34", f"project={tmp_path}", *TINY]
+    assert main([*common, "model=psp_resnet18", f"pretrained={file}", "name=psp"]) == 0
+    got = _last_json(capsys)
+    state, meta = load_weights(got["weights"])
+    assert meta["pretrained"] == {"file": "imagenet_resnet18.pth", "kind": "torchvision resnet18"}
+    assert meta["train_config"]["pretrained"] == str(file)
+    # training (one Adam step here) moved the trunk a little from the file it started at: the stem's
+    # filters are far closer to the file's than another initialisation's are
+    start, trained = trunk["conv1.weight"], state["trunk.conv1.weight"]
+    other = torchvision.models.resnet18(weights=None).state_dict()["conv1.weight"]
+    assert (trained - start).abs().mean() < 0.25 * (other - start).abs().mean()
+    assert state["adapter.weight"].shape == (3, 1, 1, 1) and "adapter.bias" not in state
+    # GG-CNN has no trunk to fill; a ResNet-50 file does not fit a ResNet-18 trunk
+    assert main([*common, "model=ggcnn", f"pretrained={file}"]) != 0
+    assert "model=ggcnn has none" in capsys.readouterr().err
+    r50 = tmp_path / "r50.pth"
+    torch.save(torchvision.models.resnet50(weights=None).state_dict(), r50)
+    assert main([*common, "model=psp_resnet18", f"pretrained={r50}"]) != 0
+    assert "r50.pth: holds a resnet50 state dict" in capsys.readouterr().err
+
+
 def test_demo_smoke(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     args = [
         "grasp",
