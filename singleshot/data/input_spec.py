@@ -86,8 +86,11 @@ def _hw(size: int | Sequence[int]) -> tuple[int, int]:
 
 
 def to_unit_float(x: Tensor) -> Tensor:
-    """uint8 0..255 -> float32 ``x / 255``; a float tensor (already in [0, 1]) -> float32 as it is."""
-    return x.to(torch.float32).div_(255.0) if x.dtype == torch.uint8 else x.to(torch.float32)
+    """uint8 0..255 -> float32 ``x · (1/255)``; a float tensor (already in [0, 1]) -> float32 as it is.
+
+    Multiplied by the reciprocal, as torchvision's ``ToDtype(float32, scale=True)`` does, so the
+    training transforms built on it give the very floats they gave before this function existed."""
+    return x.to(torch.float32).mul_(1.0 / 255.0) if x.dtype == torch.uint8 else x.to(torch.float32)
 
 
 def resize_image(x: Tensor, size: int | Sequence[int], antialias: bool) -> Tensor:
