@@ -43,7 +43,7 @@ from torchvision import tv_tensors
 from torchvision.transforms import v2
 from torchvision.transforms.v2 import functional as F
 
-from singleshot.data.input_spec import resize_image, to_unit_float
+from singleshot.data.input_spec import resize_image
 from singleshot.data.transforms import ResizeToFloat, horizontal_flip, photometric_distort, zoom_out
 from singleshot.ops.boxes import box_iou_np
 
@@ -76,7 +76,10 @@ def _hw(size: Size) -> tuple[int, int]:
 
 
 def _to_float(clip: Tensor) -> Tensor:
-    return to_unit_float(clip)
+    """uint8 -> float32 ``x / 255`` (divided, as these clip transforms always have: within one ulp of
+    :func:`~singleshot.data.input_spec.to_unit_float`'s ``x · (1/255)``, and bit-identical to the
+    clips earlier runs trained on); float -> float32 as it is."""
+    return clip.to(torch.float32) / 255.0 if clip.dtype == torch.uint8 else clip.to(torch.float32)
 
 
 def crop_clip(
