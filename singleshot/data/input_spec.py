@@ -58,6 +58,7 @@ __all__ = [
     "resize_image",
     "resize_meta",
     "resize_unit_float",
+    "size_hw",
     "to_unit_float",
 ]
 
@@ -77,12 +78,13 @@ CONVENTIONS: dict[str, tuple[str, tuple[float, float, float], tuple[float, float
 }
 
 
-def _hw(size: int | Sequence[int]) -> tuple[int, int]:
-    """(height, width) from an int (square) or a (height, width) pair."""
-    if isinstance(size, int):
-        return int(size), int(size)
-    h, w = (int(v) for v in size)
-    return h, w
+def size_hw(size: Any) -> tuple[int, int]:
+    """(height, width) from a (height, width) list or tuple, or from one number (a square side), as
+    ``input_size`` is written in weights metadata and ``size``/``imgsz`` in configs."""
+    if isinstance(size, (list, tuple)):
+        h, w = (int(v) for v in size)
+        return h, w
+    return int(size), int(size)
 
 
 def to_unit_float(x: Tensor) -> Tensor:
@@ -102,7 +104,7 @@ def resize_image(x: Tensor, size: int | Sequence[int], antialias: bool) -> Tenso
     torchvision's native kernel on CPU); float in, float out. An image already at ``size`` is
     returned as it is.
     """
-    oh, ow = _hw(size)
+    oh, ow = size_hw(size)
     h, w = int(x.shape[-2]), int(x.shape[-1])
     if (oh, ow) == (h, w):
         return x
@@ -155,7 +157,7 @@ class InputSpec:
         mean, std = _three("mean", self.mean, "input spec"), _three("std", self.std, "input spec")
         if min(std) <= 0:
             raise WeightsError(f"std must be > 0 for every channel, got {std}")
-        size = _hw(self.size)
+        size = size_hw(self.size)
         if min(size) < 1:
             raise WeightsError(f"input size must be positive, got {size}")
         object.__setattr__(self, "channel_order", order)
@@ -170,7 +172,7 @@ class InputSpec:
         if name not in CONVENTIONS:
             raise WeightsError(f"input convention {name!r}: expected one of {', '.join(CONVENTIONS)}")
         order, mean, std = CONVENTIONS[name]
-        return cls(_hw(size), order, mean, std, antialias)
+        return cls(size_hw(size), order, mean, std, antialias)
 
     @classmethod
     def from_meta(
@@ -198,7 +200,7 @@ class InputSpec:
         raw_size = meta.get("input_size", size)
         if raw_size is None:
             raise WeightsError(f"{source}: no input_size")
-        hw = _hw([int(v) for v in raw_size] if isinstance(raw_size, (list, tuple)) else int(raw_size))
+        hw = size_hw(raw_size)
         resize = meta.get("resize")
         if isinstance(resize, Mapping):
             mode = str(resize.get("interpolation", "bilinear"))

@@ -78,3 +78,12 @@ def test_resize_image_is_interpolate_with_the_policy() -> None:
     unit = resize_unit_float(u8, 32, True)
     torch.testing.assert_close(unit, resize_image(to_unit_float(u8), 32, True).clamp(0, 1))
     assert float(unit.min()) >= 0.0 and float(unit.max()) <= 1.0
+
+
+def test_size_hw_reads_every_spelling_of_a_size() -> None:
+    from singleshot.data.input_spec import size_hw
+
+    assert size_hw(300) == (300, 300)
+    assert size_hw(300.0) == (300, 300)  # metadata read from JSON may hold floats
+    assert size_hw([240, 320]) == (240, 320)
+    assert size_hw((96, 128)) == (96, 128)

@@ -43,7 +43,7 @@ from torchvision import tv_tensors
 from torchvision.transforms import v2
 from torchvision.transforms.v2 import functional as F
 
-from singleshot.data.input_spec import resize_image
+from singleshot.data.input_spec import resize_image, size_hw
 from singleshot.data.transforms import ResizeToFloat, horizontal_flip, photometric_distort, zoom_out
 from singleshot.ops.boxes import box_iou_np
 
@@ -65,14 +65,6 @@ __all__ = [
 ]
 
 Size = int | Sequence[int]
-
-
-def _hw(size: Size) -> tuple[int, int]:
-    """(height, width) from an int (square) or a (height, width) pair."""
-    if isinstance(size, int):
-        return size, size
-    h, w = (int(v) for v in size)
-    return h, w
 
 
 def _to_float(clip: Tensor) -> Tensor:
@@ -108,7 +100,7 @@ def resize_clip(clip: Tensor, boxes: Tensor, size: Size, antialias: bool = True)
     """Resize every frame to ``size`` with :func:`~singleshot.data.input_spec.resize_image` (bilinear,
     antialiased when shrinking if ``antialias``; the clip's dtype kept) and scale the boxes to match."""
     h, w = int(clip.shape[-2]), int(clip.shape[-1])
-    oh, ow = _hw(size)
+    oh, ow = size_hw(size)
     out = resize_image(clip, (oh, ow), antialias)
     scale = boxes.new_tensor([ow / w, oh / h, ow / w, oh / h])
     return out, boxes * scale
@@ -222,7 +214,7 @@ class YowoClipAugment:
             raise ValueError(f"jitter must lie in [0, 0.5), got {jitter}")
         if saturation < 1.0 or exposure < 1.0:
             raise ValueError(f"saturation and exposure must be >= 1, got {saturation}, {exposure}")
-        self.size = _hw(size)
+        self.size = size_hw(size)
         self.jitter, self.hue, self.saturation, self.exposure = jitter, hue, saturation, exposure
         self.flip_p, self.min_size, self.fill = flip_p, min_size, fill
         self.antialias = bool(antialias)
@@ -364,7 +356,7 @@ class ActClipAugment:
         min_size: float = 1.0,
         antialias: bool = True,
     ) -> None:
-        self.size, self.frames, self.min_size = _hw(size), int(frames), min_size
+        self.size, self.frames, self.min_size = size_hw(size), int(frames), min_size
         stages: list[v2.Transform] = [photometric_distort()] if photometric else []
         stages += [zoom_out(mean, max_zoom), TubeletIoUCrop(self.frames), horizontal_flip()]
         stages += [ResizeToFloat(self.size, antialias, resize_uint8=True)]
@@ -415,7 +407,7 @@ class ClipResize:
     is kept."""
 
     def __init__(self, size: Size, antialias: bool = True) -> None:
-        self.size = _hw(size)
+        self.size = size_hw(size)
         self.antialias = bool(antialias)
 
     def __call__(self, clip: Tensor, boxes: Tensor, labels: Tensor) -> tuple[Tensor, Tensor, Tensor]:

@@ -33,7 +33,7 @@ from torch import Tensor, nn
 from singleshot.data.action.clip_transforms import resize_clip
 from singleshot.data.action.datasets import IMAGENET_MEAN, IMAGENET_STD
 from singleshot.data.action.flow import FLOW_METHODS, flow_stack_indices
-from singleshot.data.input_spec import InputSpec
+from singleshot.data.input_spec import InputSpec, size_hw
 from singleshot.engine.branches import parallel_branches
 from singleshot.errors import ConfigError
 from singleshot.models import list_models
@@ -157,7 +157,7 @@ class ACTPredictor:
         self.model = self.streams[0].model
         self.k = int(model.k)
         size = meta["input_size"] if "input_size" in meta else [model.image_size] * 2
-        self.size = (int(size[0]), int(size[1])) if isinstance(size, (list, tuple)) else (int(size), int(size))
+        self.size = size_hw(size)
         self.flow_meta, self.motion, self.flow_root = flow_meta, None, Path(flow_root) if flow_root else None
         if flow_model is not None:
             self.motion = str((flow_meta or {}).get("modality", "diff"))

@@ -50,7 +50,7 @@ from torch import Tensor, nn
 from singleshot.data.action.clip_transforms import ClipResize
 from singleshot.data.action.datasets import ActTubeletDataset, YowoClipDataset
 from singleshot.data.action.readers import load_action_annotations
-from singleshot.data.input_spec import InputSpec, resize_meta
+from singleshot.data.input_spec import InputSpec, resize_meta, size_hw
 from singleshot.errors import ConfigError, DataError, WeightsError
 from singleshot.export.calibration import CALIB_FILES, calibration_from_file, eager, even_picks, random_calibration
 from singleshot.export.onnx_export import ExportOptions, export_onnx
@@ -104,7 +104,7 @@ def input_shape(model: nn.Module, meta: dict[str, Any]) -> tuple[int, ...]:
         s = int(model.image_size)
         return (int(model.k), int(getattr(model, "in_channels", 3)), s, s)
     size = meta.get("input_size", [224, 224])
-    h, w = (int(size[0]), int(size[1])) if isinstance(size, (list, tuple)) else (int(size), int(size))
+    h, w = size_hw(size)
     return (3, int(meta.get("clip_len", getattr(model, "clip_len", 16))), h, w)
 
 

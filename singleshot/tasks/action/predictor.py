@@ -30,7 +30,7 @@ from torch import Tensor, nn
 from singleshot.data.action.clip_transforms import resize_clip
 from singleshot.data.action.clips import yowo_clip_frames
 from singleshot.data.action.datasets import IMAGENET_MEAN, IMAGENET_STD
-from singleshot.data.input_spec import InputSpec
+from singleshot.data.input_spec import InputSpec, size_hw
 from singleshot.engine.weights import load_state_into, load_weights
 from singleshot.errors import ConfigError, WeightsError
 from singleshot.models import create_model, list_models, model_entry, model_from_meta
@@ -406,7 +406,7 @@ class YowoPredictor:
         self.linking = linking
         self.model = model.eval().to(self.device)
         size = meta.get("input_size", [224, 224])
-        self.size = (int(size[0]), int(size[1])) if isinstance(size, (list, tuple)) else (int(size), int(size))
+        self.size = size_hw(size)
         self.clip_len = int(meta.get("clip_len", getattr(model, "clip_len", 16)))
         self.stride = max(1, int(meta.get("stride", 1)))
         spec = InputSpec.from_meta(meta, size=self.size, antialias=True)

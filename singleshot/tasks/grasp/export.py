@@ -39,6 +39,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from singleshot.data.input_spec import size_hw
 from singleshot.errors import ConfigError, DataError, WeightsError
 from singleshot.export.calibration import CALIB_FILES, calibration_from_file, eager, even_picks, random_calibration
 from singleshot.export.onnx_export import ExportOptions
@@ -130,7 +131,7 @@ def input_shape(model: nn.Module, meta: dict[str, Any]) -> tuple[int, int, int]:
     the model's), S from ``input_size`` (default 300)."""
     channels = _channels(meta, int(getattr(model, "in_channels", 1)))
     size = meta.get("input_size", 300)
-    side = int(size[0]) if isinstance(size, (list, tuple)) else int(size)
+    side = size_hw(size)[0]
     return (int(channels), side, side)
 
 

@@ -25,6 +25,7 @@ from torch import Tensor, nn
 from singleshot.data.grasp.augment import choose_crop, transform_grasps, view_matrix, warp
 from singleshot.data.grasp.depth import normalise_depth, normalise_rgb
 from singleshot.data.grasp.records import GraspImage
+from singleshot.data.input_spec import size_hw
 from singleshot.errors import ConfigError, DataError, WeightsError
 from singleshot.models import create_model, list_models, model_from_meta
 from singleshot.models.psp_grasp import strip_aux
@@ -163,7 +164,7 @@ class GraspPredictor:
         self.meta = meta
         self.input = str(meta.get("input", "depth"))
         size = meta.get("input_size", 300)
-        self.size = int(size[0]) if isinstance(size, (list, tuple)) else int(size)
+        self.size = size_hw(size)[0]
         self.crop = str(meta.get("crop", "center"))
         crop_size = meta.get("crop_size")
         self.crop_size = int(crop_size) if crop_size else None
