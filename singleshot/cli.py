@@ -7,23 +7,26 @@ import logging
 import math
 import sys
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
-from singleshot.config import parse_overrides
-from singleshot.errors import SingleshotError
+import yaml
+
+from singleshot.config import ModeSpec, check_mode_keys, load_yaml_mapping, mode_help, parse_overrides, resolved_config
+from singleshot.errors import ConfigError, SingleshotError
 from singleshot.tasks import action, detect, grasp
 
 #: ``singleshot TASK ...`` -> the task's table of modes.
-TASKS: dict[str, dict[str, Callable[[dict[str, str]], dict | None]]] = {
-    "detect": detect.MODES,
-    "action": action.MODES,
-    "grasp": grasp.MODES,
+TASKS: dict[str, dict[str, ModeSpec]] = {
+    "detect": detect.SPECS,
+    "action": action.SPECS,
+    "grasp": grasp.SPECS,
 }
 
 USAGE = """usage: singleshot TASK MODE [key=value ...]
 
 tasks: {tasks}
-modes: train, val, predict, score, convert, export, demo (see README.md)
+modes: train, val, predict, score, check, convert, export, demo (singleshot TASK help lists them;
+       singleshot TASK MODE help lists a mode's keys with their defaults and meaning)
 
 examples:
   singleshot detect demo
@@ -64,12 +67,67 @@ def _setup_logging(verbose: bool) -> None:
     warnings.simplefilter("default")
 
 
+_HELP_WORDS = ("help", "-h", "--help")
+
+
+def _user_message(error: BaseException) -> str:
+    """The message of a singleshot error, without the wrapper a DataLoader worker puts around it
+    (``Caught DataError in DataLoader worker process 0. Original Traceback ...``): the original
+    error's own text."""
+    text = str(error)
+    if text.startswith("Caught ") and "Original Traceback" in text:
+        marker = f"{type(error).__module__}.{type(error).__qualname__}: "
+        for prefix in (marker, f"{type(error).__qualname__}: "):
+            at = text.rfind("\n" + prefix)
+            if at >= 0:
+                return text[at + 1 + len(prefix) :].strip()
+    return text
+
+
+def _task_help(task: str) -> str:
+    specs = TASKS[task]
+    width = max(len(m) for m in specs)
+    lines = [f"usage: singleshot {task} MODE [key=value ...]   (singleshot {task} MODE help: its keys)", "", "modes:"]
+    lines += [f"  {m:<{width}}  {spec.summary}" for m, spec in specs.items()]
+    return "\n".join(lines)
+
+
+def _run(task: str, mode: str, rest: list[str]) -> int:
+    spec = TASKS[task][mode]
+    where = f"{task} {mode}"
+    wants_help = any(a in _HELP_WORDS for a in rest)
+    args = parse_overrides([a for a in rest if a not in _HELP_WORDS])
+    if wants_help:
+        print(mode_help(spec, where, args))
+        return 0
+    show = args.pop("show", None)
+    given = list(args) + (list(load_yaml_mapping(args["cfg"])) if args.get("cfg") else [])
+    check_mode_keys(given, spec, args, where)
+    if show is not None:
+        if show != "config":
+            raise ConfigError(f"show={show!r}: expected show=config")
+        print(yaml.safe_dump(resolved_config(spec, args), sort_keys=False, default_flow_style=None).rstrip())
+        return 0
+    result = spec.run(args)
+    if result is not None:
+        sys.stdout.flush()
+        print(json.dumps(_json_safe(result), default=str, allow_nan=False))
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run one task mode; a mode's metrics are printed as one JSON object on the last stdout line."""
+    """Run one task mode; a mode's metrics are printed as one JSON object on the last stdout line.
+
+    ``singleshot TASK MODE help`` (or ``-h``, ``--help``) lists the mode's keys; ``show=config``
+    prints the configuration the mode would run with; a key the mode does not read is an error.
+    """
     args = list(sys.argv[1:] if argv is None else argv)
-    if len(args) < 2 or args[0] in ("-h", "--help", "help"):
-        print(USAGE.format(tasks=", ".join(TASKS)), file=sys.stderr if len(args) else sys.stdout)
-        return 0 if args and args[0] in ("-h", "--help", "help") else 2
+    if not args or args[0] in _HELP_WORDS:
+        print(USAGE.format(tasks=", ".join(TASKS)), file=sys.stdout if args else sys.stderr)
+        return 0 if args else 2
+    if args[0] in TASKS and (len(args) < 2 or args[1] in _HELP_WORDS):
+        print(_task_help(args[0]), file=sys.stdout if len(args) > 1 else sys.stderr)
+        return 0 if len(args) > 1 else 2
     task, mode, rest = args[0], args[1], args[2:]
     verbose = "verbose=true" in rest
     rest = [a for a in rest if a != "verbose=true"]
@@ -77,19 +135,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     if task not in TASKS:
         print(f"error: unknown task {task!r}; tasks: {', '.join(TASKS)}", file=sys.stderr)
         return 2
-    modes = TASKS[task]
-    if mode not in modes:
-        print(f"error: unknown mode {mode!r} for {task}; modes: {', '.join(modes)}", file=sys.stderr)
+    if mode not in TASKS[task]:
+        print(f"error: unknown mode {mode!r} for {task}; modes: {', '.join(TASKS[task])}", file=sys.stderr)
         return 2
     try:
-        result = modes[mode](parse_overrides(rest))
+        return _run(task, mode, rest)
     except SingleshotError as e:
-        print(f"error: {e}", file=sys.stderr)
+        print(f"error: {_user_message(e)}", file=sys.stderr)
         return 2
-    if result is not None:
-        sys.stdout.flush()
-        print(json.dumps(_json_safe(result), default=str, allow_nan=False))
-    return 0
 
 
 if __name__ == "__main__":

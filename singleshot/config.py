@@ -12,6 +12,8 @@ import difflib
 import keyword
 import types
 import typing
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -129,3 +131,133 @@ def config_to_dict(cfg: Any) -> dict[str, Any]:
         v = getattr(cfg, f.name)
         out[f.name] = str(v) if isinstance(v, Path) else list(v) if isinstance(v, tuple) else v
     return out
+
+
+# ---------------------------------------------------------------- the keys of one mode
+#: The order of the groups in a mode's help.
+GROUPS = ("data", "model", "training", "distillation", "evaluation", "prediction", "export", "conversion", "output")
+
+
+@dataclass(frozen=True)
+class ModeSpec:
+    """One ``singleshot TASK MODE``: what runs, and the keys it reads, with their help.
+
+    Attributes:
+        run: ``args -> result`` (the mode; ``args`` the ``key=value`` pairs, ``cfg=`` included).
+        summary: one line saying what the mode does.
+        config: the dataclass holding the keys' types and defaults.
+        keys: ``args -> the keys this mode reads`` (a function, since a member named by ``model=``
+            may read keys of its own).
+        help: ``key -> (group, one line of meaning)`` for every key of ``config``.
+        resolve: ``args -> the config the mode would run with`` (defaults of a demo or a member
+            applied); None: ``config`` built from the arguments.
+    """
+
+    run: Callable[[dict[str, str]], Any]
+    summary: str
+    config: type
+    keys: Callable[[Mapping[str, str]], Sequence[str]]
+    help: Mapping[str, tuple[str, str]]
+    resolve: Callable[[dict[str, str]], Any] | None = None
+
+
+def fixed_keys(*groups: Iterable[str]) -> Callable[[Mapping[str, str]], tuple[str, ...]]:
+    """A :attr:`ModeSpec.keys` that does not depend on the arguments: the union of ``groups``, in order."""
+    names = tuple(dict.fromkeys(k for g in groups for k in g))
+    return lambda args: names
+
+
+def _key_name(field_name: str) -> str:
+    return field_name[:-1] if field_name.endswith("_") and keyword.iskeyword(field_name[:-1]) else field_name
+
+
+def _type_name(tp: Any) -> str:
+    origin, args = typing.get_origin(tp), typing.get_args(tp)
+    if origin in (typing.Union, types.UnionType):
+        inner = [_type_name(a) for a in args if a is not type(None)]
+        return " | ".join(inner) + (" | none" if type(None) in args else "")
+    if origin in (list, tuple):
+        return f"list of {_type_name(args[0]) if args else 'str'}"
+    return getattr(tp, "__name__", str(tp)).replace("str", "text")
+
+
+def _show(value: Any) -> str:
+    if isinstance(value, bool):
+        return str(value).lower()
+    if value is None:
+        return "none"
+    if isinstance(value, (list, tuple)):
+        return ",".join(_show(v) for v in value) if value else '""'
+    if value == "":
+        return '""'
+    return str(value)
+
+
+def check_mode_keys(given: Iterable[str], spec: ModeSpec, args: Mapping[str, str], where: str) -> None:
+    """Fail on the first key of ``given`` (command line or ``cfg=`` file keys, ``-`` read as ``_``)
+    that the mode ``where`` (``"detect train"``) does not read, naming the close ones and all of them.
+
+    Raises:
+        ConfigError: ``unknown key 'n_train' for detect train; did you mean ...? its keys: ...``.
+    """
+    allowed = [_key_name(k) for k in spec.keys(args)]
+    fields = {_key_name(f.name) for f in dataclasses.fields(spec.config)}
+    for key in given:
+        name = str(key).replace("-", "_")
+        if name in allowed or name == "cfg":
+            continue
+        close = difflib.get_close_matches(name, allowed, n=3, cutoff=0.6)
+        hint = f"; did you mean {' or '.join(close)}?" if close else ""
+        other = " (other modes, or another model= / from=, read it)" if name in fields else ""
+        raise ConfigError(
+            f"unknown key {key!r} for {where}{other}{hint}\n"
+            f"keys of {where}: {', '.join(sorted(allowed))} (singleshot {where} help explains each)"
+        )
+
+
+def mode_help(spec: ModeSpec, where: str, args: Mapping[str, str] | None = None) -> str:
+    """The help of one mode: its summary, then every key it reads, grouped, with type, default and
+    meaning (defaults as the mode resolves them: a demo's or a member's own)."""
+    args = dict(args or {})
+    keys = [_key_name(k) for k in spec.keys(args)]
+    hints = typing.get_type_hints(spec.config)
+    by_name = {_key_name(f.name): f.name for f in dataclasses.fields(spec.config)}
+    try:
+        resolved = spec.resolve(dict(args)) if spec.resolve is not None else build_config(spec.config, None, args)
+    except ConfigError:
+        resolved = spec.config()
+    rows: dict[str, list[tuple[str, str, str, str]]] = {}
+    for key in keys:
+        field_name = by_name.get(key, key)
+        group, meaning = spec.help.get(key, spec.help.get(field_name, ("other", "")))
+        tp = _type_name(hints[field_name]) if field_name in hints else "text"
+        default = _show(getattr(resolved, field_name, ""))
+        rows.setdefault(group, []).append((key, tp, default, meaning))
+    lines = [f"usage: singleshot {where} key=value ...", "", spec.summary, ""]
+    width = max((len(r[0]) for rs in rows.values() for r in rs), default=4)
+    twidth = max((len(r[1]) for rs in rows.values() for r in rs), default=4)
+    order = [g for g in GROUPS if g in rows] + sorted(g for g in rows if g not in GROUPS)
+    for group in order:
+        lines.append(f"{group}:")
+        for key, tp, default, meaning in rows[group]:
+            shown = default if len(default) <= 24 else default[:21] + "..."
+            lines.append(f"  {key:<{width}}  {tp:<{twidth}}  {shown:<10}  {meaning}")
+        lines.append("")
+    lines.append("cfg=FILE.yaml reads keys from a YAML mapping (the command line wins); show=config prints the")
+    lines.append("resolved configuration without running; verbose=true logs debug messages.")
+    return "\n".join(lines)
+
+
+def resolved_config(spec: ModeSpec, args: dict[str, str]) -> dict[str, Any]:
+    """The configuration ``spec``'s mode would run with for ``args``: the values of its keys, in the
+    mode's key order (``show=config``)."""
+    cfg = spec.resolve(dict(args)) if spec.resolve is not None else _build_with_yaml(spec.config, args)
+    values = config_to_dict(cfg)
+    by_name = {_key_name(name): name for name in values}
+    return {k: values[by_name[k]] for k in (_key_name(k) for k in spec.keys(args)) if k in by_name}
+
+
+def _build_with_yaml(cls: type[T], args: Mapping[str, str]) -> T:
+    args = dict(args)
+    yaml_path = args.pop("cfg", None)
+    return build_config(cls, yaml_path, args)

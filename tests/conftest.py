@@ -27,6 +27,17 @@ def shared_data() -> Callable[..., Path]:
     return find
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _check_cache_in_a_temporary_folder(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """Dataset-check results (``SINGLESHOT_CACHE``) go to a folder of this test session, never the
+    user's ~/.cache: ``train`` and ``val`` check their data first. Session-wide, so that
+    module-scoped fixtures that train see it too."""
+    cache = tmp_path_factory.mktemp("check_cache")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("SINGLESHOT_CACHE", str(cache))
+        yield cache
+
+
 @pytest.fixture()
 def one_thread() -> Iterator[None]:
     """One intra-op thread for the test (restored after): on a busy 2-core machine two spinning

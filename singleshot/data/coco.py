@@ -3,15 +3,17 @@
 COCO ``bbox`` is ``[x, y, w, h]`` in continuous 0-based pixels (the image spans [0, W] x [0, H]);
 the reader returns ``[x, y, x + w, y + h]`` with no pixel shift. Category ids, which need not be
 contiguous, map to 0-based labels in increasing id order. ``iscrowd`` (and a non-zero ``ignore``, as
-some converted datasets carry) become ``difficult = True``.
+some converted datasets carry) become ``difficult = True``. Given a class list, labels follow it and
+categories are matched to it by name.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import math
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Collection, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -26,13 +28,75 @@ from singleshot.structures import BoxTarget
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["COCODetection"]
+__all__ = ["COCODetection", "coco_bbox_ok", "coco_category_names", "coco_image_size", "load_coco_json"]
 
 Transforms = Callable[[Tensor, BoxTarget], tuple[Tensor, BoxTarget]]
 
 
 def _number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def coco_bbox_ok(bbox: Any) -> bool:
+    """``bbox`` is a list of four finite numbers (the reader's rule; a NaN or huge value fails)."""
+    if not (isinstance(bbox, list) and len(bbox) == 4 and all(_number(v) for v in bbox)):
+        return False
+    try:
+        return all(math.isfinite(float(v)) and abs(float(v)) < 1e12 for v in bbox)
+    except OverflowError:
+        return False
+
+
+def coco_image_size(info: dict[str, Any]) -> tuple[int, int] | None:
+    """(height, width) of an ``images`` entry when both are finite positive numbers, else None."""
+    h, w = info.get("height"), info.get("width")
+    if not (_number(h) and _number(w)):
+        return None
+    try:
+        hw = (int(h), int(w))
+    except (ValueError, OverflowError):
+        return None
+    return hw if hw[0] > 0 and hw[1] > 0 else None
+
+
+def coco_category_names(path: Path) -> list[str]:
+    """The category names of a COCO file in increasing id order (the reader's labels), read without
+    checking the rest of the file.
+
+    Raises:
+        DataError: unreadable file or malformed ``categories``.
+    """
+    cats = load_coco_json(path).get("categories")
+    if not isinstance(cats, list) or not all(isinstance(c, dict) and _key(c.get("id")) and "name" in c for c in cats):
+        raise DataError(f"{path}: 'categories' must be a list of objects with an integer 'id' and a 'name'")
+    if not cats:
+        raise DataError(f"{path}: 'categories' is empty")
+    return [str(c["name"]) for c in sorted(cats, key=lambda c: c["id"])]
+
+
+def _key(value: Any) -> bool:
+    """A usable id: an int (bool excluded), hashable and comparable."""
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def load_coco_json(path: Path) -> dict[str, Any]:
+    """The top-level object of a COCO JSON file.
+
+    Raises:
+        DataError: missing, unreadable or malformed file, or a top level that is not an object.
+    """
+    try:
+        with path.open("r", encoding="utf-8") as fh:
+            data = json.load(fh)
+    except FileNotFoundError as exc:
+        raise DataError(f"{path}: annotation file not found") from exc
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise DataError(f"{path}: malformed JSON ({exc})") from exc
+    except (OSError, ValueError, RecursionError) as exc:
+        raise DataError(f"{path}: cannot read the JSON ({type(exc).__name__}: {exc})") from exc
+    if not isinstance(data, dict):
+        raise DataError(f"{path}: top level must be a JSON object, got {type(data).__name__}")
+    return data
 
 
 class COCODetection(Dataset):
@@ -42,12 +106,17 @@ class COCODetection(Dataset):
         image_dir: folder holding the images (``file_name`` is relative to it).
         ann_file: COCO instances JSON (``images``, ``annotations``, ``categories``).
         transforms: optional ``transforms(image, target) -> (image, target)``.
-        skip_unknown: drop annotations whose ``category_id`` is not in ``categories`` (warning)
-            instead of raising DataError.
+        skip_unknown: drop annotations whose ``category_id`` is not in ``categories`` (or whose
+            category is not in ``class_names``) with a warning instead of raising DataError.
+        class_names: the class list labels index (default: the categories in increasing id order);
+            categories are matched to it by name.
+        exclude: image ids (as strings) to leave out with their annotations (the faulty items of a
+            ``bad=skip`` check).
 
     Attributes:
-        class_names: category names, label i = ``class_names[i]``.
-        cat_ids: COCO category id of each label (``cat_ids[label]``), ascending.
+        class_names: category names (or the given list), label i = ``class_names[i]``.
+        cat_ids: COCO category id of each label (``cat_ids[label]``; ascending without ``class_names``;
+            -1 for a listed class the JSON lacks).
         image_ids: COCO image ids in the JSON's ``images`` order; sample i is ``image_ids[i]``.
 
     ``dataset[i]`` returns ``(image Tensor[3, H, W] uint8 RGB, BoxTarget)`` with boxes xyxy pixels
@@ -61,19 +130,22 @@ class COCODetection(Dataset):
         transforms: Transforms | None = None,
         *,
         skip_unknown: bool = False,
+        class_names: Sequence[str] | None = None,
+        exclude: Collection[str] = (),
     ) -> None:
         self.image_dir = Path(image_dir)
         self.ann_file = Path(ann_file)
         self.transforms = transforms
-        data = self._load_json(self.ann_file)
+        data = load_coco_json(self.ann_file)
         f = self.ann_file
+        excluded = set(exclude)
 
         categories = data.get("categories")
         if not isinstance(categories, list) or not categories:
             raise DataError(f"{f}: 'categories' must be a non-empty list")
         by_id: dict[int, str] = {}
         for k, cat in enumerate(categories):
-            if not isinstance(cat, dict) or not isinstance(cat.get("id"), int) or "name" not in cat:
+            if not isinstance(cat, dict) or not _key(cat.get("id")) or "name" not in cat:
                 raise DataError(f"{f}: categories[{k}] needs an integer 'id' and a 'name'")
             if cat["id"] in by_id:
                 raise DataError(f"{f}: category id {cat['id']} appears twice")
@@ -81,15 +153,27 @@ class COCODetection(Dataset):
         self.cat_ids: list[int] = sorted(by_id)
         self.class_names: tuple[str, ...] = tuple(by_id[c] for c in self.cat_ids)
         self.cat_id_to_label: dict[int, int] = {c: i for i, c in enumerate(self.cat_ids)}
+        if class_names and tuple(class_names) != self.class_names:
+            if len(set(by_id.values())) != len(by_id):
+                raise DataError(f"{f}: category names repeat, so they cannot be matched to the class list by name")
+            index = {name: i for i, name in enumerate(class_names)}
+            self.class_names = tuple(class_names)
+            self.cat_id_to_label = {c: index[n] for c, n in by_id.items() if n in index}
+            label_to_cat = {lab: c for c, lab in self.cat_id_to_label.items()}
+            self.cat_ids = [label_to_cat.get(i, -1) for i in range(len(self.class_names))]
 
         images = data.get("images")
         if not isinstance(images, list):
             raise DataError(f"{f}: 'images' must be a list")
         self.image_ids: list[int] = []
         self._images: dict[int, dict[str, Any]] = {}
+        skipped: set[Any] = set()
         for k, img in enumerate(images):
-            if not (isinstance(img, dict) and isinstance(img.get("id"), int) and isinstance(img.get("file_name"), str)):
+            if not (isinstance(img, dict) and _key(img.get("id")) and isinstance(img.get("file_name"), str)):
                 raise DataError(f"{f}: images[{k}] needs an integer 'id' and a string 'file_name'")
+            if str(img["id"]) in excluded:
+                skipped.add(img["id"])
+                continue
             if img["id"] in self._images:
                 raise DataError(f"{f}: image id {img['id']} appears twice")
             self._images[img["id"]] = img
@@ -103,18 +187,24 @@ class COCODetection(Dataset):
         for k, ann in enumerate(annotations):
             if not isinstance(ann, dict):
                 raise DataError(f"{f}: annotations[{k}] is not an object")
+            if _key(ann.get("image_id")) and ann["image_id"] in skipped:
+                continue
             bbox = ann.get("bbox")
-            if not (isinstance(bbox, list) and len(bbox) == 4 and all(_number(v) for v in bbox)):
-                raise DataError(f"{f}: annotations[{k}] (id {ann.get('id')}) has bbox {bbox!r}, expected [x, y, w, h]")
-            if ann.get("image_id") not in self._anns:
+            if not coco_bbox_ok(bbox):
+                raise DataError(
+                    f"{f}: annotations[{k}] (id {ann.get('id')!r}) has bbox {bbox!r:.80}, expected [x, y, w, h]"
+                )
+            if not _key(ann.get("image_id")) or ann["image_id"] not in self._anns:
                 raise DataError(
                     f"{f}: annotations[{k}] (id {ann.get('id')}) refers to unknown image_id {ann.get('image_id')!r}"
                 )
-            if ann.get("category_id") not in self.cat_id_to_label:
+            if not _key(ann.get("category_id")) or ann["category_id"] not in self.cat_id_to_label:
                 if not skip_unknown:
+                    known = _key(ann.get("category_id")) and ann["category_id"] in by_id
+                    where = "in the class list" if known else "among the categories"
                     raise DataError(
-                        f"{f}: annotations[{k}] (id {ann.get('id')}) has category_id {ann.get('category_id')!r}, "
-                        f"not among the categories {self.cat_ids}; pass skip_unknown=True to drop it"
+                        f"{f}: annotations[{k}] (id {ann.get('id')!r}) has category_id {ann.get('category_id')!r:.40}, "
+                        f"not {where} ({', '.join(self.class_names)}); set the class list with classes=NAME,NAME,..."
                     )
                 unknown += 1
                 continue
@@ -122,19 +212,6 @@ class COCODetection(Dataset):
         if unknown:
             warnings.warn(f"{f}: dropped {unknown} annotations of unknown categories", stacklevel=2)
         logger.info("COCO %s: %d images, %d classes", f, len(self.image_ids), len(self.class_names))
-
-    @staticmethod
-    def _load_json(path: Path) -> dict[str, Any]:
-        try:
-            with path.open("r", encoding="utf-8") as fh:
-                data = json.load(fh)
-        except FileNotFoundError as exc:
-            raise DataError(f"{path}: annotation file not found") from exc
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            raise DataError(f"{path}: malformed JSON ({exc})") from exc
-        if not isinstance(data, dict):
-            raise DataError(f"{path}: top level must be a JSON object, got {type(data).__name__}")
-        return data
 
     def __len__(self) -> int:
         return len(self.image_ids)
@@ -151,8 +228,7 @@ class COCODetection(Dataset):
         image_id = self.image_ids[index]
         info = self._images[image_id]
         if image_size is None:
-            h, w = info.get("height"), info.get("width")
-            image_size = (int(h), int(w)) if _number(h) and _number(w) and h > 0 and w > 0 else None
+            image_size = coco_image_size(info)
         anns = self._anns[image_id]
         xywh = torch.tensor([a["bbox"] for a in anns], dtype=torch.float64).reshape(-1, 4)
         boxes = torch.cat((xywh[:, :2], xywh[:, :2] + xywh[:, 2:]), dim=1).to(torch.float32)
@@ -179,10 +255,10 @@ class COCODetection(Dataset):
         path = self.image_path(index)
         image = read_image_rgb(path)
         real = (int(image.shape[1]), int(image.shape[2]))
-        h, w = info.get("height"), info.get("width")
-        if _number(h) and _number(w) and (int(h), int(w)) != real:
+        written = coco_image_size(info)
+        if written is not None and written != real:
             warnings.warn(
-                f"{self.ann_file}: image {info['id']} is {w}x{h} in the JSON but {path} is "
+                f"{self.ann_file}: image {info['id']} is {written[1]}x{written[0]} in the JSON but {path} is "
                 f"{real[1]}x{real[0]}; using the image's size",
                 stacklevel=2,
             )

@@ -16,7 +16,7 @@ from __future__ import annotations
 import logging
 import warnings
 import xml.etree.ElementTree as ET
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -31,7 +31,15 @@ from singleshot.structures import BoxTarget
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["VOC_CLASSES", "VOCDetection", "parse_voc_xml", "find_voc_folders"]
+__all__ = [
+    "VOC_CLASSES",
+    "VOCDetection",
+    "find_voc_folders",
+    "parse_voc_xml",
+    "read_split_ids",
+    "read_voc_xml",
+    "voc_class_names",
+]
 
 #: The 20 Pascal VOC classes in the devkit's (alphabetical) order; label i is ``VOC_CLASSES[i]``.
 VOC_CLASSES: tuple[str, ...] = (
@@ -108,7 +116,7 @@ def _read_xml(path: Path) -> _VOCAnnotation:
         try:
             width = int(float(size_el.findtext("width", "0")))
             height = int(float(size_el.findtext("height", "0")))
-        except ValueError as exc:
+        except (ValueError, OverflowError) as exc:
             raise DataError(f"{path}: <size> has a non-numeric width or height ({exc})") from exc
         if width > 0 and height > 0:
             size = (height, width)
@@ -140,6 +148,17 @@ def _read_xml(path: Path) -> _VOCAnnotation:
     return ann
 
 
+def read_voc_xml(path: str | Path) -> _VOCAnnotation:
+    """The raw values of one annotation file: ``filename``, ``size`` (height, width) or None, and
+    ``objects`` (``name``, ``box`` 1-based xmin, ymin, xmax, ymax as written, ``difficult``,
+    ``truncated``), with no class or geometry checks.
+
+    Raises:
+        DataError: missing or malformed file, missing or non-numeric box values, invalid ``difficult``.
+    """
+    return _read_xml(Path(path))
+
+
 def _build_target(
     ann: _VOCAnnotation,
     path: Path,
@@ -160,7 +179,7 @@ def _build_target(
             if not skip_unknown:
                 raise DataError(
                     f"{path}: object {k} has class '{obj.name}', which is not in the class list "
-                    f"({', '.join(class_names)}); pass skip_unknown=True to drop such objects"
+                    f"({', '.join(class_names)}); set the class list with classes=NAME,NAME,..."
                 )
             warnings.warn(f"{path}: object {k} has unknown class '{obj.name}'; dropped", stacklevel=3)
             continue
@@ -251,6 +270,45 @@ def find_voc_folders(root: str | Path, years: Sequence[str | int] = ("2007",)) -
     return folders
 
 
+def read_split_ids(folder: Path, image_set: str) -> list[str]:
+    """The image ids of ``folder/ImageSets/Main/<image_set>.txt`` in file order (first field of
+    each non-blank line; repeats kept).
+
+    Raises:
+        DataError: the list file is missing or unreadable.
+    """
+    list_file = folder / "ImageSets" / "Main" / f"{image_set}.txt"
+    try:
+        lines = list_file.read_text(encoding="utf-8").splitlines()
+    except FileNotFoundError as exc:
+        raise DataError(f"{list_file}: image list not found (image_set='{image_set}')") from exc
+    except (OSError, UnicodeDecodeError) as exc:
+        raise DataError(f"{list_file}: cannot read the image list ({exc})") from exc
+    return [line.split()[0] for line in lines if line.split()]
+
+
+def voc_class_names(root: str | Path, image_set: str, years: Sequence[str | int] = ("2007",)) -> list[str]:
+    """The sorted set of object names in the annotations of ``image_set`` (for a dataset whose
+    class list is not given). Files that cannot be read are passed over: the dataset check reports them.
+
+    Raises:
+        DataError: the root or the list file is missing, or no annotation names an object.
+    """
+    names: set[str] = set()
+    for folder in find_voc_folders(root, years):
+        for image_id in read_split_ids(folder, image_set):
+            try:
+                tree = ET.parse(folder / "Annotations" / f"{image_id}.xml")
+            except (ET.ParseError, OSError, ValueError):
+                continue
+            names.update(
+                n.strip() for n in (o.findtext("name") for o in tree.getroot().iter("object")) if n and n.strip()
+            )
+    if not names:
+        raise DataError(f"{root}: no object names in the '{image_set}' annotations; give the classes with classes=...")
+    return sorted(names)
+
+
 class VOCDetection(Dataset):
     """Pascal VOC detection dataset.
 
@@ -263,6 +321,7 @@ class VOCDetection(Dataset):
         transforms: optional ``transforms(image, target) -> (image, target)``.
         skip_unknown: drop objects of classes outside ``class_names`` with a warning instead of
             raising DataError.
+        exclude: image ids to leave out (the faulty items of a ``bad=skip`` check).
 
     ``dataset[i]`` returns ``(image, target)``: image Tensor[3, H, W] uint8 RGB, target a
     :class:`BoxTarget` (boxes 0-based xyxy pixels, see the module docstring) unless ``transforms``
@@ -279,6 +338,7 @@ class VOCDetection(Dataset):
         transforms: Transforms | None = None,
         *,
         skip_unknown: bool = False,
+        exclude: Collection[str] = (),
     ) -> None:
         self.root = Path(root)
         self.image_set = image_set
@@ -290,20 +350,15 @@ class VOCDetection(Dataset):
         self.skip_unknown = skip_unknown
         self.ids: list[tuple[Path, str]] = []
         seen: set[str] = set()
+        excluded = set(exclude)
         for folder in find_voc_folders(self.root, years):
-            list_file = folder / "ImageSets" / "Main" / f"{image_set}.txt"
-            try:
-                lines = list_file.read_text().splitlines()
-            except FileNotFoundError as exc:
-                raise DataError(f"{list_file}: image list not found (image_set='{image_set}')") from exc
-            for line in lines:
-                parts = line.split()
-                if not parts:
+            for image_id in read_split_ids(folder, image_set):
+                if image_id in excluded:
                     continue
-                if parts[0] in seen:
-                    warnings.warn(f"{list_file}: image id '{parts[0]}' is listed twice", stacklevel=2)
-                seen.add(parts[0])
-                self.ids.append((folder, parts[0]))
+                if image_id in seen:
+                    warnings.warn(f"{folder}: image id '{image_id}' is listed twice in '{image_set}'", stacklevel=2)
+                seen.add(image_id)
+                self.ids.append((folder, image_id))
         logger.info("VOC %s %s: %d images from %s", image_set, list(years), len(self.ids), self.root)
 
     def __len__(self) -> int:

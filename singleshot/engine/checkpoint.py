@@ -18,7 +18,9 @@ evaluation, dict of floats) and ``format_version`` (int).
 Writes go to a temporary file in the destination folder, are flushed and ``fsync``-ed, then
 renamed over the destination with ``os.replace`` (atomic on POSIX and Windows) and the folder is
 ``fsync``-ed so the rename itself survives a power cut. A process killed at any moment therefore
-leaves either the previous file or the new one, never a truncated file.
+leaves either the previous file or the new one, never a truncated file. The file gets the permission
+bits a plain ``open(path, "w")`` would give it: those of the file it replaces, or ``0o666`` less the
+process's umask for a new one (not the ``0o600`` of :func:`tempfile.mkstemp`).
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ import logging
 import os
 import pickle
 import re
+import stat
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -38,7 +41,14 @@ from singleshot.errors import WeightsError
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["atomic_write", "save_checkpoint", "load_checkpoint", "unpickling_reason", "CHECKPOINT_FORMAT_VERSION"]
+__all__ = [
+    "atomic_write",
+    "current_umask",
+    "save_checkpoint",
+    "load_checkpoint",
+    "unpickling_reason",
+    "CHECKPOINT_FORMAT_VERSION",
+]
 
 CHECKPOINT_FORMAT_VERSION = 1
 
@@ -71,11 +81,40 @@ def _fsync_dir(folder: Path) -> None:
         os.close(fd)
 
 
+def current_umask() -> int:
+    """The process's umask (e.g. ``0o022``).
+
+    Read from the ``Umask:`` line of ``/proc/self/status`` (Linux >= 4.7), which changes nothing;
+    elsewhere the only way is to set a mask and put the old one back, so for that instant the mask
+    is the strict ``0o077`` (a file another thread creates meanwhile is private, never more open).
+    """
+    try:
+        with open("/proc/self/status", encoding="ascii", errors="replace") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    mask = os.umask(0o077)
+    os.umask(mask)
+    return mask
+
+
+def _plain_write_mode(path: Path) -> int:
+    """The permission bits ``open(path, "w")`` would leave on ``path``: an existing file keeps its
+    own, a new one gets ``0o666`` less the umask."""
+    try:
+        return stat.S_IMODE(path.stat().st_mode)
+    except OSError:
+        return 0o666 & ~current_umask()
+
+
 def atomic_write(path: str | Path, write: Callable[[IO[bytes]], None]) -> None:
     """Write a file atomically: ``write(f)`` fills a temporary file that then replaces ``path``.
 
     If ``write`` raises (or the process dies), ``path`` keeps its previous content and the
     temporary file is removed (after a crash, a hidden ``.<name>.*.tmp`` may remain beside it).
+    The file's permission bits are those a plain ``open(path, "w")`` would give (see the module doc).
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -83,6 +122,8 @@ def atomic_write(path: str | Path, write: Callable[[IO[bytes]], None]) -> None:
     tmp = Path(tmp_name)
     try:
         with os.fdopen(fd, "wb") as f:
+            if hasattr(os, "fchmod"):  # POSIX (Windows has only a read-only flag, left as it is)
+                os.fchmod(f.fileno(), _plain_write_mode(path))
             write(f)
             f.flush()
             os.fsync(f.fileno())

@@ -17,14 +17,36 @@ from singleshot.engine.logger import CSVLog
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["plot_results"]
+__all__ = ["is_count", "plot_panels", "plot_results"]
+
+
+def is_count(column: str) -> bool:
+    """Whether a results column holds a count rather than a score: its last ``/`` part is ``n`` or
+    starts with ``n_`` (``metrics/n_images``, ``metrics/n``, ``metrics/n_success``). The CSV keeps
+    counts; :func:`plot_results` does not draw them."""
+    name = column.rsplit("/", 1)[-1]
+    return name == "n" or name.startswith("n_")
+
+
+def plot_panels(columns: list[str]) -> list[tuple[str, list[str]]]:
+    """The panels drawn for a results table with ``columns``: ``(title, columns)`` for all
+    ``train/*`` loss columns together, ``lr``, then one per ``metrics/*`` column that is not a
+    count (:func:`is_count`)."""
+    loss_cols = [c for c in columns if c.startswith("train/")]
+    metric_cols = [c for c in columns if c.startswith("metrics/") and not is_count(c)]
+    panels: list[tuple[str, list[str]]] = [("loss", loss_cols)] if loss_cols else []
+    if "lr" in columns:
+        panels.append(("learning rate", ["lr"]))
+    panels += [(c.split("/", 1)[1], [c]) for c in metric_cols]
+    return panels or [("(no data)", [])]
 
 
 def plot_results(log: CSVLog | str | Path, out_path: str | Path) -> Path:
     """Draw the columns of a results CSV into a PNG at ``out_path`` (written atomically).
 
-    Panels: all ``train/*`` loss columns together, ``lr``, then one panel per ``metrics/*`` column.
-    The x axis is the ``epoch`` column. Returns ``out_path``.
+    Panels (:func:`plot_panels`): all ``train/*`` loss columns together, ``lr``, then one panel per
+    ``metrics/*`` column that holds a score (counts such as ``n_images`` are not drawn). The x axis
+    is the ``epoch`` column. Returns ``out_path``.
     """
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
@@ -32,14 +54,7 @@ def plot_results(log: CSVLog | str | Path, out_path: str | Path) -> Path:
     table = log if isinstance(log, CSVLog) else CSVLog(log)
     out_path = Path(out_path)
     epochs = table.column("epoch")
-    loss_cols = [c for c in table.columns if c.startswith("train/")]
-    metric_cols = [c for c in table.columns if c.startswith("metrics/")]
-    panels: list[tuple[str, list[str]]] = [("loss", loss_cols)] if loss_cols else []
-    if "lr" in table.columns:
-        panels.append(("learning rate", ["lr"]))
-    panels += [(c.split("/", 1)[1], [c]) for c in metric_cols]
-    if not panels:
-        panels = [("(no data)", [])]
+    panels = plot_panels(table.columns)
 
     ncols = min(3, len(panels))
     nrows = math.ceil(len(panels) / ncols)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import logging
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,11 +15,14 @@ from torch import nn
 from singleshot.engine.schedules import SCHEDULES
 from singleshot.errors import ConfigError
 
+logger = logging.getLogger(__name__)
+
 __all__ = [
     "EngineOptions",
     "TrainConfig",
     "build_optimizer",
     "train_config_for",
+    "default_milestones",
     "OPTIMIZERS",
     "AMP_DTYPES",
     "ACCUMULATE_MODES",
@@ -163,8 +167,11 @@ class EngineOptions:
     the warm-up starts at ``warmup_factor`` x ``lr``; ``ema`` is the decay of an EMA of the weights;
     ``patience`` stops after that many evaluated epochs without a better metric; ``checkpoint_every``
     also writes ``last.pt`` every N steps (0: at epoch ends only); ``plot_every`` redraws
-    ``results.png`` every N epochs (0: never). Runs write under ``project/name`` (training) or
-    ``project/<mode>``.
+    ``results.png`` every N epochs (0: never). Every mode that writes a run folder (``train``,
+    ``val``, ``predict``, ``demo``) writes ``project/name``, ``name`` defaulting to the mode's name;
+    an existing folder is never reused silently: the first free ``name2``, ``name3``, ... is taken
+    instead, unless ``exist_ok=true`` (reuse it) or ``resume=true`` (continue the run in it). See
+    :func:`singleshot.tasks.common.run_dir`.
 
     ``dry_run=true`` (training modes) builds the model, data, loader, optimizer and schedule, then
     returns what the run would do (see :func:`singleshot.tasks.common.dry_run_summary`) without
@@ -198,10 +205,25 @@ class EngineOptions:
     patience: int | None = None  # early stopping: evaluated epochs without a better metric
     checkpoint_every: int = 1000  # also write last.pt every N optimizer steps (0: at epoch ends only)
     plot_every: int = 1  # redraw results.png every N epochs (0: never)
-    project: str = "runs"
-    name: str = "train"
+    project: str = "runs"  # parent folder of the run folders
+    name: str = ""  # run folder under project (empty: the mode's name, e.g. train, val, predict)
+    exist_ok: bool = False  # reuse an existing project/name instead of taking the next free name2, name3, ...
     dry_run: bool = False  # train: print what the run would do (model, parameters, optimizer, schedule) and stop
     max_steps: int = 0  # train: stop after N optimizer steps and evaluate once (0: off; for smoke tests)
+    check: bool = (
+        True  # train/val: check every annotation and image header first (cached while the files are unchanged)
+    )
+    bad: str = (
+        "stop"  # train/val: what a dataset fault does: stop (list every fault, exit non-zero) | skip (use the rest)
+    )
+
+
+def default_milestones(total_steps: int) -> tuple[int, ...]:
+    """The milestones (optimizer steps) of a ``multistep`` run given none: 2/3 and 5/6 of its
+    ``total_steps`` (SSD's 80k and 100k of 120k iterations), so a default config trains for any
+    ``epochs``; one step at least."""
+    total = max(1, int(total_steps))
+    return tuple(sorted({max(1, round(total * 2 / 3)), max(1, round(total * 5 / 6))}))
 
 
 def train_config_for(task_cfg: EngineOptions, batches_per_epoch: int, out_dir: str | Path, device: str) -> TrainConfig:
@@ -214,6 +236,14 @@ def train_config_for(task_cfg: EngineOptions, batches_per_epoch: int, out_dir: s
     """
     c = task_cfg
     steps_per_epoch = -(-int(batches_per_epoch) // int(c.accumulate))
+    milestones = tuple(m * steps_per_epoch for m in c.milestones)
+    if c.schedule == "multistep" and not milestones:
+        milestones = default_milestones(c.epochs * steps_per_epoch)
+        logger.info(
+            "multistep schedule without milestones=: lr x %g after optimizer steps %s (2/3 and 5/6 of the run, as SSD's 80k and 100k of 120k)",
+            c.gamma,
+            list(milestones),
+        )
     channels_last = getattr(c, "channels_last", False)
     return TrainConfig(
         epochs=c.epochs,
@@ -222,7 +252,7 @@ def train_config_for(task_cfg: EngineOptions, batches_per_epoch: int, out_dir: s
         weight_decay=c.weight_decay,
         optimizer=c.optimizer,
         schedule=c.schedule,
-        milestones=tuple(m * steps_per_epoch for m in c.milestones),
+        milestones=milestones,
         gamma=c.gamma,
         warmup_iters=c.warmup,
         warmup_factor=c.warmup_factor,
@@ -260,3 +290,44 @@ def build_optimizer(
     if cfg.optimizer == "adam":
         return torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay, foreach=True)
     return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay, foreach=True)
+
+
+#: ``key -> (help group, one line of meaning)`` of every :class:`EngineOptions` key (the help of
+#: ``singleshot TASK MODE help``; each task adds its own keys' lines).
+ENGINE_HELP: dict[str, tuple[str, str]] = {
+    "data": ("data", "the dataset (each task's layouts: see its help and README)"),
+    "check": ("data", "check every annotation and image header first (cached while the files are unchanged)"),
+    "bad": ("data", "a dataset fault: stop (list every fault, exit non-zero) | skip (leave those items out)"),
+    "workers": ("data", "data loader worker processes"),
+    "epochs": ("training", "passes over the training set"),
+    "batch": ("training", "images (clips) per optimizer step, over all processes"),
+    "lr": ("training", "base learning rate"),
+    "momentum": ("training", "SGD momentum"),
+    "weight_decay": ("training", "L2 weight decay"),
+    "optimizer": ("training", "sgd | adam | adamw"),
+    "schedule": ("training", "learning-rate schedule: constant | multistep | cosine | poly"),
+    "milestones": ("training", "multistep: completed epochs after which lr *= gamma (empty: 2/3 and 5/6 of the run)"),
+    "gamma": ("training", "multistep: lr factor at each milestone"),
+    "warmup": ("training", "optimizer steps of linear warm-up"),
+    "warmup_factor": ("training", "lr multiplier at the warm-up's first step (torchvision 0.001; lufficc/SSD 1/3)"),
+    "accumulate": ("training", "micro-batches per optimizer step (gradient accumulation)"),
+    "accumulate_mode": ("training", "mean | sum (YOWO) of the accumulated micro-batch gradients"),
+    "clip_grad": ("training", "max total gradient L2 norm (none: no clipping)"),
+    "device": ("training", "cpu | cuda | cuda:N"),
+    "seed": ("training", "seed of every random draw of the run"),
+    "resume": ("training", "continue from project/name/last.pt"),
+    "amp": ("training", "mixed precision: bfloat16 autocast on CPU, float16 + gradient scaler on CUDA"),
+    "ema": ("training", "decay of an EMA of the weights (e.g. 0.9998), used for evaluation and saved"),
+    "patience": ("training", "early stopping: evaluated epochs without a better metric (none: off)"),
+    "max_steps": ("training", "stop after N optimizer steps and evaluate once (0: off; smoke tests)"),
+    "dry_run": ("training", "print what the run would do (model, parameters, optimizer, schedule) and stop"),
+    "eval_every": ("evaluation", "evaluate every N epochs (and after the last)"),
+    "project": ("output", "parent folder of the run folders"),
+    "name": ("output", "run folder under project (empty: the mode's name); taken -> name2, name3, ..."),
+    "exist_ok": ("output", "write into an existing project/name instead of numbering a new one"),
+    "checkpoint_every": ("output", "also write last.pt every N optimizer steps (0: at epoch ends only)"),
+    "plot_every": ("output", "redraw results.png every N epochs (0: never)"),
+}
+
+#: The :class:`EngineOptions` keys every ``train`` (and ``demo``) reads.
+ENGINE_TRAIN_KEYS: tuple[str, ...] = tuple(ENGINE_HELP)

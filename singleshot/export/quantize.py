@@ -26,7 +26,7 @@ from singleshot.export.onnx_export import read_onnx_metadata, set_onnx_metadata
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["ArrayCalibrationReader", "quantize_static_onnx", "write_onnx_graph"]
+__all__ = ["needs_reduce_range", "ArrayCalibrationReader", "quantize_static_onnx", "write_onnx_graph"]
 
 _QTYPES = {"int8": "QInt8", "uint8": "QUInt8"}
 _METHODS = {"minmax": "MinMax", "entropy": "Entropy", "percentile": "Percentile"}
@@ -72,6 +72,21 @@ class ArrayCalibrationReader:
         return {self.input_name: arr}
 
 
+def needs_reduce_range(cpuinfo: str | None = None) -> bool:
+    """True on an x86 CPU without VNNI (no ``avx512_vnni``, ``avx_vnni`` or ``amx_int8`` flag in
+    ``/proc/cpuinfo``), where onnxruntime's int8 kernels saturate without 7-bit weights; False where
+    the flags cannot be read (other systems, ARM)."""
+    if cpuinfo is None:
+        try:
+            cpuinfo = Path("/proc/cpuinfo").read_text()
+        except OSError:
+            return False
+    flags = next((line.split(":", 1)[1].split() for line in cpuinfo.splitlines() if line.startswith("flags")), None)
+    if flags is None:  # not x86 (ARM lists "Features")
+        return False
+    return not {"avx512_vnni", "avx_vnni", "amx_int8"} & set(flags)
+
+
 def quantize_static_onnx(
     src: str | Path,
     dst: str | Path,
@@ -82,7 +97,7 @@ def quantize_static_onnx(
     method: str = "minmax",
     nodes_to_exclude: list[str] | None = None,
     preprocess: bool = True,
-    reduce_range: bool = False,
+    reduce_range: bool | None = None,
 ) -> Path:
     """Quantize a float ONNX model to int8 (QDQ) with calibration data.
 
@@ -97,7 +112,9 @@ def quantize_static_onnx(
         nodes_to_exclude: names of nodes left in float32.
         preprocess: run onnxruntime's quantization pre-processing (shape inference and graph
             optimisation, e.g. folding) first, as onnxruntime recommends.
-        reduce_range: 7-bit weights (for CPUs without VNNI, where u8s8 products can saturate).
+        reduce_range: 7-bit weights, for x86 CPUs without VNNI, where onnxruntime's u8s8 products
+            saturate in 16 bits (its documented advice); None: on exactly when this machine is such a
+            CPU (:func:`needs_reduce_range`), so the model is accurate where it is made.
 
     Returns:
         ``dst``. Raises :class:`ConfigError` for unknown options and :class:`WeightsError` when the
@@ -117,6 +134,8 @@ def quantize_static_onnx(
     ):
         if value not in table:
             raise ConfigError(f"{name}={value!r} is unknown; expected one of {sorted(table)}")
+    if reduce_range is None:
+        reduce_range = needs_reduce_range()
     meta = read_onnx_metadata(src)
     proto = onnx.load(str(src))
     inputs = [i for i in proto.graph.input if i.name not in {init.name for init in proto.graph.initializer}]
@@ -162,6 +181,7 @@ def quantize_static_onnx(
         "weights": weight_type,
         "calibration": method,
         "calibration_samples": reader.count,
+        "reduce_range": bool(reduce_range),
     }
     set_onnx_metadata(out, dict(meta, onnx=onnx_meta))
     onnx.save(out, str(dst))

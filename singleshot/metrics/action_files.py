@@ -38,10 +38,16 @@ __all__ = [
     "read_tubes",
     "write_frame_detections",
     "write_tubes",
+    "detection_record",
+    "tube_record",
 ]
 
 
 def _load_json_list(path: Path, what: str) -> list:
+    """The list of a JSON file, or the records of a JSON Lines file (``*.jsonl``: one object per line,
+    blank lines ignored; a line cut short by a crash is named)."""
+    if Path(path).suffix.lower() == ".jsonl":
+        return _load_json_lines(Path(path), what)
     try:
         with open(path, encoding="utf-8") as f:
             data = json.load(f)
@@ -135,6 +141,48 @@ def read_frame_detections(path: str | Path) -> FrameDets:
     return FrameDets(list(index), video, num[:, 0].astype(np.int64), num[:, 1].astype(np.int64), num[:, 2], box)
 
 
+def _load_json_lines(path: Path, what: str) -> list:
+    records = []
+    try:
+        with open(path, encoding="utf-8") as f:
+            for number, line in enumerate(f, start=1):
+                if line.strip():
+                    try:
+                        records.append(json.loads(line))
+                    except json.JSONDecodeError as exc:
+                        raise DataError(f"{path}:{number}: not a JSON object ({exc})") from None
+    except FileNotFoundError:
+        raise DataError(f"{path}: {what} file not found") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise DataError(f"{path}: cannot read {what} JSON Lines ({exc})") from exc
+    return records
+
+
+def detection_record(video: str, frame: int, label: int, score: float, box: Sequence[float]) -> dict[str, Any]:
+    """One frame detection as the frame-detections JSON holds it (frame 1-based, label 0-based, box xyxy pixels)."""
+    return {
+        "video": video,
+        "frame": int(frame),
+        "label": int(label),
+        "score": float(score),
+        "box": [float(v) for v in box],
+    }
+
+
+def tube_record(t: Tube) -> dict[str, Any]:
+    """One tube as the tubes JSON holds it (``frame_scores`` included when set)."""
+    rec: dict[str, Any] = {
+        "video": t.video,
+        "label": int(t.label),
+        "score": float(t.score),
+        "frames": np.asarray(t.frames).astype(int).tolist(),
+        "boxes": np.asarray(t.boxes, dtype=np.float64).tolist(),
+    }
+    if t.frame_scores is not None:
+        rec["frame_scores"] = np.asarray(t.frame_scores, dtype=np.float64).tolist()
+    return rec
+
+
 def write_frame_detections(path: str | Path, dets: FrameDets) -> None:
     """Write :class:`FrameDets` as a frame-detections JSON."""
     names = dets.videos
@@ -203,20 +251,8 @@ def read_tubes(path: str | Path) -> list[Tube]:
 
 
 def write_tubes(path: str | Path, tubes: Sequence[Tube]) -> None:
-    """Write tubes as a tubes JSON (``frame_scores`` included when set)."""
-    records = []
-    for t in tubes:
-        rec: dict[str, Any] = {
-            "video": t.video,
-            "label": int(t.label),
-            "score": float(t.score),
-            "frames": np.asarray(t.frames).astype(int).tolist(),
-            "boxes": np.asarray(t.boxes, dtype=np.float64).tolist(),
-        }
-        if t.frame_scores is not None:
-            rec["frame_scores"] = np.asarray(t.frame_scores, dtype=np.float64).tolist()
-        records.append(rec)
-    Path(path).write_text(json.dumps(records), encoding="utf-8")
+    """Write tubes as a tubes JSON (:func:`tube_record` each)."""
+    Path(path).write_text(json.dumps([tube_record(t) for t in tubes]), encoding="utf-8")
 
 
 def read_act_detections(path: str | Path, videos: Sequence[str]) -> FrameDets:

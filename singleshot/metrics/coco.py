@@ -31,6 +31,7 @@ import numpy as np
 
 from singleshot.errors import DataError
 from singleshot.metrics._common import check_labels, target_boxes_original, target_difficult, to_numpy
+from singleshot.metrics.curves import PRCurve
 from singleshot.structures import BoxTarget, Detections
 
 logger = logging.getLogger(__name__)
@@ -88,6 +89,13 @@ def run_cocoeval(gt: dict, results: list[dict]) -> dict:
         ``{key: stat for key in STAT_KEYS}`` plus ``per_class`` keyed by category name (or str id
         when a category has no name).
     """
+    return _cocoeval(gt, results)[0]
+
+
+def _cocoeval(gt: dict, results: list[dict]) -> tuple[dict, dict[str, PRCurve]]:
+    """:func:`run_cocoeval`'s result and each category's precision-recall curve at IoU 0.5 (area
+    all, 100 detections): COCOeval's 101 recall thresholds and interpolated precision, whose mean
+    is the category's AP50 (empty, AP ``nan``, for a category without ground truth)."""
     coco_cls, eval_cls, _ = _backend()
     dt_anns = []
     for i, r in enumerate(results):
@@ -124,12 +132,18 @@ def run_cocoeval(gt: dict, results: list[dict]) -> dict:
     cat_ids = list(ev.params.catIds)
     names = {c["id"]: str(c.get("name", c["id"])) for c in cats}
     per_class: dict[str, float] = {}
+    curves: dict[str, PRCurve] = {}
+    rec_thrs = np.asarray(ev.params.recThrs, dtype=np.float64)
     for k, cid in enumerate(cat_ids):
         p = precision[:, :, k, 0, -1]
         p = p[p > -1]
-        per_class[names.get(cid, str(cid))] = float(p.mean()) if p.size else math.nan
+        name = names.get(cid, str(cid))
+        per_class[name] = float(p.mean()) if p.size else math.nan
+        p50 = np.asarray(precision[0, :, k, 0, -1], dtype=np.float64)
+        seen = p50 > -1
+        curves[name] = PRCurve(rec_thrs[seen], p50[seen], float(p50[seen].mean()) if seen.any() else math.nan)
     out["per_class"] = per_class
-    return out
+    return out, curves
 
 
 class COCOEvaluator:
@@ -137,6 +151,8 @@ class COCOEvaluator:
 
     Args:
         class_names: the dataset's classes; label ``i`` is category id ``i + 1``.
+
+    After :meth:`compute`, ``curves`` holds each class's precision-recall curve at IoU 0.5 (its AP50).
     """
 
     def __init__(self, class_names: Sequence[str]) -> None:
@@ -148,6 +164,7 @@ class COCOEvaluator:
         self._images: list[dict] = []
         self._gt: list[dict] = []
         self._dt: list[dict] = []
+        self.curves: dict[str, PRCurve] = {}
 
     def process(self, preds: Sequence[Detections], targets: Sequence[BoxTarget]) -> None:
         """Add a batch of images.
@@ -194,7 +211,7 @@ class COCOEvaluator:
             "categories": [{"id": i + 1, "name": n} for i, n in enumerate(self.class_names)],
             "annotations": self._gt,
         }
-        out = run_cocoeval(gt, self._dt)
+        out, self.curves = _cocoeval(gt, self._dt)
         out["n_images"] = len(self._images)
         return out
 

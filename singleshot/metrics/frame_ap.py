@@ -52,6 +52,7 @@ __all__ = [
     "frame_ap",
     "gather_gt_boxes",
     "match_ranked",
+    "rank_frame_detections",
 ]
 
 # The IoU block computed at once is (detections x boxes of the busiest frame); keep it below this.
@@ -284,6 +285,39 @@ def frame_ap(
         "n_detections": detections scored, "n_positives": ground-truth boxes scored}``.
     """
     settings = _resolve_protocol(protocol, dict(frames=frames, ap=ap, plus_one=plus_one, duplicates=duplicates))
+    ranked, n_det, n_pos = rank_frame_detections(gt, detections, settings, iou_thresh, videos)
+    per_class = {name: average_precision(tp, n, settings.ap) for name, (tp, n) in ranked.items()}
+    valid = [v for v in per_class.values() if not math.isnan(v)]
+    if not valid:
+        logger.warning("frame-mAP: no class has a ground-truth box on the scored frames; mAP set to 0")
+    return {
+        "frame_map": float(np.mean(valid)) if valid else 0.0,
+        "per_class": per_class,
+        "protocol": {
+            "frames": settings.frames,
+            "ap": settings.ap,
+            "plus_one": settings.plus_one,
+            "duplicates": settings.duplicates,
+            "iou_thresh": float(iou_thresh),
+        },
+        "n_detections": n_det,
+        "n_positives": n_pos,
+    }
+
+
+def rank_frame_detections(
+    gt: ActionAnnotations,
+    detections: Any,
+    settings: FrameAPProtocol,
+    iou_thresh: float,
+    videos: Sequence[str] | None,
+) -> tuple[dict[str, tuple[np.ndarray, int]], int, int]:
+    """The matching behind :func:`frame_ap` (``settings`` resolved, other arguments as there).
+
+    Returns:
+        (``{class name: (tp bool [D] in ranked order, ground-truth boxes on the scored frames)}``,
+        detections scored, ground-truth boxes scored).
+    """
     vids = evaluation_videos(gt, videos)
     dets = as_frame_dets(detections, vids)
     unknown = sorted({dets.videos[i] for i in np.unique(dets.video)} - set(gt.videos))
@@ -316,26 +350,11 @@ def frame_ap(
     g_sort = np.argsort(g_label, kind="stable")
     d_bounds = np.searchsorted(d_label[d_sort], np.arange(n_cls + 1))
     g_bounds = np.searchsorted(g_label[g_sort], np.arange(n_cls + 1))
-    per_class: dict[str, float] = {}
+    ranked: dict[str, tuple[np.ndarray, int]] = {}
     for c, name in enumerate(gt.classes):
         di = d_sort[d_bounds[c] : d_bounds[c + 1]]
         gi = g_sort[g_bounds[c] : g_bounds[c + 1]]
         di = di[np.argsort(-d_score[di], kind="stable")]
         tp = _class_tp(d_key[di], d_box[di], g_key[gi], g_box[gi], iou_thresh, settings.plus_one, settings.duplicates)
-        per_class[name] = average_precision(tp, gi.shape[0], settings.ap)
-    valid = [v for v in per_class.values() if not math.isnan(v)]
-    if not valid:
-        logger.warning("frame-mAP: no class has a ground-truth box on the scored frames; mAP set to 0")
-    return {
-        "frame_map": float(np.mean(valid)) if valid else 0.0,
-        "per_class": per_class,
-        "protocol": {
-            "frames": settings.frames,
-            "ap": settings.ap,
-            "plus_one": settings.plus_one,
-            "duplicates": settings.duplicates,
-            "iou_thresh": float(iou_thresh),
-        },
-        "n_detections": int(d_key.shape[0]),
-        "n_positives": int(g_key.shape[0]),
-    }
+        ranked[name] = (tp, int(gi.shape[0]))
+    return ranked, int(d_key.shape[0]), int(g_key.shape[0])

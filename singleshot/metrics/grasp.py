@@ -25,7 +25,7 @@ from singleshot.structures import Grasps
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["GraspEvaluator", "grasp_success", "grasp_success_batch", "wilson_interval"]
+__all__ = ["GraspEvaluator", "grasp_best_iou_batch", "grasp_success", "grasp_success_batch", "wilson_interval"]
 
 _Z95 = 1.959963984540054  # two-sided 95 % normal quantile
 
@@ -87,11 +87,29 @@ def grasp_success_batch(
     Returns:
         Tensor[B] bool.
     """
+    return grasp_best_iou_batch(preds, gts, angle_thresh, iou, top_k) > iou_thresh
+
+
+def grasp_best_iou_batch(
+    preds: Sequence[Grasps],
+    gts: Sequence[Grasps],
+    angle_thresh: float = 30.0,
+    iou: IoUMode = "polygon",
+    top_k: int | None = 1,
+) -> Tensor:
+    """Each image's best IoU between one of its top-k predictions and a ground-truth rectangle
+    within ``angle_thresh`` of it (arguments as :func:`grasp_success_batch`): the image succeeds at
+    threshold t exactly when this exceeds t.
+
+    Returns:
+        Tensor[B] float64; ``-inf`` where no pair is within the angle (no predictions, no ground
+        truth, or every angle too far).
+    """
     if len(preds) != len(gts):
         raise ValueError(f"{len(preds)} predictions for {len(gts)} ground truths")
     b = len(gts)
     if b == 0:
-        return torch.zeros(0, dtype=torch.bool)
+        return torch.zeros(0, dtype=torch.float64)
     for p, g in zip(preds, gts):
         _check_sizes(p, g)
     tops = [_top_k(p, top_k).to(torch.float64).cpu() for p in preds]
@@ -100,8 +118,9 @@ def grasp_success_batch(
     kg = torch.tensor([t.shape[0] for t in truth])
     npairs = kp * kg
     total = int(npairs.sum())
+    best = torch.full((b,), -math.inf, dtype=torch.float64)
     if total == 0:
-        return torch.zeros(b, dtype=torch.bool)
+        return best
     # pair j of image i is (pred j // kg[i], gt j % kg[i]); built for all images at once
     image = torch.repeat_interleave(torch.arange(b), npairs)
     local = torch.arange(total) - (torch.cumsum(npairs, 0) - npairs)[image]
@@ -110,10 +129,10 @@ def grasp_success_batch(
     pa = torch.cat(tops)[pred_off + local // kg[image]]
     ga = torch.cat(truth)[gt_off + local % kg[image]]
     ok = angle_diff(pa[:, 2], ga[:, 2]) <= math.radians(angle_thresh) + 1e-12
-    hit = torch.zeros(total, dtype=torch.bool)
     if bool(ok.any()):
-        hit[ok] = iou_aligned(pa[ok], ga[ok], iou) > iou_thresh
-    return torch.zeros(b, dtype=torch.int64).index_add_(0, image, hit.long()) > 0
+        pair_iou = torch.nan_to_num(iou_aligned(pa[ok], ga[ok], iou).to(torch.float64), nan=-math.inf)  # NaN: no hit
+        best.scatter_reduce_(0, image[ok], pair_iou, reduce="amax")
+    return best
 
 
 def grasp_success(
@@ -130,6 +149,9 @@ def grasp_success(
 
 class GraspEvaluator:
     """Grasp success rate over a dataset: ``reset() / process(preds, targets) / compute()``.
+
+    ``best_iou`` keeps each processed image's best IoU (:func:`grasp_best_iou_batch`), from which
+    :meth:`success_curve` gives the rate at other IoU thresholds.
 
     Args:
         iou_thresh, angle_thresh, iou, top_k: see :func:`grasp_success_batch`.
@@ -153,18 +175,30 @@ class GraspEvaluator:
         self.top_k = top_k
         self.split = split
         self.results: list[tuple[str, bool]] = []
+        self.best_iou: list[float] = []
 
     def reset(self) -> None:
         """Forget every processed image."""
         self.results = []
+        self.best_iou = []
 
     def process(self, preds: Sequence[Grasps], targets: Sequence[Grasps]) -> None:
         """Score a batch: one prediction :class:`Grasps` per target, in the same pixels."""
         for t in targets:
             if len(t) == 0:
                 logger.warning("image %r has no ground-truth grasp; it counts as a failure", t.image_id)
-        ok = grasp_success_batch(preds, targets, self.iou_thresh, self.angle_thresh, self.iou, self.top_k)
+        best = grasp_best_iou_batch(preds, targets, self.angle_thresh, self.iou, self.top_k)
+        ok = best > self.iou_thresh
         self.results.extend((t.image_id, bool(s)) for t, s in zip(targets, ok.tolist()))
+        self.best_iou.extend(best.tolist())
+
+    def success_curve(self, thresholds: Sequence[float]) -> list[float]:
+        """The success rate of the processed images at each IoU threshold of ``thresholds`` (the
+        rest of the rule unchanged); NaN each when no image was processed."""
+        best = torch.tensor(self.best_iou, dtype=torch.float64)
+        if best.numel() == 0:
+            return [float("nan")] * len(thresholds)
+        return [float((best > t).double().mean()) for t in thresholds]
 
     def compute(self) -> dict[str, object]:
         """``{"success_rate", "n", "n_success", "ci95": [lo, hi] (Wilson), "split", "iou",

@@ -37,6 +37,7 @@ import numpy as np
 
 from singleshot.errors import ConfigError
 from singleshot.metrics._common import check_labels, target_boxes_original, target_difficult, to_numpy
+from singleshot.metrics.curves import PRCurve, envelope_curve
 from singleshot.ops.boxes import box_iou_np
 from singleshot.structures import BoxTarget, Detections
 
@@ -282,6 +283,9 @@ class VOCEvaluator:
             k / 10 (default) or ``"arange"``, ``np.arange(0, 1.1, 0.1)`` as the Python ports (see
             :func:`voc_ap`).
 
+    After :meth:`compute`, ``curves`` holds each class's precision-recall curve (the staircase of
+    its precision envelope, :func:`~singleshot.metrics.curves.envelope_curve`, with its AP).
+
     Raises:
         ConfigError: an unknown ``thresholds``.
     """
@@ -307,6 +311,7 @@ class VOCEvaluator:
         self._n_images = 0
         self._dets: list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = []
         self._gts: list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = []
+        self.curves: dict[str, PRCurve] = {}
 
     def process(self, preds: Sequence[Detections], targets: Sequence[BoxTarget]) -> None:
         """Add a batch of images.
@@ -365,6 +370,7 @@ class VOCEvaluator:
         d_bounds = np.searchsorted(d_lab[d_sort], np.arange(n_cls + 1))
         g_bounds = np.searchsorted(g_lab[g_sort], np.arange(n_cls + 1))
         per_class: dict[str, float] = {}
+        self.curves = {}
         for c, name in enumerate(self.class_names):
             di = d_sort[d_bounds[c] : d_bounds[c + 1]]
             gi = g_sort[g_bounds[c] : g_bounds[c + 1]]
@@ -381,6 +387,8 @@ class VOCEvaluator:
                 thresholds=self.thresholds,
             )
             per_class[name] = res.ap
+            drawn = envelope_curve(res.recall, res.precision) if res.n_pos else (np.zeros(0), np.zeros(0))
+            self.curves[name] = PRCurve(*drawn, res.ap)
         valid = [ap for ap in per_class.values() if not math.isnan(ap)]
         if not valid:
             logger.warning("VOC evaluation: no class has a non-difficult ground-truth box; mAP set to 0")

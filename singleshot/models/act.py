@@ -26,8 +26,10 @@ Design, checked against ACT's prototxt generator and Caffe layers (vkalogeiton/c
 
 from __future__ import annotations
 
+import copy
 import logging
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import torch
 from torch import Tensor, nn
@@ -49,6 +51,7 @@ __all__ = [
     "ACT_PRIORS_3X3",
     "POOL5_VARIANTS",
     "ACTDetector",
+    "FrameFeatures",
     "StreamL2Norm",
     "TubeletHead",
     "first_conv",
@@ -303,6 +306,65 @@ class ACTDetector(nn.Module):
         loc, conf = self.head(self.fuse(features, b))
         return {"loc": loc, "conf": conf}
 
+    # ---------------------------------------------------------------- each frame through the trunk once
+    def frame_features(self, frames: Tensor) -> FrameFeatures:
+        """The trunk's source maps of single frames, to be shared by every window holding them.
+
+        A frame's maps do not depend on the window it sits in, except through the layers that
+        differ per stream: the per-stream conv4_3 scales (applied later, by
+        :meth:`window_outputs`) and a per-stream fc6 dilation (ACT's released models; the streams
+        that compute the same map share one computation, so frames 1..K-1 of those models, whose
+        fc6 is a 1x1 convolution on the 18x18 map, cost one extra fc6 and extras, not K-1).
+
+        Args:
+            frames: Tensor[N, C, S, S], normalised frames (C = ``in_channels``).
+
+        Returns:
+            :class:`FrameFeatures` of the N frames.
+        """
+        size = (int(frames.shape[-2]), int(frames.shape[-1]))
+        if frames.dim() != 4 or frames.shape[1] != self.in_channels or size != (self.image_size,) * 2:
+            raise ConfigError(
+                f"frames of shape {tuple(frames.shape)} do not fit this ACT detector: expected "
+                f"[N, {self.in_channels}, {self.image_size}, {self.image_size}]"
+            )
+        maps: dict[int, list[Tensor]] = {}
+        probe = _StreamProbe()
+        first, scaled = _run_as_stream(self.backbone, frames, 0, probe)
+        maps[0] = first
+        groups = probe.groups(self.k)
+        for group in groups[1:]:
+            maps[group[0]] = _run_as_stream(self.backbone, frames, group[0], None)[0]
+        rep = [next(g[0] for g in groups if k in g) for k in range(self.k)]
+        return FrameFeatures(maps, rep, scaled)
+
+    def window_outputs(self, features: FrameFeatures, index: Tensor) -> dict[str, Tensor]:
+        """The raw predictions of windows assembled from per-frame maps: the same as :meth:`forward`
+        on the windows' frames.
+
+        Args:
+            features: :meth:`frame_features` of the frames the windows hold.
+            index: Tensor[B, K] int64, per window the rows of ``features`` of its K frames in order.
+
+        Returns:
+            ``loc`` Tensor[B, P, 4K] and ``conf`` Tensor[B, P, C + 1] as :meth:`forward`.
+        """
+        if index.dim() != 2 or index.shape[1] != self.k:
+            raise ConfigError(f"window index of shape {tuple(index.shape)}: expected [B, K={self.k}]")
+        norm = self.backbone.l2norm if isinstance(getattr(self.backbone, "l2norm", None), StreamL2Norm) else None
+        n_sources = len(next(iter(features.maps.values())))
+        fused = []
+        for s in range(n_sources):
+            parts = []
+            for k in range(self.k):
+                f = features.maps[features.streams[k]][s][index[:, k]]
+                if norm is not None and s == features.scaled:
+                    f = f * norm.weight[k].view(1, -1, 1, 1)
+                parts.append(f)
+            fused.append(torch.cat(parts, 1))
+        loc, conf = self.head(fused)
+        return {"loc": loc, "conf": conf}
+
     def param_groups(self, lr: float) -> list[dict[str, object]]:
         """Optimizer groups as ACT trains: the shared trunk at ``lr / K``, everything else at ``lr``.
 
@@ -317,6 +379,105 @@ class ACTDetector(nn.Module):
         rest = [p for p in self.parameters() if p.requires_grad and id(p) not in trunk_ids]
         groups = [{"params": trunk, "lr": lr / self.k}, {"params": rest, "lr": lr}]
         return [g for g in groups if g["params"]]
+
+
+@dataclass
+class FrameFeatures:
+    """Per-frame trunk maps (:meth:`ACTDetector.frame_features`).
+
+    Attributes:
+        maps: representative stream r -> its source maps Tensor[N, C_s, F_s, F_s] of the N frames
+            (the per-stream conv4_3 map L2-normalised, not yet scaled).
+        streams: per window position k (K entries) the representative stream whose maps it uses.
+        scaled: the index of the source map that the per-stream conv4_3 scales apply to (None: no
+            per-stream scale).
+    """
+
+    maps: dict[int, list[Tensor]]
+    streams: list[int]
+    scaled: int | None
+
+    def __len__(self) -> int:
+        return int(next(iter(self.maps.values()))[0].shape[0])
+
+    def rows(self, start: int) -> FrameFeatures:
+        """The frames from row ``start`` on."""
+        return FrameFeatures({r: [f[start:] for f in fs] for r, fs in self.maps.items()}, self.streams, self.scaled)
+
+    def cat(self, later: FrameFeatures) -> FrameFeatures:
+        """These frames followed by ``later``'s (features of the same detector)."""
+        maps = {r: [torch.cat([a, b]) for a, b in zip(fs, later.maps[r])] for r, fs in self.maps.items()}
+        return FrameFeatures(maps, self.streams, self.scaled)
+
+
+class _StreamProbe:
+    """Records, while the trunk runs as stream 0, the input size of each per-stream convolution,
+    so the streams that compute the same maps can be grouped."""
+
+    def __init__(self) -> None:
+        self.seen: list[tuple[StreamDilatedConv2d, int, int]] = []
+
+    def groups(self, k: int) -> list[list[int]]:
+        keys: dict[tuple, list[int]] = {}
+        for stream in range(k):
+            key = tuple(conv.taps(stream, h, w) for conv, h, w in self.seen)
+            keys.setdefault(key, []).append(stream)
+        return list(keys.values())
+
+
+class _AsStream(nn.Module):
+    """A per-stream convolution applied to every map as one stream (parameters shared, not copied)."""
+
+    def __init__(self, conv: StreamDilatedConv2d, stream: int, probe: _StreamProbe | None) -> None:
+        super().__init__()
+        self.__dict__["conv"] = conv  # not a submodule: the view owns no parameters
+        self.stream, self.probe = int(stream), probe
+
+    def forward(self, x: Tensor) -> Tensor:
+        if self.probe is not None:
+            self.probe.seen.append((self.conv, int(x.shape[-2]), int(x.shape[-1])))
+        return self.conv.forward_stream(x, self.stream)
+
+
+class _Unscaled(nn.Module):
+    """:class:`StreamL2Norm` without its per-stream scale (the same arithmetic); marks its output."""
+
+    def __init__(self, eps: float, outputs: list[Tensor]) -> None:
+        super().__init__()
+        self.eps, self.outputs = float(eps), outputs
+
+    def forward(self, x: Tensor) -> Tensor:
+        y = x / (x.pow(2).sum(dim=1, keepdim=True).sqrt() + self.eps)
+        self.outputs.append(y)
+        return y
+
+
+def _stream_view(module: nn.Module, stream: int, probe: _StreamProbe | None, marks: list[Tensor]) -> nn.Module:
+    """``module`` with its per-stream layers replaced by their view as ``stream`` (other layers and all
+    parameters shared); ``module`` itself when it holds no per-stream layer."""
+    if isinstance(module, StreamDilatedConv2d):
+        return _AsStream(module, stream, probe)
+    if isinstance(module, StreamL2Norm):
+        return _Unscaled(module.eps, marks)
+    if not any(isinstance(m, (StreamDilatedConv2d, StreamL2Norm)) for m in module.modules()):
+        return module
+    clone = copy.copy(module)
+    clone.__dict__["_modules"] = {
+        name: _stream_view(child, stream, probe, marks) if child is not None else None
+        for name, child in module._modules.items()
+    }
+    return clone
+
+
+def _run_as_stream(
+    backbone: nn.Module, frames: Tensor, stream: int, probe: _StreamProbe | None
+) -> tuple[list[Tensor], int | None]:
+    """The backbone's source maps of ``frames`` as stream ``stream`` computes them (conv4_3 unscaled),
+    and the index of the unscaled source map (None: none)."""
+    marks: list[Tensor] = []
+    sources = list(_stream_view(backbone, stream, probe, marks)(frames))
+    scaled = next((i for i, f in enumerate(sources) for m in marks if f is m), None)
+    return sources, scaled
 
 
 @register_model("act_vgg16", task="action", family="act")

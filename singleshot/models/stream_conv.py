@@ -32,21 +32,37 @@ class StreamDilatedConv2d(nn.Conv2d):
         super().__init__(in_channels, out_channels, 3, padding=int(dilations[0]), dilation=int(dilations[0]))
         self.dilations = tuple(int(d) for d in dilations)
 
+    def taps(self, stream: int, h: int, w: int) -> tuple[int, int]:
+        """Stream ``stream``'s effective (dilation h, dilation w) on an h x w map; 0: only the centre
+        row/column reaches the map."""
+        d = self.dilations[stream]
+        return (d if d < h else 0, d if d < w else 0)
+
+    def _conv(self, x: Tensor, taps: tuple[int, int]) -> Tensor:
+        dh, dw = taps
+        weight = self.weight[:, :, slice(None) if dh else slice(1, 2), slice(None) if dw else slice(1, 2)]
+        return F.conv2d(x, weight, self.bias, padding=(dh, dw), dilation=(max(dh, 1), max(dw, 1)))
+
+    def stream_groups(self, h: int, w: int) -> list[list[int]]:
+        """The streams that compute the same map on an h x w input, grouped (first stream first)."""
+        groups: dict[tuple[int, int], list[int]] = {}
+        for s in range(len(self.dilations)):
+            groups.setdefault(self.taps(s, h, w), []).append(s)
+        return list(groups.values())
+
+    def forward_stream(self, x: Tensor, stream: int) -> Tensor:
+        """Every map of ``x`` Tensor[N, C, H, W] as stream ``stream`` convolves it (no frame folding)."""
+        return self._conv(x, self.taps(int(stream), x.shape[-2], x.shape[-1]))
+
     def forward(self, x: Tensor) -> Tensor:
         n, c, h, w = x.shape
         k = len(self.dilations)
         if n % k:
             raise ValueError(f"StreamDilatedConv2d with {k} streams got a batch of {n} maps, not a multiple of {k}")
-        groups: dict[tuple[int, int], list[int]] = {}
-        for s, d in enumerate(self.dilations):  # 0: only the centre row/column reaches the map
-            groups.setdefault((d if d < h else 0, d if d < w else 0), []).append(s)
         frames = x.view(n // k, k, c, h, w)
         out: list[Tensor | None] = [None] * k
-        for (dh, dw), streams in groups.items():
-            weight = self.weight[:, :, slice(None) if dh else slice(1, 2), slice(None) if dw else slice(1, 2)]
-            y = F.conv2d(
-                frames[:, streams].flatten(0, 1), weight, self.bias, padding=(dh, dw), dilation=(max(dh, 1), max(dw, 1))
-            )
+        for streams in self.stream_groups(h, w):
+            y = self._conv(frames[:, streams].flatten(0, 1), self.taps(streams[0], h, w))
             for i, s in enumerate(streams):
                 out[s] = y.view(n // k, len(streams), -1, h, w)[:, i]
         return torch.stack(out, dim=1).flatten(0, 1)  # type: ignore[arg-type]

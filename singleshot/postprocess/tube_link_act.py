@@ -42,6 +42,7 @@ logger = logging.getLogger(__name__)
 
 __all__ = [
     "ACTLinkParams",
+    "OnlineACTLinker",
     "link_act",
     "moc_link_params",
     "nms_tubelets",
@@ -264,6 +265,58 @@ def link_act(
             if score >= p.min_score and chain[-1][0] + k - chain[0][0] >= p.min_length:
                 out.append(_build_tube(chain, k, video, label, score))
     return out
+
+
+class OnlineACTLinker:
+    """ACT's linking advanced frame by frame as tubelets arrive, handing out each tube as soon as
+    it is closed (its last tubelet started ``max_gap`` frames ago without a successor).
+
+    Over a finite video, the tubes of :meth:`step` and :meth:`finish` together are those of
+    :func:`link_act` on the same tubelets (the same chains, scores and boxes), in the order they
+    close. Memory holds the open chains only.
+
+    Args:
+        video: the video's name. k: tubelet length. num_classes: labels 0 … C-1.
+        params: ACT's values by default.
+    """
+
+    def __init__(self, video: str, k: int, num_classes: int, params: ACTLinkParams | None = None) -> None:
+        self.video, self.k, self.p = video, int(k), params or ACTLinkParams()
+        self.linkers = [_ClassLinker(self.k, self.p) for _ in range(int(num_classes))]
+        self.frame = 0
+
+    def _tube(self, chain: Chain, label: int) -> Tube | None:
+        score = sum(s for _, _, s in chain) / len(chain)
+        if score >= self.p.min_score and chain[-1][0] + self.k - chain[0][0] >= self.p.min_length:
+            return _build_tube(chain, self.k, self.video, label, score)
+        return None
+
+    def step(self, frame: int, tubelets: Mapping[int, tuple[np.ndarray, np.ndarray]]) -> list[Tube]:
+        """Link the tubelets starting at ``frame`` (``{label: (boxes [N, K, 4], scores [N])}``; frames
+        must come in increasing order, missing labels have none); returns the tubes closed now."""
+        if frame <= self.frame:
+            raise ValueError(f"{self.video}: frame {frame} after frame {self.frame}: frames must increase")
+        empty = (np.zeros((0, self.k, 4)), np.zeros(0))
+        closed: list[Tube] = []
+        for f in range(self.frame + 1, frame + 1):
+            for label, linker in enumerate(self.linkers):
+                boxes, scores = tubelets.get(label, empty) if f == frame else empty
+                linker.step(
+                    f, np.asarray(boxes, dtype=np.float64), np.asarray(scores, dtype=np.float64).reshape(-1), None
+                )
+                if linker.finished:
+                    closed += [t for t in (self._tube(c, label) for c in linker.finished) if t is not None]
+                    linker.finished = []
+        self.frame = frame
+        return closed
+
+    def finish(self) -> list[Tube]:
+        """The tubes still open at the end of the video (then the linker is empty)."""
+        out: list[Tube] = []
+        for label, linker in enumerate(self.linkers):
+            out += [t for t in (self._tube(c, label) for c in linker.tubes()) if t is not None]
+            linker.finished, linker.chains = [], []
+        return out
 
 
 def _build_tube(chain: Chain, k: int, video: str, label: int, tube_score: float) -> Tube:

@@ -10,6 +10,7 @@ restoring the best weights, saving them, the result dict) is written once, here,
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import logging
@@ -24,15 +25,16 @@ import torch
 from torch import Tensor, nn
 from torch.utils.data import Dataset
 
-from singleshot.config import build_config, config_to_dict, load_yaml_mapping
-from singleshot.engine.distributed import cleanup, get_rank, get_world_size, init_distributed
+from singleshot.config import ModeSpec, build_config, config_to_dict, fixed_keys, load_yaml_mapping
+from singleshot.data.check import CheckReport, Fault, format_faults
+from singleshot.engine.distributed import broadcast_object, cleanup, get_rank, get_world_size, init_distributed
 from singleshot.engine.run import train_and_restore_best
 from singleshot.engine.sampler import build_train_loader
 from singleshot.engine.seed import seed_everything
 from singleshot.engine.train_config import EngineOptions, TrainConfig, train_config_for
 from singleshot.engine.trainer import Evaluate, LossFn, PrepareBatch, Trainer
 from singleshot.engine.weights import save_weights
-from singleshot.errors import ConfigError
+from singleshot.errors import ConfigError, DataError
 from singleshot.models.act import ACT_PRIORS_2X2, ACT_PRIORS_3X3
 from singleshot.ops.priors import PriorSpec, prior_spec
 
@@ -49,6 +51,8 @@ __all__ = [
     "fit",
     "input_convention",
     "make_config",
+    "mode_specs",
+    "with_mode_help",
     "metric_floats",
     "module_prefixes",
     "param_group_summary",
@@ -57,6 +61,11 @@ __all__ = [
     "require",
     "run_demo",
     "run_dir",
+    "run_folder",
+    "screen_dataset",
+    "settings_from_training",
+    "write_skipped",
+    "BAD_POLICIES",
     "schedule_summary",
     "ToDevice",
     "TrainingPlan",
@@ -66,8 +75,50 @@ C = TypeVar("C")
 T = TypeVar("T")
 E = TypeVar("E", bound=EngineOptions)
 
+#: ``bad=``: what a dataset fault found by the check before ``train``/``val`` does.
+BAD_POLICIES = ("stop", "skip")
+
 
 # ---------------------------------------------------------------- mode helpers
+def mode_specs(
+    modes: Mapping[str, Callable[[dict[str, str]], Any]],
+    keys: Mapping[str, Sequence[str] | Callable[[Mapping[str, str]], Sequence[str]]],
+    help: Mapping[str, tuple[str, str]],
+    configs: Mapping[str, type],
+    resolve: Mapping[str, Callable[[dict[str, str]], Any]] | None = None,
+) -> dict[str, ModeSpec]:
+    """A family's ``{mode: ModeSpec}`` (what the CLI runs, checks and explains) from its table of
+    mode functions, the keys each mode reads (a tuple, or a function of the arguments), the help
+    lines of its keys, each mode's config class (``"*"``: the default) and the modes whose config is
+    resolved otherwise (a demo's recipe, a member's defaults)."""
+    specs = {}
+    for name, run in modes.items():
+        mode_keys = keys.get(name, ())
+        key_fn = mode_keys if callable(mode_keys) else fixed_keys(mode_keys)
+        summary = _first_sentence(run.__doc__ or name)
+        config = configs.get(name, configs["*"])
+        specs[name] = ModeSpec(run, summary, config, key_fn, help, (resolve or {}).get(name))
+    return specs
+
+
+def with_mode_help(
+    specs: Mapping[str, ModeSpec], overrides: Mapping[str, Mapping[str, tuple[str, str]]]
+) -> dict[str, ModeSpec]:
+    """``specs`` with the help lines of ``overrides[mode]`` over the family's, for the keys that mean
+    something else in that mode (``src=`` of ``action flow`` is a video, of ``convert`` a weights file)."""
+    return {
+        name: dataclasses.replace(spec, help={**spec.help, **overrides[name]}) if name in overrides else spec
+        for name, spec in specs.items()
+    }
+
+
+def _first_sentence(doc: str) -> str:
+    """The first sentence of a docstring's first paragraph, on one line, without RST markup."""
+    paragraph = " ".join(line.strip() for line in doc.strip().split("\n\n")[0].splitlines())
+    end = paragraph.find(". ")
+    return (paragraph if end < 0 else paragraph[: end + 1]).replace("``", "")
+
+
 def make_config(cls: type[C], args: Mapping[str, str], **defaults: Any) -> C:
     """The config ``cls`` of a mode's arguments: ``defaults``, then the ``cfg=`` YAML file, then the
     other arguments (``args`` is not modified)."""
@@ -83,6 +134,31 @@ def explicit_keys(args: Mapping[str, str]) -> set[str]:
     return {str(k).replace("-", "_") for k in set(args) | set(from_yaml)}
 
 
+def settings_from_training(cfg: Any, meta: Mapping[str, Any], keys: Sequence[str], given: set[str]) -> dict[str, Any]:
+    """Set on ``cfg`` the evaluation settings its weights were trained with: each of ``keys`` not in
+    ``given`` (the keys the user typed) takes its value from ``meta["train_config"]`` (the training
+    run's configuration, saved in its weights), so ``val`` of a run's ``best.safetensors`` scores as
+    the run did. Returns the values taken (logged)."""
+    trained = meta.get("train_config") or {}
+    taken: dict[str, Any] = {}
+    for key in keys:
+        if key in given or key not in trained or not hasattr(cfg, key):
+            continue
+        current = getattr(cfg, key)
+        value = trained[key]
+        if isinstance(current, tuple) and isinstance(value, list):
+            value = tuple(value)
+        if value != current:
+            setattr(cfg, key, value)
+            taken[key] = value
+    if taken:
+        logger.info(
+            "evaluation settings of the training run (from the weights; pass a key to change it): %s",
+            ", ".join(f"{k}={v}" for k, v in taken.items()),
+        )
+    return taken
+
+
 def require(cfg: Any, *keys: str) -> None:
     """Fail naming every key of ``keys`` that ``cfg`` leaves empty (``from_`` is shown as ``from=``)."""
     missing = [k for k in keys if not getattr(cfg, k)]
@@ -90,11 +166,64 @@ def require(cfg: Any, *keys: str) -> None:
         raise ConfigError(f"missing required key(s): {', '.join(k.rstrip('_') + '=...' for k in missing)}")
 
 
-def run_dir(cfg: EngineOptions, mode: str) -> Path:
-    """``project/name`` for training, ``project/<mode>`` otherwise; an existing folder is reused."""
-    out = Path(cfg.project) / (cfg.name if mode == "train" else mode)
-    out.mkdir(parents=True, exist_ok=True)
+def run_dir(cfg: EngineOptions, mode: str, *, resume: bool = False, create: bool = True) -> Path:
+    """The run folder of ``mode`` (``train``, ``val``, ``predict``): ``project/name``, ``name``
+    defaulting to ``mode``; created and logged.
+
+    An existing ``project/name`` is never reused silently: the first of ``name2``, ``name3``, ...
+    that does not exist is taken (each try is one ``mkdir``, so two runs started together never
+    share a folder). ``exist_ok`` reuses ``project/name``; ``resume`` returns it as it is and fails
+    unless it holds ``last.pt``. ``create=False`` (a dry run) names the folder without creating it.
+    """
+    base = Path(cfg.project) / (cfg.name or mode)
+    if resume:
+        if not (base / "last.pt").is_file():
+            raise ConfigError(f"resume: {base / 'last.pt'} not found; nothing to resume (set resume=false to start)")
+        out = base
+    elif cfg.exist_ok:
+        if base.exists() and not base.is_dir():
+            raise ConfigError(f"project/name: {base} exists and is not a folder")
+        out = base
+        if create:
+            base.mkdir(parents=True, exist_ok=True)
+    else:
+        out = _free_run_dir(base, create)
+    if create:
+        logger.info("%s: writing to %s", mode, out)
     return out
+
+
+@contextlib.contextmanager
+def run_folder(cfg: EngineOptions, mode: str) -> Iterator[Path]:
+    """:func:`run_dir` of ``mode`` for the body of a ``with``: when the body fails and leaves the
+    folder it was given empty, the folder is removed, so that a failed call (a missing ``source=``)
+    neither leaves an empty folder nor uses up a number (with ``exist_ok`` the folder is kept)."""
+    out = run_dir(cfg, mode)
+    try:
+        yield out
+    except BaseException:
+        if not cfg.exist_ok:
+            with contextlib.suppress(OSError):
+                out.rmdir()  # only an empty folder goes
+        raise
+
+
+def _free_run_dir(base: Path, create: bool) -> Path:
+    """The first of ``base``, ``base2``, ``base3``, ... that does not exist (made when ``create``)."""
+    if create:
+        base.parent.mkdir(parents=True, exist_ok=True)
+    n = 1
+    while True:
+        out = base if n == 1 else base.with_name(f"{base.name}{n}")
+        if not create and not out.exists():
+            return out
+        if create:
+            try:
+                out.mkdir()
+                return out
+            except FileExistsError:  # taken (a folder or a file): try the next number
+                pass
+        n += 1
 
 
 def metric_floats(metrics: Mapping[str, Any], keys: Sequence[str] | None = None) -> dict[str, float]:
@@ -142,6 +271,39 @@ def ensure_dataset(root: str | Path, key: str, write: Callable[[Path], object]) 
     write(root)
     marker.touch()
     return root
+
+
+def screen_dataset(report: CheckReport, bad: str) -> set[str]:
+    """The items to leave out of a dataset after its check ``report`` (see
+    :mod:`singleshot.data.check`), by the ``bad=`` policy.
+
+    No fault: nothing. ``bad=stop``, or a fault that makes the whole dataset unusable: a
+    :class:`~singleshot.errors.DataError` whose message is the table of every fault. ``bad=skip``:
+    the table is logged and the faulty items are returned.
+    """
+    if bad not in BAD_POLICIES:
+        raise ConfigError(f"bad={bad!r}: expected one of {', '.join(BAD_POLICIES)}")
+    if report.ok:
+        logger.info("dataset check: %s", report.summary())
+        return set()
+    if bad == "stop" or report.fatal:
+        advice = (
+            "these faults leave nothing to train on"
+            if report.fatal
+            else "fix them, or pass bad=skip to use the other items"
+        )
+        raise DataError(f"dataset check found faults ({advice}):\n{report.table()}")
+    logger.warning("dataset check (bad=skip leaves these items out):\n%s", report.table())
+    return report.bad_items
+
+
+def write_skipped(folder: Path, faults: Sequence[Fault]) -> Path:
+    """``folder/skipped.txt``: the table of the faults whose items a ``bad=skip`` run left out."""
+    path = Path(folder) / "skipped.txt"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(format_faults(list(faults)) + "\n")
+    logger.info("the %d skipped item(s) are listed in %s", len({f.item for f in faults}), path)
+    return path
 
 
 # ---------------------------------------------------------------- training
@@ -210,6 +372,8 @@ class TrainingPlan:
             folder, ``best.safetensors`` first (fit adds ``metrics`` and ``epoch`` to each metadata);
             None: ``{"best.safetensors": (model, meta)}``.
         report: the best metrics -> the family's part of the result (None: the metrics as they are).
+        skipped: the dataset faults whose items ``bad=skip`` left out (see :func:`screen_dataset`);
+            fit writes them to ``skipped.txt`` in the run folder.
     """
 
     model: nn.Module
@@ -225,16 +389,38 @@ class TrainingPlan:
     metric_keys: Sequence[str] | None = None
     files: Callable[[], dict[str, tuple[nn.Module | Mapping[str, Tensor], dict[str, Any]]]] | None = None
     report: Callable[[dict[str, float]], dict[str, Any]] | None = None
+    skipped: Sequence[Fault] = ()
+
+
+def _agreed_train_dir(cfg: EngineOptions) -> Path:
+    """The training run folder (:func:`run_dir` of ``"train"``; not created for a dry run), chosen
+    by the first process alone and sent to the others, so that a ``torchrun`` job never numbers its
+    folder once per process; an error choosing it is raised in every process."""
+    chosen: str | None = None
+    error: Exception | None = None
+    if get_rank() == 0:
+        try:
+            chosen = str(run_dir(cfg, "train", resume=cfg.resume, create=not cfg.dry_run))
+        except (ConfigError, OSError) as exc:
+            error = exc
+    chosen, error = broadcast_object((chosen, error))
+    if error is not None:
+        raise error
+    assert chosen is not None
+    return Path(chosen)
 
 
 def fit(cfg: E, build: Callable[[str, int], TrainingPlan]) -> dict[str, Any] | None:
     """Train what ``build(device, world_size)`` plans; returns the best metrics plus the output paths.
 
     In order: start the process group (under ``torchrun``), check that the global ``batch`` splits
-    evenly over the processes, seed everything, ``build``, then the loader, the engine settings of
-    ``cfg``, the :class:`~singleshot.engine.trainer.Trainer`, training, the best weights back into
-    the model, and the weights files under ``project/name``. Only the first process writes the
-    weights and returns the result (the others: None).
+    evenly over the processes, seed everything, ``build``, then the loader, the run folder
+    (:func:`run_dir`: ``project/name``, or the next free ``name2``, ... unless ``exist_ok`` or
+    ``resume``; the first process picks it for all), the engine settings of ``cfg``, the
+    :class:`~singleshot.engine.trainer.Trainer`, training, the best weights back into the model, and
+    the weights files in the run folder (``config.yaml`` records the folder's name as ``name``, so
+    ``cfg=<run>/config.yaml resume=true`` continues that run). Only the first process writes the
+    weights and returns the result, the folder as ``out`` and ``save_dir`` (the others: None).
 
     ``cfg.dry_run``: everything up to and including the trainer (so the optimizer's parameter groups
     and the schedule are the ones training would use), then :func:`dry_run_summary` is returned (the
@@ -255,7 +441,9 @@ def fit(cfg: E, build: Callable[[str, int], TrainingPlan]) -> dict[str, Any] | N
         collate_fn=plan.collate_fn,
         device=device,
     )
-    out = Path(cfg.project) / cfg.name if cfg.dry_run else run_dir(cfg, "train")
+    out = _agreed_train_dir(cfg)
+    if plan.skipped and not cfg.dry_run and get_rank() == 0:
+        write_skipped(out, plan.skipped)
     tcfg = train_config_for(cfg, len(loader), out, device)
     trainer = Trainer(
         plan.train_model if plan.train_model is not None else plan.model,
@@ -265,7 +453,7 @@ def fit(cfg: E, build: Callable[[str, int], TrainingPlan]) -> dict[str, Any] | N
         plan.prepare_batch,
         plan.evaluate,
         plan.metric_key,
-        run_config=config_to_dict(cfg),
+        run_config=dict(config_to_dict(cfg), name=str(Path(cfg.name or "train").parent / out.name)),
         param_groups=plan.param_groups,
     )
     if cfg.dry_run:
@@ -281,7 +469,13 @@ def fit(cfg: E, build: Callable[[str, int], TrainingPlan]) -> dict[str, Any] | N
         save_weights(out / name, weights, dict(meta, metrics=best, epoch=run.epoch))
     cleanup()
     result = plan.report(best) if plan.report is not None else dict(best)
-    result.update(epochs=run.epoch, train_seconds=run.seconds, weights=str(out / next(iter(files))), out=str(out))
+    result.update(
+        epochs=run.epoch,
+        train_seconds=run.seconds,
+        weights=str(out / next(iter(files))),
+        out=str(out),
+        save_dir=str(out),
+    )
     return result
 
 

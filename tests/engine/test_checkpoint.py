@@ -3,15 +3,21 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
+import os
 import random
+import stat
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
-from singleshot.engine.checkpoint import atomic_write, load_checkpoint, save_checkpoint
+from singleshot.engine import checkpoint
+from singleshot.engine.checkpoint import atomic_write, current_umask, load_checkpoint, save_checkpoint
 from singleshot.engine.seed import get_rng_state, set_rng_state
+from singleshot.engine.weights import save_weights
 from singleshot.errors import WeightsError
 
 
@@ -105,3 +111,54 @@ def test_load_checkpoint_refuses_pickled_objects(tmp_path: Path) -> None:
     (tmp_path / "trunc.pt").write_bytes(path.read_bytes()[:40])
     with pytest.raises(WeightsError, match="trunc.pt"):
         load_checkpoint(tmp_path / "trunc.pt")
+
+
+@contextlib.contextmanager
+def umask(mask: int) -> Iterator[None]:
+    old = os.umask(mask)
+    try:
+        yield
+    finally:
+        os.umask(old)
+
+
+def _mode(path: Path) -> int:
+    return stat.S_IMODE(path.stat().st_mode)
+
+
+@pytest.mark.skipif(os.name != "posix", reason="POSIX permission bits")
+@pytest.mark.parametrize("mask", [0o022, 0o077, 0o002])
+def test_written_files_follow_the_umask(tmp_path: Path, mask: int) -> None:
+    """Checkpoints, weights and any atomic write get ``0o666 & ~umask``, as ``open(path, "w")``
+    gives, not mkstemp's 0o600."""
+    with umask(mask):
+        assert current_umask() == mask
+        save_checkpoint(tmp_path / "last.pt", _state(1.0))
+        save_weights(tmp_path / "best.safetensors", torch.nn.Linear(2, 1), {"architecture": "x"})
+        atomic_write(tmp_path / "results.csv", lambda f: f.write(b"epoch\n"))
+        (tmp_path / "plain.txt").write_text("reference")
+    expected = 0o666 & ~mask
+    assert _mode(tmp_path / "plain.txt") == expected
+    for name in ("last.pt", "best.safetensors", "results.csv"):
+        assert _mode(tmp_path / name) == expected, name
+    assert load_checkpoint(tmp_path / "last.pt")["epoch"] == 3
+
+
+@pytest.mark.skipif(os.name != "posix", reason="POSIX permission bits")
+def test_rewriting_keeps_the_files_own_mode_as_open_does(tmp_path: Path) -> None:
+    path = tmp_path / "last.pt"
+    with umask(0o022):
+        save_checkpoint(path, _state(1.0))
+        path.chmod(0o640)  # the user's choice for this file
+        save_checkpoint(path, _state(2.0))
+    assert _mode(path) == 0o640 and torch.all(load_checkpoint(path)["model"]["weight"] == 2.0)
+
+
+def test_umask_without_proc_is_read_and_put_back(monkeypatch: pytest.MonkeyPatch) -> None:
+    def no_proc(*args: object, **kwargs: object) -> None:
+        raise OSError("no /proc here")
+
+    monkeypatch.setattr(checkpoint, "open", no_proc, raising=False)
+    with umask(0o027):
+        assert current_umask() == 0o027
+        assert current_umask() == 0o027  # the fallback restored the mask it read

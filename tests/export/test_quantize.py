@@ -83,3 +83,12 @@ def test_errors(float_model: tuple[nn.Module, Path], tmp_path: Path) -> None:
         quantize_static_onnx(src, tmp_path / "q.onnx", _calibration(1), activation_type="int4")
     with pytest.raises(WeightsError, match="not found"):
         quantize_static_onnx(tmp_path / "missing.onnx", tmp_path / "q.onnx", _calibration(1))
+
+
+def test_reduce_range_follows_the_cpu() -> None:
+    from singleshot.export.quantize import needs_reduce_range
+
+    assert needs_reduce_range("processor : 0\nflags : fpu sse avx2 fma\n") is True  # AVX2, no VNNI: saturates
+    assert needs_reduce_range("flags : fpu avx2 avx512f avx512_vnni\n") is False
+    assert needs_reduce_range("flags : fpu avx2 avx_vnni\n") is False
+    assert needs_reduce_range("Features : fp asimd\n") is False  # ARM

@@ -336,3 +336,58 @@ def test_act_linking_matches_a_loop_implementation(params: ACTLinkParams) -> Non
         for (f1, b1, s1), (f2, b2, s2) in zip(mine_t, ref):
             assert f1 == f2 and s1 == pytest.approx(s2)
             np.testing.assert_allclose(b1, b2, rtol=1e-5, atol=1e-3)
+
+
+def _random_tubelets(
+    seed: int, frames: int, k: int, labels: int
+) -> dict[int, dict[int, tuple[np.ndarray, np.ndarray]]]:
+    """Tubelets of a few moving actors plus clutter, with gaps, some labels absent at times."""
+    rng = np.random.default_rng(seed)
+    out: dict[int, dict[int, tuple[np.ndarray, np.ndarray]]] = {}
+    spans = [(1, frames // 2), (frames // 3, frames), (1, frames)]  # the first actor leaves half-way
+    actors = [(rng.uniform(20, 200, 2), rng.uniform(-3, 3, 2), int(rng.integers(labels)), span) for span in spans]
+    for start in range(1, frames - k + 2):
+        if rng.random() < 0.1:  # a start frame without tubelets
+            continue
+        per_label: dict[int, tuple[list, list]] = {}
+        for pos, vel, label, (first, last) in actors:
+            if not first <= start <= last:
+                continue
+            t = np.arange(start, start + k)[:, None]
+            xy = pos + vel * t + rng.normal(0, 2, (k, 2))
+            per_label.setdefault(label, ([], []))[0].append(np.concatenate([xy, xy + 40], axis=1))
+            per_label[label][1].append(rng.uniform(0.2, 0.9))
+        for _ in range(int(rng.integers(0, 4))):
+            label = int(rng.integers(labels))
+            xy = rng.uniform(0, 250, 2) + np.zeros((k, 2))
+            per_label.setdefault(label, ([], []))[0].append(np.concatenate([xy, xy + 30], axis=1))
+            per_label[label][1].append(rng.uniform(0.0, 0.5))
+        out[start] = {lab: (np.array(b, np.float64), np.array(s)) for lab, (b, s) in per_label.items()}
+    return out
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+@pytest.mark.parametrize("k", [2, 6])
+def test_online_linking_gives_the_offline_tubes(seed: int, k: int) -> None:
+    from singleshot.postprocess.tube_link_act import OnlineACTLinker
+
+    tubelets = _random_tubelets(seed, 70, k, 3)
+    offline = link_act(tubelets, "v", k)
+    online = OnlineACTLinker("v", k, 3)
+    got, closed_at = [], []
+    for start in sorted(tubelets):
+        new = online.step(start, tubelets[start])
+        got += new
+        closed_at += [start] * len(new)
+    early = len(got)
+    got += online.finish()
+    key = lambda t: (t.label, int(t.frames[0]), round(t.score, 9))
+    assert sorted(map(key, got)) == sorted(map(key, offline))
+    by_key = {key(t): t for t in offline}
+    for t in got:
+        ref = by_key[key(t)]
+        np.testing.assert_array_equal(t.frames, ref.frames)
+        np.testing.assert_allclose(t.boxes, ref.boxes)
+    assert early > 0  # some tubes were handed out before the video ended
+    for t, at in zip(got[:early], closed_at):
+        assert at >= int(t.frames[-1]) - k + 1 + 5  # closed once max_gap (5) starts passed without a successor

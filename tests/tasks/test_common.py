@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import json
+import os
+import stat
+import subprocess
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 import torch
+import yaml
 from torch import Tensor, nn
 from torch.utils.data import Dataset
 
@@ -128,7 +133,36 @@ def test_require_names_every_missing_key_and_run_dir(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match=r"data=\.\.\., src=\.\.\."):
         require(cfg, "data", "src", "name")
     assert run_dir(cfg, "train") == tmp_path / "p" / "exp" and (tmp_path / "p" / "exp").is_dir()
-    assert run_dir(cfg, "val") == tmp_path / "p" / "val"
+    assert run_dir(cfg, "val") == tmp_path / "p" / "exp2"  # name= is every mode's; exp is taken
+    unnamed = Options(project=str(tmp_path / "p"))
+    assert run_dir(unnamed, "val") == tmp_path / "p" / "val"  # no name: the mode's
+
+
+def test_run_dir_numbers_taken_folders_unless_exist_ok_or_resume(tmp_path: Path) -> None:
+    cfg = Options(project=str(tmp_path))
+    got = [run_dir(cfg, "predict") for _ in range(3)]
+    assert got == [tmp_path / "predict", tmp_path / "predict2", tmp_path / "predict3"]
+    assert all(p.is_dir() for p in got)
+    (tmp_path / "predict2").rmdir()  # the first free number, as ultralytics' increment_path
+    assert run_dir(cfg, "predict", create=False) == tmp_path / "predict2" and not (tmp_path / "predict2").exists()
+    assert run_dir(cfg, "predict") == tmp_path / "predict2"
+    (tmp_path / "predict4").write_text("a file takes the name too")
+    assert run_dir(cfg, "predict") == tmp_path / "predict5"
+    (tmp_path / "predict" / "old.txt").write_text("kept")
+    reused = Options(project=str(tmp_path), exist_ok=True)
+    assert run_dir(reused, "predict") == tmp_path / "predict" and (tmp_path / "predict" / "old.txt").is_file()
+    assert run_dir(reused, "val") == tmp_path / "val" and (tmp_path / "val").is_dir()  # created when missing
+    with pytest.raises(ConfigError, match="not a folder"):
+        run_dir(Options(project=str(tmp_path), name="predict4", exist_ok=True), "predict")
+    # resume: project/name itself, which must hold last.pt; nothing is created
+    named = Options(project=str(tmp_path), name="exp")
+    with pytest.raises(ConfigError, match=r"resume: .*exp/last\.pt not found"):
+        run_dir(named, "train", resume=True)
+    assert not (tmp_path / "exp").exists()
+    (tmp_path / "exp").mkdir()
+    (tmp_path / "exp" / "last.pt").write_bytes(b"")
+    assert run_dir(named, "train", resume=True) == tmp_path / "exp"
+    assert run_dir(named, "train") == tmp_path / "exp2"
 
 
 def test_metric_floats() -> None:
@@ -169,14 +203,78 @@ def test_fit_trains_saves_and_reports(tmp_path: Path) -> None:
     cfg = Options(project=str(tmp_path), name="run")
     result = fit(cfg, lambda device, world: plan_for(cfg))
     assert result is not None
-    assert list(result) == ["neg_mse", "count", "epochs", "train_seconds", "weights", "out"]
-    assert result["epochs"] == 2 and result["out"] == str(tmp_path / "run")
+    assert list(result) == ["neg_mse", "count", "epochs", "train_seconds", "weights", "out", "save_dir"]
+    assert result["epochs"] == 2 and result["out"] == result["save_dir"] == str(tmp_path / "run")
     state, meta = load_weights(result["weights"])
     assert (
         meta["width"] == 8 and meta["epoch"] == 2 and meta["metrics"] == {"neg_mse": result["neg_mse"], "count": 16.0}
     )
     assert set(state) == {"body.0.weight", "body.0.bias", "body.2.weight", "body.2.bias"}
     assert (tmp_path / "run" / "last.pt").exists() and (tmp_path / "run" / "config.yaml").exists()
+
+
+def test_fit_numbers_a_second_run_and_resume_or_exist_ok_reuse_the_folder(tmp_path: Path) -> None:
+    cfg = Options(project=str(tmp_path), epochs=1)
+    first = fit(cfg, lambda device, world: plan_for(cfg))
+    second = fit(cfg, lambda device, world: plan_for(cfg))
+    assert first is not None and second is not None
+    assert (first["save_dir"], second["save_dir"]) == (str(tmp_path / "train"), str(tmp_path / "train2"))
+    assert (tmp_path / "train" / "best.safetensors").is_file()  # the first run is left alone
+    assert second["weights"] == str(tmp_path / "train2" / "best.safetensors")
+    saved = yaml.safe_load((tmp_path / "train2" / "config.yaml").read_text())
+    assert saved["name"] == "train2"  # cfg=train2/config.yaml resume=true continues this run
+    # cfg=train2/config.yaml resume=true continues train2 in place (2 epochs now), from its last.pt
+    more = make_config(Options, {"cfg": str(tmp_path / "train2" / "config.yaml"), "resume": "true", "epochs": "2"})
+    assert more.name == "train2"
+    resumed = fit(more, lambda device, world: plan_for(more))
+    assert resumed is not None and resumed["save_dir"] == str(tmp_path / "train2") and resumed["epochs"] == 2
+    missing = Options(project=str(tmp_path), name="nothing", resume=True)
+    with pytest.raises(ConfigError, match="nothing/last.pt not found"):
+        fit(missing, lambda device, world: plan_for(missing))
+    again = Options(project=str(tmp_path), epochs=1, exist_ok=True)
+    reused = fit(again, lambda device, world: plan_for(again))
+    assert reused is not None and reused["save_dir"] == str(tmp_path / "train")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["train", "train2"]
+
+
+@pytest.mark.skipif(os.name != "posix", reason="POSIX permission bits")
+@pytest.mark.parametrize("mask", [0o022, 0o077])
+def test_run_files_follow_the_umask(tmp_path: Path, mask: int) -> None:
+    cfg = Options(project=str(tmp_path), epochs=1)
+    old = os.umask(mask)
+    try:
+        result = fit(cfg, lambda device, world: plan_for(cfg))
+    finally:
+        os.umask(old)
+    assert result is not None
+    run = Path(result["save_dir"])
+    for name in ("last.pt", "best.pt", "best.safetensors", "config.yaml", "results.csv"):
+        assert stat.S_IMODE((run / name).stat().st_mode) == 0o666 & ~mask, name
+    assert stat.S_IMODE(run.stat().st_mode) == 0o777 & ~mask
+
+
+def test_only_the_first_process_picks_the_training_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Another rank creates nothing and takes the folder rank 0 broadcast, or raises its error."""
+    import singleshot.tasks.common as common
+
+    (tmp_path / "train").mkdir()
+    sent: list[Any] = []
+
+    def broadcast(obj: Any) -> Any:
+        sent.append(obj)
+        return (str(tmp_path / "train7"), None)
+
+    monkeypatch.setattr(common, "get_rank", lambda: 1)
+    monkeypatch.setattr(common, "broadcast_object", broadcast)
+    assert common._agreed_train_dir(Options(project=str(tmp_path))) == tmp_path / "train7"
+    assert sent == [(None, None)] and sorted(p.name for p in tmp_path.iterdir()) == ["train"]
+    monkeypatch.setattr(common, "broadcast_object", lambda obj: (None, ConfigError("resume: x/last.pt not found")))
+    with pytest.raises(ConfigError, match="x/last.pt"):
+        common._agreed_train_dir(Options(project=str(tmp_path)))
+    monkeypatch.setattr(common, "get_rank", lambda: 0)
+    monkeypatch.setattr(common, "broadcast_object", lambda obj: sent.append(obj) or obj)
+    assert common._agreed_train_dir(Options(project=str(tmp_path))) == tmp_path / "train2"
+    assert sent[-1] == (str(tmp_path / "train2"), None)
 
 
 def test_fit_is_deterministic_and_takes_groups_files_and_report(tmp_path: Path) -> None:
@@ -249,9 +347,13 @@ def test_run_demo_writes_data_once_metrics_and_restores_threads(tmp_path: Path) 
     assert torch.get_num_threads() == threads
     assert list(result)[-2:] == ["pictures", "demo_seconds"] and result["demo_seconds"] >= 0
     assert json.loads((tmp_path / "demo" / "metrics.json").read_text()) == result
+    assert result["save_dir"] == str(tmp_path / "demo")
     seen.clear()
-    run_demo(Options(project=str(tmp_path), name="demo2", data="given"), "x", write_data, train, lambda c, r: {})
+    # a second demo: the data are not written again and the first run is kept (demo2)
+    again = run_demo(Options(project=str(tmp_path), name="demo", data="given"), "x", write_data, train, lambda c, r: {})
     assert "written" not in seen and seen["data"] == "given"
+    assert again["save_dir"] == str(tmp_path / "demo2") and (tmp_path / "demo2" / "metrics.json").is_file()
+    assert json.loads((tmp_path / "demo" / "metrics.json").read_text()) == result
 
 
 def test_best_evaluation_keeps_the_tables_of_the_best_call() -> None:
@@ -370,3 +472,79 @@ def test_fit_dry_run_builds_the_trainer_but_neither_trains_nor_writes(tmp_path: 
     assert not (tmp_path / "p").exists()
     assert all(torch.equal(v, seen["before"][k]) for k, v in seen["model"].state_dict().items())
     json.dumps(summary)  # plain data
+
+
+DDP_FIT = """
+import dataclasses, os, sys
+from pathlib import Path
+import torch
+from torch import nn
+import singleshot.tasks.common as common
+from singleshot.engine.train_config import EngineOptions
+
+project = Path(sys.argv[1])
+real = common.train_config_for
+
+def recording(cfg, batches, out_dir, device):
+    (project.parent / f"rank{os.environ['RANK']}.txt").write_text(str(out_dir))
+    return real(cfg, batches, out_dir, device)
+
+common.train_config_for = recording
+
+class Net(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.lin = nn.Linear(3, 1)
+    def forward(self, x):
+        return {"y": self.lin(x)}
+
+x = torch.randn(8, 3, generator=torch.Generator().manual_seed(0))
+data = [(x[i], x[i].sum(0, keepdim=True)) for i in range(8)]
+collate = lambda b: (torch.stack([p[0] for p in b]), torch.stack([p[1] for p in b]))
+loss = lambda out, y: {"mse": nn.functional.mse_loss(out["y"], y)}
+cfg = EngineOptions(project=str(project), epochs=1, batch=4, workers=0, checkpoint_every=0, plot_every=0)
+plan = lambda device, world: common.TrainingPlan(
+    Net(), loss, data, collate, lambda m: {"score": 1.0}, "score", {"architecture": "net"},
+    prepare_batch=lambda b, d: b)
+common.fit(cfg, plan)
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not torch.distributed.is_gloo_available(), reason="needs torch.distributed with gloo")
+def test_torchrun_processes_agree_on_the_numbered_folder(tmp_path: Path) -> None:
+    """Two torchrun processes (gloo): with ``train`` taken, both train into ``train2`` and no
+    ``train3`` appears (each process numbering on its own would make one)."""
+    project = tmp_path / "runs"
+    (project / "train").mkdir(parents=True)
+    script = tmp_path / "ddp_fit.py"
+    script.write_text(DDP_FIT)
+    env = {k: v for k, v in os.environ.items() if k not in {"RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR"}}
+    env.update(OMP_NUM_THREADS="1", PYTHONPATH=str(Path(__file__).resolve().parents[2]))
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", str(script)]
+    done = subprocess.run([*cmd, str(project)], env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    chosen = {(tmp_path / f"rank{r}.txt").read_text() for r in (0, 1)}
+    assert chosen == {str(project / "train2")}
+    assert sorted(p.name for p in project.iterdir()) == ["train", "train2"]
+    assert (project / "train2" / "best.safetensors").is_file()
+
+
+def test_settings_from_training_fill_what_the_user_did_not_type() -> None:
+    from dataclasses import dataclass
+
+    from singleshot.tasks.common import settings_from_training
+
+    @dataclass
+    class Cfg:
+        trim: float = 0.0
+        linking: str = ""
+        years: tuple[str, ...] = ("2007",)
+        conf: float = 0.01
+
+    meta = {"train_config": {"trim": 0.05, "linking": "act", "years": ["2007", "2012"], "conf": 0.2, "other": 1}}
+    cfg = Cfg()
+    taken = settings_from_training(cfg, meta, ("trim", "linking", "years", "conf", "other"), given={"conf"})
+    assert taken == {"trim": 0.05, "linking": "act", "years": ("2007", "2012")}
+    assert cfg == Cfg(trim=0.05, linking="act", years=("2007", "2012"), conf=0.01)  # conf was typed: kept
+    assert settings_from_training(Cfg(), {}, ("trim",), set()) == {}  # weights without a training config

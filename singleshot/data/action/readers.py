@@ -15,7 +15,7 @@ All results use 1-based frames, xyxy float32 pixel boxes and 0-based labels.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from pathlib import Path
 
 from singleshot.data.action.readers_act import act_dict_to_annotations, read_act_pickle, write_act_pickle
@@ -66,6 +66,7 @@ def load_action_annotations(
     split_list: str | Path | None = None,
     split: int = 1,
     classes: Sequence[str] | str | Path | None = None,
+    skip: Collection[str] = (),
 ) -> ActionAnnotations:
     """Read action ground truth, whatever its format (see the module docstring).
 
@@ -77,6 +78,8 @@ def load_action_annotations(
             ``testlist{split:02d}.txt`` looked for beside UCF101-24 files and in a YOWO root.
         classes: class names (list or file, one per line) for sources that do not store them
             (YOWO layout, ``finalAnnots.mat``, ``pyannot.pkl``, ground-truth folders).
+        skip: videos (``Class/video``) to leave out, e.g. those a dataset check
+            (:mod:`singleshot.data.action.check`) found faulty: they are not read at all.
 
     Raises:
         DataError: the path is missing, or is none of the accepted forms (the message lists them),
@@ -87,22 +90,22 @@ def load_action_annotations(
         raise DataError(f"{path}: annotation path not found (accepted: {ACCEPTED_FORMS})")
     if path.is_dir():
         if is_yowo_root(path):
-            return read_yowo_root(path, split_list=split_list, split=split, classes=classes)
+            return read_yowo_root(path, split_list=split_list, split=split, classes=classes, skip=skip)
         if is_yowo_groundtruth(path):
-            return _with_split(frame_ground_truth_to_annotations(read_yowo_groundtruth_dir(path, classes)), split_list)
+            return _with_split(_frame_gt(read_yowo_groundtruth_dir(path, classes), skip), split_list, skip)
         raise DataError(f"{path}: folder is not a supported action annotation source (accepted: {ACCEPTED_FORMS})")
     suffix = path.suffix.lower()
     if suffix == ".mat":
-        return read_ucf24_mat(path, split_list=split_list, split=split, classes=classes)
+        return read_ucf24_mat(path, split_list=split_list, split=split, classes=classes, skip=skip)
     if suffix == ".zip":
-        return _with_split(frame_ground_truth_to_annotations(read_yowo_groundtruth_dir(path, classes)), split_list)
+        return _with_split(_frame_gt(read_yowo_groundtruth_dir(path, classes), skip), split_list, skip)
     if suffix in (".pkl", ".pickle"):
         data = safe_load_pickle(path)
         if isinstance(data, dict) and "gttubes" in data and "labels" in data:
-            ann = act_dict_to_annotations(data, str(path), split)
-            return _with_split(ann, split_list)
+            ann = act_dict_to_annotations(data, str(path), split, skip)
+            return _with_split(ann, split_list, skip)
         if is_pyannot_dict(data):
-            return read_ucf24_pyannot(path, split_list=split_list, split=split, classes=classes, data=data)
+            return read_ucf24_pyannot(path, split_list=split_list, split=split, classes=classes, data=data, skip=skip)
         raise DataError(
             f"{path}: pickle is neither an ACT ground truth (labels, gttubes, nframes...) nor a "
             f"UCF101-24 pyannot.pkl (accepted: {ACCEPTED_FORMS})"
@@ -110,5 +113,13 @@ def load_action_annotations(
     raise DataError(f"{path}: unknown annotation format {suffix or '(no suffix)'!r} (accepted: {ACCEPTED_FORMS})")
 
 
-def _with_split(ann: ActionAnnotations, split_list: str | Path | None) -> ActionAnnotations:
-    return apply_split_list(ann, split_list) if split_list is not None else ann
+def _with_split(ann: ActionAnnotations, split_list: str | Path | None, skip: Collection[str] = ()) -> ActionAnnotations:
+    return apply_split_list(ann, split_list, skip) if split_list is not None else ann
+
+
+def _frame_gt(gt: FrameGroundTruth, skip: Collection[str]) -> ActionAnnotations:
+    """Per-frame ground truth linked into tubes, without the videos of ``skip``."""
+    if skip:
+        drop = set(skip)
+        gt = FrameGroundTruth(gt.classes, {k: v for k, v in gt.frames.items() if k[0] not in drop}, gt.source)
+    return frame_ground_truth_to_annotations(gt)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import warnings
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -32,6 +32,8 @@ __all__ = [
     "apply_split_list",
     "summarize",
     "check_boxes_np",
+    "as_int",
+    "number_array",
 ]
 
 _FRAME_SUFFIXES = (".txt", ".jpg", ".jpeg", ".png")
@@ -72,6 +74,48 @@ def check_boxes_np(
     keep[rows] = sub_keep.numpy()
     boxes[rows] = sub_boxes.numpy()
     return keep, boxes
+
+
+def as_int(value: object, what: str) -> int:
+    """``value`` (a NumPy or Python integer, an integral float, a one-element array) as an int.
+
+    Raises:
+        DataError: ``"{what} should be an integer, got ..."`` for anything else (text, NaN, 2.5,
+            a value beyond int32).
+    """
+    flat = np.asarray(value, dtype=object).ravel() if isinstance(value, np.ndarray) else None
+    if flat is not None:
+        if flat.size != 1:
+            raise DataError(f"{what} should be one integer, got {flat.size} values")
+        value = flat[0]
+    if isinstance(value, (str, bytes)):
+        raise DataError(f"{what} should be an integer, got {value!r}")
+    try:
+        f = float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError, OverflowError):
+        raise DataError(f"{what} should be an integer, got {value!r}") from None
+    if not np.isfinite(f) or f != int(f) or abs(f) >= 2**31:
+        raise DataError(f"{what} should be an integer, got {value!r}")
+    return int(f)
+
+
+def number_array(value: object, what: str, columns: int) -> np.ndarray:
+    """``value`` as ndarray[N, columns] float64 of finite numbers below 2**31 in magnitude.
+
+    Raises:
+        DataError: ``what`` named, for text or objects, a size not a multiple of ``columns``, or a
+            non-finite or huge value.
+    """
+    try:
+        arr = np.asarray(value)
+        if arr.dtype.kind not in "biuf":
+            raise TypeError(f"dtype {arr.dtype}")
+        arr = arr.astype(np.float64).reshape(-1, columns)
+    except (TypeError, ValueError, OverflowError) as exc:
+        raise DataError(f"{what} should be numbers in rows of {columns} ({exc})") from None
+    if not np.isfinite(arr).all() or (np.abs(arr) >= 2**31).any():
+        raise DataError(f"{what} holds a non-finite or out-of-range value")
+    return arr
 
 
 def make_tube(video: str, label: int, frames: np.ndarray, boxes: np.ndarray) -> Tube:
@@ -151,7 +195,7 @@ def parse_list_lines(lines: Iterable[str]) -> list[tuple[str, int | None]]:
                 line = line[len(prefix) :]
         head, _, last = line.rpartition("/")
         stem, dot, suffix = last.rpartition(".")
-        if head and dot and f".{suffix.lower()}" in _FRAME_SUFFIXES and stem.isdigit():
+        if head and dot and f".{suffix.lower()}" in _FRAME_SUFFIXES and stem.isascii() and stem.isdigit():
             out.append((head, int(stem)))
         else:
             if line.lower().endswith((".avi", ".mp4")):
@@ -268,13 +312,14 @@ def link_boxes_into_tubes(video: str, frames: np.ndarray, labels: np.ndarray, bo
     return tubes
 
 
-def apply_split_list(ann: ActionAnnotations, split_list: str | Path) -> ActionAnnotations:
+def apply_split_list(ann: ActionAnnotations, split_list: str | Path, skip: Collection[str] = ()) -> ActionAnnotations:
     """Replace the test split of ``ann`` by the videos of ``split_list`` (in place; returned).
 
     The list holds whole videos (``Class/video``) or key frames (``Class/video/00009.txt``); key
     frames also become ``ann.keyframes`` for those videos. The training split keeps the source's
     own training videos when it has some, else every other annotated video. Listed videos absent
-    from the annotations are dropped with a warning naming them.
+    from the annotations are dropped with a warning naming them (silently when in ``skip``: the
+    videos a dataset check left out).
     """
     entries = read_list_file(split_list)
     if not entries:
@@ -284,7 +329,8 @@ def apply_split_list(ann: ActionAnnotations, split_list: str | Path) -> ActionAn
     missing: dict[str, None] = {}
     for video, frame in entries:
         if video not in ann.videos:
-            missing[video] = None
+            if video not in skip:
+                missing[video] = None
             continue
         test[video] = None
         if frame is not None:
@@ -295,7 +341,7 @@ def apply_split_list(ann: ActionAnnotations, split_list: str | Path) -> ActionAn
             f"{ann.source} and were dropped: {summarize(list(missing))}",
             stacklevel=3,
         )
-    if not test:
+    if not test and not skip:
         raise DataError(f"{split_list}: none of its videos is in the annotations of {ann.source}")
     ann.test_videos = list(test)
     base_train = ann.train_videos or list(ann.videos)

@@ -22,20 +22,30 @@ from __future__ import annotations
 
 import logging
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from singleshot.data.action.readers_common import apply_split_list, make_tube, read_classes
+from singleshot.data.action.readers_common import apply_split_list, as_int, make_tube, number_array, read_classes
 from singleshot.data.action.safe_pickle import safe_load_pickle
 from singleshot.errors import DataError
 from singleshot.structures import ActionAnnotations, Tube, VideoAnnotation
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["UCF24_SIZE", "is_pyannot_dict", "read_ucf24_mat", "read_ucf24_pyannot", "xywh1_to_xyxy"]
+__all__ = [
+    "UCF24_SIZE",
+    "is_pyannot_dict",
+    "load_mat_records",
+    "mat_video",
+    "mat_video_name",
+    "pyannot_video",
+    "read_ucf24_mat",
+    "read_ucf24_pyannot",
+    "xywh1_to_xyxy",
+]
 
 UCF24_SIZE = (240, 320)
 """(height, width) of every UCF101-24 frame."""
@@ -65,6 +75,7 @@ def _finish(
     folder_mismatch: list[str],
     split_list: str | Path | None,
     split: int,
+    skip: Collection[str] = (),
 ) -> ActionAnnotations:
     if folder_mismatch:
         warnings.warn(
@@ -79,22 +90,85 @@ def _finish(
             logger.info("%s: using the test split in %s", source, guess)
             split_list = guess
     if split_list is not None:
-        apply_split_list(ann, split_list)
+        apply_split_list(ann, split_list, skip)
     return ann
 
 
-def _field(record: Any, name: str, source: Path, video: str) -> np.ndarray:
+def _get(record: Any, name: str, where: str) -> Any:
+    """Field ``name`` of a MATLAB struct element or a dict (DataError naming ``where`` when absent)."""
     try:
-        return np.asarray(record[name])
-    except (ValueError, KeyError, IndexError):
-        raise DataError(f"{source}: video {video!r} has no field {name!r}") from None
+        return record[name]
+    except (ValueError, KeyError, IndexError, TypeError):
+        raise DataError(f"{where} has no field {name!r}") from None
 
 
-def _scalar(value: np.ndarray, source: Path, what: str) -> int:
-    flat = np.asarray(value).ravel()
-    if flat.size != 1:
-        raise DataError(f"{source}: {what} should hold one number, got {flat.size}")
-    return int(flat[0])
+def load_mat_records(path: str | Path) -> list[Any]:
+    """The elements of the ``annot`` struct array of ``finalAnnots.mat``.
+
+    Raises:
+        DataError: a missing or unreadable file, not a MATLAB file, or no ``annot`` struct.
+    """
+    import scipy.io
+
+    source = Path(path)
+    if not source.is_file():
+        raise DataError(f"{source}: annotation file not found")
+    try:
+        mat = scipy.io.loadmat(str(source))
+    except Exception as exc:  # scipy's parser raises many types on a corrupt file; all mean "unreadable"
+        raise DataError(f"{source}: cannot read as a MATLAB file ({type(exc).__name__}: {exc})") from exc
+    if "annot" not in mat:
+        raise DataError(f"{source}: no 'annot' struct (keys: {sorted(k for k in mat if not k.startswith('__'))})")
+    records = np.asarray(mat["annot"]).ravel()
+    if records.dtype.names is None or "name" not in records.dtype.names:
+        raise DataError(f"{source}: 'annot' is not a struct array with a 'name' field")
+    return list(records)
+
+
+def mat_video_name(record: Any, index: int, source: Path) -> str:
+    """The ``name`` (``Class/video``) of element ``index`` of ``annot``."""
+    try:
+        name = np.asarray(record["name"]).ravel()[0]
+    except (ValueError, KeyError, IndexError, TypeError):
+        raise DataError(f"{source}: annot({index + 1}) has no name") from None
+    if not isinstance(name, str) or not name:
+        raise DataError(f"{source}: annot({index + 1}) has no name (got {name!r})")
+    return name
+
+
+def mat_video(record: Any, video: str, class_names: Sequence[str], source: Path) -> tuple[VideoAnnotation, list[str]]:
+    """One element of ``annot``: (its VideoAnnotation, its tubes whose class differs from the folder).
+
+    Raises:
+        DataError: naming the file and video: a field missing or not an integer, ``sf < 1`` or
+            ``ef < sf``, a box count other than ``ef - sf + 1``, a non-numeric or non-finite box, or
+            a class id outside [1, C].
+    """
+    where = f"{source}: video {video!r}"
+    num_frames = as_int(_get(record, "num_imgs", where), f"{where} num_imgs")
+    if num_frames < 1:
+        raise DataError(f"{where}: num_imgs {num_frames} should be >= 1")
+    tubes: list[Tube] = []
+    mismatch: list[str] = []
+    try:
+        elements = list(np.asarray(_get(record, "tubes", where)).ravel())
+    except (TypeError, ValueError):
+        raise DataError(f"{where}: 'tubes' is not a struct array") from None
+    for k, t in enumerate(elements):
+        sf = as_int(_get(t, "sf", f"{where} tube {k}"), f"{where} tube {k} sf")
+        ef = as_int(_get(t, "ef", f"{where} tube {k}"), f"{where} tube {k} ef")
+        cid = as_int(_get(t, "class", f"{where} tube {k}"), f"{where} tube {k} class")
+        raw = number_array(_get(t, "boxes", f"{where} tube {k}"), f"{where} tube {k} boxes", 4)
+        if sf < 1 or ef < sf:
+            raise DataError(f"{where} tube {k}: frames sf={sf}..ef={ef} (expected 1 <= sf <= ef)")
+        if raw.shape[0] != ef - sf + 1:
+            raise DataError(f"{where} tube {k}: {raw.shape[0]} boxes for frames {sf}..{ef}")
+        if not 1 <= cid <= len(class_names):
+            raise DataError(f"{where} tube {k}: class id {cid} outside [1, {len(class_names)}]")
+        if class_names[cid - 1] != video.split("/", 1)[0]:
+            mismatch.append(f"{video} class id {cid}")
+        tubes.append(make_tube(video, cid - 1, np.arange(sf, ef + 1), xywh1_to_xyxy(raw)))
+    return VideoAnnotation(video=video, num_frames=num_frames, size=UCF24_SIZE, tubes=tubes), mismatch
 
 
 def read_ucf24_mat(
@@ -102,6 +176,7 @@ def read_ucf24_mat(
     split_list: str | Path | None = None,
     split: int = 1,
     classes: Sequence[str] | str | Path | None = None,
+    skip: Collection[str] = (),
 ) -> ActionAnnotations:
     """Read ``finalAnnots.mat`` (struct array ``annot`` with ``name``, ``num_imgs``, ``tubes``).
 
@@ -109,61 +184,27 @@ def read_ucf24_mat(
         path: the .mat file. split_list: a test list (see module docstring). split: which
             ``testlistNN.txt`` to look for beside the file when split_list is None.
         classes: class names (list or file); default: the sorted class folders of the videos.
+        skip: videos to leave out (e.g. those a dataset check found faulty).
 
     Returns:
         ActionAnnotations, frames 1-based, boxes xyxy float32 in 320x240 pixels.
 
     Raises:
-        DataError: not a MATLAB file, no ``annot`` struct, a tube whose box count is not
-            ``ef - sf + 1``, or a class id outside [1, C].
+        DataError: not a MATLAB file, no ``annot`` struct, or a malformed video (see :func:`mat_video`).
     """
-    import scipy.io
-
     source = Path(path)
-    try:
-        mat = scipy.io.loadmat(str(source))
-    except FileNotFoundError:
-        raise DataError(f"{source}: annotation file not found") from None
-    except (ValueError, TypeError, OSError, NotImplementedError) as exc:
-        raise DataError(f"{source}: cannot read as a MATLAB file ({exc})") from exc
-    if "annot" not in mat:
-        raise DataError(f"{source}: no 'annot' struct (keys: {sorted(k for k in mat if not k.startswith('__'))})")
-    records = np.asarray(mat["annot"]).ravel()
-    names = [str(np.asarray(r["name"]).ravel()[0]) for r in records]
+    records = load_mat_records(source)
+    names = [mat_video_name(r, i, source) for i, r in enumerate(records)]
     class_names = _class_list(names, classes)
-    num_classes = len(class_names)
-    # First pass: validate and collect; the box conversion then runs once over all boxes.
-    pending: list[tuple[str, int, list[tuple[int, int, int]]]] = []
-    raws: list[np.ndarray] = []
-    mismatch: list[str] = []
-    for record, video in zip(records, names):
-        num_frames = _scalar(_field(record, "num_imgs", source, video), source, f"{video} num_imgs")
-        spans: list[tuple[int, int, int]] = []
-        for k, t in enumerate(_field(record, "tubes", source, video).ravel()):
-            sf = _scalar(t["sf"], source, f"{video} tube {k} sf")
-            ef = _scalar(t["ef"], source, f"{video} tube {k} ef")
-            cid = _scalar(t["class"], source, f"{video} tube {k} class")
-            raw = np.asarray(t["boxes"]).reshape(-1, 4)
-            if raw.shape[0] != ef - sf + 1:
-                raise DataError(f"{source}: video {video!r} tube {k}: {raw.shape[0]} boxes for frames {sf}..{ef}")
-            if not 1 <= cid <= num_classes:
-                raise DataError(f"{source}: video {video!r} tube {k}: class id {cid} outside [1, {num_classes}]")
-            if class_names[cid - 1] != video.split("/", 1)[0]:
-                mismatch.append(f"{video} class id {cid}")
-            spans.append((sf, ef, cid - 1))
-            raws.append(raw)
-        pending.append((video, num_frames, spans))
-    xyxy = xywh1_to_xyxy(np.concatenate(raws)) if raws else np.zeros((0, 4), np.float32)
     videos: dict[str, VideoAnnotation] = {}
-    offset = 0
-    for video, num_frames, spans in pending:
-        tubes: list[Tube] = []
-        for sf, ef, label in spans:
-            n = ef - sf + 1
-            tubes.append(make_tube(video, label, np.arange(sf, ef + 1), xyxy[offset : offset + n]))
-            offset += n
-        videos[video] = VideoAnnotation(video=video, num_frames=num_frames, size=UCF24_SIZE, tubes=tubes)
-    return _finish(source, class_names, videos, mismatch, split_list, split)
+    mismatch: list[str] = []
+    skip = set(skip)
+    for record, video in zip(records, names):
+        if video in skip:
+            continue
+        videos[video], bad = mat_video(record, video, class_names, source)
+        mismatch += bad
+    return _finish(source, class_names, videos, mismatch, split_list, split, skip)
 
 
 def is_pyannot_dict(obj: Any) -> bool:
@@ -174,12 +215,52 @@ def is_pyannot_dict(obj: Any) -> bool:
     return isinstance(first, Mapping) and "annotations" in first and "numf" in first
 
 
+def pyannot_video(
+    entry: Any, video: str, class_names: Sequence[str], source: Path
+) -> tuple[VideoAnnotation, list[str]]:
+    """One video of ``pyannot.pkl``: (its VideoAnnotation, its tubes whose label differs from the folder).
+
+    Raises:
+        DataError: naming the file and video: no ``numf``/``annotations``, a field that is not an
+            integer, ``sf < 0`` or ``ef <= sf``, a box count other than ``ef - sf``, a non-numeric
+            or non-finite box, or a label outside [0, C - 1].
+    """
+    where = f"{source}: video {video!r}"
+    if not isinstance(entry, Mapping) or "numf" not in entry or "annotations" not in entry:
+        raise DataError(f"{where} lacks numf/annotations")
+    num_frames = as_int(entry["numf"], f"{where} numf")
+    if num_frames < 1:
+        raise DataError(f"{where}: numf {num_frames} should be >= 1")
+    annotations = entry["annotations"]
+    if isinstance(annotations, (str, bytes, Mapping)) or not isinstance(annotations, (Sequence, np.ndarray)):
+        raise DataError(f"{where}: 'annotations' should be a list, got {type(annotations).__name__}")
+    tubes: list[Tube] = []
+    mismatch: list[str] = []
+    for k, a in enumerate(annotations):
+        what = f"{where} annotation {k}"
+        if not isinstance(a, Mapping) or any(f not in a for f in ("sf", "ef", "label", "boxes")):
+            raise DataError(f"{what} is malformed (expected a dict with sf, ef, label, boxes)")
+        sf, ef, label = (as_int(a[f], f"{what} {f}") for f in ("sf", "ef", "label"))
+        raw = number_array(a["boxes"], f"{what} boxes", 4)
+        if sf < 0 or ef <= sf:
+            raise DataError(f"{what}: sf={sf}, ef={ef} (expected 0 <= sf < ef)")
+        if raw.shape[0] != ef - sf:
+            raise DataError(f"{what}: {raw.shape[0]} boxes for sf={sf}, ef={ef} (expected ef - sf)")
+        if not 0 <= label < len(class_names):
+            raise DataError(f"{what}: label {label} outside [0, {len(class_names) - 1}]")
+        if class_names[label] != video.split("/", 1)[0]:
+            mismatch.append(f"{video} label {label}")
+        tubes.append(make_tube(video, label, np.arange(sf + 1, ef + 1), xywh1_to_xyxy(raw)))
+    return VideoAnnotation(video=video, num_frames=num_frames, size=UCF24_SIZE, tubes=tubes), mismatch
+
+
 def read_ucf24_pyannot(
     path: str | Path,
     split_list: str | Path | None = None,
     split: int = 1,
     classes: Sequence[str] | str | Path | None = None,
     data: Mapping[Any, Any] | None = None,
+    skip: Collection[str] = (),
 ) -> ActionAnnotations:
     """Read ``pyannot.pkl`` (``{video: {numf, label, annotations: [{label, sf, ef, boxes}]}}``).
 
@@ -187,8 +268,7 @@ def read_ucf24_pyannot(
     when the caller has it. Tube frames are ``sf + 1 … ef`` (1-based).
 
     Raises:
-        DataError: unsafe or malformed pickle, a box count other than ``ef - sf``, or a label
-            outside [0, C - 1].
+        DataError: unsafe or malformed pickle, or a malformed video (see :func:`pyannot_video`).
     """
     source = Path(path)
     if data is None:
@@ -197,34 +277,12 @@ def read_ucf24_pyannot(
         raise DataError(f"{source}: not a UCF101-24 pyannot.pkl ({{video: {{numf, label, annotations}}}})")
     names = [str(v) for v in data]
     class_names = _class_list(names, classes)
-    num_classes = len(class_names)
     videos: dict[str, VideoAnnotation] = {}
     mismatch: list[str] = []
+    skip = set(skip)
     for key, video in zip(data, names):
-        entry = data[key]
-        try:
-            num_frames = int(entry["numf"])
-            annotations = list(entry["annotations"])
-        except (KeyError, TypeError, ValueError) as exc:
-            raise DataError(f"{source}: video {video!r} lacks numf/annotations ({exc})") from None
-        tubes: list[Tube] = []
-        for k, a in enumerate(annotations):
-            try:
-                sf, ef, label = int(a["sf"]), int(a["ef"]), int(a["label"])
-                raw = np.asarray(a["boxes"]).reshape(-1, 4)
-            except (KeyError, TypeError, ValueError) as exc:
-                raise DataError(f"{source}: video {video!r} annotation {k} is malformed ({exc})") from None
-            if raw.shape[0] != ef - sf:
-                raise DataError(
-                    f"{source}: video {video!r} annotation {k}: {raw.shape[0]} boxes for sf={sf}, ef={ef} "
-                    "(expected ef - sf)"
-                )
-            if not 0 <= label < num_classes:
-                raise DataError(
-                    f"{source}: video {video!r} annotation {k}: label {label} outside [0, {num_classes - 1}]"
-                )
-            if class_names[label] != video.split("/", 1)[0]:
-                mismatch.append(f"{video} label {label}")
-            tubes.append(make_tube(video, label, np.arange(sf + 1, ef + 1), xywh1_to_xyxy(raw)))
-        videos[video] = VideoAnnotation(video=video, num_frames=num_frames, size=UCF24_SIZE, tubes=tubes)
-    return _finish(source, class_names, videos, mismatch, split_list, split)
+        if video in skip:
+            continue
+        videos[video], bad = pyannot_video(data[key], video, class_names, source)
+        mismatch += bad
+    return _finish(source, class_names, videos, mismatch, split_list, split, skip)

@@ -7,6 +7,7 @@ Layout under a root::
                                                    (class 1-based, absolute pixels)
     trainlist.txt, testlist.txt                    key frames: ``Class/video/00009.txt`` or
                                                    ``labels/Class/video/00009.txt``
+    classes.txt                                    optional: the class names in label order
 
 The per-frame boxes are linked into one tube per actor by
 :func:`~singleshot.data.action.readers_common.link_boxes_into_tubes` (per class, frame to frame,
@@ -20,7 +21,7 @@ from __future__ import annotations
 import logging
 import os
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -39,7 +40,19 @@ from singleshot.structures import ActionAnnotations, VideoAnnotation
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["is_yowo_root", "read_yowo_root", "write_yowo_labels"]
+__all__ = [
+    "CLASSES_FILE",
+    "find_list",
+    "is_yowo_root",
+    "label_files",
+    "read_yowo_root",
+    "video_folders",
+    "write_yowo_labels",
+]
+
+#: Optional file of a YOWO root naming its classes in label order, one per line (YOWO's own roots
+#: have none: their order is the sorted class folders).
+CLASSES_FILE = "classes.txt"
 
 
 def is_yowo_root(path: str | Path) -> bool:
@@ -54,16 +67,17 @@ def _subdirs(folder: Path) -> list[str]:
         return []
 
 
-def _video_folders(top: Path) -> list[str]:
+def video_folders(top: Path) -> list[str]:
     """``Class/video`` names of the two-level folders under ``top``."""
     return [f"{c}/{v}" for c in _subdirs(top) for v in _subdirs(top / c)]
 
 
-def _label_files(folder: Path) -> dict[int, Path]:
+def label_files(folder: Path) -> dict[int, Path]:
+    """``{frame: path}`` of the ``<frame:05d>.txt`` label files in one video's label folder."""
     out: dict[int, Path] = {}
     for entry in os.scandir(folder):
         stem, dot, suffix = entry.name.rpartition(".")
-        if dot and suffix == "txt" and stem.isdigit():
+        if dot and suffix == "txt" and stem.isascii() and stem.isdigit():
             out[int(stem)] = folder / entry.name
     return out
 
@@ -79,7 +93,7 @@ def _read_video_labels(
     empty_files: set[tuple[str, int]],
 ) -> VideoAnnotation:
     folder = root / "labels" / video
-    files = _label_files(folder) if folder.is_dir() else {}
+    files = label_files(folder) if folder.is_dir() else {}
     label_frames[video] = set(files)
     frames: list[np.ndarray] = []
     labels: list[np.ndarray] = []
@@ -112,13 +126,14 @@ def _read_video_labels(
             stacklevel=4,
         )
     folder_class = video.split("/", 1)[0]
-    if folder_class in classes and np.any(l_all != classes.index(folder_class)):
+    if folder_class in classes and not np.any(l_all == classes.index(folder_class)):  # none of its boxes
         mismatch.append(video)
     tubes = link_boxes_into_tubes(video, f_all, l_all, b_all)
     return VideoAnnotation(video=video, num_frames=num_frames, size=size, tubes=tubes)
 
 
-def _find_list(root: Path, stem: str, split: int) -> Path | None:
+def find_list(root: Path, stem: str, split: int) -> Path | None:
+    """``root/<stem>.txt``, else ``root/<stem><split:02d>.txt``, else None."""
     for name in (f"{stem}.txt", f"{stem}{split:02d}.txt"):
         if (root / name).is_file():
             return root / name
@@ -126,15 +141,21 @@ def _find_list(root: Path, stem: str, split: int) -> Path | None:
 
 
 def _read_split(
-    path: Path, label_frames: Mapping[str, set[int]], empty_files: set[tuple[str, int]]
+    path: Path,
+    label_frames: Mapping[str, set[int]],
+    empty_files: set[tuple[str, int]],
+    skip: Collection[str] = (),
 ) -> tuple[list[str], dict[str, list[int]]]:
     """Videos (in list order) and key frames of one list file; warns about entries that point to
-    missing label files (dropped) or to empty ones (kept: a frame without actors)."""
+    missing label files (dropped) or to empty ones (kept: a frame without actors). Entries of the
+    videos in ``skip`` are dropped silently."""
     order: dict[str, None] = {}
     keyframes: dict[str, list[int]] = {}
     missing: list[str] = []
     empty: list[str] = []
     for video, frame in read_list_file(path):
+        if video in skip:
+            continue
         label = f"labels/{video}" + (f"/{frame:05d}.txt" if frame is not None else "")
         if video not in label_frames:
             missing.append(label)
@@ -168,6 +189,7 @@ def read_yowo_root(
     split_list: str | Path | None = None,
     split: int = 1,
     classes: Sequence[str] | str | Path | None = None,
+    skip: Collection[str] = (),
 ) -> ActionAnnotations:
     """Read a YOWO-layout root (see the module docstring).
 
@@ -176,8 +198,10 @@ def read_yowo_root(
         split_list: a test list replacing ``testlist.txt``.
         split: when ``testlist.txt``/``trainlist.txt`` are absent, ``testlist{split:02d}.txt`` /
             ``trainlist{split:02d}.txt`` are tried.
-        classes: class names (a list or a file with one name per line); default: the sorted union
-            of the class folders of ``labels/`` and ``rgb-images/``.
+        classes: class names (a list or a file with one name per line); default: the root's
+            ``classes.txt`` when there is one (written by ``action convert from=csv``), else the
+            sorted union of the class folders of ``labels/`` and ``rgb-images/``.
+        skip: videos (``Class/video``) to leave out, e.g. those a dataset check found faulty.
 
     Returns:
         ActionAnnotations: videos of ``labels/`` and ``rgb-images/``; train/test videos and
@@ -191,6 +215,8 @@ def read_yowo_root(
     for sub in ("labels", "rgb-images"):
         if not (root / sub).is_dir():
             raise DataError(f"{root / sub}: folder not found (a YOWO root holds labels/ and rgb-images/)")
+    if classes is None and (root / CLASSES_FILE).is_file():
+        classes = root / CLASSES_FILE
     names = (
         read_classes(classes)
         if classes is not None
@@ -198,12 +224,15 @@ def read_yowo_root(
     )
     if not names:
         raise DataError(f"{root}: no class folders under labels/ or rgb-images/")
-    all_videos = sorted(set(_video_folders(root / "labels")) | set(_video_folders(root / "rgb-images")))
+    all_videos = sorted(set(video_folders(root / "labels")) | set(video_folders(root / "rgb-images")))
     videos: dict[str, VideoAnnotation] = {}
     mismatch: list[str] = []
     label_frames: dict[str, set[int]] = {}
     empty_files: set[tuple[str, int]] = set()
+    skip = set(skip)
     for video in all_videos:
+        if video in skip:
+            continue
         num_frames, size = video_frame_info(root, video)
         videos[video] = _read_video_labels(root, video, size, num_frames, names, mismatch, label_frames, empty_files)
     if mismatch:
@@ -213,17 +242,17 @@ def read_yowo_root(
             stacklevel=2,
         )
     ann = ActionAnnotations(classes=names, videos=videos, source=str(root))
-    train_path = _find_list(root, "trainlist", split)
-    test_path = Path(split_list) if split_list is not None else _find_list(root, "testlist", split)
+    train_path = find_list(root, "trainlist", split)
+    test_path = Path(split_list) if split_list is not None else find_list(root, "testlist", split)
     if test_path is not None and not test_path.is_file():
         raise DataError(f"{test_path}: split list not found")
     keyframes: dict[str, list[int]] = {}
     test: list[str] = []
     if test_path is not None:
-        test, kf = _read_split(test_path, label_frames, empty_files)
+        test, kf = _read_split(test_path, label_frames, empty_files, skip)
         keyframes.update(kf)
     if train_path is not None:
-        train, kf = _read_split(train_path, label_frames, empty_files)
+        train, kf = _read_split(train_path, label_frames, empty_files, skip)
         test_set = set(test)
         ann.train_videos = [v for v in train if v not in test_set]
         keyframes.update({v: f for v, f in kf.items() if v not in test_set})
@@ -280,7 +309,7 @@ def write_yowo_labels(
         if not wanted:
             continue
         folder = root / "labels" / video
-        if folder.is_dir() and _label_files(folder):
+        if folder.is_dir() and label_files(folder):
             raise DataError(f"{folder}: already holds label files; write into a fresh root")
         folder.mkdir(parents=True, exist_ok=True)
         for f in sorted(wanted):

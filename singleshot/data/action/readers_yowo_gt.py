@@ -138,7 +138,7 @@ def _split_name(name: str, classes: Sequence[str], file: str, cache: dict[str, s
     ``<class>_<video>`` part to the video name already parsed."""
     stem = name[: -len(".txt")]
     head, sep, tail = stem.rpartition("_")
-    if not sep or not tail.isdigit() or not head:
+    if not sep or not (tail.isascii() and tail.isdigit()) or not head:
         raise DataError(f"{file}: file name is not '<class>_<video>_<frame:05d>.txt'")
     video = cache.get(head)
     if video is None:
@@ -159,7 +159,7 @@ def is_yowo_groundtruth(path: str | Path) -> bool:
         return False
     for entry in os.scandir(path):
         stem, _, suffix = entry.name.rpartition(".")
-        if suffix == "txt" and stem[-6:-5] == "_" and stem[-5:].isdigit():
+        if suffix == "txt" and stem[-6:-5] == "_" and stem[-5:].isascii() and stem[-5:].isdigit():
             return True
     return False
 

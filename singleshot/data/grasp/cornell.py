@@ -9,7 +9,8 @@ layout equals GG-CNN's order (sorted paths ``*/pcd*cpos.txt``).
 
 Rectangle files: blank lines are ignored; a rectangle with a NaN coordinate (a few real files have
 them) is skipped with a warning naming the file and line; a line that is not two numbers, or a
-trailing incomplete rectangle, raises :class:`DataError` naming the file and line. An image whose
+trailing incomplete rectangle, raises :class:`DataError` naming the file and line (numbers are
+plain ASCII decimals, see :mod:`.numbers`). An image whose
 positive file holds no usable rectangle is skipped with a warning (``strict=True``: DataError).
 
 Objects: Cornell's download identifies objects only through files this layout lacks, so
@@ -24,32 +25,56 @@ import logging
 import math
 import re
 import warnings
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from singleshot.data.grasp.depth import read_depth_tiff, repair_depth
+from singleshot.data.grasp.numbers import parse_number
 from singleshot.data.grasp.records import GraspImage, GraspSample
-from singleshot.data.grasp.rects import corners_to_grasps
+from singleshot.data.grasp.rects import corners_to_grasps, grasps_float32
 from singleshot.data.image_io import read_image_rgb
 from singleshot.errors import DataError
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["read_cornell_rectangles", "find_cornell_samples", "load_cornell", "read_object_map"]
+__all__ = [
+    "RectangleFile",
+    "cornell_rectangle_files",
+    "find_cornell_samples",
+    "load_cornell",
+    "parse_cornell_rectangles",
+    "read_cornell_rectangles",
+    "read_object_map",
+]
 
 _POS_NAME = re.compile(r"^pcd(\d+)cpos\.txt$")
 
 
-def read_cornell_rectangles(path: str | Path) -> np.ndarray:
-    """Read a Cornell rectangle file (``cpos.txt`` / ``cneg.txt``).
+@dataclass(frozen=True)
+class RectangleFile:
+    """What a Cornell rectangle file holds.
 
-    Returns:
-        array[N, 4, 2] float64 ``(x, y)`` corners of the usable rectangles (NaN ones skipped with a warning).
+    Attributes:
+        corners: array[N, 4, 2] float64 ``(x, y)`` corners of the usable rectangles.
+        lines: N line numbers (1-based), where each usable rectangle starts.
+        skipped: for each rectangle left out for a non-finite coordinate, its first such line.
+    """
+
+    corners: np.ndarray
+    lines: tuple[int, ...]
+    skipped: tuple[int, ...]
+
+
+def parse_cornell_rectangles(path: str | Path) -> RectangleFile:
+    """Parse a Cornell rectangle file (``cpos.txt`` / ``cneg.txt``) without warnings: see
+    :func:`read_cornell_rectangles`, which warns for each rectangle in :attr:`RectangleFile.skipped`.
 
     Raises:
-        DataError: missing file, a line that is not two numbers, or an incomplete last rectangle
+        DataError: missing or unreadable file, a line that is not two numbers (see
+            :func:`~singleshot.data.grasp.numbers.parse_number`), or an incomplete last rectangle
             (the message names the file and line number).
     """
     path = Path(path)
@@ -65,7 +90,7 @@ def read_cornell_rectangles(path: str | Path) -> np.ndarray:
         try:
             if len(parts) != 2:
                 raise ValueError
-            x, y = float(parts[0]), float(parts[1])
+            x, y = parse_number(parts[0]), parse_number(parts[1])
         except ValueError:
             raise DataError(f"{path}: line {lineno}: expected two numbers 'x y', got {line.strip()[:60]!r}") from None
         points.append((x, y, lineno))
@@ -75,14 +100,33 @@ def read_cornell_rectangles(path: str | Path) -> np.ndarray:
             f"{path}: line {start}: incomplete rectangle ({len(points) % 4} of 4 corners at the end of the file)"
         )
     rects: list[list[tuple[float, float]]] = []
+    lines: list[int] = []
+    skipped: list[int] = []
     for k in range(0, len(points), 4):
         corners = points[k : k + 4]
         bad = [ln for x, y, ln in corners if not (math.isfinite(x) and math.isfinite(y))]
         if bad:
-            warnings.warn(f"{path}: line {bad[0]}: rectangle with a non-finite coordinate skipped", stacklevel=2)
+            skipped.append(bad[0])
             continue
         rects.append([(x, y) for x, y, _ in corners])
-    return np.asarray(rects, dtype=np.float64).reshape(-1, 4, 2)
+        lines.append(corners[0][2])
+    return RectangleFile(np.asarray(rects, dtype=np.float64).reshape(-1, 4, 2), tuple(lines), tuple(skipped))
+
+
+def read_cornell_rectangles(path: str | Path) -> np.ndarray:
+    """Read a Cornell rectangle file (``cpos.txt`` / ``cneg.txt``).
+
+    Returns:
+        array[N, 4, 2] float64 ``(x, y)`` corners of the usable rectangles (NaN ones skipped with a warning).
+
+    Raises:
+        DataError: missing file, a line that is not two numbers, or an incomplete last rectangle
+            (the message names the file and line number).
+    """
+    parsed = parse_cornell_rectangles(path)
+    for line in parsed.skipped:
+        warnings.warn(f"{path}: line {line}: rectangle with a non-finite coordinate skipped", stacklevel=2)
+    return parsed.corners
 
 
 def read_object_map(source: str | Path | Mapping[str, str]) -> dict[str, str]:
@@ -96,19 +140,34 @@ def read_object_map(source: str | Path | Mapping[str, str]) -> dict[str, str]:
         path = Path(source)
         if not path.is_file():
             raise DataError(f"{path}: object map not found")
+        try:
+            text = path.read_text(encoding="utf-8", errors="replace")
+        except OSError as exc:
+            raise DataError(f"{path}: cannot read object map ({exc})") from exc
         items = []
-        for lineno, line in enumerate(path.read_text().splitlines(), start=1):
+        for lineno, line in enumerate(text.splitlines(), start=1):
             parts = line.split()
             if not parts or parts[0].startswith("#"):
                 continue
             if len(parts) < 2:
                 raise DataError(f"{path}: line {lineno}: expected '<image> <object id>', got {line.strip()!r}")
             items.append((parts[0], parts[1]))
-    return {(f"pcd{int(k):04d}" if k.isdigit() else k): v for k, v in items}
+    return {(f"pcd{int(k):04d}" if k.isdecimal() else k): v for k, v in items}
+
+
+def cornell_rectangle_files(root: str | Path) -> list[Path]:
+    """The positive rectangle files ``pcdXXXXcpos.txt`` in ``root`` and its subfolders, ordered by
+    image number (then path)."""
+    root = Path(root)
+    files = [p for p in list(root.glob("pcd*cpos.txt")) + list(root.glob("*/pcd*cpos.txt")) if _POS_NAME.match(p.name)]
+    return sorted(files, key=lambda p: (int(_POS_NAME.match(p.name).group(1)), str(p)))  # type: ignore[union-attr]
 
 
 def find_cornell_samples(
-    root: str | Path, strict: bool = False, object_map: str | Path | Mapping[str, str] | None = None
+    root: str | Path,
+    strict: bool = False,
+    object_map: str | Path | Mapping[str, str] | None = None,
+    unread: Collection[str] = (),
 ) -> list[GraspSample]:
     """List the annotated images of a Cornell root.
 
@@ -117,9 +176,13 @@ def find_cornell_samples(
         strict: raise :class:`DataError` (instead of warning and skipping) for an image without
             positive rectangles or without its depth and RGB files.
         object_map: optional image -> object map (see :func:`read_object_map`).
+        unread: image ids listed as found without reading or checking their files (the items a
+            dataset check found faulty: callers drop them after splitting, so that leaving them
+            out does not change the split of the others).
 
     Returns:
-        Samples ordered by image number. Every listed sample has at least one positive rectangle.
+        Samples ordered by image number. Every listed sample not in ``unread`` has at least one
+        positive rectangle.
 
     Raises:
         DataError: ``root`` holds no ``cpos.txt`` file, or a rectangle file is malformed.
@@ -127,16 +190,16 @@ def find_cornell_samples(
     root = Path(root)
     if not root.is_dir():
         raise DataError(f"{root}: Cornell root not found")
-    files = [p for p in list(root.glob("pcd*cpos.txt")) + list(root.glob("*/pcd*cpos.txt")) if _POS_NAME.match(p.name)]
+    files = cornell_rectangle_files(root)
     if not files:
         raise DataError(f"{root}: no Cornell rectangle file (pcdXXXXcpos.txt) found here or in its subfolders")
     objects = read_object_map(object_map) if object_map is not None else {}
-    files.sort(key=lambda p: (int(_POS_NAME.match(p.name).group(1)), str(p)))  # type: ignore[union-attr]
     samples: list[GraspSample] = []
     for pos in files:
         number = int(_POS_NAME.match(pos.name).group(1))  # type: ignore[union-attr]
         stem = pos.name[: -len("cpos.txt")]
-        if len(read_cornell_rectangles(pos)) == 0:
+        checked = stem not in unread
+        if checked and len(read_cornell_rectangles(pos)) == 0:
             msg = f"{pos}: no usable positive rectangle"
             if strict:
                 raise DataError(msg)
@@ -146,7 +209,7 @@ def find_cornell_samples(
         rgb = pos.with_name(stem + "r.png")
         neg = pos.with_name(stem + "cneg.txt")
         for f, hint in ((depth, " (make it from the cloud with convert_cornell_pcd)"), (rgb, "")):
-            if not f.is_file():
+            if checked and not f.is_file():
                 if strict:
                     raise DataError(f"{f}: not found{hint}")
                 warnings.warn(f"{f}: not found{hint}; inputs that need it will fail for {stem}", stacklevel=2)
@@ -183,11 +246,12 @@ def load_cornell(sample: GraspSample, depth: bool = True, rgb: bool = False) -> 
         float32 ``(cx, cy, angle, opening, jaw)``.
 
     Raises:
-        DataError: a requested file is missing or unreadable, or depth and RGB sizes differ.
+        DataError: a requested file is missing or unreadable, a rectangle too large for float32,
+            or depth and RGB sizes differ.
     """
-    grasps = corners_to_grasps(read_cornell_rectangles(sample.grasp_path)).astype(np.float32)
+    grasps = grasps_float32(corners_to_grasps(read_cornell_rectangles(sample.grasp_path)), sample.grasp_path)
     negs = (
-        corners_to_grasps(read_cornell_rectangles(sample.neg_path)).astype(np.float32)
+        grasps_float32(corners_to_grasps(read_cornell_rectangles(sample.neg_path)), sample.neg_path)
         if sample.neg_path is not None
         else np.zeros((0, 5), dtype=np.float32)
     )

@@ -34,6 +34,7 @@ __all__ = [
     "inpaint_depth",
     "repair_depth",
     "read_depth_tiff",
+    "MAX_DEPTH_PIXELS",
     "write_depth_tiff",
     "normalise_depth",
     "normalise_rgb",
@@ -132,6 +133,10 @@ def repair_depth(depth: np.ndarray, source: str | Path) -> np.ndarray:
     return inpaint_depth(depth, holes)
 
 
+#: Largest depth image read, in pixels (a corrupt header can claim billions; Jacquard's are 1024²).
+MAX_DEPTH_PIXELS = 1 << 26
+
+
 def read_depth_tiff(path: str | Path) -> np.ndarray:
     """Read a single-channel float depth TIFF (LZW or uncompressed; Pillow mode ``F``).
 
@@ -139,17 +144,25 @@ def read_depth_tiff(path: str | Path) -> np.ndarray:
         array[H, W] float32, unrepaired (see :func:`repair_depth`).
 
     Raises:
-        DataError: missing, undecodable, or not a single-channel image.
+        DataError: missing, undecodable (whatever Pillow raises for a corrupt file), larger than
+            :data:`MAX_DEPTH_PIXELS`, or not a single-channel image.
     """
     path = Path(path)
     if not path.is_file():
         raise DataError(f"{path}: depth image not found")
     try:
-        with Image.open(path) as im:
+        with Image.open(path) as im:  # (no warnings.catch_warnings: dataset checks call this in threads)
+            w, h = im.size
+            if w * h > MAX_DEPTH_PIXELS:
+                raise DataError(f"{path}: depth image header claims {w}x{h} pixels (corrupt file?)")
             im.load()
             arr = np.array(im, dtype=np.float32, copy=True)
+    except DataError:
+        raise
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
         raise DataError(f"{path}: cannot decode depth image ({exc})") from exc
+    except Exception as exc:  # Pillow's TIFF decoder raises many kinds of errors on corrupt files
+        raise DataError(f"{path}: cannot decode depth image ({type(exc).__name__}: {exc})") from exc
     if arr.ndim != 2 or arr.size == 0:
         raise DataError(f"{path}: depth image must be single-channel 2-D, got shape {arr.shape}")
     return arr

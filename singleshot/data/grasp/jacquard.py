@@ -7,40 +7,65 @@ Layout: ``<root>/[...]/<object>/<n>_<object>_RGB.png`` (1024×1024), ``<n>_<obje
 opposite way to this project's angle: ``angle = −radians(theta)`` (see :mod:`.rects`).
 
 Grasp files: blank lines ignored; a line with NaN skipped with a warning naming file and line;
-a line that is not 5 numbers separated by ``;`` raises :class:`DataError` naming file and line.
+a line that is not 5 numbers (plain ASCII decimals, see :mod:`.numbers`) separated by ``;``
+raises :class:`DataError` naming file and line.
 Samples are ordered by path (GG-CNN's sorted ``*/*_grasps.txt``); ``object_id`` is the object's folder.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import warnings
+from collections.abc import Collection
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from singleshot.data.grasp.depth import read_depth_tiff, repair_depth
+from singleshot.data.grasp.numbers import parse_number
 from singleshot.data.grasp.records import GraspImage, GraspSample
-from singleshot.data.grasp.rects import jacquard_to_grasps
+from singleshot.data.grasp.rects import grasps_float32, jacquard_to_grasps
 from singleshot.data.image_io import read_image_rgb
 from singleshot.errors import ConfigError, DataError
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["read_jacquard_grasps", "find_jacquard_samples", "load_jacquard"]
+__all__ = [
+    "GraspFile",
+    "find_jacquard_samples",
+    "jacquard_grasp_files",
+    "load_jacquard",
+    "parse_jacquard_grasps",
+    "read_jacquard_grasps",
+]
 
 _SUFFIX = "_grasps.txt"
 
 
-def read_jacquard_grasps(path: str | Path) -> np.ndarray:
-    """Read a Jacquard ``_grasps.txt``.
+@dataclass(frozen=True)
+class GraspFile:
+    """What a Jacquard grasp file holds.
 
-    Returns:
-        array[N, 5] float64 raw rows ``(x, y, theta_deg, opening, jaw)`` (convert with
-        :func:`~singleshot.data.grasp.rects.jacquard_to_grasps`).
+    Attributes:
+        rows: array[N, 5] float64 raw rows ``(x, y, theta_deg, opening, jaw)`` of the usable lines.
+        lines: N line numbers (1-based) of those rows.
+        skipped: line numbers of the lines left out for a non-finite value.
+    """
+
+    rows: np.ndarray
+    lines: tuple[int, ...]
+    skipped: tuple[int, ...]
+
+
+def parse_jacquard_grasps(path: str | Path) -> GraspFile:
+    """Parse a Jacquard ``_grasps.txt`` without warnings: see :func:`read_jacquard_grasps`, which
+    warns for each line in :attr:`GraspFile.skipped`.
 
     Raises:
-        DataError: unreadable file or a malformed line (named by its number).
+        DataError: missing or unreadable file, or a line that is not 5 numbers separated by ``;``
+            (see :func:`~singleshot.data.grasp.numbers.parse_number`; the message names the file and line).
     """
     path = Path(path)
     try:
@@ -48,6 +73,8 @@ def read_jacquard_grasps(path: str | Path) -> np.ndarray:
     except OSError as exc:
         raise DataError(f"{path}: cannot read grasp file ({exc})") from exc
     rows: list[list[float]] = []
+    lines: list[int] = []
+    skipped: list[int] = []
     for lineno, line in enumerate(text.splitlines(), start=1):
         if not line.strip():
             continue
@@ -55,25 +82,53 @@ def read_jacquard_grasps(path: str | Path) -> np.ndarray:
         try:
             if len(parts) != 5:
                 raise ValueError
-            vals = [float(p) for p in parts]
+            vals = [parse_number(p.strip()) for p in parts]
         except ValueError:
             raise DataError(
                 f"{path}: line {lineno}: expected 'x;y;theta_deg;opening;jaw', got {line.strip()[:60]!r}"
             ) from None
-        if not all(np.isfinite(vals)):
-            warnings.warn(f"{path}: line {lineno}: grasp with a non-finite value skipped", stacklevel=2)
+        if not all(math.isfinite(v) for v in vals):
+            skipped.append(lineno)
             continue
         rows.append(vals)
-    return np.asarray(rows, dtype=np.float64).reshape(-1, 5)
+        lines.append(lineno)
+    return GraspFile(np.asarray(rows, dtype=np.float64).reshape(-1, 5), tuple(lines), tuple(skipped))
 
 
-def find_jacquard_samples(root: str | Path, depth: str = "perfect", strict: bool = False) -> list[GraspSample]:
+def read_jacquard_grasps(path: str | Path) -> np.ndarray:
+    """Read a Jacquard ``_grasps.txt``.
+
+    Returns:
+        array[N, 5] float64 raw rows ``(x, y, theta_deg, opening, jaw)`` (convert with
+        :func:`~singleshot.data.grasp.rects.jacquard_to_grasps`); lines with a non-finite value are
+        skipped with a warning.
+
+    Raises:
+        DataError: unreadable file or a malformed line (named by its number).
+    """
+    parsed = parse_jacquard_grasps(path)
+    for line in parsed.skipped:
+        warnings.warn(f"{path}: line {line}: grasp with a non-finite value skipped", stacklevel=2)
+    return parsed.rows
+
+
+def jacquard_grasp_files(root: str | Path) -> list[Path]:
+    """The grasp files ``*_grasps.txt`` under ``root`` (any depth of subfolders), sorted by path."""
+    return sorted(Path(root).rglob("*" + _SUFFIX))
+
+
+def find_jacquard_samples(
+    root: str | Path, depth: str = "perfect", strict: bool = False, unread: Collection[str] = ()
+) -> list[GraspSample]:
     """List the annotated views under a Jacquard root (any depth of subfolders).
 
     Args:
         root: a folder containing ``<object>/<n>_<object>_grasps.txt`` files.
         depth: ``"perfect"`` (rendered depth, the reference's choice) or ``"stereo"``.
         strict: raise instead of warning for a view without grasps or without its depth/RGB file.
+        unread: view ids listed as found without reading or checking their files (the items a
+            dataset check found faulty: callers drop them after splitting, so that leaving them out
+            does not change the split of the others).
 
     Returns:
         Samples sorted by path.
@@ -86,13 +141,14 @@ def find_jacquard_samples(root: str | Path, depth: str = "perfect", strict: bool
     root = Path(root)
     if not root.is_dir():
         raise DataError(f"{root}: Jacquard root not found")
-    files = sorted(root.rglob("*" + _SUFFIX))
+    files = jacquard_grasp_files(root)
     if not files:
         raise DataError(f"{root}: no Jacquard grasp file (*_grasps.txt) found under it")
     samples: list[GraspSample] = []
     for g in files:
         stem = g.name[: -len(_SUFFIX)]
-        if len(read_jacquard_grasps(g)) == 0:
+        checked = stem not in unread
+        if checked and len(read_jacquard_grasps(g)) == 0:
             if strict:
                 raise DataError(f"{g}: no usable grasp")
             warnings.warn(f"{g}: no usable grasp; view skipped", stacklevel=2)
@@ -101,7 +157,7 @@ def find_jacquard_samples(root: str | Path, depth: str = "perfect", strict: bool
         rgb = g.with_name(f"{stem}_RGB.png")
         mask = g.with_name(f"{stem}_mask.png")
         for f in (d, rgb):
-            if not f.is_file():
+            if checked and not f.is_file():
                 if strict:
                     raise DataError(f"{f}: not found")
                 warnings.warn(f"{f}: not found; inputs that need it will fail for {stem}", stacklevel=2)
@@ -115,7 +171,7 @@ def find_jacquard_samples(root: str | Path, depth: str = "perfect", strict: bool
                 rgb_path=rgb if rgb.is_file() else None,
                 mask_path=mask if mask.is_file() else None,
                 object_id=g.parent.name,
-                index=int(head) if head.isdigit() else 0,
+                index=int(head) if head.isdecimal() else 0,
             )
         )
     return samples
@@ -125,9 +181,10 @@ def load_jacquard(sample: GraspSample, depth: bool = True, rgb: bool = False) ->
     """Read one Jacquard view; grasps converted to ``(cx, cy, angle, opening, jaw)`` float32.
 
     Raises:
-        DataError: a requested file is missing or unreadable, or depth and RGB sizes differ.
+        DataError: a requested file is missing or unreadable, a grasp too large for float32, or
+            depth and RGB sizes differ.
     """
-    grasps = jacquard_to_grasps(read_jacquard_grasps(sample.grasp_path)).astype(np.float32)
+    grasps = grasps_float32(jacquard_to_grasps(read_jacquard_grasps(sample.grasp_path)), sample.grasp_path)
     d = r = None
     size: tuple[int, int] | None = None
     if depth:

@@ -25,7 +25,11 @@ the opposite one (see ``tests/data/grasp/test_jacquard.py``).
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
+
+from singleshot.errors import DataError
 
 __all__ = [
     "wrap_angle",
@@ -33,6 +37,7 @@ __all__ = [
     "grasps_to_corners",
     "jacquard_to_grasps",
     "grasps_to_jacquard",
+    "grasps_float32",
 ]
 
 _HALF_PI = np.pi / 2
@@ -99,3 +104,22 @@ def grasps_to_jacquard(grasps: np.ndarray) -> list[str]:
     """Grasp parameters to Jacquard lines ``x;y;theta_deg;opening;jaw`` (theta = −degrees(angle))."""
     g = np.asarray(grasps, dtype=np.float64).reshape(-1, 5)
     return [f"{x:.4f};{y:.4f};{-np.rad2deg(a):.4f};{o:.4f};{j:.4f}" for x, y, a, o, j in g]
+
+
+def grasps_float32(grasps: np.ndarray, source: str | Path) -> np.ndarray:
+    """Grasps array[N, 5] as float32, checked finite (a value beyond float32's range, or a centre or
+    size that overflowed in the conversion, would otherwise become ``inf`` and break the crop).
+
+    Raises:
+        DataError: a grasp of ``source`` (named in the message, with the grasp's index) is not finite.
+    """
+    with np.errstate(over="ignore", invalid="ignore"):
+        g = np.asarray(grasps, dtype=np.float64).reshape(-1, 5).astype(np.float32)
+    bad = ~np.isfinite(g).all(axis=1)
+    if bad.any():
+        k = int(np.flatnonzero(bad)[0])
+        raise DataError(
+            f"{source}: grasp {k + 1} (of the file's usable ones) has values too large to use "
+            f"({np.asarray(grasps, dtype=np.float64).reshape(-1, 5)[k].tolist()})"
+        )
+    return g

@@ -7,7 +7,7 @@ its :class:`~singleshot.tasks.action.act_tubelets.VideoTubelets`, then scores:
 * video-mAP on the tubes of ACT's linking (``linking=act``, or MOC's preset ``moc``),
 
 both under ``cfg.protocol`` (:func:`~singleshot.metrics.action_score.score_action`). :func:`val_act`
-is ``action val``'s: with the cache under ``project/val/tubelets`` and ``workers`` processes.
+is ``action val``'s: with the cache under ``project/cache/tubelets`` and ``workers`` processes.
 
 Cache: with ``cache_dir``, a video's tubelets are written to ``<cache_dir>/<video>.npz`` (atomically)
 as soon as it is done, stamped with a key of the model's tensors and every setting that changes
@@ -280,6 +280,7 @@ def val_act(
     predictor: ACTPredictor, ann: ActionAnnotations, frame_root: str | Path, cfg: ActOptions
 ) -> tuple[dict[str, Any], FrameDets, list[Tube]]:
     """``action val``'s evaluation of an ACT model: :func:`evaluate_act` on the test split with the
-    tubelet cache under ``project/val/tubelets`` (``cache=true``) and ``workers`` processes."""
-    cache = Path(cfg.project) / "val" / "tubelets" if cfg.cache else None
+    tubelet cache under ``project/cache/tubelets`` (``cache=true``; beside the numbered run
+    folders, so that every ``val`` of the project finds it) and ``workers`` processes."""
+    cache = Path(cfg.project) / "cache" / "tubelets" if cfg.cache else None
     return evaluate_act(predictor, ann, frame_root, cfg, cache_dir=cache, workers=cfg.workers)

@@ -21,7 +21,7 @@ method the training flow was made with (its metadata's ``flow_images``; DIS othe
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -37,6 +37,7 @@ from singleshot.data.input_spec import InputSpec, size_hw
 from singleshot.engine.branches import parallel_branches
 from singleshot.errors import ConfigError
 from singleshot.models import list_models
+from singleshot.models.act import FrameFeatures
 from singleshot.postprocess.tubelet import TubeletDetections, TubeletPostprocess, postprocess_tubelets
 from singleshot.tasks.action.act_tubelets import (
     CandidateSettings,
@@ -175,6 +176,8 @@ class ACTPredictor:
         self.link_params = link_params(self.linking, self.k)
         #: run the two streams in two threads (:func:`~singleshot.engine.branches.parallel_branches`; same numbers)
         self.parallel = False
+        #: each frame through the trunk once, windows assembled from per-frame maps (false: every window whole)
+        self.feature_cache = True
         self.class_names: list[str] = list(meta.get("classes", [])) or [str(i) for i in range(model.num_classes)]
 
     def prepare(self, frames: Tensor, flow: Tensor | None = None) -> Tensor:
@@ -219,27 +222,70 @@ class ACTPredictor:
         stacks = [images[:, i : i + self.flow_stack].flatten(1, 2) for i in range(self.k)]
         return torch.cat([stored[index][:, :, :3], torch.stack(stacks, 1)], dim=2)
 
-    @torch.inference_mode()
-    def detect_windows(
-        self, windows: Tensor, starts: Sequence[int], orig_size: tuple[int, int]
+    @property
+    def caches_features(self) -> bool:
+        """Whether windows are assembled from per-frame maps: ``feature_cache`` on and every stream a
+        module with :meth:`~singleshot.models.act.ACTDetector.frame_features` (an exported ONNX graph
+        runs whole windows)."""
+        return self.feature_cache and all(hasattr(s.model, "frame_features") for s in self.streams)
+
+    def _fuse(self, outs: Sequence[dict[str, Tensor]]) -> dict[str, Tensor]:
+        """One output of the streams' raw outputs: ACT's late fusion, (weighted) mean class
+        probabilities and the boxes of the RGB stream."""
+        if len(outs) == 1:
+            return outs[0]
+        out, motion = outs
+        w = self.fusion_weight
+        probs = (1.0 - w) * out["conf"].float().softmax(-1) + w * motion["conf"].float().softmax(-1)
+        return {"loc": out["loc"], "conf": probs.clamp_(min=1e-12).log()}
+
+    def _finish(
+        self, out: dict[str, Tensor], starts: Sequence[int], orig_size: tuple[int, int]
     ) -> tuple[list[TubeletDetections], list[tuple[Tensor, Tensor]]]:
-        """Prepared windows Tensor[B, K, C, h, w] uint8 starting at ``starts`` -> (detections, candidates) per window."""
-        xs = self.normalise(windows)
-        if len(self.streams) > 1:  # ACT's late fusion: (weighted) mean class probabilities, boxes of the RGB stream
-            out, motion = (
-                parallel_branches([partial(s.model, x) for s, x in zip(self.streams, xs)])
-                if self.parallel
-                else [s.model(x) for s, x in zip(self.streams, xs)]
-            )
-            w = self.fusion_weight
-            probs = (1.0 - w) * out["conf"].float().softmax(-1) + w * motion["conf"].float().softmax(-1)
-            out = {"loc": out["loc"], "conf": probs.clamp_(min=1e-12).log()}
-        else:
-            out = self.model(xs[0])
         sizes = [orig_size] * len(starts)
         frames = [torch.arange(s, s + self.k, dtype=torch.int64) for s in starts]
         dets = postprocess_tubelets(out, self.model.priors, sizes, self.settings, frames=frames)
         return dets, linking_candidates(out, self.model.priors, sizes, self.candidates, self.settings.variances)
+
+    def _branches(self, calls: Sequence[Callable[[], Any]]) -> list[Any]:
+        return parallel_branches(list(calls)) if self.parallel and len(calls) > 1 else [c() for c in calls]
+
+    @torch.inference_mode()
+    def detect_windows(
+        self, windows: Tensor, starts: Sequence[int], orig_size: tuple[int, int]
+    ) -> tuple[list[TubeletDetections], list[tuple[Tensor, Tensor]]]:
+        """Prepared windows Tensor[B, K, C, h, w] uint8 starting at ``starts`` -> (detections, candidates)
+        per window; every window's K frames go through the trunk (``feature_cache=false``)."""
+        xs = self.normalise(windows)
+        outs = self._branches([partial(s.model, x) for s, x in zip(self.streams, xs)])
+        return self._finish(self._fuse(outs), starts, orig_size)
+
+    @torch.inference_mode()
+    def frame_features(self, frames: Tensor) -> list[FrameFeatures]:
+        """Per stream the trunk maps of prepared single frames Tensor[F, C, h, w] uint8 (a flow
+        stream's stack included, as :meth:`frame_inputs` gives them)."""
+        xs = self.normalise(frames[:, None])
+        return self._branches([partial(s.model.frame_features, x[:, 0]) for s, x in zip(self.streams, xs)])
+
+    @torch.inference_mode()
+    def detect_cached(
+        self, features: Sequence[FrameFeatures], index: Tensor, starts: Sequence[int], orig_size: tuple[int, int]
+    ) -> tuple[list[TubeletDetections], list[tuple[Tensor, Tensor]]]:
+        """As :meth:`detect_windows`, from per-frame maps: window b holds rows ``index[b]`` (Tensor[B, K])
+        of ``features`` (:meth:`frame_features`, one per stream)."""
+        outs = self._branches([partial(s.model.window_outputs, f, index) for s, f in zip(self.streams, features)])
+        return self._finish(self._fuse(outs), starts, orig_size)
+
+    def frame_inputs(self, stored: Tensor, frames: Sequence[int]) -> Tensor:
+        """The per-frame inputs of 1-based ``frames`` of a video's prepared frames Tensor[N, C, h, w]:
+        the frames as stored, or for a flow stream of n images per frame its frame's n images stacked
+        (clamped at the video's end, as :meth:`windows` stacks them) -> Tensor[F, C', h, w]."""
+        index = torch.tensor(list(frames)) - 1
+        if self.flow_stack == 1:
+            return stored[index]
+        n = int(stored.shape[0])
+        flow = torch.tensor([flow_stack_indices(t, 1, self.flow_stack, n) for t in frames]) - 1
+        return torch.cat([stored[index][:, :3], stored[flow][:, :, 3:].flatten(1, 2)], dim=1)
 
     def _collect(
         self, video: str, num_frames: int, size: tuple[int, int], parts: Iterable[tuple[list[int], tuple]]
@@ -275,9 +321,15 @@ class ACTPredictor:
             logger.warning("%s: %d frames, fewer than K=%d: no window to detect on", video or "video", n, self.k)
 
         def parts() -> Iterator[tuple[list[int], tuple]]:
+            held: WindowFeatures | None = WindowFeatures(self) if self.caches_features else None
             for first in range(1, n - self.k + 2, max(1, batch)):
                 starts = list(range(first, min(n - self.k + 1, first + max(1, batch) - 1) + 1))
-                yield starts, self.detect_windows(self.windows(stored, starts), starts, orig_size)
+                if held is None:
+                    yield starts, self.detect_windows(self.windows(stored, starts), starts, orig_size)
+                    continue
+                upto = starts[-1] + self.k - 1
+                held.add(lambda frames: self.frame_inputs(stored, frames), upto)
+                yield starts, held.detect(starts, orig_size)
 
         return self._collect(video, n, orig_size, parts())
 
@@ -310,40 +362,58 @@ class ACTPredictor:
                 self.prepare(torch.stack([prev if prev is not None else cur, cur, cur]))[1],
             )
 
-    def stream(
-        self, frames: Iterable[np.ndarray], video: str = "", batch: int = 8
-    ) -> tuple[VideoTubelets, tuple[int, int]]:
-        """Online detection over frames uint8 [H, W, 3] RGB: a ring of the last K prepared frames,
-        each new frame closing the window that ends at it, ``batch`` windows run together.
-
-        Returns:
-            (the video's tubelets, its frame size (h, w)).
+    def window_parts(
+        self, frames: Iterable[np.ndarray], batch: int = 8, state: dict[str, Any] | None = None
+    ) -> Iterator[tuple[list[int], tuple[list[TubeletDetections], list[tuple[Tensor, Tensor]]]]]:
+        """Online detection over frames uint8 [H, W, 3] RGB: ``(starts, (detections, candidates))`` per
+        batch of windows, each new frame closing the window that ends at it, ``batch`` windows run
+        together. With the feature cache, each frame goes through the trunk once and at most K - 1
+        frames' maps are held between batches; without it, a ring of the last K prepared frames.
+        ``state`` (when given) gets ``frames`` (read so far) and ``size`` ((h, w) of the frames).
         """
         ring: list[Tensor] = []
         pending: list[tuple[int, Tensor]] = []
-        count, size = 0, (0, 0)
+        fresh: list[Tensor] = []  # feature cache: prepared frames not yet through the trunk
+        held = WindowFeatures(self) if self.caches_features else None
+        state = {} if state is None else state
+        state.update(frames=0, size=(0, 0))
 
         def flush() -> tuple[list[int], tuple]:
             starts = [p[0] for p in pending]
-            result = self.detect_windows(torch.stack([p[1] for p in pending]), starts, size)
+            if held is not None:
+                held.add(lambda frames: torch.stack(fresh), state["frames"])
+                fresh.clear()
+                result = held.detect(starts, state["size"])
+            else:
+                result = self.detect_windows(torch.stack([p[1] for p in pending]), starts, state["size"])
             pending.clear()
             return starts, result
 
-        def parts() -> Iterator[tuple[list[int], tuple]]:
-            nonlocal count, size
-            for size, stored in self._prepared(frames):  # noqa: B007  (size: nonlocal, read after the loop)
-                count += 1
+        for size, stored in self._prepared(frames):
+            state["frames"] += 1
+            state["size"] = size
+            count = state["frames"]
+            if held is not None:
+                fresh.append(stored)
+                if count >= self.k:
+                    pending.append((count - self.k + 1, stored))
+            else:
                 ring.append(stored)
                 del ring[: max(0, len(ring) - self.k)]
                 if len(ring) == self.k:
                     pending.append((count - self.k + 1, torch.stack(ring)))
-                    if len(pending) == batch:
-                        yield flush()
-            if pending:
+            if len(pending) == batch:
                 yield flush()
+        if pending:
+            yield flush()
 
-        collected = list(parts())
-        return self._collect(video, count, size, collected), size
+    def stream(
+        self, frames: Iterable[np.ndarray], video: str = "", batch: int = 8
+    ) -> tuple[VideoTubelets, tuple[int, int]]:
+        """:meth:`window_parts` collected: (the video's tubelets, its frame size (h, w))."""
+        state: dict[str, Any] = {}
+        collected = list(self.window_parts(frames, batch, state))
+        return self._collect(video, state["frames"], state["size"], collected), state["size"]
 
     def predict_video(self, frames: Iterable[np.ndarray], name: str, batch: int, trim: float = 0.0) -> VideoPrediction:
         """:meth:`stream` over ``frames``: the per-frame detections pooled from the tubelets, the tubes of
@@ -355,6 +425,43 @@ class ACTPredictor:
         tubes = sorted(trim_tubes(vt.link(self.link_params), trim), key=lambda t: -t.score)
         windows = vt.num_frames - self.k + 1 if vt.num_frames >= self.k else 0
         return VideoPrediction(dets, tubes, vt.num_frames, size, {"windows": windows})
+
+
+class WindowFeatures:
+    """The per-frame trunk maps of the frames the next windows need, each frame computed once.
+
+    Frames are added in order (:meth:`add` computes those not held yet); :meth:`detect` runs the
+    heads of windows over them and then forgets the frames no later window holds (at most K - 1
+    stay), so memory does not grow with the video.
+    """
+
+    def __init__(self, predictor: ACTPredictor) -> None:
+        self.p = predictor
+        self.features: list[FrameFeatures] | None = None
+        self.first = 1  # 1-based frame of row 0
+        self.next = 1  # the next frame to compute
+
+    def add(self, inputs: Callable[[list[int]], Tensor], upto: int) -> None:
+        """Compute frames ``next … upto`` from ``inputs(frames) -> Tensor[F, C, h, w]`` uint8."""
+        frames = list(range(self.next, upto + 1))
+        if not frames:
+            return
+        new = self.p.frame_features(inputs(frames))
+        self.features = new if self.features is None else [a.cat(b) for a, b in zip(self.features, new)]
+        self.next = upto + 1
+
+    def detect(
+        self, starts: Sequence[int], orig_size: tuple[int, int]
+    ) -> tuple[list[TubeletDetections], list[tuple[Tensor, Tensor]]]:
+        """The windows starting at 1-based ``starts`` (their frames added), then drop the frames
+        before the frame after the last start."""
+        assert self.features is not None
+        index = (torch.tensor(list(starts))[:, None] - self.first) + torch.arange(self.p.k)[None]
+        result = self.p.detect_cached(self.features, index, starts, orig_size)
+        drop = max(0, starts[-1] + 1 - self.first)
+        self.features = [f.rows(drop) for f in self.features]
+        self.first += drop
+        return result
 
 
 def flow_stream(meta: dict[str, Any], cfg: ActOptions) -> tuple[nn.Module, dict[str, Any]] | None:
@@ -388,4 +495,5 @@ def act_predictor(model: nn.Module, meta: dict[str, Any], cfg: ActionConfig) -> 
         flow_root=cfg.flow or None,
     )
     predictor.parallel = bool(cfg.parallel_branches)
+    predictor.feature_cache = bool(cfg.feature_cache)
     return predictor

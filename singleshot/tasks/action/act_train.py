@@ -53,8 +53,8 @@ from singleshot.tasks.action.act_two_stream import (
     flow_arch_kwargs,
     two_stream_augment,
 )
+from singleshot.tasks.action.check import checked_data
 from singleshot.tasks.action.config import ActionConfig, ActOptions
-from singleshot.tasks.action.data import load_data
 from singleshot.tasks.action.distill import act_kd_term, build_training
 from singleshot.tasks.action.flow import read_flow_info
 from singleshot.tasks.action.predictor import branch_threads, training_input_spec
@@ -134,7 +134,7 @@ def act_training(cfg: ActionConfig) -> Callable[[str, int], TrainingPlan]:
     flow_stack = cfg.flow_stack if motion == "flow" else 1
 
     def build(device: str, world: int) -> TrainingPlan:
-        ann, root = load_data(cfg)
+        ann, root, skipped = checked_data(cfg)  # the dataset check first (check=, bad=)
         classes = list(ann.classes)
         model: nn.Module = create_model(cfg.arch, len(classes), **kwargs)
         # the input convention: the pretrained file's (ImageNet without one), resized with cfg.antialias
@@ -254,6 +254,7 @@ def act_training(cfg: ActionConfig) -> Callable[[str, int], TrainingPlan]:
             metric_keys=ACTION_METRIC_KEYS,
             files=files,
             report=evaluate.report,
+            skipped=skipped,
         )
 
     return build

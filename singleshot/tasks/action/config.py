@@ -52,12 +52,14 @@ class ActionOptions(EngineOptions):
     project: str = "runs/action"
     # inference and evaluation
     source: str = ""
+    timeout: float = 10.0  # predict: seconds a stream or camera may stay silent before it counts as stalled
     video_name: str = ""  # name of a predicted video in the JSON files (default: the source's stem)
     conf: float = 0.005
     iou: float = 0.4  # NMS IoU
     max_det: int = 0  # YOWO: detections kept per frame (0: all, as YOWO); ACT: tubelets per window (200)
     show_conf: float = 0.3
     protocol: str = "yowo"  # yowo | act
+    plots: bool = True  # val: write pictures beside metrics.json (frame PR curves, AP bars, worst videos)
     match_iou: float = 0.5  # frame-mAP IoU threshold
     trim: float = (
         0.0  # cut linked tubes (YOWO's Viterbi or ACT's) to their best run of frame scores >= trim (0: no trimming)
@@ -70,6 +72,7 @@ class ActionOptions(EngineOptions):
     from_: str = ""
     src: str = ""
     dst: str = ""
+    test_fraction: float = 0.0  # convert from=csv: fraction of each class's videos listed as test (0: every video in train and test; split_list= wins)
     # demo
     n_train: int = 40
     n_test: int = 16
@@ -133,7 +136,10 @@ class ActOptions(ActionOptions):
     )
     max_zoom: float = 4.0  # clip augmentation: largest zoom-out (expand) ratio, 1 = none
     photometric: bool = True  # clip augmentation: photometric distortion (same for the K frames)
-    cache: bool = True  # val: keep each video's tubelets under project/val/tubelets (resumable)
+    feature_cache: bool = (
+        True  # val/predict: each frame through the trunk once, windows from per-frame maps (false: every window whole)
+    )
+    cache: bool = True  # val: keep each video's tubelets under project/cache/tubelets (resumable)
     pre_top: int = 0  # val/predict: linking candidates entering the 0.7 NMS per window, the N best (0: all, as ACT)
     cand_min_score: float = 0.01  # val/predict: linking candidates' best class score floor (ACT's code: 0)
     prototxt: str = ""  # convert from=caffe: ACT deploy prototxt

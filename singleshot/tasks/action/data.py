@@ -10,7 +10,7 @@ datasets are :mod:`singleshot.data.action.datasets`' (and the two-stream one of
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from pathlib import Path
 
 from torch import Tensor
@@ -29,12 +29,12 @@ logger = logging.getLogger(__name__)
 __all__ = ["VideoFrames", "demo_dataset_key", "ensure_demo_dataset", "load_data", "train_keyframes"]
 
 
-def load_data(cfg: ActionOptions) -> tuple[ActionAnnotations, Path]:
-    """(ground truth of ``data``, the folder holding its ``rgb-images/``)."""
+def load_data(cfg: ActionOptions, skip: Collection[str] = ()) -> tuple[ActionAnnotations, Path]:
+    """(ground truth of ``data`` without the videos of ``skip``, the folder holding its ``rgb-images/``)."""
     require(cfg, "data")
     path = Path(cfg.data)
     ann = load_action_annotations(
-        path, split_list=cfg.split_list or None, split=cfg.split, classes=list(cfg.classes) or None
+        path, split_list=cfg.split_list or None, split=cfg.split, classes=list(cfg.classes) or None, skip=skip
     )
     root = Path(cfg.frames) if cfg.frames else (path if path.is_dir() else path.parent)
     if not (root / "rgb-images").is_dir():

@@ -23,14 +23,34 @@ from singleshot.metrics.action_files import write_frame_detections, write_tubes
 from singleshot.metrics.action_score import score_action
 from singleshot.postprocess.tube_link_viterbi import link_viterbi
 from singleshot.structures import ActionAnnotations
+from singleshot.tasks.action.check import checked_data
 from singleshot.tasks.action.config import ActionConfig
-from singleshot.tasks.action.data import load_data
 from singleshot.tasks.action.export import load_onnx_action_model
 from singleshot.tasks.action.members import member_of_meta
+from singleshot.tasks.action.pictures import write_action_pictures
 from singleshot.tasks.action.predictor import ActionPredictor, load_action_weights
-from singleshot.tasks.common import explicit_keys, make_config, require, run_dir
+from singleshot.tasks.common import explicit_keys, make_config, require, run_dir, settings_from_training, write_skipped
 
 logger = logging.getLogger(__name__)
+
+#: The evaluation settings ``val`` takes from the training run of its weights unless they are given:
+#: the protocol, linking and trimming, thresholds and the split.
+VAL_SETTINGS = (
+    "protocol",
+    "linking",
+    "trim",
+    "match_iou",
+    "split",
+    "split_list",
+    "conf",
+    "iou",
+    "max_det",
+    "post_mode",
+    "cand_min_score",
+    "pre_top",
+)
+#: The settings ``predict`` takes from the training run of its weights unless they are given.
+PREDICT_SETTINGS = ("linking", "trim", "conf", "iou", "max_det", "post_mode", "cand_min_score", "pre_top")
 
 __all__ = ["check_classes", "load_model", "load_predictor", "score", "val"]
 
@@ -49,9 +69,13 @@ def load_model(cfg: ActionConfig) -> tuple[nn.Module, dict[str, Any]]:
     return model, meta
 
 
-def load_predictor(cfg: ActionConfig) -> ActionPredictor:
-    """The model and thresholds of ``weights=`` (:func:`load_model`) as its member's predictor."""
+def load_predictor(cfg: ActionConfig, given: set[str] | None = None) -> ActionPredictor:
+    """The model and thresholds of ``weights=`` (:func:`load_model`) as its member's predictor; with
+    ``given`` (the keys the user typed), the linking, trimming and thresholds of the training run
+    fill the others first (:data:`PREDICT_SETTINGS`)."""
     model, meta = load_model(cfg)
+    if given is not None:
+        settings_from_training(cfg, meta, PREDICT_SETTINGS, given)
     return member_of_meta(meta).predictor(model, meta, cfg)
 
 
@@ -91,20 +115,29 @@ def score(args: dict[str, str]) -> dict:
 
 
 def val(args: dict[str, str]) -> dict:
-    """Frame-mAP and video-mAP of a weights file on the test videos of ``data``; writes metrics.json,
-    frames.json (every frame's detections) and tubes.json under ``project/val``."""
+    """Frame-mAP and video-mAP of a weights file on the test videos of ``data``.
+
+    The evaluation settings of its training run apply unless given (``val`` of a run's weights prints
+    the run's numbers). Writes metrics.json,
+    frames.json (every frame's detections) and tubes.json in the run folder (``project/name``, name
+    ``val`` by default; :func:`~singleshot.tasks.common.run_dir`), returned as ``save_dir``."""
     given = explicit_keys(args)
     cfg = make_config(ActionConfig, args, batch=16)
     model, meta = load_model(cfg)
     member = member_of_meta(meta)
+    settings_from_training(cfg, meta, VAL_SETTINGS, given)  # the training run's, unless given
+    if "protocol" not in given and "protocol" not in (meta.get("train_config") or {}):
+        cfg.protocol = member.protocol  # the member's own protocol (ACT: act)
     predictor = member.predictor(model, meta, cfg)
-    if "protocol" not in given:  # the member's own protocol unless one is asked for (ACT: act)
-        cfg.protocol = member.protocol
-    ann, root = load_data(cfg)
+    ann, root, skipped = checked_data(cfg)  # the dataset check first (check=, bad=)
     check_classes(predictor, ann, cfg.weights)
     metrics, dets, tubes = member.evaluate(predictor, ann, root, cfg)
     out = run_dir(cfg, "val")
+    if skipped:  # bad=skip: the videos the dataset check left out
+        write_skipped(out, skipped)
     write_frame_detections(out / "frames.json", dets)
     write_tubes(out / "tubes.json", tubes)
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
-    return metrics
+    if cfg.plots:
+        write_action_pictures(out, ann, root, dets, metrics, cfg.protocol, cfg.match_iou, cfg.show_conf)
+    return dict(metrics, trim=cfg.trim, save_dir=str(out))

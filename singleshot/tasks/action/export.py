@@ -354,7 +354,7 @@ class ActionExportOptions(ExportOptions):
 
 
 def export_mode(args: dict[str, str]) -> dict[str, Any]:
-    """``singleshot action export weights=W.safetensors [dst=...] [int8=true [calib=...]] ...``."""
+    """Weights -> ONNX (optionally int8, calibrated on ``calib=``): ``action export weights=W.safetensors [dst=...]``."""
     opts = make_config(ActionExportOptions, args)
     require(opts, "weights")
     return export_action(opts.weights, **opts.export_kwargs())

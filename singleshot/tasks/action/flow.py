@@ -285,7 +285,7 @@ def compute_flow(
 
 
 def flow_mode(args: dict[str, str]) -> dict:
-    """``singleshot action flow src=... dst=... [method=dis|tvl1] [workers=2]`` (see the module doc)."""
+    """Optical flow images for ACT's flow stream (OpenCV DIS or TV-L1) of videos or frame folders ``src=`` under ``dst=``."""
     cfg = make_config(FlowOptions, args)
     require(cfg, "src", "dst")
     return compute_flow(cfg.src, cfg.dst, cfg.method, max(0, cfg.workers), cfg.video_name, cfg.quality)

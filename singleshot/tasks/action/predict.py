@@ -1,146 +1,131 @@
-"""``action predict``: online detection on a raw video (a video file or a folder of frames), the
-detections linked into tubes, written as an annotated video and two JSON files.
+"""``action predict``: online detection on any frame source (a video file, a folder of frames, an
+``rtsp://``/``http://`` stream or a camera index), written as the frames arrive: an annotated video,
+per-frame detections and tubes as JSON Lines (each tube appended as soon as the linking closes it),
+and at the end the JSON files ``action score`` reads.
 
-The member's predictor does the detection and linking
-(:meth:`~singleshot.tasks.action.predictor.ActionPredictor.predict_video`: YOWO's clips ending at each
-new frame, ACT's K-frame windows); this module reads the source (:func:`frame_source`), draws the
-tubes (:func:`draw_tube_boxes`) and writes the outputs (:func:`write_prediction_outputs`).
+The member's predictor detects (YOWO's clips ending at each new frame, ACT's K-frame windows, each
+frame through ACT's trunk once); :func:`~singleshot.tasks.action.online.online_events` makes each
+frame's detections and each closed tube final as early as the member allows; :func:`predict_source`
+reads the source (:class:`~singleshot.io.stream.FrameStream`) and writes the outputs.
 """
 
 from __future__ import annotations
 
+import json
 import logging
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-from PIL import Image, ImageDraw
+import torch
 
-from singleshot.data.image_io import read_image_rgb
 from singleshot.errors import DataError
-from singleshot.io.draw import color_of
-from singleshot.io.video import VideoWriter, is_video, read_frames, video_fps
-from singleshot.metrics.action_files import write_frame_detections, write_tubes
-from singleshot.structures import FrameDets, Tube
+from singleshot.io.draw import draw_detections
+from singleshot.io.stream import FrameStream
+from singleshot.io.video import VideoWriter
+from singleshot.metrics.action_files import detection_record, tube_record
+from singleshot.structures import Detections, Tube
 from singleshot.tasks.action.config import ActionConfig
 from singleshot.tasks.action.evaluate import load_predictor
+from singleshot.tasks.action.online import online_events
 from singleshot.tasks.action.predictor import ActionPredictor
-from singleshot.tasks.common import make_config, require, run_dir
+from singleshot.tasks.common import explicit_keys, make_config, require, run_folder
 
 logger = logging.getLogger(__name__)
 
 __all__ = [
-    "IMAGE_SUFFIXES",
-    "draw_tube_boxes",
-    "frame_source",
     "predict",
     "predict_source",
-    "tube_boxes_by_frame",
-    "write_prediction_outputs",
 ]
 
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp"}
 
+def predict_source(predictor: ActionPredictor, source: str | Path, out_dir: Path, cfg: ActionConfig) -> dict[str, Any]:
+    """Online detection on any frame source (:class:`~singleshot.io.stream.FrameStream`: a video file, a
+    folder of frames, a URL, a camera index), written as the frames arrive under ``out_dir``:
 
-def frame_source(source: Path) -> tuple[Callable[[], Iterator[np.ndarray]], float]:
-    """(a function that iterates the frames as uint8 [H, W, 3] RGB, frames per second)."""
-    if source.is_file() and is_video(source):
-        return (lambda: read_frames(source)), video_fps(source)
-    if source.is_dir():
-        files = sorted(p for p in source.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
-        if not files:
-            raise DataError(f"{source}: folder holds no frame images ({', '.join(sorted(IMAGE_SUFFIXES))})")
-        return (lambda: (read_image_rgb(p).permute(1, 2, 0).numpy() for p in files)), 25.0
-    if not source.exists():
-        raise DataError(f"{source}: source not found")
-    raise DataError(f"{source}: not a video file nor a folder of frames")
+    - ``<stem>.mp4``: each frame with its final detections (score >= ``show_conf``) drawn;
+    - ``<stem>_frames.jsonl``: one detection per line (``video, frame, label, score, box``);
+    - ``<stem>_tubes.jsonl``: one tube per line, appended as soon as the linking closes it;
+    - at the end, ``<stem>_frames.json`` and ``<stem>_tubes.json`` (tubes by descending score), the
+      files ``action score`` reads.
 
-
-def draw_tube_boxes(
-    image: np.ndarray, items: Sequence[tuple[int, int, float, Sequence[float]]], class_names: Sequence[str]
-) -> np.ndarray:
-    """Draw ``(tube id, label, score, box xyxy pixels)`` items on a copy of ``image`` (uint8 [H, W, 3] RGB),
-    coloured by tube id and captioned ``#id class score``."""
-    canvas = Image.fromarray(image)
-    draw = ImageDraw.Draw(canvas)
-    for tube_id, label, score, box in items:
-        color = color_of(tube_id)
-        draw.rectangle(list(box), outline=color, width=2)
-        name = class_names[label] if 0 <= label < len(class_names) else str(label)
-        text = f"#{tube_id} {name} {score:.2f}"
-        x, y = float(box[0]), max(0.0, float(box[1]) - 11)
-        draw.rectangle((x, y, x + 6 * len(text) + 2, y + 11), fill=color)
-        draw.text((x + 1, y), text, fill=(0, 0, 0))
-    return np.asarray(canvas)
-
-
-def tube_boxes_by_frame(
-    tubes: Sequence[Tube], min_score: float
-) -> dict[int, list[tuple[int, int, float, list[float]]]]:
-    """``{frame: [(tube id = index in tubes, label, frame score, box)]}`` for the frames whose linked
-    detection scores at least ``min_score``."""
-    out: dict[int, list[tuple[int, int, float, list[float]]]] = {}
-    for tid, t in enumerate(tubes):
-        scores = t.frame_scores if t.frame_scores is not None else np.full(len(t), t.score)
-        for f, s, b in zip(t.frames.tolist(), scores.tolist(), t.boxes.tolist()):
-            if s >= min_score:
-                out.setdefault(int(f), []).append((tid, int(t.label), float(s), b))
-    return out
-
-
-def predict_source(predictor: ActionPredictor, source: Path, out_dir: Path, cfg: ActionConfig) -> dict[str, Any]:
-    """Online detection on a video file or a folder of frames; writes under ``out_dir``:
-    ``<stem>.mp4`` (tube boxes with tube id, class and per-frame score), ``<stem>_frames.json``
-    (per-frame detections) and ``<stem>_tubes.json`` (linked tubes, by descending score). Returns
-    ``{"frames", <the member's own entries (ACT: "windows")>, "detections", "tubes", "video", ...}``."""
-    frames_of, fps = frame_source(source)
-    name = cfg.video_name or source.stem
-    pred = predictor.predict_video(frames_of(), name, max(1, cfg.batch), cfg.trim)
-    if pred.num_frames == 0:
-        raise DataError(f"{source}: no frames decoded")
-    written = write_prediction_outputs(
-        out_dir, source.stem, pred.dets, pred.tubes, frames_of, fps, pred.size, predictor.class_names, cfg.show_conf
-    )
-    return {"frames": pred.num_frames, **pred.extra, **written}
-
-
-def write_prediction_outputs(
-    out_dir: Path,
-    stem_name: str,
-    dets: FrameDets,
-    tubes: Sequence[Tube],
-    frames_of: Callable[[], Iterable[np.ndarray]],
-    fps: float,
-    size: tuple[int, int],
-    class_names: Sequence[str],
-    show_conf: float,
-) -> dict[str, Any]:
-    """Write ``<stem>_frames.json`` (frame detections), ``<stem>_tubes.json`` and ``<stem>.mp4`` (the
-    frames of ``frames_of()`` — uint8 [H, W, 3] each, ``size`` = (H, W) — with the tubes drawn) under
-    ``out_dir``. Returns ``{"detections", "tubes", "video", "frame_detections", "tubes_file", "out"}``."""
+    Memory holds a few frames (the clip or K frames plus a batch), never the video. A source that
+    breaks or stalls ends the run with everything so far written and closed, then a
+    :class:`~singleshot.errors.DataError` saying why. Returns ``{"frames", "detections", "tubes",
+    "video", "frame_detections", "tubes_file", "frames_jsonl", "tubes_jsonl", "out", "skipped"}``.
+    """
+    stream = FrameStream(source, timeout=cfg.timeout)
+    name = cfg.video_name or stream.name
+    stem = out_dir / stream.name
     out_dir.mkdir(parents=True, exist_ok=True)
-    stem = out_dir / stem_name
-    write_frame_detections(f"{stem}_frames.json", dets)
-    write_tubes(f"{stem}_tubes.json", tubes)
-    drawn = tube_boxes_by_frame(tubes, show_conf)
-    with VideoWriter(Path(f"{stem}.mp4"), fps, size[1], size[0]) as writer:
-        for f, frame in enumerate(frames_of(), start=1):
-            writer.write(draw_tube_boxes(frame, drawn.get(f, []), class_names))
-    logger.info("wrote %s.mp4, %s_frames.json and %s_tubes.json", stem, stem, stem)
-    return {
-        "detections": len(dets),
-        "tubes": len(tubes),
-        "video": f"{stem}.mp4",
-        "frame_detections": f"{stem}_frames.json",
-        "tubes_file": f"{stem}_tubes.json",
+    paths = {k: Path(f"{stem}{k}") for k in (".mp4", "_frames.jsonl", "_tubes.jsonl", "_frames.json", "_tubes.json")}
+    counts = {"frames": 0, "detections": 0, "tubes": 0}
+    writer: VideoWriter | None = None
+    classes = predictor.class_names
+    try:
+        with (
+            open(paths["_frames.jsonl"], "w", encoding="utf-8") as fj,
+            open(paths["_tubes.jsonl"], "w", encoding="utf-8") as tj,
+        ):
+            for event in online_events(predictor, stream, name, max(1, cfg.batch), cfg.trim):
+                if isinstance(event, Tube):
+                    tj.write(json.dumps(tube_record(event)) + "\n")
+                    tj.flush()
+                    counts["tubes"] += 1
+                    continue
+                for box, score, label in zip(event.boxes.tolist(), event.scores.tolist(), event.labels.tolist()):
+                    fj.write(json.dumps(detection_record(name, event.frame, label, score, box)) + "\n")
+                counts["detections"] += len(event.scores)
+                counts["frames"] += 1
+                if writer is None:
+                    h, w = event.image.shape[:2]
+                    writer = VideoWriter(paths[".mp4"], stream.fps, w, h)
+                dets = Detections(
+                    torch.from_numpy(event.boxes).float(),
+                    torch.from_numpy(event.scores).float(),
+                    torch.from_numpy(event.labels),
+                )
+                writer.write(draw_detections(event.image, dets, classes, cfg.show_conf))
+                if counts["frames"] % 100 == 0:
+                    fj.flush()
+    finally:
+        if writer is not None:
+            writer.close()
+    if counts["frames"] == 0 and stream.error is None:
+        raise DataError(f"{source}: no frames decoded")
+    _json_from_lines(paths["_frames.jsonl"], paths["_frames.json"])
+    _json_from_lines(paths["_tubes.jsonl"], paths["_tubes.json"], sort_key=lambda r: -float(r["score"]))
+    logger.info("wrote %s.mp4, %s_frames.json(l) and %s_tubes.json(l)", stem, stem, stem)
+    result = {
+        **counts,
+        "video": str(paths[".mp4"]) if writer is not None else None,
+        "frame_detections": str(paths["_frames.json"]),
+        "tubes_file": str(paths["_tubes.json"]),
+        "frames_jsonl": str(paths["_frames.jsonl"]),
+        "tubes_jsonl": str(paths["_tubes.jsonl"]),
         "out": str(out_dir),
+        "skipped": stream.skipped,
     }
+    if stream.error:
+        raise DataError(
+            f"{stream.error}; the {counts['frames']} frames before it were processed and written under {out_dir}"
+        )
+    return result
+
+
+def _json_from_lines(lines: Path, out: Path, sort_key: Callable[[dict], Any] | None = None) -> None:
+    """``out``: the JSON list of the records of the JSON Lines file ``lines`` (optionally sorted)."""
+    records = [json.loads(line) for line in lines.read_text(encoding="utf-8").splitlines() if line.strip()]
+    if sort_key is not None:
+        records.sort(key=sort_key)
+    out.write_text(json.dumps(records), encoding="utf-8")
 
 
 # ---------------------------------------------------------------- mode
 def predict(args: dict[str, str]) -> dict:
-    """Online detection on a video file or a folder of frames: annotated video, frames JSON, tubes JSON."""
+    """Online detection on a video, a folder of frames, a stream or a camera: annotated video, detections and tubes as they come."""
     cfg = make_config(ActionConfig, args, batch=8)
     require(cfg, "source")
-    return predict_source(load_predictor(cfg), Path(cfg.source), run_dir(cfg, "predict"), cfg)
+    predictor = load_predictor(cfg, explicit_keys(args))
+    with run_folder(cfg, "predict") as out:
+        return dict(predict_source(predictor, cfg.source, out, cfg), save_dir=str(out))

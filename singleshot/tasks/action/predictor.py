@@ -61,6 +61,7 @@ __all__ = [
     "freeze_mode",
     "link_frames_act",
     "link_tubes",
+    "link_params_of",
     "load_action_weights",
     "output_stride",
     "postprocess_settings",
@@ -349,8 +350,12 @@ def link_tubes(dets: FrameDets, num_frames: dict[str, int], trim: float = 0.0, l
     (:func:`trim_tube`)."""
     if checked_yowo_linking(linking) == "viterbi":
         return trim_tubes(link_viterbi(dets, num_frames), trim)
-    params = ACTLinkParams() if linking == "act" else moc_link_params(1)
-    return trim_tubes(link_frames_act(dets, params), trim)
+    return trim_tubes(link_frames_act(dets, link_params_of(linking)), trim)
+
+
+def link_params_of(linking: str) -> ACTLinkParams:
+    """The ACT linking parameters of one-frame tubelets: ACT's (``act``) or MOC-Detector's (``moc``)."""
+    return ACTLinkParams() if linking == "act" else moc_link_params(1)
 
 
 def frame_dets_of(videos: Sequence[str], per_video: Sequence[Sequence[Detections]]) -> FrameDets:

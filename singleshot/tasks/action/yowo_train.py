@@ -32,8 +32,9 @@ from singleshot.metrics.action_score import ACTION_METRIC_KEYS
 from singleshot.models import create_model
 from singleshot.models.aux_heads import deployable
 from singleshot.structures import ActionAnnotations, TubeletTarget
+from singleshot.tasks.action.check import checked_data
 from singleshot.tasks.action.config import ActionConfig, YowoOptions
-from singleshot.tasks.action.data import load_data, train_keyframes
+from singleshot.tasks.action.data import train_keyframes
 from singleshot.tasks.action.distill import build_training, yowo_kd_term
 from singleshot.tasks.action.predictor import (
     action_meta,
@@ -138,7 +139,7 @@ def yowo_training(cfg: ActionConfig) -> Callable[[str, int], TrainingPlan]:
     check_yowo_arch(cfg)
 
     def build(device: str, world: int) -> TrainingPlan:
-        ann, root = load_data(cfg)
+        ann, root, skipped = checked_data(cfg)  # the dataset check first (check=, bad=)
         classes = list(ann.classes)
         pmeta: dict[str, Any] | None = None
         if cfg.pretrained:
@@ -199,6 +200,7 @@ def yowo_training(cfg: ActionConfig) -> Callable[[str, int], TrainingPlan]:
             train_model=train_model,
             metric_keys=ACTION_METRIC_KEYS,
             report=evaluate.report,
+            skipped=skipped,
         )
 
     return build

@@ -28,13 +28,13 @@ class DetectConfig(EngineOptions):
     schedule: str = "multistep"
     warmup: int = 500
     project: str = "runs/detect"
-    # model and data (``data``: a VOC root or a COCO ``*.json``)
+    # model and data (``data``: a VOC root, a COCO ``*.json`` or folder, or a YOLO ``data.yaml``)
     model: str = "ssd300"
     weights: str = ""
     images: str = ""
     classes: tuple[str, ...] = ()
-    train_set: str = "trainval"
-    val_set: str = "test"
+    train_set: str = ""  # training split ("": the format's: VOC trainval, else train; YOLO/COCO train)
+    val_set: str = ""  # evaluation split ("": the format's: VOC test, else val; YOLO/COCO val)
     years: tuple[str, ...] = ("2007",)
     val_years: tuple[str, ...] = ()  # years of the evaluation split (default: ``years``)
     imgsz: int = 0
@@ -61,18 +61,21 @@ class DetectConfig(EngineOptions):
     aux_weight: float = 0.4
     # inference
     source: str = ""
+    timeout: float = 10.0  # predict: seconds a stream or camera may stay silent before it counts as stalled
     conf: float = 0.01
     iou: float = 0.45
     topk: int = 400
     max_det: int = 200
     show_conf: float = 0.3
     metric: str = "voc07"
+    plots: bool = True  # val: write pictures beside metrics.json (PR curves, AP bars, confusion matrix, worst images)
     plus_one: bool = True
     voc07_thresholds: str = "exact"  # metric=voc07 recall thresholds: exact k/10, or arange as the Python ports
     # score and convert
     gt: str = ""
     pred: str = ""
     from_: str = ""
+    to: str = ""  # convert: the dataset format written (voc | coco | yolo) for from=voc|coco|yolo
     src: str = ""
     dst: str = ""
     prototxt: str = ""  # convert from=caffe: the net definition

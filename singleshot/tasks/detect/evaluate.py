@@ -18,13 +18,18 @@ from typing import Any
 from torch.utils.data import DataLoader, Dataset
 
 from singleshot.errors import ConfigError
-from singleshot.tasks.common import make_config, require, run_dir
+from singleshot.metrics.box_diagnostics import BoxDiagnostics
+from singleshot.tasks.common import explicit_keys, make_config, require, run_dir, settings_from_training
 from singleshot.tasks.detect.config import DetectConfig
-from singleshot.tasks.detect.data import build_dataset, class_names_for, collate_raw
+from singleshot.tasks.detect.data import class_names_for, collate_raw, screened_dataset, split_for
 from singleshot.tasks.detect.export import load_onnx_predictor
+from singleshot.tasks.detect.pictures import write_detect_pictures
 from singleshot.tasks.detect.predictor import DetectPredictor, load_detector, settings_from_meta
 
 logger = logging.getLogger(__name__)
+
+#: The evaluation settings ``val`` takes from the training run of its weights unless they are given.
+VAL_SETTINGS = ("val_set", "years", "val_years", "metric", "plus_one", "voc07_thresholds")
 
 __all__ = ["evaluate_dataset", "load_predictor", "score", "val"]
 
@@ -39,11 +44,18 @@ def load_predictor(cfg: DetectConfig) -> DetectPredictor:
 
 
 def evaluate_dataset(
-    predictor: DetectPredictor, dataset: Dataset, cfg: DetectConfig, metric: str, classes: list[str]
+    predictor: DetectPredictor,
+    dataset: Dataset,
+    cfg: DetectConfig,
+    metric: str,
+    classes: list[str],
+    diagnostics: BoxDiagnostics | None = None,
 ) -> dict:
     """Run ``predictor`` over ``dataset`` and score it with the VOC or COCO evaluator.
 
     ``cfg`` gives the loader settings and the VOC ones (``plus_one``, ``voc07_thresholds``).
+    ``diagnostics`` (``val``'s pictures), when given, sees every image too and gets the evaluator's
+    precision-recall curves.
     """
     from singleshot.metrics.coco import COCOEvaluator
     from singleshot.metrics.voc import VOCEvaluator
@@ -60,7 +72,12 @@ def evaluate_dataset(
     for images, targets in loader:
         preds = predictor(images, [t.image_id for t in targets])
         evaluator.process(preds, targets)
-    return evaluator.compute()
+        if diagnostics is not None:
+            diagnostics.process(preds, targets)
+    metrics = evaluator.compute()
+    if diagnostics is not None:
+        diagnostics.curves = evaluator.curves
+    return metrics
 
 
 # ---------------------------------------------------------------- modes
@@ -72,10 +89,13 @@ def score(args: dict[str, str]) -> dict:
     require(cfg, "gt", "pred")
     gt = Path(cfg.gt)
     if gt.is_dir():
-        from singleshot.data.voc import VOCDetection
+        from singleshot.data.voc import VOC_CLASSES, VOCDetection
 
-        classes = class_names_for(cfg)
-        ds = VOCDetection(gt, image_set=cfg.val_set, years=cfg.val_years or cfg.years, class_names=classes)
+        classes = class_names_for(cfg, data=str(gt), role="val")
+        if not cfg.classes and set(classes) <= set(VOC_CLASSES):  # Pascal VOC itself: its 20 classes
+            classes = list(VOC_CLASSES)
+        split = split_for(cfg, "val", str(gt))
+        ds = VOCDetection(gt, image_set=split, years=cfg.val_years or cfg.years, class_names=classes)
         targets = [ds.load_target(i) for i in range(len(ds))]
         return score_files(
             targets,
@@ -83,18 +103,26 @@ def score(args: dict[str, str]) -> dict:
             cfg.metric,
             classes,
             plus_one=cfg.plus_one,
-            split=cfg.val_set,
+            split=split,
             voc07_thresholds=cfg.voc07_thresholds,
         )
     return score_files(gt, cfg.pred, cfg.metric, plus_one=cfg.plus_one, voc07_thresholds=cfg.voc07_thresholds)
 
 
 def val(args: dict[str, str]) -> dict:
-    """Evaluate a weights file on a dataset split."""
+    """Evaluate a weights file on a dataset split.
+
+    The split and metric settings of its training run apply unless given (``val`` of a run's weights
+    prints the run's numbers)."""
     cfg = make_config(DetectConfig, args)
     predictor = load_predictor(cfg)
-    classes = predictor.class_names or class_names_for(cfg)
-    metrics = evaluate_dataset(predictor, build_dataset(cfg, cfg.val_set, classes), cfg, cfg.metric, classes)
+    settings_from_training(cfg, predictor.meta, VAL_SETTINGS, explicit_keys(args))
+    classes = predictor.class_names or class_names_for(cfg, role="val")
+    dataset, _ = screened_dataset(cfg, "val", classes)
+    diagnostics = BoxDiagnostics(len(classes), conf=cfg.show_conf) if cfg.plots else None
+    metrics = evaluate_dataset(predictor, dataset, cfg, cfg.metric, classes, diagnostics)
     out = run_dir(cfg, "val")
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
-    return metrics
+    if diagnostics is not None:
+        write_detect_pictures(out, classes, cfg.metric, metrics, diagnostics, dataset)
+    return dict(metrics, save_dir=str(out))

@@ -253,7 +253,6 @@ def load_onnx_predictor(cfg: DetectConfig, threads: int | None = None) -> Detect
 
 
 def export(args: dict[str, str]) -> dict:
-    """``detect export``: weights -> ONNX (``format=onnx``; ``nms=true`` decoding + NMS in the graph;
-    ``int8=true calib=...``)."""
+    """Weights -> ONNX (``nms=true``: decoding and NMS in the graph; ``int8=true calib=...``: int8)."""
     opts, rest = split_export_args(args)
     return export_detector(make_config(DetectConfig, rest), opts)

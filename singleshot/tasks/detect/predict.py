@@ -12,11 +12,13 @@ import torch
 from PIL import Image
 
 from singleshot.data.image_io import read_image_rgb
+from singleshot.errors import DataError
 from singleshot.io.draw import draw_detections
-from singleshot.io.video import VideoWriter, is_video, read_frames, video_fps
+from singleshot.io.stream import FrameStream, source_kind
+from singleshot.io.video import VideoWriter, is_video
 from singleshot.metrics.files import detections_to_coco_results
 from singleshot.structures import Detections
-from singleshot.tasks.common import chunks, make_config, require, run_dir
+from singleshot.tasks.common import chunks, make_config, require, run_folder
 from singleshot.tasks.detect.config import DetectConfig
 from singleshot.tasks.detect.data import list_images
 from singleshot.tasks.detect.evaluate import load_predictor
@@ -27,51 +29,35 @@ logger = logging.getLogger(__name__)
 __all__ = ["predict", "predict_source"]
 
 
-def predict_source(predictor: DetectPredictor, source: Path, out_dir: Path, show_conf: float, batch: int) -> dict:
-    """Write annotated pictures (or an annotated video) and ``predictions.json`` (COCO results format,
-    ``image_id`` = file stem, or frame number for a video) under ``out_dir``."""
+def predict_source(
+    predictor: DetectPredictor, source: str | Path, out_dir: Path, show_conf: float, batch: int, timeout: float = 10.0
+) -> dict:
+    """Detections on ``source`` written under ``out_dir``: annotated pictures of an image or a folder of
+    images, or, for a video file, an ``rtsp://``/``http://`` stream or a camera index (read as the frames
+    arrive, :class:`~singleshot.io.stream.FrameStream`), an annotated video; and ``predictions.json``
+    (COCO results format, ``image_id`` = file stem, or frame number of a video), of a video also
+    ``predictions.jsonl``, appended as the frames are processed.
+
+    A stream that breaks or stalls ends with everything so far written and closed, then a
+    :class:`~singleshot.errors.DataError` saying why.
+    """
+    out_dir.mkdir(parents=True, exist_ok=True)
+    text = str(source)
+    kind = source_kind(text)
+    if kind in ("url", "camera") or (kind == "file" and is_video(Path(text))):
+        return _predict_stream(predictor, FrameStream(text, timeout=timeout), out_dir, show_conf, batch)
     names = predictor.class_names
     all_dets: list[Detections] = []
-    batch = max(1, min(batch, 16))
-    if source.is_file() and is_video(source):
-        frames = read_frames(source)
-        writer: VideoWriter | None = None
-        n = 0
-        pending: list[np.ndarray] = []
-
-        def flush() -> None:
-            nonlocal writer, n
-            dets = predictor(
-                [torch.from_numpy(f).permute(2, 0, 1) for f in pending], [str(n + i + 1) for i in range(len(pending))]
-            )
-            for f, d in zip(pending, dets):
-                if writer is None:
-                    writer = VideoWriter(out_dir / f"{source.stem}.mp4", video_fps(source), f.shape[1], f.shape[0])
-                writer.write(draw_detections(f, d, names, show_conf))
-            all_dets.extend(dets)
-            n += len(pending)
-            pending.clear()
-
-        for frame in frames:
-            pending.append(frame)
-            if len(pending) == batch:
-                flush()
-        if pending:
-            flush()
-        if writer is not None:
-            writer.close()
-        outputs = [str(out_dir / f"{source.stem}.mp4")]
-    else:
-        outputs = []
-        for paths in chunks(list_images(source), batch):
-            images = [read_image_rgb(p) for p in paths]
-            dets = predictor(images, [p.stem for p in paths])
-            for p, img, d in zip(paths, images, dets):
-                drawn = draw_detections(img.permute(1, 2, 0).numpy(), d, names, show_conf)
-                target = out_dir / f"{p.stem}.jpg"
-                Image.fromarray(drawn).save(target, quality=92)
-                outputs.append(str(target))
-            all_dets.extend(dets)
+    outputs = []
+    for paths in chunks(list_images(Path(text)), max(1, min(batch, 16))):
+        images = [read_image_rgb(p) for p in paths]
+        dets = predictor(images, [p.stem for p in paths])
+        for p, img, d in zip(paths, images, dets):
+            drawn = draw_detections(img.permute(1, 2, 0).numpy(), d, names, show_conf)
+            target = out_dir / f"{p.stem}.jpg"
+            Image.fromarray(drawn).save(target, quality=92)
+            outputs.append(str(target))
+        all_dets.extend(dets)
     results = detections_to_coco_results(all_dets, predictor.category_ids)
     (out_dir / "predictions.json").write_text(json.dumps(results))
     logger.info("wrote %d annotated file(s) and %s", len(outputs), out_dir / "predictions.json")
@@ -83,8 +69,64 @@ def predict_source(predictor: DetectPredictor, source: Path, out_dir: Path, show
     }
 
 
+def _predict_stream(
+    predictor: DetectPredictor, stream: FrameStream, out_dir: Path, show_conf: float, batch: int
+) -> dict:
+    """Frames of ``stream`` ``batch`` at a time: the annotated video and the detections' lines
+    written as they are processed (memory: one batch of frames)."""
+    video, lines = out_dir / f"{stream.name}.mp4", out_dir / "predictions.jsonl"
+    writer: VideoWriter | None = None
+    count = detections = 0
+    pending: list[np.ndarray] = []
+    with open(lines, "w", encoding="utf-8") as f:
+
+        def flush() -> None:
+            nonlocal writer, count, detections
+            ids = [str(count + i + 1) for i in range(len(pending))]
+            dets = predictor([torch.from_numpy(x).permute(2, 0, 1) for x in pending], ids)
+            for frame, d in zip(pending, dets):
+                if writer is None:
+                    writer = VideoWriter(video, stream.fps, frame.shape[1], frame.shape[0])
+                writer.write(draw_detections(frame, d, predictor.class_names, show_conf))
+            for record in detections_to_coco_results(dets, predictor.category_ids):
+                f.write(json.dumps(record) + "\n")
+                detections += 1
+            f.flush()
+            count += len(pending)
+            pending.clear()
+
+        try:
+            for frame in stream:
+                pending.append(frame)
+                if len(pending) == max(1, min(batch, 16)):
+                    flush()
+            if pending:
+                flush()
+        finally:
+            if writer is not None:
+                writer.close()
+    records = [json.loads(line) for line in lines.read_text(encoding="utf-8").splitlines() if line.strip()]
+    (out_dir / "predictions.json").write_text(json.dumps(records))
+    if stream.error:
+        raise DataError(f"{stream.error}; the {count} frames before it were processed and written under {out_dir}")
+    if count == 0:
+        raise DataError(f"{stream.source}: no frames decoded")
+    logger.info("wrote %s, %s and predictions.json", video, lines)
+    return {
+        "images": count,
+        "detections": detections,
+        "out": str(out_dir),
+        "predictions": str(out_dir / "predictions.json"),
+        "video": str(video),
+        "skipped": stream.skipped,
+    }
+
+
 def predict(args: dict[str, str]) -> dict:
-    """Detections on an image, a folder of images or a video: annotated pictures + COCO results JSON."""
+    """Detections on images, a video, a stream or a camera: annotated pictures or video + COCO results JSON."""
     cfg = make_config(DetectConfig, args)
     require(cfg, "source")
-    return predict_source(load_predictor(cfg), Path(cfg.source), run_dir(cfg, "predict"), cfg.show_conf, cfg.batch)
+    predictor = load_predictor(cfg)
+    with run_folder(cfg, "predict") as out:
+        result = predict_source(predictor, cfg.source, out, cfg.show_conf, cfg.batch, cfg.timeout)
+        return dict(result, save_dir=str(out))

@@ -180,6 +180,7 @@ class DetectPredictor:
         self.spec = InputSpec.from_meta(meta, size=getattr(model, "image_size", 300), antialias=False)
         self.size = self.spec.size
         self.settings = settings
+        self.meta = meta
         self.class_names: list[str] = list(meta.get("classes", []))
         #: COCO category id written for each label (COCO-trained weights), else label + 1.
         self.category_ids: list[int] | None = meta.get("category_ids")

@@ -33,7 +33,7 @@ from singleshot.models.aux_heads import deployable
 from singleshot.structures import BoxTarget
 from singleshot.tasks.common import ToDevice, TrainingPlan, fit, make_config, metric_floats
 from singleshot.tasks.detect.config import DetectConfig
-from singleshot.tasks.detect.data import build_dataset, class_names_for
+from singleshot.tasks.detect.data import class_names_for, screened_dataset
 from singleshot.tasks.detect.distill import build_training
 from singleshot.tasks.detect.evaluate import evaluate_dataset
 from singleshot.tasks.detect.predictor import (
@@ -98,13 +98,13 @@ def training_plan(cfg: DetectConfig, device: str) -> TrainingPlan:
     logger.info("input convention: %s", spec.describe())
     from singleshot.data.transforms import build_train_transform
 
-    train_set = build_dataset(
+    train_set, skipped = screened_dataset(
         cfg,
-        cfg.train_set,
+        "train",
         classes,
         build_train_transform(size, spec.rgb_mean(), strong=cfg.augment, antialias=spec.antialias),
     )
-    val_set = build_dataset(cfg, cfg.val_set, classes)
+    val_set, val_skipped = screened_dataset(cfg, "val", classes)
     meta = model_meta(model, cfg.model, kwargs, classes, spec, train_config=config_to_dict(cfg))
     settings = postprocess_settings(cfg)
 
@@ -124,6 +124,7 @@ def training_plan(cfg: DetectConfig, device: str) -> TrainingPlan:
         meta=meta,
         prepare_batch=NormalizeToDevice(spec),
         train_model=train_model,
+        skipped=list(dict.fromkeys([*skipped, *val_skipped])),  # one COCO file may serve both
     )
 
 

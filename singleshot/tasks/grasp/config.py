@@ -71,6 +71,7 @@ class GraspConfig(EngineOptions):
     iou_thresh: float = 0.25
     angle_thresh: float = 30.0
     top_k: int = 1
+    plots: bool = True  # val: write pictures beside metrics.json (success vs IoU threshold, worst images)
     # score and convert
     gt: str = ""
     pred: str = ""

@@ -10,7 +10,7 @@ bring predictions back to the original image's pixels.
 from __future__ import annotations
 
 import warnings
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -32,8 +32,9 @@ __all__ = ["SPLITS", "ViewsWithMatrices", "collate_views", "find_samples", "make
 SPLITS = ("image", "object", "reference", "kfold", "all")
 
 
-def find_samples(cfg: GraspConfig, root: str) -> list[GraspSample]:
-    """The annotated images of a Cornell or Jacquard root (``layout``, ``depth``, ``object_map``)."""
+def find_samples(cfg: GraspConfig, root: str, unread: Collection[str] = ()) -> list[GraspSample]:
+    """The annotated images of a Cornell or Jacquard root (``layout``, ``depth``, ``object_map``);
+    the ids in ``unread`` are listed without reading their files (see ``grasp.check.screened_split``)."""
     path = Path(root)
     layout = cfg.layout
     if layout == "auto":
@@ -43,9 +44,9 @@ def find_samples(cfg: GraspConfig, root: str) -> list[GraspSample]:
         objects = Path(cfg.object_map) if cfg.object_map else path / "objects.txt"
         if cfg.object_map and not objects.is_file():
             raise DataError(f"{objects}: object map not found (object_map=...)")
-        return find_grasp_samples(path, "cornell", object_map=objects if objects.is_file() else None)
+        return find_grasp_samples(path, "cornell", object_map=objects if objects.is_file() else None, unread=unread)
     if layout == "jacquard":
-        return find_grasp_samples(path, "jacquard", depth=cfg.depth)
+        return find_grasp_samples(path, "jacquard", depth=cfg.depth, unread=unread)
     raise ConfigError(f"layout: expected auto, cornell or jacquard, got {layout!r}")
 
 

@@ -25,13 +25,38 @@ from singleshot.metrics.grasp import GraspEvaluator
 from singleshot.metrics.grasp_files import read_grasp_predictions, write_grasp_predictions
 from singleshot.models import model_from_meta
 from singleshot.structures import Grasps
-from singleshot.tasks.common import make_config, require, run_dir
+from singleshot.tasks.common import (
+    explicit_keys,
+    make_config,
+    require,
+    run_dir,
+    settings_from_training,
+    write_skipped,
+)
+from singleshot.tasks.grasp.check import screened_split
 from singleshot.tasks.grasp.config import GraspConfig
 from singleshot.tasks.grasp.data import ViewsWithMatrices, collate_views, find_samples, make_dataset, split_of
 from singleshot.tasks.grasp.export import load_onnx_grasp_model
+from singleshot.tasks.grasp.pictures import write_grasp_pictures
 from singleshot.tasks.grasp.predictor import GraspPredictor, grasps_to_original, postprocess_from
 
 logger = logging.getLogger(__name__)
+
+#: The evaluation settings ``val`` takes from the training run of its weights unless they are given.
+VAL_SETTINGS = (
+    "split",
+    "k",
+    "fold",
+    "test_fraction",
+    "split_seed",
+    "layout",
+    "depth",
+    "object_map",
+    "iou",
+    "iou_thresh",
+    "angle_thresh",
+    "top_k",
+)
 
 __all__ = ["evaluate_dataset", "load_predictor", "make_evaluator", "score", "val"]
 
@@ -44,11 +69,17 @@ def make_evaluator(cfg: GraspConfig, split: str) -> GraspEvaluator:
 
 
 def evaluate_dataset(
-    predictor: GraspPredictor, dataset: GraspDataset, cfg: GraspConfig, split: str, keep: bool = False
+    predictor: GraspPredictor,
+    dataset: GraspDataset,
+    cfg: GraspConfig,
+    split: str,
+    keep: bool = False,
+    evaluator: GraspEvaluator | None = None,
 ) -> tuple[dict, list[Grasps]]:
     """Score ``predictor`` on the views of ``dataset``; with ``keep``, also return the predictions
-    in the original images' pixels."""
-    evaluator = make_evaluator(cfg, split)
+    in the original images' pixels. ``evaluator``: the one to fill (None: a new
+    :func:`make_evaluator`), for a caller that reads its per-image IoUs afterwards."""
+    evaluator = make_evaluator(cfg, split) if evaluator is None else evaluator
     source: Dataset = ViewsWithMatrices(dataset) if keep else dataset
     loader = DataLoader(
         source,
@@ -132,14 +163,23 @@ def score(args: dict[str, str]) -> dict:
 
 
 def val(args: dict[str, str]) -> dict:
-    """Evaluate a weights file on the test side of ``split`` of ``data``; writes predictions.json."""
+    """Evaluate a weights file on the test side of ``split`` of ``data``.
+
+    The split and metric settings of its training run apply unless given (``val`` of a run's weights
+    prints the run's numbers); writes predictions.json and metrics.json."""
     cfg = make_config(GraspConfig, args)
     require(cfg, "data")
     predictor = load_predictor(cfg)
+    settings_from_training(cfg, predictor.meta, VAL_SETTINGS, explicit_keys(args))
     cfg = _view_cfg(cfg, predictor)
-    _, test, split = split_of(cfg, find_samples(cfg, cfg.data))
-    metrics, preds = evaluate_dataset(predictor, make_dataset(cfg, test, train=False), cfg, split, keep=True)
+    _, test, split, skipped = screened_split(cfg, cfg.data)
+    evaluator = make_evaluator(cfg, split)
+    metrics, preds = evaluate_dataset(predictor, make_dataset(cfg, test, train=False), cfg, split, True, evaluator)
     out = run_dir(cfg, "val")
+    if skipped:
+        write_skipped(out, skipped)
     write_grasp_predictions(out / "predictions.json", preds)
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
-    return dict(metrics, predictions=str(out / "predictions.json"))
+    if cfg.plots:
+        write_grasp_pictures(out, evaluator, test, preds, metrics)
+    return dict(metrics, predictions=str(out / "predictions.json"), save_dir=str(out))

@@ -311,7 +311,7 @@ class GraspExportOptions(ExportOptions):
 
 
 def export_mode(args: dict[str, str]) -> dict[str, Any]:
-    """``singleshot grasp export weights=W.safetensors [dst=...] [int8=true [calib=...]] ...``."""
+    """Weights -> ONNX (optionally int8, calibrated on ``calib=``): ``grasp export weights=W.safetensors [dst=...]``."""
     opts = make_config(GraspExportOptions, args)
     require(opts, "weights")
     return export_grasp(opts.weights, **opts.export_kwargs())

@@ -27,7 +27,7 @@ from singleshot.data.image_io import read_image_rgb
 from singleshot.errors import DataError
 from singleshot.metrics.grasp_files import write_grasp_predictions, write_jacquard_output
 from singleshot.structures import Grasps
-from singleshot.tasks.common import chunks, make_config, require, run_dir
+from singleshot.tasks.common import chunks, make_config, require, run_folder
 from singleshot.tasks.grasp.config import GraspConfig
 from singleshot.tasks.grasp.evaluate import load_predictor
 from singleshot.tasks.grasp.predictor import GraspPredictor
@@ -235,12 +235,8 @@ def predict(args: dict[str, str]) -> dict:
     cfg = make_config(GraspConfig, args)
     require(cfg, "source")
     predictor = load_predictor(cfg)
-    return predict_source(
-        predictor,
-        Path(cfg.source),
-        run_dir(cfg, "predict"),
-        Path(cfg.rgb) if cfg.rgb else None,
-        cfg.format,
-        cfg.depth,
-        cfg.batch,
-    )
+    with run_folder(cfg, "predict") as out:
+        result = predict_source(
+            predictor, Path(cfg.source), out, Path(cfg.rgb) if cfg.rgb else None, cfg.format, cfg.depth, cfg.batch
+        )
+    return dict(result, save_dir=str(out))

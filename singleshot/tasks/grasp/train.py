@@ -28,8 +28,9 @@ from singleshot.metrics.grasp import wilson_interval
 from singleshot.models.aux_heads import deployable
 from singleshot.models.psp_grasp import PSPGrasp, load_imagenet_trunk, strip_aux
 from singleshot.tasks.common import TrainingPlan, fit, make_config, metric_floats
+from singleshot.tasks.grasp.check import screened_split
 from singleshot.tasks.grasp.config import GraspConfig
-from singleshot.tasks.grasp.data import find_samples, make_dataset, split_of
+from singleshot.tasks.grasp.data import make_dataset
 from singleshot.tasks.grasp.distill import build_training
 from singleshot.tasks.grasp.evaluate import evaluate_dataset
 from singleshot.tasks.grasp.predictor import GraspPredictor, build_grasp_model, model_meta, postprocess_from
@@ -72,7 +73,7 @@ def _plan(cfg: GraspConfig, device: str) -> TrainingPlan:
                 f"(psp_resnet18/50/101); model={cfg.model} has none"
             )
         extra["pretrained"] = load_imagenet_trunk(model, cfg.pretrained)
-    train_samples, test_samples, split = split_of(cfg, find_samples(cfg, cfg.data))
+    train_samples, test_samples, split, skipped = screened_split(cfg, cfg.data)
     train_set = make_dataset(cfg, train_samples, train=True)
     val_set = make_dataset(cfg, test_samples, train=False)
     meta = model_meta(cfg, train_config=config_to_dict(cfg), split=split, **extra)
@@ -106,6 +107,7 @@ def _plan(cfg: GraspConfig, device: str) -> TrainingPlan:
         train_model=train_model,
         files=lambda: {"best.safetensors": (strip_aux(model.state_dict()), meta)},
         report=report,
+        skipped=skipped,
     )
 
 

@@ -53,7 +53,10 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     torch.set_num_threads(1)
     try:
         assert (
-            main(["action", "train", f"data={root}", *TINY, "epochs=2", "eval_every=2", f"project={tmp}", "name=run"])
+            main(
+                ["action", "train", f"data={root}", *TINY, "epochs=2", "eval_every=2", "trim=0.05"]
+                + [f"project={tmp}", "name=run"]
+            )
             == 0
         )
     finally:
@@ -75,6 +78,26 @@ def test_train_writes_act_weights_logs_and_plots(trained: tuple[Path, Path]) -> 
     assert len(rows) == 3 and "metrics/frame_map" in rows[0]
 
 
+def test_val_of_the_runs_weights_prints_the_runs_metrics(
+    trained: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The evaluation settings of the run (here trim=0.05, ACT's protocol) travel in its weights."""
+    root, run = trained
+    _, meta = load_weights(run / "best.safetensors")
+    assert meta["train_config"]["trim"] == 0.05
+    capsys.readouterr()
+    assert main(["action", "val", f"weights={run / 'best.safetensors'}", f"data={root}", f"project={tmp_path}"]) == 0
+    got = _last_json(capsys)
+    assert {k: got[k] for k in ("frame_map", "video_map@0.5")} == {
+        k: meta["metrics"][k] for k in ("frame_map", "video_map@0.5")
+    }
+    assert (
+        main(["action", "val", f"weights={run / 'best.safetensors'}", f"data={root}", f"project={tmp_path}", "trim=0"])
+        == 0
+    )
+    assert _last_json(capsys)["trim"] == 0.0  # a key given wins
+
+
 def test_val_is_act_protocol_caches_tubelets_and_scores_back(
     trained: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -92,9 +115,11 @@ def test_val_is_act_protocol_caches_tubelets_and_scores_back(
     assert main(args) == 0
     got = _last_json(capsys)
     assert got["protocol"] == "act" and got["linking"].startswith("act")  # ACT's protocol unless asked otherwise
+    assert got["save_dir"] == str(tmp_path / "val")
     ann = load_action_annotations(root / SYNTH_PICKLE)
-    for v in ann.test_videos:
-        assert (tmp_path / "val" / "tubelets" / f"{v}.npz").is_file()
+    cached = [tmp_path / "cache" / "tubelets" / f"{v}.npz" for v in ann.test_videos]
+    assert all(p.is_file() for p in cached)  # beside the run folders, so that later runs find it
+    stamps = [p.stat().st_mtime_ns for p in cached]
     again = score_action(root / SYNTH_PICKLE, tmp_path / "val" / "frames.json", tmp_path / "val" / "tubes.json", "act")
     assert again["frame_map"] == pytest.approx(got["frame_map"]) and again["video_map@0.5"] == pytest.approx(
         got["video_map@0.5"]
@@ -102,6 +127,8 @@ def test_val_is_act_protocol_caches_tubelets_and_scores_back(
     assert main([*args, "protocol=yowo", "linking=moc"]) == 0  # an explicit protocol wins; the cache is reused
     other = _last_json(capsys)
     assert other["protocol"] == "yowo" and other["linking"].startswith("moc")
+    assert other["save_dir"] == str(tmp_path / "val2") and (tmp_path / "val2" / "tubes.json").is_file()
+    assert [p.stat().st_mtime_ns for p in cached] == stamps  # read back, not recomputed
 
 
 def test_predict_on_an_encoded_video(trained: tuple[Path, Path], tmp_path: Path) -> None:

@@ -122,8 +122,10 @@ def test_predict_on_a_generated_video_and_a_frame_folder(tmp_path: Path, capsys:
     out = _last_json(capsys)
     _check_outputs(out, 16, 64, 80)
     assert set(read_frame_detections(out["frame_detections"]).videos) == {"X/frames"}
-    assert main(["action", "predict", f"weights={weights}", f"source={tmp_path / 'missing.mp4'}"]) == 2
+    missing = ["action", "predict", f"weights={weights}", f"source={tmp_path / 'missing.mp4'}", f"project={tmp_path}"]
+    assert main(missing) == 2
     assert "missing.mp4" in capsys.readouterr().err
+    assert not (tmp_path / "predict3").exists()  # the failed call leaves no folder
 
 
 def test_predict_on_a_real_ucf101_video(

@@ -182,3 +182,38 @@ def test_the_jhmdb_recipe_trains_what_yowos_fine_tuning_rule_trains() -> None:
     yowo = {n for n, _ in model.named_parameters() if any(r in n for r in rule)}
     ours = {n for n, p in model.named_parameters() if p.requires_grad}
     assert ours == yowo and len(ours) < len(list(model.parameters()))
+
+
+def test_val_predict_and_train_number_their_folders_and_take_name(
+    trained: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """predict, predict2, predict3 (never the folder of an earlier call); ``name=`` for val, predict
+    and train; ``exist_ok=true`` reuses the folder; ``resume=true`` needs the run's last.pt."""
+    root, run = trained
+    weights = f"weights={run / 'best.safetensors'}"
+    project = tmp_path / "runs"
+    video = load_action_annotations(root / SYNTH_PICKLE).test_videos[0]
+    predict = ["action", "predict", weights, f"source={root / 'rgb-images' / video}", f"project={project}"]
+    capsys.readouterr()
+    seen = []
+    for _ in range(3):
+        assert main(predict) == 0
+        got = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+        assert Path(got["video"]).parent == Path(got["save_dir"]) and Path(got["video"]).is_file()
+        seen.append(got["save_dir"])
+    assert seen == [str(project / n) for n in ("predict", "predict2", "predict3")]
+    for extra in (["name=mine"], ["name=mine", "exist_ok=true"]):
+        assert main([*predict, *extra]) == 0
+        assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["save_dir"] == str(project / "mine")
+
+    val = ["action", "val", weights, f"data={root / SYNTH_PICKLE}", "workers=0", f"project={project}", "name=check"]
+    assert main(val) == 0
+    got = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert got["save_dir"] == str(project / "check") and (project / "check" / "tubes.json").is_file()
+    assert sorted(p.name for p in project.iterdir()) == ["check", "mine", "predict", "predict2", "predict3"]
+
+    train = ["action", "train", f"data={root}", *TINY, f"project={project}"]
+    assert main([*train, "name=mine", "dry_run=true"]) == 0
+    assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["out"] == str(project / "mine2")
+    assert main([*train, "name=check", "resume=true"]) == 2  # a val folder holds no last.pt
+    assert "check/last.pt not found" in capsys.readouterr().err

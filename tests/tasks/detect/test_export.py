@@ -41,7 +41,7 @@ def _run(capsys: pytest.CaptureFixture[str], *args: str) -> dict:
 
 
 def _predictions(capsys: pytest.CaptureFixture[str], weights: Path, source: Path, project: Path) -> list[dict]:
-    out = _run(capsys, "predict", f"weights={weights}", f"source={source}", f"project={project}", "workers=0")
+    out = _run(capsys, "predict", f"weights={weights}", f"source={source}", f"project={project}")
     results = json.loads(Path(out["predictions"]).read_text())
     return results
 

@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from singleshot.cli import main
+from singleshot.data.shapes import SHAPES_CLASSES, write_shapes_dataset
 from singleshot.engine.weights import save_weights
 from singleshot.models import create_model
 from singleshot.tasks.detect.predictor import model_meta
@@ -58,3 +59,47 @@ def test_predict_missing_source_names_it(
     missing = tmp_path / "nope.jpg"
     assert main(["detect", "predict", f"weights={slim_weights}", f"source={missing}", f"project={tmp_path}"]) == 2
     assert str(missing) in capsys.readouterr().err
+
+
+@pytest.mark.slow  # six CLI calls, two of them val (with its pictures)
+def test_predict_val_and_train_number_their_folders_and_take_name(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A run folder is never overwritten: predict, predict2, predict3; ``name=`` for every mode;
+    ``exist_ok=true`` reuses the folder; a failed predict leaves no folder."""
+    data = write_shapes_dataset(tmp_path / "shapes", 1, 2, size=160, seed=0)
+    torch.manual_seed(0)
+    model = create_model("ssd_tiny", len(SHAPES_CLASSES), image_size=160)
+    weights = tmp_path / "tiny.safetensors"
+    save_weights(weights, model, model_meta(model, "ssd_tiny", {"image_size": 160}, list(SHAPES_CLASSES)))
+    project = tmp_path / "runs"
+    image = data / "VOC2007" / "JPEGImages" / "000001.jpg"
+    predict = ["detect", "predict", f"weights={weights}", f"source={image}", f"project={project}"]
+    seen = []
+    for _ in range(3):
+        assert main(predict) == 0
+        got = _last_json(capsys)
+        seen.append(got["save_dir"])
+        assert got["out"] == got["save_dir"] and (Path(got["save_dir"]) / "000001.jpg").is_file()
+    assert seen == [str(project / n) for n in ("predict", "predict2", "predict3")]
+    assert main([*predict, "name=mine"]) == 0 and _last_json(capsys)["save_dir"] == str(project / "mine")
+    (project / "mine" / "note.txt").write_text("kept")
+    assert main([*predict, "name=mine", "exist_ok=true"]) == 0
+    assert _last_json(capsys)["save_dir"] == str(project / "mine") and (project / "mine" / "note.txt").is_file()
+    assert (
+        main(["detect", "predict", f"weights={weights}", f"source={tmp_path / 'nope.jpg'}", f"project={project}"]) == 2
+    )
+    assert not (project / "predict4").exists()  # the failed call used up no number
+
+    val = ["detect", "val", f"weights={weights}", f"data={data}", "val_set=val", "workers=0", f"project={project}"]
+    for expected in ("val", "check"):
+        assert main([*val, "name=check"] if expected == "check" else val) == 0
+        got = _last_json(capsys)
+        assert got["save_dir"] == str(project / expected) and "map50" in got
+        assert json.loads((project / expected / "metrics.json").read_text())["map50"] == got["map50"]
+
+    train = ["detect", "train", f"data={data}", "train_set=train", "val_set=val", "model=ssd_tiny", "imgsz=160"]
+    train += [f"classes={','.join(SHAPES_CLASSES)}", "workers=0", "batch=1", f"project={project}", "dry_run=true"]
+    assert main([*train, "name=mine"]) == 0 and _last_json(capsys)["out"] == str(project / "mine2")
+    assert main(train) == 0 and _last_json(capsys)["out"] == str(project / "train")
+    assert not (project / "train").exists() and not (project / "mine2").exists()  # a dry run writes nothing

@@ -141,7 +141,7 @@ def test_val_then_score_agree(tmp_path: Path, capsys: pytest.CaptureFixture[str]
     assert len(records) == 4 and all(len(r["grasps"]) == 1 for r in records)
     xy = np.array([r["grasps"][0][:2] for r in records])
     assert (xy[:, 0] >= 10).all() and (xy[:, 0] <= 70).all()  # inside the centre 60x60 crop of 80 columns
-    assert main(["grasp", "score", f"gt={data}", f"pred={got['predictions']}", *common[:3]]) == 0
+    assert main(["grasp", "score", f"gt={data}", f"pred={got['predictions']}", *common[1:3]]) == 0  # split keys
     scored = _last_json(capsys)
     assert scored["missing"] == 0 and scored["n"] == 4 and scored["success_rate"] == got["success_rate"]
 
@@ -223,3 +223,36 @@ def test_export_mode_then_val_and_predict_with_the_onnx_file(
     assert _last_json(capsys)["images"] == 1
     assert main(["grasp", "val", f"weights={tmp_path / 'w.onnx'}", *common, "size=96", f"project={tmp_path}"]) != 0
     assert "export again" in capsys.readouterr().err
+
+
+def test_predict_and_val_number_their_folders_and_take_name(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """predict, predict2, predict3; ``name=`` for predict, val and train; ``exist_ok=true`` reuses."""
+    data = tmp_path / "cornell"
+    ids = generate_grasp_dataset(data, 4, seed=3, size=(48, 64))
+    w, _ = _weights(tmp_path / "w.safetensors", size=48)
+    project = tmp_path / "runs"
+    source = next(data.rglob(f"{ids[0]}d.tiff"))
+    predict = ["grasp", "predict", f"weights={w}", f"source={source}", f"project={project}", "threshold=-1"]
+    seen = []
+    for _ in range(3):
+        assert main(predict) == 0
+        got = _last_json(capsys)
+        assert got["out"] == got["save_dir"] and Path(got["predictions"]).parent == Path(got["save_dir"])
+        seen.append(got["save_dir"])
+    assert seen == [str(project / n) for n in ("predict", "predict2", "predict3")]
+    assert all((project / n / f"{ids[0]}_grasps.png").is_file() for n in ("predict", "predict2", "predict3"))
+    assert main([*predict, "name=mine"]) == 0 and _last_json(capsys)["save_dir"] == str(project / "mine")
+    assert main([*predict, "name=mine", "exist_ok=true"]) == 0
+    assert _last_json(capsys)["save_dir"] == str(project / "mine")
+    assert sorted(p.name for p in project.iterdir()) == ["mine", "predict", "predict2", "predict3"]
+
+    val = ["grasp", "val", f"weights={w}", f"data={data}", "test_fraction=0.5", "workers=0", f"project={project}"]
+    for args, expected in ((val, "val"), (val, "val2"), ([*val, "name=check"], "check")):
+        assert main(args) == 0
+        got = _last_json(capsys)
+        assert got["save_dir"] == str(project / expected) and Path(got["predictions"]).is_file()
+        assert Path(got["predictions"]).parent == project / expected
+
+    train = ["grasp", "train", f"data={data}", "size=48", "test_fraction=0.5", "batch=2", "workers=0"]
+    assert main([*train, f"project={project}", "name=check", "dry_run=true"]) == 0
+    assert _last_json(capsys)["out"] == str(project / "check2") and not (project / "check2").exists()

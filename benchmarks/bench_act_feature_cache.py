@@ -1,0 +1,101 @@
+"""ACT's feature cache: each frame through the trunk once against every K-frame window run whole.
+
+Part 1, per-frame cost: ``act_vgg16`` (300x300, K = 6, random weights) or another architecture
+over a video of random frames, through :meth:`ACTPredictor.detect_video` with
+``feature_cache`` on and off in the same run; prints ms per frame of each and their ratio, and the
+largest difference of the two runs' candidate scores.
+
+Part 2 (``--weights W --data D``), ``action val`` end to end on a trained model (e.g. the ACT demo's
+``runs/action/demo_act/best.safetensors`` on ``runs/action/demo_data``), both ways, each in a fresh
+project folder (no tubelet cache); prints the seconds and the metrics of each.
+
+    .venv/bin/python benchmarks/bench_act_feature_cache.py [--arch act_vgg16] [--frames 30] [--batch 8]
+        [--weights W --data D [--frames-root F]]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+import time
+
+import numpy as np
+import torch
+
+from singleshot.models import create_model
+from singleshot.postprocess.tubelet import TubeletPostprocess
+from singleshot.tasks.action.act_predictor import ACTPredictor
+from singleshot.tasks.action.act_tubelets import CandidateSettings
+
+
+def per_frame(arch: str, k: int, frames: int, batch: int, size: int) -> dict:
+    torch.manual_seed(0)
+    kwargs = {} if arch == "act_vgg16" else {"image_size": size}
+    model = create_model(arch, num_classes=24, k=k, **kwargs).eval()
+    side = int(model.image_size)
+    # thresholds that keep the post-processing of random weights' near-uniform scores negligible:
+    # this part measures the network's cost per frame
+    predictor = ACTPredictor(
+        model,
+        {"input_size": [side, side], "classes": [str(i) for i in range(24)]},
+        TubeletPostprocess(score_thresh=0.5, topk_candidates=50, max_detections=20),
+        candidates=CandidateSettings(keep=20, min_score=0.5),
+    )
+    video = torch.randint(0, 256, (frames, 3, 240, 320), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
+    stored = predictor.prepare(video)
+    out, runs = {"arch": arch, "k": k, "frames": frames, "batch": batch, "input": side}, {}
+    for cache in (True, False):
+        predictor.feature_cache = cache
+        predictor.detect_video(stored[: k + 1], (240, 320), "warm-up", batch)
+        start = time.perf_counter()
+        runs[cache] = predictor.detect_video(stored, (240, 320), "v", batch)
+        out[f"ms_per_frame_{'cache' if cache else 'whole'}"] = round(1000 * (time.perf_counter() - start) / frames, 1)
+    out["speedup"] = round(out["ms_per_frame_whole"] / out["ms_per_frame_cache"], 2)
+    a, b = runs[True].cand_scores, runs[False].cand_scores
+    out["max_abs_diff_cand_scores"] = float(np.abs(a - b).max()) if a.shape == b.shape and a.size else None
+    return out
+
+
+def end_to_end(weights: str, data: str, frames_root: str) -> dict:
+    from singleshot.tasks.action.evaluate import val
+
+    out = {}
+    for cache in (True, False):
+        with tempfile.TemporaryDirectory() as project:
+            args = {"weights": weights, "data": data, "project": project, "feature_cache": str(cache).lower()}
+            if frames_root:
+                args["frames"] = frames_root
+            start = time.perf_counter()
+            metrics = val(args)
+            key = "cache" if cache else "whole"
+            out[f"val_seconds_{key}"] = round(time.perf_counter() - start, 1)
+            out[f"metrics_{key}"] = {k: v for k, v in metrics.items() if isinstance(v, float)}
+    out["val_speedup"] = round(out["val_seconds_whole"] / out["val_seconds_cache"], 2)
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--arch", default="act_vgg16")
+    parser.add_argument("--k", type=int, default=6)
+    parser.add_argument("--frames", type=int, default=30)
+    parser.add_argument("--batch", type=int, default=8)
+    parser.add_argument("--size", type=int, default=128, help="input side of act_tiny / act_slim")
+    parser.add_argument("--weights", default="")
+    parser.add_argument("--data", default="")
+    parser.add_argument("--frames-root", default="")
+    args = parser.parse_args()
+    result = {
+        "threads": torch.get_num_threads(),
+        "per_frame": per_frame(args.arch, args.k, args.frames, args.batch, args.size),
+    }
+    print(json.dumps(result["per_frame"]))
+    if args.weights:
+        result["val"] = end_to_end(args.weights, args.data, args.frames_root)
+        print(json.dumps(result["val"]))
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()
