@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 
 import pytest
@@ -47,6 +48,40 @@ def one_thread() -> Iterator[None]:
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+@contextmanager
+def _stalling_http_server(data: bytes, hold_seconds: float = 6.0) -> Iterator[str]:
+    """A local HTTP server whose every GET sends the first half of ``data`` then goes silent for
+    ``hold_seconds`` (a live stream that stalls); yields its URL."""
+    import http.server
+    import threading
+    import time
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802
+            self.send_response(200)
+            self.end_headers()
+            self.wfile.write(data[: len(data) // 2])
+            self.wfile.flush()
+            time.sleep(hold_seconds)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/live.ts"
+    finally:
+        server.shutdown()
+
+
+@pytest.fixture()
+def stalling_http_server() -> Callable[..., AbstractContextManager[str]]:
+    """``with stalling_http_server(data) as url:`` a live stream that sends half of ``data`` then stalls."""
+    return _stalling_http_server
 
 
 def pytest_configure(config: pytest.Config) -> None:

@@ -174,12 +174,26 @@ class FrameStream:
                 for frame in decoded:
                     self.frames += 1
                     yield frame.to_ndarray(format="rgb24")
+            if self.error is not None:  # the demuxer stopped early: frames still inside the decoder
+                yield from self._flush(stream)
         finally:
             container.close()
         if self.error is None and self.kind == "url" and self.frames == 0:
             self.error = f"{self.source}: the stream ended before its first frame"
         if self.error:
             logger.error("%s", self.error)
+
+    def _flush(self, stream) -> Iterator[np.ndarray]:  # noqa: ANN001  (an av video stream)
+        """The frames the decoder still holds (it buffers a few) after the data stopped."""
+        import av
+
+        try:
+            frames = list(stream.codec_context.decode(None))
+        except (av.error.FFmpegError, ValueError):  # type: ignore[attr-defined]
+            return
+        for frame in frames:
+            self.frames += 1
+            yield frame.to_ndarray(format="rgb24")
 
     def summary(self) -> str:
         """One line: frames read, skipped, and how the stream ended."""

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import http.server
-import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager
 from fractions import Fraction
 from pathlib import Path
 
@@ -98,26 +97,9 @@ def test_a_camera_that_is_not_there_is_named() -> None:
 
 
 @pytest.fixture
-def stalling_server(ts_video: Path) -> Iterator[str]:
-    data = ts_video.read_bytes()
-
-    class Handler(http.server.BaseHTTPRequestHandler):
-        def do_GET(self) -> None:  # noqa: N802
-            self.send_response(200)
-            self.send_header("Content-Type", "video/mp2t")
-            self.end_headers()
-            self.wfile.write(data[: len(data) // 2])
-            self.wfile.flush()
-            time.sleep(6)
-
-        def log_message(self, *args: object) -> None:
-            pass
-
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    server.daemon_threads = True
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{server.server_address[1]}/cam.ts"
-    server.shutdown()
+def stalling_server(ts_video: Path, stalling_http_server: Callable[..., AbstractContextManager[str]]) -> Iterator[str]:
+    with stalling_http_server(ts_video.read_bytes()) as url:
+        yield url
 
 
 def test_a_stalled_stream_ends_with_the_frames_it_sent_and_a_reason(stalling_server: str) -> None:
