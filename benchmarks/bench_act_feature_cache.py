@@ -11,6 +11,10 @@ project folder (no tubelet cache); prints the seconds and the metrics of each.
 
     .venv/bin/python benchmarks/bench_act_feature_cache.py [--arch act_vgg16] [--frames 30] [--batch 8]
         [--weights W --data D [--frames-root F]]
+    .venv/bin/python benchmarks/bench_act_feature_cache.py --steady [--arch act_vgg16] [--batch 4]
+
+Part 1b (``--steady``): the network alone in the steady state of a long video, where each new frame
+closes one window (see :func:`steady_state`).
 """
 
 from __future__ import annotations
@@ -57,6 +61,48 @@ def per_frame(arch: str, k: int, frames: int, batch: int, size: int) -> dict:
     return out
 
 
+def steady_state(arch: str, k: int, batch: int, size: int, repeats: int = 2) -> dict:
+    """The network's cost per frame on a long video, where every new frame closes one window: ``batch``
+    windows run whole (K frames each through the trunk, then the heads) against ``batch`` new frames
+    through the trunk plus the heads of their ``batch`` windows over cached maps (the maps of the
+    K - 1 frames before come from earlier steps and are computed outside the timing)."""
+    torch.manual_seed(0)
+    kwargs = {} if arch == "act_vgg16" else {"image_size": size}
+    model = create_model(arch, num_classes=24, k=k, **kwargs).eval()
+    side = int(model.image_size)
+    frames = torch.randn(batch + k - 1, 3, side, side)
+    index = torch.arange(batch)[:, None] + torch.arange(k)[None]
+    with torch.inference_mode():
+        earlier = model.frame_features(frames[: k - 1])
+
+        def whole() -> None:
+            model(frames[index])
+
+        def cached() -> None:
+            model.window_outputs(earlier.cat(model.frame_features(frames[k - 1 :])), index)
+
+        times = {}
+        for name, fn in (("whole", whole), ("cache", cached)):
+            fn()
+            start = time.perf_counter()
+            for _ in range(repeats):
+                fn()
+            times[name] = (time.perf_counter() - start) / repeats / batch
+        a = model(frames[index])
+        b = model.window_outputs(earlier.cat(model.frame_features(frames[k - 1 :])), index)
+    return {
+        "arch": arch,
+        "k": k,
+        "windows": batch,
+        "input": side,
+        "ms_per_frame_cache": round(1000 * times["cache"], 1),
+        "ms_per_frame_whole": round(1000 * times["whole"], 1),
+        "speedup": round(times["whole"] / times["cache"], 2),
+        "max_abs_diff_conf": float((a["conf"] - b["conf"]).abs().max()),
+        "max_abs_diff_loc": float((a["loc"] - b["loc"]).abs().max()),
+    }
+
+
 def end_to_end(weights: str, data: str, frames_root: str) -> dict:
     from singleshot.tasks.action.evaluate import val
 
@@ -82,15 +128,18 @@ def main() -> None:
     parser.add_argument("--frames", type=int, default=30)
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--size", type=int, default=128, help="input side of act_tiny / act_slim")
+    parser.add_argument("--steady", action="store_true", help="the network's steady-state cost per frame only")
     parser.add_argument("--weights", default="")
     parser.add_argument("--data", default="")
     parser.add_argument("--frames-root", default="")
     args = parser.parse_args()
-    result = {
-        "threads": torch.get_num_threads(),
-        "per_frame": per_frame(args.arch, args.k, args.frames, args.batch, args.size),
-    }
-    print(json.dumps(result["per_frame"]))
+    result: dict = {"threads": torch.get_num_threads()}
+    if args.steady:
+        result["steady"] = steady_state(args.arch, args.k, args.batch, args.size)
+        print(json.dumps(result["steady"]))
+    else:
+        result["per_frame"] = per_frame(args.arch, args.k, args.frames, args.batch, args.size)
+        print(json.dumps(result["per_frame"]))
     if args.weights:
         result["val"] = end_to_end(args.weights, args.data, args.frames_root)
         print(json.dumps(result["val"]))

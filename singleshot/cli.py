@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import math
+import signal
 import sys
+import threading
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from types import FrameType
 
 import yaml
 
@@ -115,6 +119,29 @@ def _run(task: str, mode: str, rest: list[str]) -> int:
     return 0
 
 
+def _raise_exit(signum: int, frame: FrameType | None) -> None:
+    """A termination signal as ``SystemExit(128 + signum)`` in the main thread: ``finally`` blocks
+    and context managers run (temporaries removed, run-folder locks released)."""
+    raise SystemExit(128 + signum)
+
+
+@contextlib.contextmanager
+def _signals_unwind() -> Iterator[None]:
+    """While the block runs, ``SIGTERM`` and ``SIGHUP`` raise :class:`SystemExit` (see
+    :func:`_raise_exit`; ``SIGINT`` already raises ``KeyboardInterrupt``); the previous handlers come
+    back afterwards. Installed by :func:`main` only, never at import, and only from the main thread."""
+    wanted = [getattr(signal, n) for n in ("SIGTERM", "SIGHUP") if hasattr(signal, n)]
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = {s: signal.signal(s, _raise_exit) for s in wanted}
+    try:
+        yield
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run one task mode; a mode's metrics are printed as one JSON object on the last stdout line.
 
@@ -139,10 +166,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: unknown mode {mode!r} for {task}; modes: {', '.join(TASKS[task])}", file=sys.stderr)
         return 2
     try:
-        return _run(task, mode, rest)
+        with _signals_unwind():
+            return _run(task, mode, rest)
     except SingleshotError as e:
         print(f"error: {_user_message(e)}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

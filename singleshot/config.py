@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import keyword
+import math
 import types
 import typing
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -72,17 +73,49 @@ def _convert(value: Any, tp: Any, key: str) -> Any:
         if text in _FALSE:
             return False
         raise ConfigError(f"{key}: expected true or false, got {value!r}")
-    if tp in (int, float):
-        try:
-            number = float(value) if tp is float else int(str(value), 0) if isinstance(value, str) else int(value)
-        except (TypeError, ValueError):
-            raise ConfigError(f"{key}: expected {tp.__name__}, got {value!r}") from None
-        return number
+    if tp is int:
+        return _to_int(value, key)
+    if tp is float:
+        return _to_float(value, key)
     if tp is str:
         return str(value)
     if tp is Path:
         return Path(str(value))
     return value
+
+
+def _to_int(value: Any, key: str) -> int:
+    """An int from an int, a whole float (``2.0``) or text (``"8"``, ``"0x10"``, ``"2.0"``); a bool,
+    a fractional or non-finite number is refused rather than truncated."""
+    if isinstance(value, bool):
+        raise ConfigError(f"{key}: expected int, got the boolean {value!r}")
+    if isinstance(value, int):
+        return value
+    if isinstance(value, str):
+        try:
+            return int(value, 0)
+        except ValueError:
+            pass
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"{key}: expected int, got {value!r}") from None
+    if not math.isfinite(number) or not number.is_integer():
+        raise ConfigError(f"{key}: expected int, got {value!r} (a fraction is not truncated)")
+    return int(number)
+
+
+def _to_float(value: Any, key: str) -> float:
+    """A finite float from a number or text; a bool, NaN or an infinity is refused."""
+    if isinstance(value, bool):
+        raise ConfigError(f"{key}: expected float, got the boolean {value!r}")
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"{key}: expected float, got {value!r}") from None
+    if not math.isfinite(number):
+        raise ConfigError(f"{key}: expected a finite float, got {value!r}")
+    return number
 
 
 def load_yaml_mapping(path: str | Path) -> dict[str, Any]:

@@ -11,7 +11,8 @@ float16 gradient scaler's state dict, or ``None``), ``ema`` (``{"model", "update
 per process, ``"world_size"}``; ``batches`` is 0 at epoch ends), ``epoch_sums`` (running sums of
 the loss terms over the unfinished epoch, for its log row), ``rng`` (see
 :func:`singleshot.engine.seed.get_rng_state`; ``rng_ranks`` holds one per process under DDP),
-``config`` (the :class:`~singleshot.engine.train_config.TrainConfig` as a dict), ``best_metric``
+``config`` (the :class:`~singleshot.engine.train_config.TrainConfig` as a dict), ``run_config`` (the
+task's whole configuration, compared on resume; ``None`` when the trainer was given none), ``best_metric``
 (float or ``None``), ``best_epoch``, ``metric_key`` (str or ``None``), ``metrics`` (last
 evaluation, dict of floats) and ``format_version`` (int).
 

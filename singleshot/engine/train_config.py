@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import math
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +24,8 @@ __all__ = [
     "build_optimizer",
     "train_config_for",
     "default_milestones",
+    "fit_warmup",
+    "check_engine_values",
     "OPTIMIZERS",
     "AMP_DTYPES",
     "ACCUMULATE_MODES",
@@ -135,8 +138,24 @@ class TrainConfig:
                 raise ConfigError(f"{key}: must be >= 0 (0 turns it off), got {value}")
         if self.patience is not None and self.patience < 1:
             raise ConfigError(f"patience: must be >= 1 epoch or None, got {self.patience}")
+        finite = {
+            "lr": self.lr,
+            "momentum": self.momentum,
+            "weight_decay": self.weight_decay,
+            "gamma": self.gamma,
+            "warmup_factor": self.warmup_factor,
+            "power": self.power,
+            "min_lr_factor": self.min_lr_factor,
+            "clip_grad": self.clip_grad,
+            "ema_decay": self.ema_decay,
+        }
+        for key, number in finite.items():
+            if number is not None and not math.isfinite(float(number)):
+                raise ConfigError(f"{key}: must be a finite number, got {number}")
         if self.lr <= 0:
             raise ConfigError(f"lr: must be > 0, got {self.lr}")
+        if self.warmup_iters < 0:
+            raise ConfigError(f"warmup: must be >= 0 optimizer steps, got {self.warmup_iters}")
         if self.optimizer not in OPTIMIZERS:
             raise ConfigError(f"optimizer: unknown optimizer {self.optimizer!r}; expected one of {list(OPTIMIZERS)}")
         if self.schedule not in SCHEDULES:
@@ -226,6 +245,58 @@ def default_milestones(total_steps: int) -> tuple[int, ...]:
     return tuple(sorted({max(1, round(total * 2 / 3)), max(1, round(total * 5 / 6))}))
 
 
+def check_engine_values(cfg: EngineOptions) -> None:
+    """Check the ranges of the training keys of ``cfg`` before any data is read (the types were
+    checked when the config was built; :class:`TrainConfig` checks again what it holds).
+
+    Raises:
+        ConfigError: naming the first key out of range, its value and the range.
+    """
+    at_least_one = ("epochs", "batch", "accumulate", "eval_every")
+    for key in at_least_one:
+        if getattr(cfg, key) < 1:
+            raise ConfigError(f"{key}: must be >= 1, got {getattr(cfg, key)}")
+    for key in ("workers", "warmup", "checkpoint_every", "plot_every", "max_steps"):
+        if getattr(cfg, key) < 0:
+            raise ConfigError(f"{key}: must be >= 0, got {getattr(cfg, key)}")
+    for key in ("lr", "momentum", "weight_decay", "gamma", "warmup_factor"):
+        if not math.isfinite(getattr(cfg, key)):
+            raise ConfigError(f"{key}: must be a finite number, got {getattr(cfg, key)}")
+    if cfg.lr <= 0:
+        raise ConfigError(f"lr: must be > 0, got {cfg.lr}")
+    if cfg.momentum < 0 or cfg.weight_decay < 0:
+        raise ConfigError(f"momentum and weight_decay: must be >= 0, got {cfg.momentum} and {cfg.weight_decay}")
+    if cfg.gamma <= 0:
+        raise ConfigError(f"gamma: must be > 0, got {cfg.gamma}")
+    if not 0.0 <= cfg.warmup_factor <= 1.0:
+        raise ConfigError(f"warmup_factor: must lie in [0, 1], got {cfg.warmup_factor}")
+    if any(m < 0 for m in cfg.milestones):
+        raise ConfigError(f"milestones: must be >= 0 epochs, got {list(cfg.milestones)}")
+    if cfg.patience is not None and cfg.patience < 1:
+        raise ConfigError(f"patience: must be >= 1 evaluated epoch or none, got {cfg.patience}")
+    if cfg.clip_grad is not None and not (math.isfinite(cfg.clip_grad) and cfg.clip_grad > 0):
+        raise ConfigError(f"clip_grad: must be > 0 or none, got {cfg.clip_grad}")
+    if cfg.ema is not None and not 0.0 < cfg.ema < 1.0:
+        raise ConfigError(f"ema: must lie in (0, 1) or be none, got {cfg.ema}")
+
+
+def fit_warmup(warmup: int, total_steps: int) -> int:
+    """The warm-up (optimizer steps) a run of ``total_steps`` steps uses for ``warmup=``: as given
+    when shorter than the run, else a quarter of the run, with a warning naming both numbers (a
+    warm-up as long as the run would keep the learning rate near ``warmup_factor`` x ``lr``)."""
+    if warmup <= 0 or warmup < total_steps:
+        return max(0, warmup)
+    scaled = max(0, total_steps // 4)
+    logger.warning(
+        "warmup=%d optimizer steps is not shorter than the run's %d steps (epochs x steps per epoch): "
+        "the warm-up is scaled down to %d steps (a quarter of the run)",
+        warmup,
+        total_steps,
+        scaled,
+    )
+    return scaled
+
+
 def train_config_for(task_cfg: EngineOptions, batches_per_epoch: int, out_dir: str | Path, device: str) -> TrainConfig:
     """The :class:`TrainConfig` of a task's command-line config (an :class:`EngineOptions`;
     ``channels_last`` is read when the task's config has it).
@@ -244,6 +315,7 @@ def train_config_for(task_cfg: EngineOptions, batches_per_epoch: int, out_dir: s
             c.gamma,
             list(milestones),
         )
+    warmup = fit_warmup(int(c.warmup), int(c.epochs) * steps_per_epoch)
     channels_last = getattr(c, "channels_last", False)
     return TrainConfig(
         epochs=c.epochs,
@@ -254,7 +326,7 @@ def train_config_for(task_cfg: EngineOptions, batches_per_epoch: int, out_dir: s
         schedule=c.schedule,
         milestones=milestones,
         gamma=c.gamma,
-        warmup_iters=c.warmup,
+        warmup_iters=warmup,
         warmup_factor=c.warmup_factor,
         accumulate=c.accumulate,
         accumulate_mode=c.accumulate_mode,

@@ -8,7 +8,8 @@ to the device, and optionally ``evaluate(model) -> dict of floats``.
 One micro-batch: forward and loss terms (under autocast when ``amp``), total, and the loss values
 averaged over processes. A non-finite total discards the micro-batch and the gradients
 accumulated so far in its group (a warning names the epoch, batch, iteration and loss terms);
-``max_nonfinite`` in a row saves ``last.pt`` and raises :class:`TrainingError`. Otherwise
+``max_nonfinite`` in a row saves ``last.pt`` and raises :class:`TrainingError`, and so does an epoch
+without a single finite loss (without saving); weights holding NaN or inf never become ``best.pt``. Otherwise
 ``(total / accumulate).backward()`` with ``accumulate_mode="mean"``, or ``total.backward()`` with
 ``accumulate_mode="sum"`` (YOWO's accumulation), scaled by the float16 gradient scaler if any; after
 ``accumulate`` micro-batches (or at the end of the epoch: in mean mode with the gradient rescaled to
@@ -24,7 +25,9 @@ epochs), ``last.pt``, ``best.pt`` when ``metric_key`` improved, and early stoppi
 ``patience`` epochs without improvement. ``max_steps`` > 0 ends the epoch in which that many optimizer
 steps have been taken right after the step, then evaluates once and stops (a recipe's smoke test).
 ``config.yaml`` and ``engine.yaml`` record the run. All
-files live in ``out_dir``. ``resume=True`` restores ``last.pt`` (weights, optimizer, schedule,
+files live in ``out_dir``. ``resume=True`` first compares the run configuration saved in ``last.pt`` (or ``config.yaml``) with
+``run_config`` (:func:`~singleshot.engine.resume_check.check_resume_config`: a changed model, input,
+classes or data is refused), then restores ``last.pt`` (weights, optimizer, schedule,
 scaler, EMA, RNG states, counters, the sampler position) and continues where it was written; with
 a loader from :func:`singleshot.engine.sampler.build_train_loader` and the same seed, data and
 config, the final weights equal those of an uninterrupted run bit for bit on CPU, even after a
@@ -45,6 +48,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+import yaml
 from torch import Tensor, nn
 from torch.nn.parallel import DistributedDataParallel
 
@@ -63,11 +67,13 @@ from singleshot.engine.ema import ModelEMA
 from singleshot.engine.hooks import EarlyStopping, Hook
 from singleshot.engine.logger import CSVLog, Progress, num_images, write_yaml_files
 from singleshot.engine.plots import plot_results
+from singleshot.engine.resume_check import check_resume_config
 from singleshot.engine.sampler import resumable_sampler
 from singleshot.engine.schedules import build_scheduler
 from singleshot.engine.seed import get_rng_state, seed_everything, set_rng_state
 from singleshot.engine.tensorboard import TensorBoardLog
 from singleshot.engine.train_config import OPTIMIZERS, TrainConfig, build_optimizer
+from singleshot.engine.weights import nonfinite_tensors
 from singleshot.errors import ConfigError, TrainingError, WeightsError
 
 logger = logging.getLogger(__name__)
@@ -134,6 +140,9 @@ class Trainer:
         self.metric_key = metric_key
         self.hooks = list(hooks) + ([EarlyStopping(cfg.patience)] if cfg.patience is not None else [])
         self.run_config = dict(run_config) if run_config is not None else None
+        # {"meta": weights metadata, "prefix": the deployable model's name inside the trained module}:
+        # saved in checkpoints so that last.pt / best.pt serve as weights (set by tasks.common.fit)
+        self.weights_meta: dict[str, Any] | None = None
         self.out_dir = Path(cfg.out_dir)
         if cfg.patience is not None and (evaluate is None or metric_key is None):
             raise ConfigError("patience: early stopping needs an evaluation and a metric to watch")
@@ -215,6 +224,8 @@ class Trainer:
             "rng": rng,
             "rng_ranks": all_gather_objects(rng) if is_distributed() else None,
             "config": self.cfg.to_dict(),
+            "run_config": self.run_config,
+            "weights_meta": self.weights_meta,
             "best_metric": self.best_metric,
             "best_epoch": self.best_epoch,
             "metric_key": self.metric_key,
@@ -278,6 +289,9 @@ class Trainer:
                         f"resume: {self.last_path} not found; nothing to resume (set resume=false to start)"
                     )
                 state = load_checkpoint(self.last_path)
+                saved_run = state.get("run_config") or self._saved_run_config()
+                if self.run_config is not None and saved_run:
+                    check_resume_config(saved_run, self.run_config, self.last_path)
             except (ConfigError, WeightsError) as exc:
                 error = exc
         state, error = broadcast_object((state, error))
@@ -286,13 +300,20 @@ class Trainer:
         assert state is not None
         saved = state.get("config") or {}
         changed = sorted(k for k, v in self.cfg.to_dict().items() if k != "resume" and k in saved and saved[k] != v)
-        if changed and self.is_main:
+        if changed and self.is_main and self.run_config is None:  # else check_resume_config said it
             logger.warning(
                 "resuming %s with changed settings: %s",
                 self.last_path,
                 ", ".join(f"{k}: {saved[k]!r} -> {getattr(self.cfg, k)!r}" for k in changed),
             )
-        self.load_state_dict(state)
+        try:
+            self.load_state_dict(state)
+        except (RuntimeError, ValueError, KeyError) as exc:
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise WeightsError(
+                f"resume: {self.last_path} does not fit this run's model or optimizer (a checkpoint of "
+                f"another model or configuration?): {first[:300]}"
+            ) from None
         logger.info(
             "resumed %s at epoch %d, batch %d, iteration %d",
             self.last_path,
@@ -300,6 +321,17 @@ class Trainer:
             self.batch_in_epoch,
             self.iteration,
         )
+
+    def _saved_run_config(self) -> dict[str, Any] | None:
+        """The run configuration of ``config.yaml`` beside ``last.pt`` (checkpoints written before
+        ``run_config`` was stored in them); None when absent or unreadable."""
+        path = self.out_dir / "config.yaml"
+        try:
+            loaded = yaml.safe_load(path.read_text()) if path.is_file() else None
+        except (OSError, yaml.YAMLError) as exc:
+            logger.warning("%s: cannot read it to compare the resumed settings (%s)", path, exc)
+            return None
+        return loaded if isinstance(loaded, dict) else None
 
     def _save_last(self) -> dict[str, Any]:
         state = self.state_dict()  # every process: gathers the RNG states
@@ -399,6 +431,18 @@ class Trainer:
             )
         value = self.metrics[self.metric_key]
         if math.isfinite(value) and (self.best_metric is None or value > self.best_metric):
+            bad = nonfinite_tensors(self.eval_model.state_dict())
+            if bad:
+                if self.is_main:
+                    logger.warning(
+                        "epoch %d: %s = %.6g is not kept as the best: %d tensors of the weights are non-finite (%s)",
+                        self.epoch,
+                        self.metric_key,
+                        value,
+                        len(bad),
+                        ", ".join(bad[:3]),
+                    )
+                return
             self.best_metric = value
             self.best_epoch = self.epoch
             self._improved = True
@@ -416,6 +460,7 @@ class Trainer:
             start = 0
         last = self.batches_per_epoch - 1
         micro = 0  # micro-batches whose gradients are accumulated and not yet applied
+        nonfinite = 0  # micro-batches of this pass with a non-finite loss
         self.optimizer.zero_grad(set_to_none=True)
         progress.start(self.epoch + 1, cfg.epochs, self.batches_per_epoch, initial=start)
         for batch_idx, batch in enumerate(self.train_loader, start=start):
@@ -435,6 +480,7 @@ class Trainer:
                     (self.scaler.scale(loss) if self.scaler is not None else loss).backward()
             self.batch_in_epoch = batch_idx + 1
             if not math.isfinite(named["total"]):
+                nonfinite += 1
                 self._on_nonfinite(batch_idx, named)
                 self.optimizer.zero_grad(set_to_none=True)
                 micro = 0
@@ -459,6 +505,11 @@ class Trainer:
                         p.grad.mul_(cfg.accumulate / micro)
             self._optimizer_step()
             self._after_step(mid_epoch=False)
+        if nonfinite and not self._finite:
+            raise TrainingError(
+                f"training stopped: every loss of epoch {self.epoch + 1} was non-finite ({nonfinite} micro-batches); "
+                f"no weights of this epoch are kept. Try a lower lr, a warm-up (warmup) or clip_grad."
+            )
         means = {k: v / self._finite for k, v in self._sums.items()} if self._finite else {}
         progress.close(means, self._last_lr)
         return means

@@ -25,12 +25,20 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import save as safetensors_save
 from torch import Tensor, nn
 
-from singleshot.engine.checkpoint import atomic_write, unpickling_reason
+from singleshot.engine.checkpoint import atomic_write, load_checkpoint, unpickling_reason
 from singleshot.errors import WeightsError
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["save_weights", "load_weights", "load_state_into", "load_foreign_pth", "unwrap_state_dict", "META_KEY"]
+__all__ = [
+    "save_weights",
+    "nonfinite_tensors",
+    "load_weights",
+    "load_state_into",
+    "load_foreign_pth",
+    "unwrap_state_dict",
+    "META_KEY",
+]
 
 META_KEY = "singleshot"
 _WRAPPER_KEYS = ("state_dict", "model_state_dict", "model", "net", "weights")
@@ -57,10 +65,23 @@ def _plain_tensors(state: Mapping[str, Any]) -> dict[str, Tensor]:
     return out
 
 
+def nonfinite_tensors(state: Mapping[str, Any]) -> list[str]:
+    """The names of the floating-point tensors of ``state`` holding a NaN or an infinity, in order."""
+    return [
+        name
+        for name, t in state.items()
+        if isinstance(t, Tensor) and t.is_floating_point() and t.numel() and not bool(torch.isfinite(t).all())
+    ]
+
+
 def save_weights(path: str | Path, model: nn.Module | Mapping[str, Tensor], meta: dict[str, Any]) -> None:
     """Write ``model``'s state dict to ``path`` (safetensors) with ``meta`` as JSON metadata.
 
     ``meta`` must be JSON-serialisable (numbers, strings, lists, dicts). The write is atomic.
+
+    Raises:
+        WeightsError: ``meta`` is not JSON-serialisable, or a tensor holds NaN or inf (named; such
+            weights are never written as deployable weights).
     """
     path = Path(path)
     state = model.state_dict() if isinstance(model, nn.Module) else model
@@ -68,7 +89,15 @@ def save_weights(path: str | Path, model: nn.Module | Mapping[str, Tensor], meta
         meta_json = json.dumps(meta, sort_keys=True)
     except (TypeError, ValueError) as exc:
         raise WeightsError(f"{path}: metadata is not JSON-serialisable ({exc})") from exc
-    data = safetensors_save(_plain_tensors(state), metadata={"format": "pt", META_KEY: meta_json})
+    tensors = _plain_tensors(state)
+    bad = nonfinite_tensors(tensors)
+    if bad:
+        shown = ", ".join(bad[:8]) + (f", ... ({len(bad) - 8} more)" if len(bad) > 8 else "")
+        raise WeightsError(
+            f"{path}: refused to save weights with non-finite values (NaN or inf) in {len(bad)} of "
+            f"{len(tensors)} tensors: {shown}"
+        )
+    data = safetensors_save(tensors, metadata={"format": "pt", META_KEY: meta_json})
     atomic_write(path, lambda f: f.write(data))
     logger.debug("saved weights %s (%d tensors)", path, len(state))
 
@@ -99,6 +128,117 @@ def load_weights(path: str | Path, device: str | torch.device = "cpu") -> tuple[
     if not isinstance(meta, dict):
         raise WeightsError(f"{path}: the {META_KEY!r} metadata must be a JSON object, got {type(meta).__name__}")
     return state, meta
+
+
+_CHECKPOINT_SUFFIXES = (".pt", ".pth", ".ckpt")
+
+
+def is_checkpoint(path: str | Path) -> bool:
+    """Whether ``path`` is a training checkpoint (``last.pt``, ``best.pt``): a ``.pt``/``.pth``/
+    ``.ckpt`` name, or (other than ``.safetensors``) a file that starts like a ``torch.save`` zip."""
+    path = Path(path)
+    if path.suffix.lower() in _CHECKPOINT_SUFFIXES:
+        return True
+    if path.suffix.lower() == ".safetensors":  # its first 8 bytes are a header length, any value
+        return False
+    try:
+        with open(path, "rb") as f:
+            return f.read(2) == b"PK"
+    except OSError:
+        return False
+
+
+def _checkpoint_weights(path: Path) -> tuple[dict[str, Tensor], dict[str, Any]]:
+    """``(state, meta)`` of the deployable model inside a training checkpoint.
+
+    The model state is the EMA's when the run kept one (that is what the run evaluated and saved as
+    ``best.safetensors``), else the trained module's; a training wrapper's own tensors (teacher,
+    auxiliary head) are left out by the prefix the trainer recorded. The metadata is the one the
+    run writes into its ``.safetensors`` files, stored in the checkpoint as ``weights_meta``.
+    """
+    ckpt = load_checkpoint(path)
+    saved = ckpt.get("weights_meta")
+    if not isinstance(saved, Mapping) or not isinstance(saved.get("meta"), Mapping):
+        raise WeightsError(
+            f"{path}: this checkpoint holds no weights metadata (architecture, classes, input size), so the "
+            "model can not be rebuilt from it; it was written by an older singleshot. Use the run's "
+            "best.safetensors, or resume the run once so that its checkpoints are written again"
+        )
+    meta = dict(saved["meta"])
+    ema = ckpt.get("ema")
+    use_ema = isinstance(ema, Mapping) and isinstance(ema.get("model"), Mapping)
+    state = dict(ema["model"] if use_ema else ckpt["model"])
+    prefix = str(saved.get("prefix") or "")
+    if prefix:
+        cut = prefix + "."
+        state = {k[len(cut) :]: v for k, v in state.items() if k.startswith(cut)}
+    meta.setdefault("epoch", ckpt.get("epoch"))
+    logger.info(
+        "%s: training checkpoint of epoch %s; using its %s weights (%d tensors)",
+        path,
+        ckpt.get("epoch"),
+        "EMA" if use_ema else "model",
+        len(state),
+    )
+    return state, meta
+
+
+def read_model_weights(path: str | Path) -> tuple[dict[str, Tensor], dict[str, Any]]:
+    """``(state_dict, meta)`` of a trained model given as ``weights=``: a ``.safetensors`` file, or
+    a training checkpoint (``last.pt``, ``best.pt``) read with ``torch.load(weights_only=True)``.
+
+    The one reader of model weights of every family (``val``, ``predict``, ``export``, ``train
+    weights=``, distillation teachers).
+
+    Raises:
+        WeightsError: naming the file: missing, unreadable, or a checkpoint without weights metadata.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise WeightsError(f"{path}: weights file not found")
+    if is_checkpoint(path):
+        return _checkpoint_weights(path)
+    return load_weights(path)
+
+
+def finetune_from(model: nn.Module, state: Mapping[str, Tensor], source: str | Path) -> dict[str, list[str]]:
+    """Start ``model`` from the tensors of a trained model of the same family (fine-tuning).
+
+    Tensors whose name and shape match are copied; those of ``model`` left as built (freshly
+    initialised, e.g. class-count dependent heads when the classes differ) are "re-initialised";
+    tensors of ``state`` with no matching name or shape are "dropped". The counts are logged, and
+    the names where there are few.
+
+    Returns:
+        ``{"loaded": [...], "reinitialised": [...], "dropped": [...]}`` (tensor names).
+
+    Raises:
+        WeightsError: not a single tensor fits ``model``.
+    """
+    own = model.state_dict()
+    loaded = [k for k, v in state.items() if k in own and tuple(own[k].shape) == tuple(v.shape)]
+    keep = set(loaded)
+    reinit = [k for k in own if k not in keep]
+    dropped = [k for k in state if k not in keep]
+    if not loaded:
+        raise WeightsError(f"{source}: none of its {len(state)} tensors fits the model being trained")
+    with torch.no_grad():
+        for k in loaded:
+            own[k].copy_(state[k].to(own[k].dtype))
+
+    def names(items: list[str]) -> str:
+        return f": {', '.join(items)}" if 0 < len(items) <= 12 else ""
+
+    logger.info(
+        "weights=%s: loaded %d tensors, re-initialised %d%s, dropped %d%s",
+        source,
+        len(loaded),
+        len(reinit),
+        names(reinit),
+        len(dropped),
+        names(dropped),
+    )
+    return {"loaded": loaded, "reinitialised": reinit, "dropped": dropped}
 
 
 def load_state_into(

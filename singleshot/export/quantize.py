@@ -14,7 +14,6 @@ The singleshot metadata of the source model is copied to the result, with
 from __future__ import annotations
 
 import logging
-import tempfile
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
@@ -23,6 +22,7 @@ import numpy as np
 
 from singleshot.errors import ConfigError, WeightsError
 from singleshot.export.onnx_export import read_onnx_metadata, set_onnx_metadata
+from singleshot.io.scratch import scratch_dir
 
 logger = logging.getLogger(__name__)
 
@@ -146,7 +146,7 @@ def quantize_static_onnx(
     input_name, ndim = inputs[0].name, len(inputs[0].type.tensor_type.shape.dim)
     reader = ArrayCalibrationReader.make(input_name, calibration, ndim)
     dst.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(prefix="singleshot-quant-") as tmp:
+    with scratch_dir(dst) as tmp:  # beside dst, onnxruntime's own temporaries inside; removed on error/signal
         model_in: Path = src
         if preprocess:
             model_in = Path(tmp) / "pre.onnx"
@@ -199,7 +199,7 @@ def write_onnx_graph(
     method: str = "minmax",
 ) -> int:
     """Write a family's graph to ``out``: the float graph by ``write_float(path)``, or with ``int8``
-    that graph in a temporary folder quantized into ``out`` (:func:`quantize_static_onnx`) on the
+    that graph in a hidden temporary folder beside ``out`` quantized into ``out`` (:func:`quantize_static_onnx`) on the
     inputs of ``calibration()``, called once the float graph is written.
 
     Returns:
@@ -211,7 +211,7 @@ def write_onnx_graph(
         return 0
     if calibration is None:
         raise ConfigError("int8=true needs calibration inputs")
-    with tempfile.TemporaryDirectory(prefix="singleshot-export-") as tmp:
+    with scratch_dir(out) as tmp:  # hidden, beside out; removed on error and on SIGINT/SIGTERM
         raw = Path(tmp) / "raw.onnx"
         write_float(raw)
         quantize_static_onnx(raw, out, calibration(), per_channel=per_channel, method=method)

@@ -22,7 +22,15 @@ from torch import nn
 
 from singleshot.errors import ConfigError, WeightsError
 
-__all__ = ["ModelEntry", "register_model", "create_model", "model_entry", "list_models", "model_from_meta"]
+__all__ = [
+    "ModelEntry",
+    "register_model",
+    "create_model",
+    "model_entry",
+    "list_models",
+    "model_from_meta",
+    "check_weights_task",
+]
 
 Builder = TypeVar("Builder", bound=Callable[..., nn.Module])
 MetaReader = Callable[[Mapping[str, Any]], dict[str, Any]]
@@ -69,16 +77,20 @@ def register_model(
     return add
 
 
-def model_entry(name: str) -> ModelEntry:
-    """The entry registered as ``name``.
+def model_entry(name: str, task: str | None = None) -> ModelEntry:
+    """The entry registered as ``name``; with ``task``, it must be one of that task's models.
 
     Raises:
-        ConfigError: no model of that name (the message lists the valid names).
+        ConfigError: no model of that name, or one of another task (the message lists the valid
+            names: ``task``'s only when given).
     """
-    try:
-        return _MODELS[name]
-    except KeyError:
-        raise ConfigError(f"unknown model {name!r}; valid names: {', '.join(sorted(_MODELS))}") from None
+    entry = _MODELS.get(name)
+    valid = ", ".join(list_models(task=task))
+    if entry is None:
+        raise ConfigError(f"unknown model {name!r}; valid names: {valid}")
+    if task is not None and entry.task != task:
+        raise ConfigError(f"model={name} is a {entry.task} ({entry.family}) model; {task} models: {valid}")
+    return entry
 
 
 def list_models(task: str | None = None, family: str | None = None) -> list[str]:
@@ -102,6 +114,25 @@ def create_model(name: str, /, *args: Any, **kwargs: Any) -> nn.Module:
         raise ConfigError(f"model {name!r}: bad arguments {sorted(kwargs)}: {exc}") from exc
 
 
+def check_weights_task(meta: Mapping[str, Any], task: str, source: str | Path = "") -> None:
+    """Refuse weights of another task: their ``architecture`` is registered for another task, or
+    their ``task`` metadata names another one.
+
+    Raises:
+        WeightsError: one line naming both families, e.g. ``x.safetensors holds action (act)
+            weights; detect needs detect weights``.
+    """
+    arch = str(meta.get("architecture", ""))
+    entry = _MODELS.get(arch)
+    if entry is not None:
+        other, family = entry.task, entry.family
+    else:
+        other, family = str(meta.get("task", task)), str(meta.get("family", "") or arch)
+    if other != task:
+        what = f"{other} ({family})" if family and family != other else other
+        raise WeightsError(f"{source or 'the weights'} holds {what} weights; {task} needs {task} weights")
+
+
 def model_from_meta(meta: Mapping[str, Any], task: str | None = None, source: str | Path = "") -> nn.Module:
     """Build the architecture described by weights metadata (without loading weights).
 
@@ -115,6 +146,8 @@ def model_from_meta(meta: Mapping[str, Any], task: str | None = None, source: st
         WeightsError: the metadata lacks a key, names an unknown architecture or one of another task.
     """
     where = f"{source}: " if str(source) else ""
+    if task is not None:
+        check_weights_task(meta, task, source)
     try:
         arch = str(meta["architecture"])
     except KeyError:
@@ -124,8 +157,6 @@ def model_from_meta(meta: Mapping[str, Any], task: str | None = None, source: st
             f"{where}weights metadata: unknown architecture {arch!r}; valid names: {', '.join(sorted(_MODELS))}"
         )
     entry = _MODELS[arch]
-    if task is not None and entry.task != task:
-        raise WeightsError(f"{where}weights of a {entry.task} model ({arch!r}), not of the {task} task")
     try:
         kwargs = entry.from_meta(meta)
     except KeyError as e:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import json
 import logging
 import os
@@ -31,17 +32,20 @@ from singleshot.engine.distributed import broadcast_object, cleanup, get_rank, g
 from singleshot.engine.run import train_and_restore_best
 from singleshot.engine.sampler import build_train_loader
 from singleshot.engine.seed import seed_everything
-from singleshot.engine.train_config import EngineOptions, TrainConfig, train_config_for
+from singleshot.engine.train_config import EngineOptions, TrainConfig, check_engine_values, train_config_for
 from singleshot.engine.trainer import Evaluate, LossFn, PrepareBatch, Trainer
-from singleshot.engine.weights import save_weights
-from singleshot.errors import ConfigError, DataError
+from singleshot.engine.weights import finetune_from, nonfinite_tensors, read_model_weights, save_weights
+from singleshot.errors import ConfigError, DataError, TrainingError
+from singleshot.io.runlock import RunLock, acquire_run_lock
 from singleshot.models.act import ACT_PRIORS_2X2, ACT_PRIORS_3X3
+from singleshot.models.registry import check_weights_task
 from singleshot.ops.priors import PriorSpec, prior_spec
 
 logger = logging.getLogger(__name__)
 
 __all__ = [
     "anchors_summary",
+    "start_from_weights",
     "BestEvaluation",
     "chunks",
     "demo_threads",
@@ -58,6 +62,9 @@ __all__ = [
     "param_group_summary",
     "parameter_status",
     "priors_summary",
+    "refuse_dst_over_inputs",
+    "refuse_overwrite",
+    "INPUT_KEYS",
     "require",
     "run_demo",
     "run_dir",
@@ -159,11 +166,78 @@ def settings_from_training(cfg: Any, meta: Mapping[str, Any], keys: Sequence[str
     return taken
 
 
+def start_from_weights(model: nn.Module, weights: str | Path, task: str, architecture: str = "") -> dict[str, Any]:
+    """``train weights=``: start ``model`` (the ``architecture`` being trained) from a whole trained
+    model of ``task`` (fine-tuning).
+
+    ``weights`` is a ``.safetensors`` file or a checkpoint (``last.pt``, ``best.pt``); tensors of
+    matching name and shape are loaded, the others of ``model`` keep their fresh initialisation
+    (the class-dependent heads, when the classes differ) and the file's unmatched ones are dropped;
+    the log says how many of each (see :func:`~singleshot.engine.weights.finetune_from`). Returns
+    the weights' metadata.
+
+    Raises:
+        WeightsError: a missing or unreadable file, weights of another task, or no tensor that fits.
+    """
+    state, meta = read_model_weights(weights)
+    check_weights_task(meta, task, weights)
+    arch = str(meta.get("architecture", ""))
+    if architecture and arch and arch != architecture:
+        logger.warning(
+            "weights=%s holds %s weights, not %s: only the tensors that fit are loaded", weights, arch, architecture
+        )
+    finetune_from(model, state, weights)
+    return meta
+
+
 def require(cfg: Any, *keys: str) -> None:
     """Fail naming every key of ``keys`` that ``cfg`` leaves empty (``from_`` is shown as ``from=``)."""
     missing = [k for k in keys if not getattr(cfg, k)]
     if missing:
         raise ConfigError(f"missing required key(s): {', '.join(k.rstrip('_') + '=...' for k in missing)}")
+
+
+def refuse_overwrite(
+    writes: Mapping[str, str | Path | None], reads: Mapping[str, str | Path | None], *, folder: bool = False
+) -> None:
+    """Refuse to write over an input: each path of ``writes`` (label -> path, e.g. ``{"dst": ...}``)
+    is compared with each existing path of ``reads`` (``{"weights": ...}``) after resolving links
+    (``..``, symbolic links, hard links); empty values and inputs that do not exist (a URL, a camera
+    index) are skipped. With ``folder``, the written paths are folders a mode writes into, and an
+    input inside one of them (or the folder itself) is refused as well.
+
+    Raises:
+        ConfigError: naming both paths, before anything is written.
+    """
+    for out_key, out_value in writes.items():
+        if not out_value:
+            continue
+        out = Path(os.path.realpath(out_value))
+        for in_key, in_value in reads.items():
+            if not in_value or not os.path.exists(in_value):
+                continue
+            src = Path(os.path.realpath(in_value))
+            same = src == out or (out.exists() and os.path.samefile(src, out))
+            if folder and (same or out in src.parents):
+                raise ConfigError(
+                    f"{in_key}={in_value} lies in (or is) the output folder {out_value}, whose files would "
+                    f"replace or mix with the inputs; choose another project=/name= or move the input"
+                )
+            if same:
+                raise ConfigError(
+                    f"{out_key}={out_value} is the same path as {in_key}={in_value}: writing it would destroy "
+                    f"the input; choose another {out_key}="
+                )
+
+
+#: The keys of a configuration that name files or folders a mode reads (``dst=`` must be none of them).
+INPUT_KEYS = ("src", "weights", "prototxt", "caffemodel", "kinetics", "darknet", "calib", "data", "gt", "pred")
+
+
+def refuse_dst_over_inputs(cfg: Any) -> None:
+    """:func:`refuse_overwrite` of ``cfg.dst`` against every input key of ``cfg`` (:data:`INPUT_KEYS`)."""
+    reads = {k: getattr(cfg, k) for k in INPUT_KEYS if isinstance(getattr(cfg, k, None), (str, Path))}
+    refuse_overwrite({"dst": getattr(cfg, "dst", None)}, reads)
 
 
 def run_dir(cfg: EngineOptions, mode: str, *, resume: bool = False, create: bool = True) -> Path:
@@ -194,18 +268,30 @@ def run_dir(cfg: EngineOptions, mode: str, *, resume: bool = False, create: bool
 
 
 @contextlib.contextmanager
-def run_folder(cfg: EngineOptions, mode: str) -> Iterator[Path]:
+def run_folder(cfg: EngineOptions, mode: str, reads: Mapping[str, str | Path | None] | None = None) -> Iterator[Path]:
     """:func:`run_dir` of ``mode`` for the body of a ``with``: when the body fails and leaves the
     folder it was given empty, the folder is removed, so that a failed call (a missing ``source=``)
-    neither leaves an empty folder nor uses up a number (with ``exist_ok`` the folder is kept)."""
+    neither leaves an empty folder nor uses up a number (with ``exist_ok`` the folder is kept).
+
+    The folder is locked for the body (:func:`~singleshot.io.runlock.acquire_run_lock`: a second
+    process on it fails naming this one's pid), and ``reads`` (label -> input path, e.g. the
+    ``source=`` of ``predict``) must not lie in it (:func:`refuse_overwrite`)."""
     out = run_dir(cfg, mode)
+    lock: RunLock | None = None
     try:
+        refuse_overwrite({"run folder": out}, reads or {}, folder=True)
+        lock = acquire_run_lock(out)
         yield out
     except BaseException:
+        if lock is not None:
+            lock.release()
         if not cfg.exist_ok:
             with contextlib.suppress(OSError):
                 out.rmdir()  # only an empty folder goes
         raise
+    finally:
+        if lock is not None:
+            lock.release()
 
 
 def _free_run_dir(base: Path, create: bool) -> Path:
@@ -392,15 +478,38 @@ class TrainingPlan:
     skipped: Sequence[Fault] = ()
 
 
+#: Run-folder locks taken by the :func:`fit` calls in progress in this process (innermost last).
+_FIT_LOCKS: list[RunLock] = []
+
+
+def _releasing_run_locks(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """``fn`` (:func:`fit`) releasing, however it ends, the run-folder locks it took."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        depth = len(_FIT_LOCKS)
+        try:
+            return fn(*args, **kwargs)
+        finally:
+            while len(_FIT_LOCKS) > depth:
+                _FIT_LOCKS.pop().release()
+
+    return wrapper
+
+
 def _agreed_train_dir(cfg: EngineOptions) -> Path:
     """The training run folder (:func:`run_dir` of ``"train"``; not created for a dry run), chosen
     by the first process alone and sent to the others, so that a ``torchrun`` job never numbers its
-    folder once per process; an error choosing it is raised in every process."""
+    folder once per process; an error choosing it is raised in every process. The first process
+    locks the folder (:func:`~singleshot.io.runlock.acquire_run_lock`, released when :func:`fit`
+    ends): a second run on the same folder fails naming this one's pid."""
     chosen: str | None = None
     error: Exception | None = None
     if get_rank() == 0:
         try:
             chosen = str(run_dir(cfg, "train", resume=cfg.resume, create=not cfg.dry_run))
+            if not cfg.dry_run:
+                _FIT_LOCKS.append(acquire_run_lock(chosen))
         except (ConfigError, OSError) as exc:
             error = exc
     chosen, error = broadcast_object((chosen, error))
@@ -410,6 +519,7 @@ def _agreed_train_dir(cfg: EngineOptions) -> Path:
     return Path(chosen)
 
 
+@_releasing_run_locks
 def fit(cfg: E, build: Callable[[str, int], TrainingPlan]) -> dict[str, Any] | None:
     """Train what ``build(device, world_size)`` plans; returns the best metrics plus the output paths.
 
@@ -426,6 +536,7 @@ def fit(cfg: E, build: Callable[[str, int], TrainingPlan]) -> dict[str, Any] | N
     and the schedule are the ones training would use), then :func:`dry_run_summary` is returned (the
     CLI prints it as the last stdout line) instead of training; no run folder is written.
     """
+    check_engine_values(cfg)
     device = init_distributed(cfg.device)
     world = get_world_size()
     if cfg.batch % world:
@@ -456,6 +567,11 @@ def fit(cfg: E, build: Callable[[str, int], TrainingPlan]) -> dict[str, Any] | N
         run_config=dict(config_to_dict(cfg), name=str(Path(cfg.name or "train").parent / out.name)),
         param_groups=plan.param_groups,
     )
+    trained = plan.train_model if plan.train_model is not None else plan.model
+    trainer.weights_meta = {  # lets last.pt / best.pt serve as weights (engine.weights.read_model_weights)
+        "meta": plan.meta,
+        "prefix": next((n for n, m in trained.named_modules() if m is plan.model), ""),
+    }
     if cfg.dry_run:
         summary, first = dry_run_summary(cfg, plan, trainer), get_rank() == 0
         cleanup()
@@ -465,6 +581,14 @@ def fit(cfg: E, build: Callable[[str, int], TrainingPlan]) -> dict[str, Any] | N
         return None
     best = metric_floats(run.metrics, plan.metric_keys)
     files = plan.files() if plan.files is not None else {"best.safetensors": (plan.model, plan.meta)}
+    for name, (weights, _) in files.items():
+        bad = nonfinite_tensors(weights.state_dict() if isinstance(weights, nn.Module) else weights)
+        if bad:
+            cleanup()
+            raise TrainingError(
+                f"{out}: the trained weights (epoch {run.epoch}) hold non-finite values in {len(bad)} tensors "
+                f"({', '.join(bad[:5])}); {name} is not written. Try a lower lr, a warm-up (warmup) or clip_grad."
+            )
     for name, (weights, meta) in files.items():
         save_weights(out / name, weights, dict(meta, metrics=best, epoch=run.epoch))
     cleanup()
@@ -691,7 +815,7 @@ def dry_run_summary(cfg: EngineOptions, plan: TrainingPlan, trainer: Trainer) ->
         **states,
         "optimizer": optimizer,
         "param_groups": param_group_summary(trainer.optimizer),
-        "schedule": schedule_summary(tcfg, trainer),
+        "schedule": dict(schedule_summary(tcfg, trainer), warmup_asked=cfg.warmup),  # warmup= before fit_warmup
         "accumulation": {
             "accumulate": tcfg.accumulate,
             "mode": tcfg.accumulate_mode,

@@ -39,7 +39,7 @@ def test_model_from_meta_of_each_family() -> None:
         model_from_meta({"num_classes": 2})
     with pytest.raises(WeightsError, match="unknown architecture 'vgg'"):
         model_from_meta({"architecture": "vgg", "num_classes": 2})
-    with pytest.raises(WeightsError, match="weights of a grasp model"):
+    with pytest.raises(WeightsError, match=r"holds grasp \(ggcnn\) weights; detect needs detect weights"):
         model_from_meta({"architecture": "ggcnn"}, task="detect")
     with pytest.raises(WeightsError, match="lacks 'num_classes'"):
         model_from_meta({"architecture": "ssd_tiny"})
@@ -55,5 +55,7 @@ def test_register_model_refuses_a_second_builder_of_one_name() -> None:
 
 
 def test_model_from_meta_names_the_weights_file() -> None:
-    with pytest.raises(WeightsError, match=r"^runs/x/best.safetensors: weights of a detect model \('ssd_tiny'\)"):
+    with pytest.raises(
+        WeightsError, match=r"^runs/x/best.safetensors holds detect \(ssd\) weights; grasp needs grasp weights$"
+    ):
         model_from_meta({"architecture": "ssd_tiny", "num_classes": 2}, task="grasp", source="runs/x/best.safetensors")

@@ -18,7 +18,7 @@ from torch import Tensor, nn
 from torch.utils.data import Dataset
 
 from singleshot.engine.train_config import EngineOptions
-from singleshot.engine.weights import load_weights
+from singleshot.engine.weights import load_weights, read_model_weights
 from singleshot.errors import ConfigError
 from singleshot.tasks.common import (
     BestEvaluation,
@@ -211,6 +211,10 @@ def test_fit_trains_saves_and_reports(tmp_path: Path) -> None:
     )
     assert set(state) == {"body.0.weight", "body.0.bias", "body.2.weight", "body.2.bias"}
     assert (tmp_path / "run" / "last.pt").exists() and (tmp_path / "run" / "config.yaml").exists()
+    # the checkpoints serve as weights: the deployable model's tensors and the weights' metadata
+    for name in ("last.pt", "best.pt"):
+        ckpt_state, ckpt_meta = read_model_weights(tmp_path / "run" / name)
+        assert set(ckpt_state) == set(state) and ckpt_meta["width"] == 8 and ckpt_meta["epoch"] in (1, 2)
 
 
 def test_fit_numbers_a_second_run_and_resume_or_exist_ok_reuse_the_folder(tmp_path: Path) -> None:

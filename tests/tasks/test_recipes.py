@@ -189,8 +189,9 @@ def test_ssd300_voc_dry_run_is_ssd_pytorch_s_recipe(
     assert s["param_groups"][0]["parameters"] == s["num_parameters"]
     assert s["accumulation"] == {"accumulate": 1, "mode": "mean", "batch": 32, "images_per_step": 32}
     assert s["schedule"]["name"] == "multistep" and s["schedule"]["gamma"] == 0.1
-    # lufficc/SSD's warm-up: 500 iterations from lr / 3
-    assert s["schedule"]["warmup_steps"] == 500 and s["schedule"]["warmup_factor"] == pytest.approx(1 / 3, abs=1e-5)
+    # lufficc/SSD's warm-up: 500 iterations from lr / 3 (this 232-step run scales it to a quarter of its steps)
+    assert s["schedule"]["warmup_asked"] == 500 and s["schedule"]["warmup_steps"] == 58
+    assert s["schedule"]["warmup_factor"] == pytest.approx(1 / 3, abs=1e-5)
     assert_schedule_in_steps(s, 232, [155, 193])
     # torchvision's vgg16 (the recipe's pretrained=) is an ImageNet RGB trunk; references resize plainly
     assert s["input"]["size"] == [300, 300] and s["input"]["channel_order"] == "RGB"
@@ -241,7 +242,9 @@ def test_ssd300_coco_dry_run_is_torchvision_s_recipe(
     # engine.py: 1000 warm-up iterations from lr / 1000
     assert [(g["lr"], g["weight_decay"]) for g in s["param_groups"]] == [(0.002, 0.0005)]
     assert s["optimizer"] == {"name": "sgd", "momentum": 0.9} and s["accumulation"]["images_per_step"] == 32
-    assert s["schedule"]["warmup_steps"] == 1000 and s["schedule"]["warmup_factor"] == 0.001
+    # (this 120-step run scales the warm-up to a quarter of its steps)
+    assert s["schedule"]["warmup_asked"] == 1000 and s["schedule"]["warmup_steps"] == 30
+    assert s["schedule"]["warmup_factor"] == 0.001
     assert_schedule_in_steps(s, 120, [80, 110])
     assert s["input"]["resize"]["antialias"] is False and s["train_samples"] == 4
 

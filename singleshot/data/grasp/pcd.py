@@ -125,7 +125,7 @@ def read_pcd_depth(path: str | Path, shape: tuple[int, int] = CORNELL_SHAPE) -> 
         raise DataError(f"{path}: pixel index {int(index[bad][0])} outside a {h}x{w} image (point near line {line})")
     xyz = data[:, [fields.index("x"), fields.index("y"), fields.index("z")]]
     rng = np.sqrt((xyz**2).sum(axis=1)) / 1000.0
-    ok = np.isfinite(rng)
+    ok = np.isfinite(rng) & (rng <= np.finfo(np.float32).max)  # a range float32 cannot hold is no reading
     img = np.zeros(h * w, dtype=np.float64)
     img[index[ok]] = rng[ok]
     return img.reshape(h, w).astype(np.float32)

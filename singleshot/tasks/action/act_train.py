@@ -58,7 +58,7 @@ from singleshot.tasks.action.config import ActionConfig, ActOptions
 from singleshot.tasks.action.distill import act_kd_term, build_training
 from singleshot.tasks.action.flow import read_flow_info
 from singleshot.tasks.action.predictor import branch_threads, training_input_spec
-from singleshot.tasks.common import BestEvaluation, TrainingPlan
+from singleshot.tasks.common import BestEvaluation, TrainingPlan, start_from_weights
 
 logger = logging.getLogger(__name__)
 
@@ -137,6 +137,8 @@ def act_training(cfg: ActionConfig) -> Callable[[str, int], TrainingPlan]:
         ann, root, skipped = checked_data(cfg)  # the dataset check first (check=, bad=)
         classes = list(ann.classes)
         model: nn.Module = create_model(cfg.arch, len(classes), **kwargs)
+        if cfg.weights:  # fine-tuning the (RGB) stream from a whole trained ACT detector
+            start_from_weights(model, cfg.weights, "action", cfg.arch)
         # the input convention: the pretrained file's (ImageNet without one), resized with cfg.antialias
         spec = training_input_spec(cfg, load_fitting(model, cfg.pretrained) if cfg.pretrained else None)
         train_videos = ann.train_videos or sorted(ann.videos)

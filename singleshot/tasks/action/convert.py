@@ -13,7 +13,7 @@ from singleshot.errors import ConfigError
 from singleshot.tasks.action.config import ActionConfig
 from singleshot.tasks.action.csv_convert import convert_csv
 from singleshot.tasks.action.members import converter_names, converter_of
-from singleshot.tasks.common import make_config, require
+from singleshot.tasks.common import make_config, refuse_dst_over_inputs, require
 
 logger = logging.getLogger(__name__)
 
@@ -24,6 +24,7 @@ def convert(args: dict[str, str]) -> dict:
     """Weights of another project -> ``dst`` (.safetensors) with metadata (``from=yowo|kinetics|darknet|caffe``),
     or a CSV of boxes -> a YOWO root + ACT pickle (``from=csv``)."""
     cfg = make_config(ActionConfig, args)
+    refuse_dst_over_inputs(cfg)
     if cfg.from_ == "csv":  # annotations, not weights: a CSV of boxes -> YOWO root + ACT pickle
         return convert_csv(cfg)
     converter = converter_of(cfg.from_)

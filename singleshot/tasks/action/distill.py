@@ -33,10 +33,11 @@ from typing import Any
 
 from torch import nn
 
-from singleshot.engine.weights import load_state_into, load_weights
-from singleshot.errors import ConfigError, WeightsError
+from singleshot.engine.weights import load_state_into, read_model_weights
+from singleshot.errors import ConfigError
 from singleshot.losses.distill import DistillLoss, RegionLogits, SoftLabelKD, StudentWithTeacher, TeacherObjectnessMask
 from singleshot.models import model_from_meta
+from singleshot.models.registry import check_weights_task
 from singleshot.tasks.action.config import ActionConfig, YowoOptions
 from singleshot.tasks.action.predictor import family_of
 
@@ -77,9 +78,8 @@ def load_teacher(
 ) -> tuple[nn.Module, dict[str, Any]]:
     """The teacher of an action ``.safetensors`` in eval mode, checked against the student's batch
     (``length``: the name and value of the student's input length, ``("clip_len", T)`` or ``("K", K)``)."""
-    state, meta = load_weights(path)
-    if meta.get("task") != "action":
-        raise WeightsError(f"teacher={path}: weights of the {meta.get('task')!r} task, not action")
+    state, meta = read_model_weights(path)
+    check_weights_task(meta, "action", f"teacher={path}")
     family = family_of(meta)
     if family != cfg.model:
         raise ConfigError(f"teacher={path}: a {family!r} model; the student is {cfg.model!r}")

@@ -61,7 +61,7 @@ from singleshot.models.act import ACTDetector
 from singleshot.models.aux_heads import deployable
 from singleshot.models.yowo import YOWO
 from singleshot.tasks.action.predictor import load_action_weights
-from singleshot.tasks.common import make_config, require
+from singleshot.tasks.common import make_config, refuse_overwrite, require
 
 logger = logging.getLogger(__name__)
 
@@ -272,6 +272,7 @@ def export_action(
     model.eval()
     family = action_family(model)
     out = Path(dst) if dst else weights.with_name(weights.stem + (".int8" if int8 else "") + ".onnx")
+    refuse_overwrite({"dst": out}, {"weights": weights, "calib": calib, "frames": frames})
     # the resize policy the predictors read, written explicitly (weights without the key antialias)
     meta = dict(meta, source_weights=weights.name, resize=resize_meta(_antialias(meta)))
     t0 = time.perf_counter()

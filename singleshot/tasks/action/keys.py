@@ -50,7 +50,10 @@ HELP: dict[str, tuple[str, str]] = {
         "model",
         "resize policy saved in the weights: antialiased when shrinking (false: plain bilinear, as ACT)",
     ),
-    "weights": ("model", "a .safetensors (or exported .onnx) YOWO or ACT"),
+    "weights": (
+        "model",
+        "a .safetensors (or exported .onnx) YOWO or ACT, or a run's last.pt; train: fine-tune from it",
+    ),
     "pretrained": ("model", "a .safetensors to start from (action convert output, or a model trained here)"),
     "backbone3d": ("model", "YOWO arch=yowo: the 3D backbone, resnext101 | resnet18 | shufflenetv2 | tiny3d"),
     "backbone2d": ("model", "YOWO arch=yowo: the 2D backbone, darknet19 | tiny2d"),
@@ -177,7 +180,7 @@ DISTILL = ("teacher", "kd_weight", "kd_temperature")
 POSTPROCESS = ("conf", "iou", "max_det", "linking", "trim")
 METRIC = ("protocol", "match_iou")
 RUN = ("project", "name", "exist_ok", "device")
-TRAIN = (*DATA, *MODEL, "augment", "parallel_branches", *ENGINE_TRAIN_KEYS, *DISTILL, *POSTPROCESS, *METRIC)
+TRAIN = (*DATA, *MODEL, "weights", "augment", "parallel_branches", *ENGINE_TRAIN_KEYS, *DISTILL, *POSTPROCESS, *METRIC)
 DEMO = ("n_train", "n_test", "video_size", "video_frames", "show_conf")
 # fmt: off
 VAL = (

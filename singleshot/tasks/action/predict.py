@@ -127,5 +127,5 @@ def predict(args: dict[str, str]) -> dict:
     cfg = make_config(ActionConfig, args, batch=8)
     require(cfg, "source")
     predictor = load_predictor(cfg, explicit_keys(args))
-    with run_folder(cfg, "predict") as out:
+    with run_folder(cfg, "predict", reads={"source": cfg.source}) as out:
         return dict(predict_source(predictor, cfg.source, out, cfg), save_dir=str(out))

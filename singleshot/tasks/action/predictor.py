@@ -31,7 +31,7 @@ from singleshot.data.action.clip_transforms import resize_clip
 from singleshot.data.action.clips import yowo_clip_frames
 from singleshot.data.action.datasets import IMAGENET_MEAN, IMAGENET_STD
 from singleshot.data.input_spec import InputSpec, size_hw
-from singleshot.engine.weights import load_state_into, load_weights
+from singleshot.engine.weights import load_state_into, read_model_weights
 from singleshot.errors import ConfigError, WeightsError
 from singleshot.models import create_model, list_models, model_entry, model_from_meta
 from singleshot.models.yowo import YOWO, tiny3d_stride
@@ -130,7 +130,7 @@ def load_action_weights(path: str | Path) -> tuple[nn.Module, dict[str, Any]]:
     Raises:
         WeightsError: naming the file: not an action model's, or tensors that do not fit.
     """
-    state, meta = load_weights(path)
+    state, meta = read_model_weights(path)
     return load_state_into(
         model_from_meta(meta, task="action", source=path), state, path, meta.get("architecture")
     ), meta

@@ -48,7 +48,7 @@ from singleshot.tasks.action.predictor import (
     yowo_predictor,
 )
 from singleshot.tasks.action.yowo_evaluate import evaluate_yowo
-from singleshot.tasks.common import BestEvaluation, TrainingPlan
+from singleshot.tasks.common import BestEvaluation, TrainingPlan, start_from_weights
 
 logger = logging.getLogger(__name__)
 
@@ -152,6 +152,8 @@ def yowo_training(cfg: ActionConfig) -> Callable[[str, int], TrainingPlan]:
                 )
                 logger.info("auto_anchors: %s (grid cells)", anchor_pairs(cfg.anchors))
             model, kwargs = build_action_model(cfg, len(classes))
+        if cfg.weights:  # fine-tuning from a whole trained YOWO (class-dependent tensors re-initialised)
+            start_from_weights(model, cfg.weights, "action", cfg.arch)
         # the input convention: the pretrained file's (ImageNet without one), resized with cfg.antialias
         spec = training_input_spec(cfg, pmeta)
         mean, std = spec.mean, spec.std

@@ -26,7 +26,7 @@ from singleshot.data.detect_formats import DETECT_FORMATS
 from singleshot.engine.weights import save_weights
 from singleshot.errors import ConfigError
 from singleshot.models import model_from_meta
-from singleshot.tasks.common import make_config, require
+from singleshot.tasks.common import make_config, refuse_dst_over_inputs, require
 from singleshot.tasks.detect.config import DetectConfig
 
 __all__ = ["CONVERTERS", "convert", "convert_data"]
@@ -81,6 +81,7 @@ def convert(args: dict[str, str]) -> dict:
     """Weights of another project -> ``.safetensors`` with metadata, or a dataset -> another format."""
     cfg = make_config(DetectConfig, args)
     require(cfg, "from_", "dst")
+    refuse_dst_over_inputs(cfg)
     if cfg.from_ in DETECT_FORMATS:
         return convert_data(cfg)
     if cfg.to:

@@ -43,12 +43,13 @@ import torch
 from torch import Tensor, nn
 
 from singleshot.data.input_spec import InputSpec, resize_image
-from singleshot.engine.weights import load_state_into, load_weights
+from singleshot.engine.weights import load_state_into, read_model_weights
 from singleshot.errors import ConfigError, WeightsError
 from singleshot.losses.distill import DistillLoss, FeatureAdapter, FeatureImitation, SoftLabelKD, StudentWithTeacher
 from singleshot.losses.multibox import AuxMultiBoxLoss, assign_targets, background_loss, hard_negative_mask, pad_targets
 from singleshot.models import model_from_meta
 from singleshot.models.aux_heads import WithAuxHead
+from singleshot.models.registry import check_weights_task
 from singleshot.ops.boxes import cxcywh_to_xyxy, pairwise_iou
 from singleshot.structures import BoxTarget
 from singleshot.tasks.detect.config import DetectConfig
@@ -155,11 +156,10 @@ def load_teacher(path: str | Path, classes: Sequence[str]) -> tuple[nn.Module, d
         WeightsError: unreadable file, missing metadata or weights that do not fit the architecture.
         ConfigError: the teacher's classes differ from ``classes`` (names and order must agree).
     """
-    state, meta = load_weights(path)
+    state, meta = read_model_weights(path)
     if not meta:
         raise WeightsError(f"teacher={path}: no singleshot metadata (architecture, classes) in the file")
-    if meta.get("task", "detect") != "detect":
-        raise WeightsError(f"teacher={path}: weights of task {meta.get('task')!r}, not detect")
+    check_weights_task(meta, "detect", f"teacher={path}")
     teacher_classes = meta.get("classes")
     if teacher_classes is None:
         if int(meta.get("num_classes", -1)) != len(classes):

@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import tempfile
 import time
 import warnings
 from collections.abc import Iterator, Sequence
@@ -43,9 +42,10 @@ from torch import Tensor
 from singleshot.config import build_config
 from singleshot.data.input_spec import InputSpec
 from singleshot.errors import ConfigError, WeightsError
+from singleshot.io.scratch import scratch_dir
 from singleshot.models import model_from_meta
 from singleshot.structures import Detections
-from singleshot.tasks.common import make_config, require
+from singleshot.tasks.common import make_config, refuse_overwrite, require
 from singleshot.tasks.detect.config import DetectConfig
 from singleshot.tasks.detect.data import IMAGE_SUFFIXES, build_dataset
 from singleshot.tasks.detect.export_graph import DETECTIONS_COLUMNS, append_ssd_postprocess, detections_from_rows
@@ -151,6 +151,7 @@ def export_detector(cfg: DetectConfig, opts: ExportOptions) -> dict[str, Any]:
     model, meta = load_detector(weights)
     model.eval()
     dst = Path(cfg.dst) if cfg.dst else _default_dst(weights, opts)
+    refuse_overwrite({"dst": dst}, {"weights": weights, "calib": opts.calib})
     size = int(model.image_size)
     settings = settings_from_meta(meta, cfg)
     spec = InputSpec.from_meta(meta, size=size, antialias=False, source=str(weights))  # as DetectPredictor reads it
@@ -166,7 +167,7 @@ def export_detector(cfg: DetectConfig, opts: ExportOptions) -> dict[str, Any]:
         },
     )
     t0 = time.perf_counter()
-    with tempfile.TemporaryDirectory(prefix="singleshot-export-") as tmp:
+    with scratch_dir(dst) as tmp:  # hidden, beside dst; removed on error and on SIGINT/SIGTERM
         graph = dst if not opts.nms else Path(tmp) / "graph.onnx"  # the NMS is appended to it below
         example = torch.zeros(1, 3, size, size)
         calibrated = write_onnx_graph(

@@ -25,7 +25,10 @@ HELP: dict[str, tuple[str, str]] = {
     "years": ("data", "VOC years of the training split, e.g. 2007,2012"),
     "val_years": ("data", "VOC years of the evaluation split (default: years)"),
     "model": ("model", "ssd300 | ssd512 | ssd_tiny | ssd_mobilenet ... (see README: models)"),
-    "weights": ("model", "a .safetensors (or exported .onnx) detector"),
+    "weights": (
+        "model",
+        "a .safetensors detector (or exported .onnx, or a run's last.pt/best.pt); train: fine-tune from it",
+    ),
     "imgsz": ("model", "network input side (0: the model's own, 300 / 512)"),
     "priors": ("model", "ssd300/ssd512 default boxes: voc (paper) | coco (torchvision 0.07-1.05); empty: voc"),
     "pretrained": ("model", "VGG16 trunk file: torchvision vgg16 or ssd.pytorch's vgg16_reducedfc.pth"),
@@ -83,7 +86,19 @@ DISTILL = ("teacher", "kd_weight", "kd_temperature", "kd_mask", "feat_weight", "
 POSTPROCESS = ("conf", "iou", "topk", "max_det")
 METRIC = ("metric", "plus_one", "voc07_thresholds")
 RUN = ("project", "name", "exist_ok", "device")
-TRAIN = (*DATA, *SPLITS, "gt", *MODEL, "augment", "channels_last", *ENGINE_TRAIN_KEYS, *DISTILL, *POSTPROCESS, *METRIC)
+TRAIN = (
+    *DATA,
+    *SPLITS,
+    "gt",
+    *MODEL,
+    "weights",
+    "augment",
+    "channels_last",
+    *ENGINE_TRAIN_KEYS,
+    *DISTILL,
+    *POSTPROCESS,
+    *METRIC,
+)
 EXPORT = ("format", "nms", "int8", "calib", "calib_images", "calib_method", "per_channel", "opset", "dynamic_batch")
 
 #: mode -> the keys it reads.

@@ -127,6 +127,6 @@ def predict(args: dict[str, str]) -> dict:
     cfg = make_config(DetectConfig, args)
     require(cfg, "source")
     predictor = load_predictor(cfg)
-    with run_folder(cfg, "predict") as out:
+    with run_folder(cfg, "predict", reads={"source": cfg.source}) as out:
         result = predict_source(predictor, cfg.source, out, cfg.show_conf, cfg.batch, cfg.timeout)
         return dict(result, save_dir=str(out))

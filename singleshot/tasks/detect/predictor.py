@@ -24,9 +24,9 @@ import torch
 from torch import Tensor, nn
 
 from singleshot.data.input_spec import IMAGENET_MEAN, IMAGENET_STD, InputSpec
-from singleshot.engine.weights import load_state_into, load_weights
+from singleshot.engine.weights import load_state_into, read_model_weights
 from singleshot.errors import ConfigError
-from singleshot.models import create_model, model_from_meta
+from singleshot.models import create_model, model_entry, model_from_meta
 from singleshot.models.fuse import fuse_conv_relu
 from singleshot.postprocess.detect import DetectPostprocess, postprocess_detections
 from singleshot.structures import Detections
@@ -92,6 +92,7 @@ def build_detector(name: str, num_classes: int, imgsz: int = 0, priors: str = ""
     """The registered architecture ``name`` for ``num_classes`` classes (background excluded), input
     side ``imgsz`` (0: the model's default) and prior set ``priors`` (see :func:`arch_kwargs`),
     untrained; returns ``(model, builder kwargs)``."""
+    model_entry(name, task="detect")  # refuses another task's model, listing detect's
     kwargs = arch_kwargs(name, imgsz, priors)
     return create_model(name, num_classes, **kwargs), kwargs
 
@@ -103,7 +104,7 @@ def load_detector(path: str | Path) -> tuple[nn.Module, dict[str, Any]]:
         WeightsError: unreadable file, metadata naming no detect architecture, or tensors that do
             not fit it.
     """
-    state, meta = load_weights(path)
+    state, meta = read_model_weights(path)
     return load_state_into(
         model_from_meta(meta, task="detect", source=path), state, path, meta.get("architecture")
     ), meta

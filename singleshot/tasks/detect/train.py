@@ -31,7 +31,7 @@ from singleshot.data.input_spec import InputSpec
 from singleshot.losses.multibox import MultiBoxLoss
 from singleshot.models.aux_heads import deployable
 from singleshot.structures import BoxTarget
-from singleshot.tasks.common import ToDevice, TrainingPlan, fit, make_config, metric_floats
+from singleshot.tasks.common import ToDevice, TrainingPlan, fit, make_config, metric_floats, start_from_weights
 from singleshot.tasks.detect.config import DetectConfig
 from singleshot.tasks.detect.data import class_names_for, screened_dataset
 from singleshot.tasks.detect.distill import build_training
@@ -93,6 +93,8 @@ def training_plan(cfg: DetectConfig, device: str) -> TrainingPlan:
         from singleshot.convert.vgg_decimate import load_vgg16_base
 
         pretrained = load_vgg16_base(model, Path(cfg.pretrained))
+    if cfg.weights:  # fine-tuning: a whole trained detector (its heads re-initialised when the classes differ)
+        start_from_weights(model, cfg.weights, "detect", cfg.model)
     size = int(model.image_size)
     spec = input_spec_for(cfg, size, pretrained)
     logger.info("input convention: %s", spec.describe())

@@ -12,7 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from singleshot.errors import ConfigError, WeightsError
-from singleshot.tasks.common import make_config, require
+from singleshot.tasks.common import make_config, refuse_dst_over_inputs, require
 from singleshot.tasks.grasp.config import GraspConfig
 from singleshot.tasks.grasp.predictor import build_grasp_model, model_meta
 
@@ -34,6 +34,7 @@ def convert(args: dict[str, str]) -> dict:
     from singleshot.engine.weights import load_foreign_pth, load_state_into, save_weights
 
     require(cfg, "dst")
+    refuse_dst_over_inputs(cfg)
     state = load_foreign_pth(cfg.src)
     first = "features.0.weight" if "features.0.weight" in state else "conv1.weight"
     if first not in state:

@@ -100,14 +100,14 @@ def evaluate_dataset(
 def load_predictor(cfg: GraspConfig) -> GraspPredictor:
     """The model of a ``.safetensors`` weights file (or of an ``.onnx`` file written by ``grasp
     export``, run with onnxruntime) with the view settings of its metadata; keys given on the command line (``size``, ``crop``, ``crop_size``, thresholds) override them."""
-    from singleshot.engine.weights import load_state_into, load_weights
+    from singleshot.engine.weights import load_state_into, read_model_weights
 
     require(cfg, "weights")
     onnx = Path(cfg.weights).suffix.lower() == ".onnx"
     if onnx:  # an exported graph run by onnxruntime, with the metadata it carries
         model, meta = load_onnx_grasp_model(cfg.weights, threads=cfg.threads or None)
     else:
-        state, meta = load_weights(cfg.weights)
+        state, meta = read_model_weights(cfg.weights)
         model = load_state_into(
             model_from_meta(meta, task="grasp", source=cfg.weights), state, cfg.weights, meta.get("architecture")
         )

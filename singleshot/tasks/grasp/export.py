@@ -45,7 +45,7 @@ from singleshot.export.calibration import CALIB_FILES, calibration_from_file, ea
 from singleshot.export.onnx_export import ExportOptions
 from singleshot.models.ggcnn import MAP_KEYS
 from singleshot.structures import GRASP_INPUT_CHANNELS
-from singleshot.tasks.common import make_config, require
+from singleshot.tasks.common import make_config, refuse_overwrite, require
 from singleshot.tasks.grasp.predictor import load_grasp_weights
 
 logger = logging.getLogger(__name__)
@@ -250,6 +250,7 @@ def export_grasp(
     weights = Path(weights_path)
     model, meta = load_grasp_weights(weights)
     out = Path(dst) if dst else weights.with_name(weights.stem + (".int8" if int8 else "") + ".onnx")
+    refuse_overwrite({"dst": out}, {"weights": weights, "calib": calib})
     meta = dict(meta, source_weights=weights.name)
     shape = input_shape(model, meta)
     t0 = time.perf_counter()

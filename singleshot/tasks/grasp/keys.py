@@ -34,7 +34,7 @@ HELP: dict[str, tuple[str, str]] = {
     "data_seed": ("data", "demo: seed of the generated dataset (seed= varies the training only)"),
     # model
     "model": ("model", "ggcnn | ggcnn2 | psp_resnet18 | psp_resnet50 | psp_resnet101"),
-    "weights": ("model", "a .safetensors (or exported .onnx) grasp net"),
+    "weights": ("model", "a .safetensors (or exported .onnx) grasp net, or a run's last.pt; train: fine-tune from it"),
     "pretrained": ("model", "PSP nets: a torchvision ImageNet resnet18/50/101 state dict for the trunk"),
     "input": ("model", "network input: depth | rgb | rgbd (val, predict: must be the weights')"),
     "size": (
@@ -113,7 +113,7 @@ RUN = ("project", "name", "exist_ok", "device")
 AUGMENT = ("augment", "rotate90", "max_angle", "zoom", "hflip", "vflip")
 # fmt: off
 TRAIN = (
-    *DATA, *SPLIT, "model", "pretrained", *VIEW, "cache", "threads", "channels_last", *AUGMENT, "loss", "aux",
+    *DATA, *SPLIT, "model", "pretrained", "weights", *VIEW, "cache", "threads", "channels_last", *AUGMENT, "loss", "aux",
     "aux_weight", *ENGINE_TRAIN_KEYS, "teacher", "kd_weight", "kd_loss", *PEAKS, *METRIC,
 )
 VAL = (

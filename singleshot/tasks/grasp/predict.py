@@ -235,7 +235,7 @@ def predict(args: dict[str, str]) -> dict:
     cfg = make_config(GraspConfig, args)
     require(cfg, "source")
     predictor = load_predictor(cfg)
-    with run_folder(cfg, "predict") as out:
+    with run_folder(cfg, "predict", reads={"source": cfg.source, "rgb": cfg.rgb}) as out:
         result = predict_source(
             predictor, Path(cfg.source), out, Path(cfg.rgb) if cfg.rgb else None, cfg.format, cfg.depth, cfg.batch
         )

@@ -26,7 +26,7 @@ from singleshot.data.grasp.augment import choose_crop, transform_grasps, view_ma
 from singleshot.data.grasp.depth import normalise_depth, normalise_rgb
 from singleshot.data.grasp.records import GraspImage
 from singleshot.data.input_spec import size_hw
-from singleshot.errors import ConfigError, DataError, WeightsError
+from singleshot.errors import ConfigError, DataError
 from singleshot.models import create_model, list_models, model_from_meta
 from singleshot.models.psp_grasp import strip_aux
 from singleshot.postprocess.grasp import GraspPostprocess
@@ -102,14 +102,12 @@ def model_meta(cfg: GraspConfig, **extra: Any) -> dict[str, Any]:
 def load_grasp_weights(path: str | Path) -> tuple[nn.Module, dict[str, Any]]:
     """``(model in eval mode, metadata)`` of a grasp ``.safetensors`` file; auxiliary-head tensors
     are dropped (with a log line), everything else must fit strictly."""
-    from singleshot.engine.weights import load_state_into, load_weights
+    from singleshot.engine.weights import load_state_into, read_model_weights
 
     path = Path(path)
     if path.suffix == ".onnx":
         raise ConfigError(f"weights={path}: already ONNX; export reads a .safetensors file")
-    state, meta = load_weights(path)
-    if meta.get("task", "grasp") != "grasp":
-        raise WeightsError(f"{path}: weights of the {meta.get('task')!r} task, not grasp")
+    state, meta = read_model_weights(path)
     kept = strip_aux(state)
     if len(kept) != len(state):
         logger.info("%s: dropped %d auxiliary-head tensors for export", path, len(state) - len(kept))

@@ -27,7 +27,7 @@ from singleshot.losses.grasp import GraspLoss
 from singleshot.metrics.grasp import wilson_interval
 from singleshot.models.aux_heads import deployable
 from singleshot.models.psp_grasp import PSPGrasp, load_imagenet_trunk, strip_aux
-from singleshot.tasks.common import TrainingPlan, fit, make_config, metric_floats
+from singleshot.tasks.common import TrainingPlan, fit, make_config, metric_floats, start_from_weights
 from singleshot.tasks.grasp.check import screened_split
 from singleshot.tasks.grasp.config import GraspConfig
 from singleshot.tasks.grasp.data import make_dataset
@@ -73,6 +73,8 @@ def _plan(cfg: GraspConfig, device: str) -> TrainingPlan:
                 f"(psp_resnet18/50/101); model={cfg.model} has none"
             )
         extra["pretrained"] = load_imagenet_trunk(model, cfg.pretrained)
+    if cfg.weights:  # fine-tuning from a whole trained grasp net (aux-head tensors dropped when absent here)
+        start_from_weights(model, cfg.weights, "grasp", cfg.model)
     train_samples, test_samples, split, skipped = screened_split(cfg, cfg.data)
     train_set = make_dataset(cfg, train_samples, train=True)
     val_set = make_dataset(cfg, test_samples, train=False)

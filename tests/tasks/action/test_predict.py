@@ -204,3 +204,39 @@ def test_export_mode_then_predict_with_the_onnx_file(tmp_path: Path, capsys: pyt
     a, b = (read_frame_detections(outs[k]["frame_detections"]) for k in ("safetensors", "onnx"))
     assert len(a) == len(b) > 0 and (a.frame == b.frame).all() and (a.label == b.label).all()
     assert np.allclose(a.boxes, b.boxes, atol=1e-2) and np.allclose(a.score, b.score, atol=1e-4)
+
+
+def test_a_stalled_stream_ends_with_everything_so_far_written(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], stalling_http_server: Callable
+) -> None:
+    """An HTTP stream that sends half a video then goes silent: predict stops after timeout= seconds
+    with a message, and the frames received are in a valid annotated video and the JSON (Lines) files."""
+    video = tmp_path / "clip.ts"
+    import av
+
+    container = av.open(str(video), mode="w", format="mpegts")
+    stream = container.add_stream("mpeg4", rate=25)
+    stream.width, stream.height, stream.pix_fmt = 80, 64, "yuv420p"
+    for frame in _frames(40):
+        for packet in stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")):
+            container.mux(packet)
+    for packet in stream.encode():
+        container.mux(packet)
+    container.close()
+    data = video.read_bytes()
+
+    with stalling_http_server(data, hold_seconds=5) as url:
+        weights = _weights(tmp_path / "w.safetensors")
+        code = main(
+            ["action", "predict", f"weights={weights}", f"source={url}", f"project={tmp_path / 'p'}", "timeout=1.5"]
+        )
+    assert code == 2
+    err = capsys.readouterr().err
+    assert "stalled" in err and "processed and written" in err
+    out = tmp_path / "p" / "predict"
+    frames = list(read_frames(out / "live.mp4"))
+    assert 5 < len(frames) < 40  # the frames that arrived, in a playable file
+    lines = (out / "live_frames.jsonl").read_text().splitlines()
+    assert all(json.loads(line)["frame"] <= len(frames) for line in lines)
+    assert len(read_frame_detections(out / "live_frames.json")) == len(lines)
+    read_tubes(out / "live_tubes.json")  # valid
