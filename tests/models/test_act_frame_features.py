@@ -44,8 +44,8 @@ def test_vgg16_with_per_stream_scales_and_dilations() -> None:
     model = act_vgg16(3, k=k, fc6_dilations=[6 * 6**i for i in range(k)])
     with torch.no_grad():
         model.backbone.l2norm.weight.uniform_(5.0, 30.0)
-    frames = torch.randn(3, 3, 300, 300)
-    _check(model, frames, [1, 0], atol=1e-4)
+    frames = torch.randn(2, 3, 300, 300)
+    _check(model, frames, [0], atol=1e-4)
     feats = model.frame_features(frames)
     assert feats.scaled == 0 and len(feats.maps) == 2
 
