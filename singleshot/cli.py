@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import difflib
 import json
 import logging
 import math
@@ -10,7 +11,7 @@ import signal
 import sys
 import threading
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from types import FrameType
 
 import yaml
@@ -88,6 +89,12 @@ def _user_message(error: BaseException) -> str:
     return text
 
 
+def _close(word: str, choices: Iterable[str]) -> str:
+    """``"; did you mean X?"`` for the closest of ``choices``, or nothing."""
+    close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
+    return f"; did you mean {close[0]}?" if close else ""
+
+
 def _task_help(task: str) -> str:
     specs = TASKS[task]
     width = max(len(m) for m in specs)
@@ -160,10 +167,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     rest = [a for a in rest if a != "verbose=true"]
     _setup_logging(verbose)
     if task not in TASKS:
-        print(f"error: unknown task {task!r}; tasks: {', '.join(TASKS)}", file=sys.stderr)
+        print(f"error: unknown task {task!r}{_close(task, TASKS)}; tasks: {', '.join(TASKS)}", file=sys.stderr)
         return 2
     if mode not in TASKS[task]:
-        print(f"error: unknown mode {mode!r} for {task}; modes: {', '.join(TASKS[task])}", file=sys.stderr)
+        print(
+            f"error: unknown mode {mode!r} for {task}{_close(mode, TASKS[task])}; modes: {', '.join(TASKS[task])}",
+            file=sys.stderr,
+        )
         return 2
     try:
         with _signals_unwind():

@@ -115,3 +115,10 @@ def test_detect_train_with_nothing_but_data_trains(
     from singleshot.data.shapes import SHAPES_CLASSES
 
     assert meta["classes"] == sorted(SHAPES_CLASSES)
+
+
+def test_a_mistyped_task_or_mode_gets_a_suggestion(capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli.main(["detect", "trian", "data=x"]) == 2
+    assert "unknown mode 'trian' for detect; did you mean train?" in capsys.readouterr().err
+    assert cli.main(["detcet", "train"]) == 2
+    assert "unknown task 'detcet'; did you mean detect?" in capsys.readouterr().err
