@@ -256,7 +256,7 @@ def mode_help(spec: ModeSpec, where: str, args: Mapping[str, str] | None = None)
     hints = typing.get_type_hints(spec.config)
     by_name = {_key_name(f.name): f.name for f in dataclasses.fields(spec.config)}
     try:
-        resolved = spec.resolve(dict(args)) if spec.resolve is not None else build_config(spec.config, None, args)
+        resolved = _resolve(spec, args)
     except ConfigError:
         resolved = spec.config()
     rows: dict[str, list[tuple[str, str, str, str]]] = {}
@@ -284,13 +284,16 @@ def mode_help(spec: ModeSpec, where: str, args: Mapping[str, str] | None = None)
 def resolved_config(spec: ModeSpec, args: dict[str, str]) -> dict[str, Any]:
     """The configuration ``spec``'s mode would run with for ``args``: the values of its keys, in the
     mode's key order (``show=config``)."""
-    cfg = spec.resolve(dict(args)) if spec.resolve is not None else _build_with_yaml(spec.config, args)
-    values = config_to_dict(cfg)
+    values = config_to_dict(_resolve(spec, args))
     by_name = {_key_name(name): name for name in values}
     return {k: values[by_name[k]] for k in (_key_name(k) for k in spec.keys(args)) if k in by_name}
 
 
-def _build_with_yaml(cls: type[T], args: Mapping[str, str]) -> T:
+def _resolve(spec: ModeSpec, args: Mapping[str, str]) -> Any:
+    """The config ``spec``'s mode builds from ``args``: its ``resolve``, else its config class from the
+    ``cfg=`` YAML and the other arguments."""
     args = dict(args)
+    if spec.resolve is not None:
+        return spec.resolve(args)
     yaml_path = args.pop("cfg", None)
-    return build_config(cls, yaml_path, args)
+    return build_config(spec.config, yaml_path, args)

@@ -25,6 +25,7 @@ import numpy as np
 
 from singleshot.data.action.safe_pickle import safe_load_pickle
 from singleshot.errors import DataError
+from singleshot.io.jsonlines import read_json_lines
 from singleshot.structures import FrameDets, Tube
 
 logger = logging.getLogger(__name__)
@@ -47,7 +48,7 @@ def _load_json_list(path: Path, what: str) -> list:
     """The list of a JSON file, or the records of a JSON Lines file (``*.jsonl``: one object per line,
     blank lines ignored; a line cut short by a crash is named)."""
     if Path(path).suffix.lower() == ".jsonl":
-        return _load_json_lines(Path(path), what)
+        return read_json_lines(path, what)
     try:
         with open(path, encoding="utf-8") as f:
             data = json.load(f)
@@ -139,23 +140,6 @@ def read_frame_detections(path: str | Path) -> FrameDets:
     index: dict[str, int] = {}
     video = np.fromiter((index.setdefault(v, len(index)) for v in names), np.int64, len(names))
     return FrameDets(list(index), video, num[:, 0].astype(np.int64), num[:, 1].astype(np.int64), num[:, 2], box)
-
-
-def _load_json_lines(path: Path, what: str) -> list:
-    records = []
-    try:
-        with open(path, encoding="utf-8") as f:
-            for number, line in enumerate(f, start=1):
-                if line.strip():
-                    try:
-                        records.append(json.loads(line))
-                    except json.JSONDecodeError as exc:
-                        raise DataError(f"{path}:{number}: not a JSON object ({exc})") from None
-    except FileNotFoundError:
-        raise DataError(f"{path}: {what} file not found") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise DataError(f"{path}: cannot read {what} JSON Lines ({exc})") from exc
-    return records
 
 
 def detection_record(video: str, frame: int, label: int, score: float, box: Sequence[float]) -> dict[str, Any]:

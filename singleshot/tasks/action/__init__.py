@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from singleshot.tasks.action import check, convert, demo, evaluate, export, flow, keys, predict, train
 from singleshot.tasks.action.config import ActionConfig
-from singleshot.tasks.action.members import MEMBERS, member_config
+from singleshot.tasks.action.members import member_config
 from singleshot.tasks.common import explicit_keys, make_config, mode_specs, with_mode_help
 
 MODES = {
@@ -29,11 +29,12 @@ MODES = {
 
 
 def _val_config(args: dict[str, str]) -> ActionConfig:
-    """``action val``'s config: batch 16, and the protocol of the weights' member unless one is given."""
+    """``action val``'s config: batch 16, and the evaluation settings ``val`` takes from the weights
+    (:func:`~singleshot.tasks.action.evaluate.apply_val_settings`) unless given."""
     cfg = make_config(ActionConfig, args, batch=16)
-    member = keys.member_of_weights(args)
-    if member is not None and "protocol" not in explicit_keys(args):
-        cfg.protocol = MEMBERS[member].protocol
+    meta = keys.weights_meta(args)
+    if meta is not None:
+        evaluate.apply_val_settings(cfg, meta, explicit_keys(args))
     return cfg
 
 

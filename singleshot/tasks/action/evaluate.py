@@ -52,7 +52,7 @@ VAL_SETTINGS = (
 #: The settings ``predict`` takes from the training run of its weights unless they are given.
 PREDICT_SETTINGS = ("linking", "trim", "conf", "iou", "max_det", "post_mode", "cand_min_score", "pre_top")
 
-__all__ = ["check_classes", "load_model", "load_predictor", "score", "val"]
+__all__ = ["apply_val_settings", "check_classes", "load_model", "load_predictor", "score", "val"]
 
 
 def load_model(cfg: ActionConfig) -> tuple[nn.Module, dict[str, Any]]:
@@ -77,6 +77,15 @@ def load_predictor(cfg: ActionConfig, given: set[str] | None = None) -> ActionPr
     if given is not None:
         settings_from_training(cfg, meta, PREDICT_SETTINGS, given)
     return member_of_meta(meta).predictor(model, meta, cfg)
+
+
+def apply_val_settings(cfg: ActionConfig, meta: dict[str, Any], given: set[str]) -> None:
+    """``val``'s evaluation settings for weights of metadata ``meta``: the training run's
+    (:data:`VAL_SETTINGS`) unless ``given``, then, when the run recorded no protocol, the member's
+    own (ACT: act)."""
+    settings_from_training(cfg, meta, VAL_SETTINGS, given)
+    if "protocol" not in given and "protocol" not in (meta.get("train_config") or {}):
+        cfg.protocol = member_of_meta(meta).protocol
 
 
 def check_classes(predictor: ActionPredictor, ann: ActionAnnotations, weights: str) -> None:
@@ -121,13 +130,10 @@ def val(args: dict[str, str]) -> dict:
     the run's numbers). Writes metrics.json,
     frames.json (every frame's detections) and tubes.json in the run folder (``project/name``, name
     ``val`` by default; :func:`~singleshot.tasks.common.run_dir`), returned as ``save_dir``."""
-    given = explicit_keys(args)
     cfg = make_config(ActionConfig, args, batch=16)
     model, meta = load_model(cfg)
     member = member_of_meta(meta)
-    settings_from_training(cfg, meta, VAL_SETTINGS, given)  # the training run's, unless given
-    if "protocol" not in given and "protocol" not in (meta.get("train_config") or {}):
-        cfg.protocol = member.protocol  # the member's own protocol (ACT: act)
+    apply_val_settings(cfg, meta, explicit_keys(args))
     predictor = member.predictor(model, meta, cfg)
     ann, root, skipped = checked_data(cfg)  # the dataset check first (check=, bad=)
     check_classes(predictor, ann, cfg.weights)

@@ -251,17 +251,26 @@ def member_of_args(args: Mapping[str, str]) -> str | None:
     return name if name in MEMBER_KEYS else None
 
 
-def member_of_weights(args: Mapping[str, str]) -> str | None:
-    """The member of the ``weights=`` file's metadata (only its header is read); None when there is
-    none yet, it cannot be read (the mode itself reports that) or it is an ``.onnx`` graph."""
+def weights_meta(args: Mapping[str, str]) -> dict | None:
+    """The metadata of the ``weights=`` file (only its header is read); None when there is none yet,
+    it cannot be read (the mode itself reports that) or it is not a ``.safetensors`` file."""
     path = str(_given(args).get("weights") or "")
     if not path.endswith(".safetensors"):
         return None
     try:
         with safe_open(path, framework="pt") as f:
             meta = json.loads((f.metadata() or {}).get(META_KEY, "{}"))
-        family = family_of(meta) if isinstance(meta, dict) else None
-    except (SafetensorError, OSError, ValueError, SingleshotError):
+    except (SafetensorError, OSError, ValueError):
+        return None
+    return meta if isinstance(meta, dict) else None
+
+
+def member_of_weights(args: Mapping[str, str]) -> str | None:
+    """The member named by the ``weights=`` file's metadata (:func:`weights_meta`), or None."""
+    meta = weights_meta(args)
+    try:
+        family = family_of(meta) if meta is not None else None
+    except SingleshotError:
         return None
     return family if family in MEMBER_KEYS else None
 

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +20,7 @@ import torch
 
 from singleshot.errors import DataError
 from singleshot.io.draw import draw_detections
+from singleshot.io.jsonlines import json_from_lines
 from singleshot.io.stream import FrameStream
 from singleshot.io.video import VideoWriter
 from singleshot.metrics.action_files import detection_record, tube_record
@@ -93,8 +93,8 @@ def predict_source(predictor: ActionPredictor, source: str | Path, out_dir: Path
             writer.close()
     if counts["frames"] == 0 and stream.error is None:
         raise DataError(f"{source}: no frames decoded")
-    _json_from_lines(paths["_frames.jsonl"], paths["_frames.json"])
-    _json_from_lines(paths["_tubes.jsonl"], paths["_tubes.json"], sort_key=lambda r: -float(r["score"]))
+    json_from_lines(paths["_frames.jsonl"], paths["_frames.json"])
+    json_from_lines(paths["_tubes.jsonl"], paths["_tubes.json"], sort_key=lambda r: -float(r["score"]))
     logger.info("wrote %s.mp4, %s_frames.json(l) and %s_tubes.json(l)", stem, stem, stem)
     result = {
         **counts,
@@ -111,14 +111,6 @@ def predict_source(predictor: ActionPredictor, source: str | Path, out_dir: Path
             f"{stream.error}; the {counts['frames']} frames before it were processed and written under {out_dir}"
         )
     return result
-
-
-def _json_from_lines(lines: Path, out: Path, sort_key: Callable[[dict], Any] | None = None) -> None:
-    """``out``: the JSON list of the records of the JSON Lines file ``lines`` (optionally sorted)."""
-    records = [json.loads(line) for line in lines.read_text(encoding="utf-8").splitlines() if line.strip()]
-    if sort_key is not None:
-        records.sort(key=sort_key)
-    out.write_text(json.dumps(records), encoding="utf-8")
 
 
 # ---------------------------------------------------------------- mode

@@ -14,6 +14,7 @@ from PIL import Image
 from singleshot.data.image_io import read_image_rgb
 from singleshot.errors import DataError
 from singleshot.io.draw import draw_detections
+from singleshot.io.jsonlines import json_from_lines
 from singleshot.io.stream import FrameStream, source_kind
 from singleshot.io.video import VideoWriter, is_video
 from singleshot.metrics.files import detections_to_coco_results
@@ -105,8 +106,7 @@ def _predict_stream(
         finally:
             if writer is not None:
                 writer.close()
-    records = [json.loads(line) for line in lines.read_text(encoding="utf-8").splitlines() if line.strip()]
-    (out_dir / "predictions.json").write_text(json.dumps(records))
+    json_from_lines(lines, out_dir / "predictions.json")
     if stream.error:
         raise DataError(f"{stream.error}; the {count} frames before it were processed and written under {out_dir}")
     if count == 0:

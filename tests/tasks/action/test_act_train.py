@@ -88,6 +88,7 @@ def test_val_of_the_runs_weights_prints_the_runs_metrics(
     capsys.readouterr()
     assert main(["action", "val", f"weights={run / 'best.safetensors'}", f"data={root}", f"project={tmp_path}"]) == 0
     got = _last_json(capsys)
+    assert got["trim"] == 0.05  # taken from the weights, not the default 0
     assert {k: got[k] for k in ("frame_map", "video_map@0.5")} == {
         k: meta["metrics"][k] for k in ("frame_map", "video_map@0.5")
     }
