@@ -19,6 +19,7 @@ import yaml
 from singleshot.config import ModeSpec, check_mode_keys, load_yaml_mapping, mode_help, parse_overrides, resolved_config
 from singleshot.errors import ConfigError, SingleshotError
 from singleshot.tasks import action, detect, grasp
+from singleshot.tasks.predict_files import EXIT_SKIPPED, SKIPPED_KEY
 
 #: ``singleshot TASK ...`` -> the task's table of modes.
 TASKS: dict[str, dict[str, ModeSpec]] = {
@@ -123,6 +124,8 @@ def _run(task: str, mode: str, rest: list[str]) -> int:
     if result is not None:
         sys.stdout.flush()
         print(json.dumps(_json_safe(result), default=str, allow_nan=False))
+    if isinstance(result, dict) and result.get(SKIPPED_KEY):
+        return EXIT_SKIPPED  # finished, but some inputs were unreadable (listed in skipped.txt)
     return 0
 
 
@@ -154,6 +157,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     ``singleshot TASK MODE help`` (or ``-h``, ``--help``) lists the mode's keys; ``show=config``
     prints the configuration the mode would run with; a key the mode does not read is an error.
+
+    Exit status: 0 done; 2 an error (a usage mistake, a ``SingleshotError``: its message on stderr;
+    ``check`` with faults); 3 done, but some inputs of a ``predict`` folder were unreadable and
+    skipped (listed in the run folder's ``skipped.txt``); 130 interrupted.
     """
     args = list(sys.argv[1:] if argv is None else argv)
     if not args or args[0] in _HELP_WORDS:

@@ -15,6 +15,7 @@ import numpy as np
 import torch
 from google.protobuf.message import DecodeError
 
+from singleshot.atomic import write_bytes
 from singleshot.convert.caffe_proto import V1_LAYER_TYPES, caffe_messages
 from singleshot.convert.prototxt import Message, first, layers_of
 from singleshot.errors import WeightsError
@@ -93,7 +94,7 @@ def write_caffemodel(path: str | Path, layers: list[CaffeLayer], name: str = "ne
             blob = lp.blobs.add()
             blob.shape.dim.extend(int(d) for d in arr.shape)
             blob.data = np.ascontiguousarray(arr, dtype="<f4").tobytes()
-    Path(path).write_bytes(net.SerializeToString())
+    write_bytes(path, net.SerializeToString())
 
 
 def conv_tensors(layer: CaffeLayer, source: str) -> tuple[torch.Tensor, torch.Tensor | None]:

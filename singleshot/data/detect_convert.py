@@ -48,6 +48,7 @@ from pathlib import Path
 
 import numpy as np
 
+from singleshot.atomic import write_bytes, write_text
 from singleshot.data.coco import COCODetection
 from singleshot.data.detect_formats import DETECT_FORMATS, coco_folder_splits, default_split, detect_format
 from singleshot.data.image_io import image_size
@@ -228,11 +229,11 @@ def _write_voc(data: DetectionSet, dst: Path) -> None:
         _place(r.image, dst / "JPEGImages" / (r.image_id + r.image.suffix))
         xml = dst / "Annotations" / f"{r.image_id}.xml"
         xml.parent.mkdir(parents=True, exist_ok=True)
-        xml.write_bytes(_voc_xml(r, data.classes))
+        write_bytes(xml, _voc_xml(r, data.classes))
     (dst / "ImageSets" / "Main").mkdir(parents=True, exist_ok=True)
     for split, records in data.splits.items():
         ids = [r.image_id for r in _unique(records, f"split {split}")]
-        (dst / "ImageSets" / "Main" / f"{split}.txt").write_text("".join(f"{i}\n" for i in ids))
+        write_text(dst / "ImageSets" / "Main" / f"{split}.txt", "".join(f"{i}\n" for i in ids))
 
 
 def _write_coco(data: DetectionSet, dst: Path) -> None:
@@ -252,7 +253,7 @@ def _write_coco(data: DetectionSet, dst: Path) -> None:
                 annotations.append(ann)
         path = dst / "annotations" / f"instances_{split}.json"
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps({"images": images, "annotations": annotations, "categories": categories}))
+        write_text(path, json.dumps({"images": images, "annotations": annotations, "categories": categories}))
 
 
 def _write_yolo(data: DetectionSet, dst: Path) -> None:
@@ -270,10 +271,10 @@ def _write_yolo(data: DetectionSet, dst: Path) -> None:
             dropped += int(r.difficult.sum())
             label_file = dst / "labels" / split / f"{r.image_id}.txt"
             label_file.parent.mkdir(parents=True, exist_ok=True)
-            label_file.write_text("".join(lines))
+            write_text(label_file, "".join(lines))
     spec = {split: f"images/{split}" for split in data.splits}
     spec["names"] = dict(enumerate(data.classes))
-    (dst / "data.yaml").write_text(yaml.safe_dump(spec, sort_keys=False, allow_unicode=True))
+    write_text(dst / "data.yaml", yaml.safe_dump(spec, sort_keys=False, allow_unicode=True))
     if dropped:
         logger.warning("YOLO txt has no 'difficult' flag: %d difficult objects are written as plain objects", dropped)
 

@@ -118,14 +118,22 @@ def _as_int(text: str | None) -> int:
 class Progress:
     """Per-epoch progress: tqdm bar on a terminal, plain log lines otherwise, nothing when disabled.
 
+    Plain lines are written for the first micro-batch of each epoch, every ``log_every`` of them and,
+    whatever ``log_every`` is, whenever ``heartbeat_s`` seconds (30) have passed since the last line,
+    so a slow run (a full-size model on a CPU) is never silent for long.
+
     The bar's postfix holds the loss terms, the learning rate and the throughput in images per
     second (over all processes when the caller counts them so); tqdm adds it/s and the ETA. Call
     :meth:`start` at the beginning of an epoch, :meth:`update` after each micro-batch and
     :meth:`close` at its end. ``enabled=False`` (processes other than rank 0) shows nothing.
     """
 
-    def __init__(self, log_every: int = 50, use_bar: bool | None = None, enabled: bool = True) -> None:
+    def __init__(
+        self, log_every: int = 50, use_bar: bool | None = None, enabled: bool = True, heartbeat_s: float = 30.0
+    ) -> None:
         self.log_every = max(1, int(log_every))
+        self.heartbeat_s = float(heartbeat_s)
+        self._last_line = 0.0
         self.use_bar = sys.stderr.isatty() if use_bar is None else use_bar
         self.enabled = enabled
         self._bar: Any = None
@@ -142,7 +150,7 @@ class Progress:
         ``initial`` of them already done (a run resumed mid-epoch)."""
         self._epoch, self._epochs, self._total = epoch, epochs, total or 0
         self._count, self._initial, self._images = initial, initial, 0
-        self._t0 = time.perf_counter()
+        self._t0 = self._last_line = time.perf_counter()
         if self.use_bar and self.enabled:
             from tqdm import tqdm
 
@@ -167,8 +175,12 @@ class Progress:
                 post["img/s"] = f"{self.images_per_second():.1f}"
             self._bar.set_postfix(post, refresh=False)
             self._bar.update(1)
-        elif self._count % self.log_every == 0:
-            logger.info("%s", self._line(losses, lr))
+        else:
+            now = time.perf_counter()
+            first = self._count == self._initial + 1
+            if first or self._count % self.log_every == 0 or now - self._last_line >= self.heartbeat_s:
+                self._last_line = now
+                logger.info("%s", self._line(losses, lr))
 
     def close(self, losses: Mapping[str, float], lr: float) -> None:
         """End the epoch; ``losses`` are the epoch means shown in the final line."""

@@ -26,6 +26,8 @@ from safetensors.torch import save as safetensors_save
 from torch import Tensor, nn
 
 from singleshot.engine.checkpoint import atomic_write, load_checkpoint, unpickling_reason
+from singleshot.engine.damaged_files import unreadable_file
+from singleshot.engine.write_errors import write_error
 from singleshot.errors import WeightsError
 
 logger = logging.getLogger(__name__)
@@ -82,6 +84,8 @@ def save_weights(path: str | Path, model: nn.Module | Mapping[str, Tensor], meta
     Raises:
         WeightsError: ``meta`` is not JSON-serialisable, or a tensor holds NaN or inf (named; such
             weights are never written as deployable weights).
+        TrainingError: the file could not be written (a full disk), naming it; the file that was
+            there before is unchanged.
     """
     path = Path(path)
     state = model.state_dict() if isinstance(model, nn.Module) else model
@@ -98,7 +102,14 @@ def save_weights(path: str | Path, model: nn.Module | Mapping[str, Tensor], meta
             f"{len(tensors)} tensors: {shown}"
         )
     data = safetensors_save(tensors, metadata={"format": "pt", META_KEY: meta_json})
-    atomic_write(path, lambda f: f.write(data))
+    existed = path.is_file()
+    try:
+        atomic_write(path, lambda f: f.write(data))
+    except OSError as exc:  # a full disk: one line naming the file (engine.write_errors)
+        error = write_error(path, exc, existed)
+        if error is None:
+            raise
+        raise error from exc
     logger.debug("saved weights %s (%d tensors)", path, len(state))
 
 
@@ -115,8 +126,8 @@ def load_weights(path: str | Path, device: str | torch.device = "cpu") -> tuple[
         with safe_open(str(path), framework="pt", device=str(device)) as f:
             header = f.metadata() or {}
             state = {k: f.get_tensor(k) for k in f.keys()}
-    except (SafetensorError, OSError, ValueError) as exc:
-        raise WeightsError(f"{path}: not a readable safetensors file ({exc})") from exc
+    except (SafetensorError, OSError, ValueError) as exc:  # empty, truncated or damaged (engine.damaged_files)
+        raise unreadable_file(path, "safetensors file", exc) from exc
     raw = header.get(META_KEY)
     if raw is None:
         logger.warning("%s: safetensors file has no %r metadata; returning empty metadata", path, META_KEY)
@@ -320,6 +331,6 @@ def load_foreign_pth(path: str | Path) -> dict[str, Tensor]:
             "its state dict (torch.save(obj['state_dict'] or model.state_dict(), ...)) in the "
             "environment that made it, and load that instead."
         ) from exc
-    except Exception as exc:  # RuntimeError, EOFError, OSError, ... from a damaged or foreign file
-        raise WeightsError(f"{path}: not a readable PyTorch file ({exc})") from exc
+    except Exception as exc:  # RuntimeError, EOFError, OSError, ... from an empty, truncated, damaged or foreign file
+        raise unreadable_file(path, "PyTorch file", exc) from exc
     return unwrap_state_dict(obj, source=str(path))

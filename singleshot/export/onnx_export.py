@@ -24,6 +24,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from singleshot.atomic import write_bytes
 from singleshot.errors import ConfigError, WeightsError
 
 logger = logging.getLogger(__name__)
@@ -206,7 +207,7 @@ def export_onnx(
     }
     set_onnx_metadata(proto, meta)
     onnx.checker.check_model(proto, full_check=True)
-    onnx.save(proto, str(path))
+    write_bytes(path, proto.SerializeToString())
     logger.info("exported %s (%d nodes, outputs %s)", path, len(proto.graph.node), list(output_names))
     return path
 

@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 
+from singleshot.atomic import write_bytes
 from singleshot.errors import ConfigError, WeightsError
 from singleshot.export.onnx_export import read_onnx_metadata, set_onnx_metadata
 from singleshot.io.scratch import scratch_dir
@@ -184,7 +185,7 @@ def quantize_static_onnx(
         "reduce_range": bool(reduce_range),
     }
     set_onnx_metadata(out, dict(meta, onnx=onnx_meta))
-    onnx.save(out, str(dst))
+    write_bytes(dst, out.SerializeToString())
     logger.info("quantized %s -> %s (%d calibration samples)", src, dst, reader.count)
     return dst
 

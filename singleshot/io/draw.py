@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw
 
+from singleshot.atomic import save_image
 from singleshot.structures import Detections
 
 _PALETTE = [
@@ -127,5 +128,5 @@ def write_image(path: str | Path, image: np.ndarray) -> Path:
     """Save ``image`` (uint8 [H, W, 3] RGB) by the suffix of ``path`` (folder created when missing)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(np.ascontiguousarray(image)).save(path)
+    save_image(Image.fromarray(np.ascontiguousarray(image)), path)
     return path

@@ -17,6 +17,8 @@ from typing import Any
 
 import numpy as np
 
+from singleshot.atomic import atomic_write
+
 logger = logging.getLogger(__name__)
 
 __all__ = ["mean_curve", "plot_ap_bars", "plot_confusion_matrix", "plot_pr_curves", "plot_threshold_curve"]
@@ -38,7 +40,7 @@ def _figure(width: float, height: float) -> Any:
 def _save(fig: Any, path: str | Path) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, format="png", bbox_inches="tight")
+    atomic_write(path, lambda f: fig.savefig(f, format="png", bbox_inches="tight"), durable=False)
     return path
 
 

@@ -8,6 +8,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from singleshot.atomic import write_text
 from singleshot.errors import DataError
 
 __all__ = ["json_from_lines", "read_json_lines"]
@@ -43,5 +44,5 @@ def json_from_lines(lines: str | Path, out: str | Path, sort_key: Callable[[Any]
     records = read_json_lines(lines)
     if sort_key is not None:
         records.sort(key=sort_key)
-    Path(out).write_text(json.dumps(records), encoding="utf-8")
+    write_text(out, json.dumps(records))
     return records

@@ -21,7 +21,7 @@ from urllib.parse import urlparse
 import numpy as np
 
 from singleshot.errors import DataError
-from singleshot.io.video import is_video
+from singleshot.io.video import is_video, no_video_stream
 
 logger = logging.getLogger(__name__)
 
@@ -122,8 +122,9 @@ class FrameStream:
         except (av.error.FFmpegError, OSError) as e:  # type: ignore[attr-defined]
             raise DataError(f"{self.source}: cannot open as a video source: {e}") from None
         if not container.streams.video:
+            error = no_video_stream(self.source, container)
             container.close()
-            raise DataError(f"{self.source}: has no video stream")
+            raise error
         return container
 
     def __iter__(self) -> Iterator[np.ndarray]:

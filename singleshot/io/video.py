@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterator
 from fractions import Fraction
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -17,14 +19,28 @@ def is_video(path: Path) -> bool:
     return path.suffix.lower() in VIDEO_SUFFIXES
 
 
+def no_video_stream(source: str | Path, container: Any) -> DataError:
+    """The error for a media file (or URL) that PyAV opened but that holds no video stream (an
+    audio-only file given as a video), naming it and the streams it does hold."""
+    kinds = Counter(str(getattr(s, "type", "unknown")) for s in container.streams)
+    held = ", ".join(f"{n} {kind}" for kind, n in sorted(kinds.items())) or "none"
+    return DataError(f"{source}: no video stream (its streams: {held}); give a video file, a folder of frames or a URL")
+
+
 def video_fps(path: Path) -> float:
-    """Average frame rate of the first video stream (25 when the container does not say)."""
+    """Average frame rate of the first video stream (25 when the container does not say).
+
+    Raises:
+        DataError: naming the file when it cannot be opened or holds no video stream.
+    """
     import av
 
     try:
         with av.open(str(path)) as container:
+            if not container.streams.video:
+                raise no_video_stream(path, container)
             rate = container.streams.video[0].average_rate
-    except (av.error.FFmpegError, IndexError) as e:  # type: ignore[attr-defined]
+    except av.error.FFmpegError as e:  # type: ignore[attr-defined]
         raise DataError(f"{path}: cannot open as a video: {e}") from None
     return float(rate) if rate else 25.0
 
@@ -45,7 +61,7 @@ def read_frames(path: Path) -> Iterator[np.ndarray]:
         raise DataError(f"{path}: cannot open as a video: {e}") from None
     with container:
         if not container.streams.video:
-            raise DataError(f"{path}: has no video stream")
+            raise no_video_stream(path, container)
         try:
             for frame in container.decode(video=0):
                 yield frame.to_ndarray(format="rgb24")

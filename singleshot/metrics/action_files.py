@@ -23,6 +23,7 @@ from typing import Any
 
 import numpy as np
 
+from singleshot.atomic import write_text
 from singleshot.data.action.safe_pickle import safe_load_pickle
 from singleshot.errors import DataError
 from singleshot.io.jsonlines import read_json_lines
@@ -176,7 +177,7 @@ def write_frame_detections(path: str | Path, dets: FrameDets) -> None:
             dets.video.tolist(), dets.frame.tolist(), dets.label.tolist(), dets.score.tolist(), dets.boxes.tolist()
         )
     ]
-    Path(path).write_text(json.dumps(records), encoding="utf-8")
+    write_text(path, json.dumps(records))
 
 
 def _tube_from_entry(entry: Any) -> Tube | str:
@@ -236,7 +237,7 @@ def read_tubes(path: str | Path) -> list[Tube]:
 
 def write_tubes(path: str | Path, tubes: Sequence[Tube]) -> None:
     """Write tubes as a tubes JSON (:func:`tube_record` each)."""
-    Path(path).write_text(json.dumps([tube_record(t) for t in tubes]), encoding="utf-8")
+    write_text(path, json.dumps([tube_record(t) for t in tubes]))
 
 
 def read_act_detections(path: str | Path, videos: Sequence[str]) -> FrameDets:

@@ -24,6 +24,7 @@ import numpy as np
 from singleshot.errors import ConfigError, DataError
 from singleshot.metrics.action_files import read_frame_predictions, read_tube_predictions
 from singleshot.metrics.frame_ap import FRAME_PROTOCOLS, evaluation_videos, frame_ap
+from singleshot.metrics.mismatch import prediction_mismatches
 from singleshot.metrics.video_ap import VIDEO_THRESHOLDS, video_ap
 from singleshot.structures import ActionAnnotations, FrameDets, Tube
 
@@ -118,7 +119,12 @@ def score_action(
         (fractions; ``frame_map`` None without frame detections), ``"per_class": {name:
         {"frame_ap", "video_ap@0.2", ...}}`` (None for a class without ground truth),
         ``"protocol"``, ``"linking"`` (how the tubes were obtained), ``"n_videos"``,
-        ``"n_detections"``, ``"n_tubes"``.
+        ``"n_detections"``, ``"n_tubes"``, and ``"mismatches"``: for predictions and tubes read from
+        files, the evaluated videos without any (``"gt_without_predictions"`` /
+        ``"gt_without_tubes"``: ``{"count", "first"}``; they still count as misses) and the predicted
+        videos outside the evaluated ones (``"predictions_not_in_gt"`` / ``"tubes_not_in_gt"``:
+        ground-truth videos of another split, ignored), each also a warning
+        (:func:`~singleshot.metrics.mismatch.prediction_mismatches`); ``{}`` for in-memory inputs.
 
     Raises:
         ConfigError: unknown protocol, neither predictions nor tubes, or no tubes and no ``link``.
@@ -140,20 +146,28 @@ def score_action(
         raise DataError(str(exc)) from exc
 
     dets: FrameDets | None = None
+    mismatches: dict[str, Any] = {}
+    outside = "ignored (not in the evaluated split)"
     if pred_path is not None:
         if isinstance(pred_path, FrameDets):
             dets, source = pred_path, "predictions"
         else:
             dets, source = read_frame_predictions(pred_path, vids), str(pred_path)
         _check_dets(dets, gt, source)
+        if not isinstance(pred_path, FrameDets):
+            predicted = [dets.videos[i] for i in np.unique(dets.video)]
+            mismatches.update(prediction_mismatches(vids, predicted, source, "videos", outside=outside))
 
     if tubes_path is not None:
         if isinstance(tubes_path, (str, Path)):
             wanted = None if Path(tubes_path).is_file() else vids
             tubes, t_source = read_tube_predictions(tubes_path, wanted), str(tubes_path)
+            _check_tubes(tubes, gt, t_source)
+            tubed = [t.video for t in tubes]
+            mismatches.update(prediction_mismatches(vids, tubed, t_source, "videos", outside=outside, kind="tubes"))
         else:
             tubes, t_source = list(tubes_path), "tubes"
-        _check_tubes(tubes, gt, t_source)
+            _check_tubes(tubes, gt, t_source)
         linking = "given"
     else:
         assert dets is not None
@@ -194,6 +208,7 @@ def score_action(
             "n_videos": len(vids),
             "n_detections": 0 if dets is None else len(dets),
             "n_tubes": v["n_tubes"],
+            "mismatches": mismatches,
         }
     )
     return result

@@ -32,6 +32,7 @@ import numpy as np
 from singleshot.errors import DataError
 from singleshot.metrics._common import check_labels, target_boxes_original, target_difficult, to_numpy
 from singleshot.metrics.curves import PRCurve
+from singleshot.metrics.mismatch import prediction_mismatches
 from singleshot.structures import BoxTarget, Detections
 
 logger = logging.getLogger(__name__)
@@ -279,8 +280,9 @@ def coco_eval_files(gt_json: Path, results_json: Path) -> dict:
         results_json: COCO results file ``[{"image_id", "category_id", "bbox": [x, y, w, h], "score"}]``.
 
     Returns:
-        The 12 stats under ``STAT_KEYS``, ``per_class`` AP (0.5:0.95) keyed by category name and
-        ``n_images`` (the images of the ground truth file).
+        The 12 stats under ``STAT_KEYS``, ``per_class`` AP (0.5:0.95) keyed by category name,
+        ``n_images`` (the images of the ground truth file) and ``mismatches`` (the ground-truth images
+        without results, :func:`~singleshot.metrics.mismatch.prediction_mismatches`; also a warning).
     """
     gt = check_coco_gt(load_json(gt_json, "COCO ground truth"), Path(gt_json))
     image_ids = {img["id"] for img in gt["images"]}
@@ -288,4 +290,7 @@ def coco_eval_files(gt_json: Path, results_json: Path) -> dict:
     results = check_coco_results(load_json(results_json, "COCO results"), Path(results_json), image_ids, category_ids)
     out = run_cocoeval(gt, results)
     out["n_images"] = len(gt["images"])
+    out["mismatches"] = prediction_mismatches(
+        [str(img["id"]) for img in gt["images"]], (str(r["image_id"]) for r in results), str(results_json)
+    )
     return out

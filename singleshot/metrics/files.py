@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from singleshot.atomic import write_text
 from singleshot.errors import DataError
 from singleshot.metrics._common import to_numpy
 from singleshot.metrics.coco import load_json
@@ -82,7 +83,7 @@ def write_voc_results(
     paths = []
     for name, cls_lines in zip(class_names, lines):
         path = folder / voc_results_name(name, split, comp)
-        path.write_text("".join(cls_lines), encoding="utf-8")
+        write_text(path, "".join(cls_lines))
         paths.append(path)
     return paths
 
@@ -231,7 +232,7 @@ def write_coco_results(
     """Write a COCO results JSON (see :func:`detections_to_coco_results`); returns ``path``."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(detections_to_coco_results(preds, category_ids, numeric_image_ids)), encoding="utf-8")
+    write_text(path, json.dumps(detections_to_coco_results(preds, category_ids, numeric_image_ids)))
     return path
 
 

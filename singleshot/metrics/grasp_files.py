@@ -22,6 +22,7 @@ from pathlib import Path
 
 import torch
 
+from singleshot.atomic import write_text
 from singleshot.data.grasp.rects import grasps_to_jacquard
 from singleshot.errors import DataError
 from singleshot.structures import Grasps
@@ -35,7 +36,7 @@ def write_grasp_predictions(path: Path, preds: Sequence[Grasps]) -> list[dict]:
     for p in preds:
         rows = torch.cat((p.grasps.reshape(-1, 5), p.scores.reshape(-1, 1)), dim=1).double().tolist()
         records.append({"image": p.image_id, "grasps": [[round(v, 6) for v in r] for r in rows]})
-    path.write_text(json.dumps(records))
+    write_text(path, json.dumps(records))
     return records
 
 
@@ -86,4 +87,4 @@ def write_jacquard_output(path: Path, preds: Sequence[Grasps]) -> None:
     for p in preds:
         for row in grasps_to_jacquard(p.grasps.reshape(-1, 5).double().numpy()):
             lines += [p.image_id, row]
-    path.write_text("\n".join(lines) + ("\n" if lines else ""))
+    write_text(path, "\n".join(lines) + ("\n" if lines else ""))

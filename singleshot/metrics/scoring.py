@@ -10,8 +10,10 @@ Ground truth (``gt``):
 Predictions (``pred``): a folder of devkit files ``<comp>_det_<split>_<class>.txt``, a COCO results
 JSON, or a list of Detections (0-based xyxy pixels). Image ids are matched as strings (an integer id
 also matches an all-digit id of the same value). A prediction for an image absent from the ground
-truth is a DataError, as in the devkit ("unrecognized image"); an image without predictions simply has
-none.
+truth is a DataError, as in the devkit ("unrecognized image"; the error counts them and names the
+first few); an image without detections simply has none (its objects are misses), and the result's
+``"mismatches"`` entry (:func:`~singleshot.metrics.mismatch.prediction_mismatches`, also a warning)
+counts and names those images.
 
 Metrics: ``voc07`` (11-point, at the exact recall thresholds k/10 unless
 ``voc07_thresholds="arange"``: ``np.arange(0, 1.1, 0.1)`` as the Python ports), ``voc12``
@@ -38,6 +40,7 @@ from singleshot.metrics.files import (
     read_coco_results,
     read_voc_results,
 )
+from singleshot.metrics.mismatch import first_few, prediction_mismatches
 from singleshot.metrics.voc import VOCEvaluator, check_voc07_thresholds
 from singleshot.structures import BoxTarget, Detections
 
@@ -86,8 +89,15 @@ def coco_json_targets(path: Path) -> tuple[list[BoxTarget], list[str], list[int]
     return targets, class_names, category_ids, gt
 
 
-def _align(targets: Sequence[BoxTarget], preds: Sequence[Detections], source: str) -> list[Detections]:
-    """Predictions in the order of ``targets`` (an empty Detections where an image has none)."""
+def _align(
+    targets: Sequence[BoxTarget], preds: Sequence[Detections], source: str
+) -> tuple[list[Detections], list[str]]:
+    """Predictions in the order of ``targets`` (an empty Detections where an image has none), and the
+    ground-truth ids that received predictions.
+
+    Raises:
+        DataError: predictions for images absent from the ground truth (how many, the first few).
+    """
     index: dict[str, int] = {}
     for i, t in enumerate(targets):
         index.setdefault(t.image_id, i)
@@ -95,14 +105,22 @@ def _align(targets: Sequence[BoxTarget], preds: Sequence[Detections], source: st
         if t.image_id.isdigit():
             index.setdefault(str(int(t.image_id)), i)
     grouped: list[list[Detections]] = [[] for _ in targets]
+    unknown: list[str] = []
     for det in preds:
         key = det.image_id
         i = index.get(key)
         if i is None and key.isdigit():
             i = index.get(str(int(key)))
         if i is None:
-            raise DataError(f"{source}: image id {key!r} is not in the ground truth ({len(targets)} images)")
+            unknown.append(key)
+            continue
         grouped[i].append(det)
+    if unknown:
+        unknown = list(dict.fromkeys(unknown))
+        raise DataError(
+            f"{source}: image id {unknown[0]!r} is not in the ground truth ({len(targets)} images); "
+            f"predicted ids not in it: {len(unknown)} ({first_few(unknown)})"
+        )
     out = []
     for t, dets in zip(targets, grouped):
         if len(dets) == 1:
@@ -120,7 +138,8 @@ def _align(targets: Sequence[BoxTarget], preds: Sequence[Detections], source: st
                     image_id=t.image_id,
                 )
             )
-    return out
+    covered = [t.image_id for t, dets in zip(targets, grouped) if any(len(d) for d in dets)]
+    return out, covered
 
 
 def _read_pred(
@@ -162,7 +181,9 @@ def score(
 
     Returns:
         The evaluator's dict (``map50``/``per_class``/``n_images`` for VOC; the 12 COCO stats,
-        ``per_class`` and ``n_images`` for COCO) with ``metric`` added.
+        ``per_class`` and ``n_images`` for COCO) with ``metric`` and ``mismatches`` added
+        (``{"gt_without_predictions": {"count", "first"}}`` when some ground-truth images have no
+        detection, else ``{}``).
 
     Raises:
         ConfigError: an unknown ``metric`` or ``voc07_thresholds``, or missing ``class_names``.
@@ -184,7 +205,8 @@ def score(
         targets, names = list(gt), list(class_names)
         category_ids = list(range(1, len(names) + 1))
     dets, source = _read_pred(pred, names, category_ids, split)
-    aligned = _align(targets, dets, source)
+    aligned, covered = _align(targets, dets, source)
+    mismatches = prediction_mismatches([t.image_id for t in targets], covered, source, "images")
     if metric == "coco":
         if coco_gt is not None:
             results = detections_to_coco_results(aligned, category_ids, numeric_image_ids=False)
@@ -208,4 +230,5 @@ def score(
         ev_voc.process(aligned, targets)
         out = ev_voc.compute()
     out["metric"] = metric
+    out["mismatches"] = mismatches
     return out

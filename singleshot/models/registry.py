@@ -89,7 +89,9 @@ def model_entry(name: str, task: str | None = None) -> ModelEntry:
     if entry is None:
         raise ConfigError(f"unknown model {name!r}; valid names: {valid}")
     if task is not None and entry.task != task:
-        raise ConfigError(f"model={name} is a {entry.task} ({entry.family}) model; {task} models: {valid}")
+        raise ConfigError(
+            f"model={name} is {'an' if entry.task[0] in 'aeiou' else 'a'} {entry.task} ({entry.family}) model; {task} models: {valid}"
+        )
     return entry
 
 

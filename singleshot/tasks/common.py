@@ -26,20 +26,24 @@ import torch
 from torch import Tensor, nn
 from torch.utils.data import Dataset
 
+from singleshot.atomic import write_text
 from singleshot.config import ModeSpec, build_config, config_to_dict, fixed_keys, load_yaml_mapping
 from singleshot.data.check import CheckReport, Fault, format_faults
+from singleshot.engine.checkpoint import atomic_write
 from singleshot.engine.distributed import broadcast_object, cleanup, get_rank, get_world_size, init_distributed
-from singleshot.engine.run import train_and_restore_best
+from singleshot.engine.run import remove_unstarted_run, train_and_restore_best
 from singleshot.engine.sampler import build_train_loader
 from singleshot.engine.seed import seed_everything
 from singleshot.engine.train_config import EngineOptions, TrainConfig, check_engine_values, train_config_for
 from singleshot.engine.trainer import Evaluate, LossFn, PrepareBatch, Trainer
 from singleshot.engine.weights import finetune_from, nonfinite_tensors, read_model_weights, save_weights
 from singleshot.errors import ConfigError, DataError, TrainingError
-from singleshot.io.runlock import RunLock, acquire_run_lock
+from singleshot.io.folders import require_folder_path
+from singleshot.io.runlock import LOCK_NAME, RunLock, acquire_run_lock
 from singleshot.models.act import ACT_PRIORS_2X2, ACT_PRIORS_3X3
 from singleshot.models.registry import check_weights_task
 from singleshot.ops.priors import PriorSpec, prior_spec
+from singleshot.tasks.generated_data import ensure_dataset
 
 logger = logging.getLogger(__name__)
 
@@ -212,6 +216,7 @@ def refuse_overwrite(
     for out_key, out_value in writes.items():
         if not out_value:
             continue
+        require_folder_path(out_value if folder else Path(out_value).parent, f"{out_key}={out_value}")
         out = Path(os.path.realpath(out_value))
         for in_key, in_value in reads.items():
             if not in_value or not os.path.exists(in_value):
@@ -250,6 +255,7 @@ def run_dir(cfg: EngineOptions, mode: str, *, resume: bool = False, create: bool
     unless it holds ``last.pt``. ``create=False`` (a dry run) names the folder without creating it.
     """
     base = Path(cfg.project) / (cfg.name or mode)
+    require_folder_path(cfg.project, f"project={cfg.project}")
     if resume:
         if not (base / "last.pt").is_file():
             raise ConfigError(f"resume: {base / 'last.pt'} not found; nothing to resume (set resume=false to start)")
@@ -339,26 +345,6 @@ def demo_threads(workers: int) -> int:
 
 
 # ---------------------------------------------------------------- data
-def ensure_dataset(root: str | Path, key: str, write: Callable[[Path], object]) -> Path:
-    """The generated dataset described by ``key`` under ``root``, written by ``write(root)`` only
-    when it is not already there.
-
-    A completed write leaves one marker file, ``.complete-<key>``; a folder with a different (or
-    no) marker is written again and its old markers removed first, so a folder never holds a
-    marker that no longer describes its contents. An interrupted write leaves no marker.
-    """
-    root = Path(root)
-    marker = root / f".complete-{key}"
-    if marker.exists():
-        return root
-    for old in root.glob(".complete-*"):
-        old.unlink()
-    logger.info("writing the generated dataset to %s", root)
-    write(root)
-    marker.touch()
-    return root
-
-
 def screen_dataset(report: CheckReport, bad: str) -> set[str]:
     """The items to leave out of a dataset after its check ``report`` (see
     :mod:`singleshot.data.check`), by the ``bad=`` policy.
@@ -387,7 +373,7 @@ def write_skipped(folder: Path, faults: Sequence[Fault]) -> Path:
     """``folder/skipped.txt``: the table of the faults whose items a ``bad=skip`` run left out."""
     path = Path(folder) / "skipped.txt"
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(format_faults(list(faults)) + "\n")
+    write_text(path, format_faults(list(faults)) + "\n")
     logger.info("the %d skipped item(s) are listed in %s", len({f.item for f in faults}), path)
     return path
 
@@ -530,7 +516,11 @@ def fit(cfg: E, build: Callable[[str, int], TrainingPlan]) -> dict[str, Any] | N
     :class:`~singleshot.engine.trainer.Trainer`, training, the best weights back into the model, and
     the weights files in the run folder (``config.yaml`` records the folder's name as ``name``, so
     ``cfg=<run>/config.yaml resume=true`` continues that run). Only the first process writes the
-    weights and returns the result, the folder as ``out`` and ``save_dir`` (the others: None).
+    weights and returns the result, the folder as ``out`` and ``save_dir`` (the others: None), with
+    ``epochs`` (the epochs trained) and ``best_epoch`` (those of the saved weights); the result is
+    also written to ``metrics.json`` in the run folder. A run that fails before its first
+    checkpoint (``last.pt``) leaves no run folder behind (one it made itself: not with ``resume`` or
+    ``exist_ok``).
 
     ``cfg.dry_run``: everything up to and including the trainer (so the optimizer's parameter groups
     and the schedule are the ones training would use), then :func:`dry_run_summary` is returned (the
@@ -553,6 +543,29 @@ def fit(cfg: E, build: Callable[[str, int], TrainingPlan]) -> dict[str, Any] | N
         device=device,
     )
     out = _agreed_train_dir(cfg)
+    with _removed_unless_started(cfg, out):
+        return _train_in(cfg, plan, loader, out, device)
+
+
+@contextlib.contextmanager
+def _removed_unless_started(cfg: EngineOptions, out: Path) -> Iterator[None]:
+    """The body trains into ``out``; when it fails before a ``last.pt`` was written in a folder this
+    run made (not ``resume``, not ``exist_ok``), the first process removes the folder, so a failed
+    start leaves nothing behind (:func:`~singleshot.engine.run.remove_unstarted_run`)."""
+    try:
+        yield
+    except BaseException:
+        if not (cfg.resume or cfg.exist_ok or cfg.dry_run) and get_rank() == 0:
+            if remove_unstarted_run(out, keep=LOCK_NAME):
+                while _FIT_LOCKS and _FIT_LOCKS[-1].folder == out:
+                    _FIT_LOCKS.pop().release()
+                with contextlib.suppress(OSError):
+                    out.rmdir()
+        raise
+
+
+def _train_in(cfg: E, plan: TrainingPlan, loader: Any, out: Path, device: str) -> dict[str, Any] | None:
+    """The part of :func:`fit` after the run folder ``out`` is chosen (see there)."""
     if plan.skipped and not cfg.dry_run and get_rank() == 0:
         write_skipped(out, plan.skipped)
     tcfg = train_config_for(cfg, len(loader), out, device)
@@ -594,13 +607,22 @@ def fit(cfg: E, build: Callable[[str, int], TrainingPlan]) -> dict[str, Any] | N
     cleanup()
     result = plan.report(best) if plan.report is not None else dict(best)
     result.update(
-        epochs=run.epoch,
+        epochs=run.epochs_trained,
+        best_epoch=run.epoch,
         train_seconds=run.seconds,
         weights=str(out / next(iter(files))),
         out=str(out),
         save_dir=str(out),
     )
+    write_metrics_json(out, result)
     return result
+
+
+def write_metrics_json(folder: Path, result: Mapping[str, Any]) -> Path:
+    """``result`` as ``folder/metrics.json`` (indented JSON, written atomically)."""
+    path = Path(folder) / "metrics.json"
+    atomic_write(path, lambda f: f.write(json.dumps(result, indent=2).encode("utf-8")))
+    return path
 
 
 # ---------------------------------------------------------------- dry run
@@ -881,7 +903,7 @@ def run_demo(
         result.update(show(cfg, result))
         if seconds_key:
             result[seconds_key] = round(time.perf_counter() - t0, 1)
-        (Path(result["out"]) / "metrics.json").write_text(json.dumps(result, indent=2))
+        write_metrics_json(Path(result["out"]), result)
         return result
     finally:
         torch.set_num_threads(previous)

@@ -203,7 +203,7 @@ def test_fit_trains_saves_and_reports(tmp_path: Path) -> None:
     cfg = Options(project=str(tmp_path), name="run")
     result = fit(cfg, lambda device, world: plan_for(cfg))
     assert result is not None
-    assert list(result) == ["neg_mse", "count", "epochs", "train_seconds", "weights", "out", "save_dir"]
+    assert list(result) == ["neg_mse", "count", "epochs", "best_epoch", "train_seconds", "weights", "out", "save_dir"]
     assert result["epochs"] == 2 and result["out"] == result["save_dir"] == str(tmp_path / "run")
     state, meta = load_weights(result["weights"])
     assert (

@@ -78,7 +78,7 @@ def test_a_model_of_another_task_is_refused_listing_only_this_tasks_models() -> 
     with pytest.raises(ConfigError) as err:
         build_detector("act_tiny", 3)
     text = str(err.value)
-    assert "act_tiny is a action (act) model; detect models: " in text
+    assert "act_tiny is an action (act) model; detect models: " in text
     assert all(name in text for name in list_models(task="detect"))
     assert not any(name in text.split("detect models: ")[1] for name in list_models(task="action"))
 

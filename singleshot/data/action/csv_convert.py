@@ -35,6 +35,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from singleshot.atomic import write_text
 from singleshot.data.action.csv_table import BoxRow, BoxTable, Gap, read_box_csv, row_problem, track_tubes
 from singleshot.data.action.frames import extract_video_to_yowo, list_frame_files
 from singleshot.data.action.readers_act import write_act_pickle
@@ -326,7 +327,7 @@ def _write(
     for sub in ("rgb-images", "labels"):
         for name in class_list:
             (dst / sub / name).mkdir(parents=True, exist_ok=True)
-    (dst / CLASSES_FILE).write_text("".join(c + "\n" for c in class_list), encoding="utf-8")
+    write_text(dst / CLASSES_FILE, "".join(c + "\n" for c in class_list))
     label_files = write_yowo_labels(ann, dst)
     write_act_pickle(ann, pickle_path)
     if gaps:

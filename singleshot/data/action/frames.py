@@ -18,6 +18,7 @@ import torch
 from PIL import Image
 from torch import Tensor
 
+from singleshot.atomic import save_image
 from singleshot.data.image_io import image_size, read_image_rgb
 from singleshot.errors import DataError
 
@@ -167,9 +168,9 @@ def extract_video_to_yowo(
         image = Image.fromarray(np.ascontiguousarray(frame))
         target = folder / f"{count:05d}.{ext}"
         if ext == "jpg":
-            image.save(target, format="JPEG", quality=quality)
+            save_image(image, target, quality=quality)
         else:
-            image.save(target, format="PNG", compress_level=1)
+            save_image(image, target, compress_level=1)
     if count == 0:
         raise DataError(f"{video_file}: the video has no frames")
     logger.info("wrote %d frames of %s to %s", count, video_file, folder)

@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from singleshot.atomic import write_bytes
 from singleshot.data.action.readers_common import as_int, make_tube, summarize
 from singleshot.data.action.safe_pickle import numpy_core_modules, safe_load_pickle
 from singleshot.errors import DataError
@@ -264,5 +265,5 @@ def write_act_pickle(ann: ActionAnnotations, path: str | Path) -> None:
     buffer = io.BytesIO()
     _Py2CompatiblePickler(buffer).dump(data)
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(buffer.getvalue())
+    write_bytes(path, buffer.getvalue())
     logger.info("wrote ACT ground truth for %d videos to %s", len(gttubes), path)

@@ -26,6 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
+from singleshot.atomic import write_text
 from singleshot.data.action.frames import video_frame_info
 from singleshot.data.action.readers_common import (
     check_boxes_np,
@@ -314,13 +315,13 @@ def write_yowo_labels(
         folder.mkdir(parents=True, exist_ok=True)
         for f in sorted(wanted):
             lines = frames.get(f, [])
-            (folder / f"{f:05d}.txt").write_text("".join(ln + "\n" for ln in lines), encoding="utf-8")
+            write_text(folder / f"{f:05d}.txt", "".join(ln + "\n" for ln in lines))
             written += 1
     prefix = "labels/" if prefix_labels else ""
     for name, split_videos in (("trainlist.txt", ann.train_videos), ("testlist.txt", ann.test_videos)):
         if not split_videos:
             continue
         lines = [f"{prefix}{v}/{int(f):05d}.txt" for v in split_videos for f in sorted(keyframes.get(v, []))]
-        (root / name).write_text("".join(ln + "\n" for ln in lines), encoding="utf-8")
+        write_text(root / name, "".join(ln + "\n" for ln in lines))
     logger.info("wrote %d label files under %s", written, root / "labels")
     return written

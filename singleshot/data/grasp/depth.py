@@ -25,6 +25,7 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 from scipy import ndimage
 
+from singleshot.atomic import save_image
 from singleshot.errors import DataError
 
 logger = logging.getLogger(__name__)
@@ -170,7 +171,7 @@ def read_depth_tiff(path: str | Path) -> np.ndarray:
 
 def write_depth_tiff(path: str | Path, depth: np.ndarray) -> None:
     """Write array[H, W] as an uncompressed float32 TIFF (Pillow mode ``F``, as GG-CNN's ``d.tiff``)."""
-    Image.fromarray(np.ascontiguousarray(depth, dtype=np.float32), mode="F").save(Path(path))
+    save_image(Image.fromarray(np.ascontiguousarray(depth, dtype=np.float32), mode="F"), path)
 
 
 def normalise_depth(depth: np.ndarray) -> np.ndarray:

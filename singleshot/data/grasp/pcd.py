@@ -169,7 +169,8 @@ def convert_cornell_pcd(
 
     Args:
         root: Cornell root.
-        overwrite: rewrite depth images that already exist (default: skip them).
+        overwrite: rewrite depth images that already exist (default: keep those written after
+            their cloud last changed, by modification time; an older one is written again).
         shape: (height, width) of the images (Cornell: 480×640).
 
     Returns:
@@ -183,12 +184,29 @@ def convert_cornell_pcd(
     if not clouds:
         raise DataError(f"{root}: no Cornell point cloud (pcdXXXX.txt) found here or in its subfolders")
     written: list[Path] = []
+    kept = 0
     for cloud in clouds:
         out = cloud.with_name(cloud.stem + "d.tiff")
-        if out.exists() and not overwrite:
-            logger.info("%s exists, skipped", out)
+        if not overwrite and _newer_than(out, cloud):
+            kept += 1
             continue
+        if out.exists() and not overwrite:
+            logger.info("%s is older than its cloud %s (the cloud changed since): written again", out, cloud.name)
         pcd_to_depth(cloud, out, shape)
         written.append(out)
+    if kept:
+        logger.info(
+            "%d depth images kept as they are: each was written after its cloud last changed (modification times)",
+            kept,
+        )
     logger.info("converted %d of %d clouds under %s", len(written), len(clouds), root)
     return written
+
+
+def _newer_than(out: Path, source: Path) -> bool:
+    """Whether ``out`` exists and was modified no earlier than ``source`` (so it was made from the
+    source as it is now)."""
+    try:
+        return out.stat().st_mtime_ns >= source.stat().st_mtime_ns
+    except OSError:
+        return False

@@ -9,10 +9,12 @@ its :class:`~singleshot.tasks.action.act_tubelets.VideoTubelets`, then scores:
 both under ``cfg.protocol`` (:func:`~singleshot.metrics.action_score.score_action`). :func:`val_act`
 is ``action val``'s: with the cache under ``project/cache/tubelets`` and ``workers`` processes.
 
-Cache: with ``cache_dir``, a video's tubelets are written to ``<cache_dir>/<video>.npz`` (atomically)
-as soon as it is done, stamped with a key of the model's tensors and every setting that changes
-them; a later call with the same key loads the file instead of running the model, so an interrupted
-evaluation resumes with the videos it had not finished. A file with another key is recomputed.
+Cache (:mod:`~singleshot.tasks.action.tubelet_cache`): with ``cache_dir``, a video's tubelets are
+written to ``<cache_dir>/<video>.npz`` (atomically) as soon as it is done, stamped with a key of the
+model's tensors and every setting that changes them and with a fingerprint of the video's input
+files (paths, sizes, modification times) and annotated frame count; a later call with both stamps
+equal loads the file instead of running the model, so an interrupted evaluation resumes with the
+videos it had not finished. Other weights, another dataset or a changed video are recomputed.
 
 Workers: ``workers=N`` spreads the videos over N processes (forked where the platform allows, as
 DataLoader workers are, else spawned; one intra-op thread each; the model rebuilt once per process
@@ -22,22 +24,16 @@ tubelets, hence the same metrics.
 
 from __future__ import annotations
 
-import hashlib
-import io
-import json
 import logging
 from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 
 from singleshot.data.action.frames import read_clip_frames, read_frame
-from singleshot.engine.checkpoint import atomic_write
 from singleshot.errors import DataError
-from singleshot.export.onnx_runtime import OnnxModel
 from singleshot.metrics.action_score import score_action
 from singleshot.metrics.frame_ap import evaluation_videos
 from singleshot.models import model_from_meta
@@ -48,80 +44,19 @@ from singleshot.tasks.action.act_two_stream import flow_frame_path
 from singleshot.tasks.action.config import ActionOptions, ActOptions
 from singleshot.tasks.action.export import load_onnx_action_model
 from singleshot.tasks.action.predictor import trim_tubes
+from singleshot.tasks.action.tubelet_cache import (
+    cache_key,
+    cache_path,
+    load_cached_tubelets,
+    load_tubelets,
+    onnx_path,
+    save_tubelets,
+    video_data_key,
+)
 
 logger = logging.getLogger(__name__)
 
 __all__ = ["cache_key", "load_tubelets", "save_tubelets", "collect_tubelets", "evaluate_act", "val_act"]
-
-_FORMAT = "singleshot-act-tubelets-1"
-
-
-def cache_key(predictor: ACTPredictor) -> str:
-    """SHA-1 of the model's tensors and of every setting that changes a video's tubelets."""
-    h = hashlib.sha1(_FORMAT.encode())
-    for i, stream in enumerate(predictor.streams):
-        onnx = _onnx_path(stream.model)
-        if onnx is not None:  # an exported graph: its file's bytes are its weights
-            h.update(f"{i}.onnx".encode())
-            h.update(Path(onnx).read_bytes())
-            continue
-        for name, t in sorted(stream.model.state_dict().items()):
-            h.update(f"{i}.{name}".encode())
-            h.update(t.detach().cpu().contiguous().numpy().tobytes())
-    norms = [(s.mean.flatten().tolist(), s.std.flatten().tolist(), s.bgr, s.antialias) for s in predictor.streams]
-    settings = {
-        "k": predictor.k,
-        "size": predictor.size,
-        "norms": norms,
-        "motion": predictor.motion,
-        "fusion": predictor.fusion_weight,
-        "flow_root": str(predictor.flow_root),
-        "post": repr(predictor.settings),
-        "cand": repr(predictor.candidates),
-    }
-    h.update(json.dumps(settings, sort_keys=True).encode())
-    return h.hexdigest()
-
-
-def _onnx_path(model: Any) -> str | None:
-    """The file of a model run by onnxruntime (:class:`~singleshot.export.onnx_runtime.OnnxModel`), else None."""
-    return str(model.path) if isinstance(model, OnnxModel) else None
-
-
-def _cache_path(cache_dir: Path, video: str) -> Path:
-    return cache_dir / f"{video}.npz"
-
-
-def save_tubelets(path: Path, vt: VideoTubelets, key: str) -> None:
-    """Write ``vt`` to ``path`` (npz) atomically, stamped with ``key``."""
-    arrays = {name: getattr(vt, name) for name in VideoTubelets.ARRAYS}
-    header = json.dumps({"key": key, "video": vt.video, "num_frames": vt.num_frames, "size": list(vt.size), "k": vt.k})
-
-    def write(f: Any) -> None:
-        buf = io.BytesIO()
-        np.savez(buf, header=np.array(header), **arrays)
-        f.write(buf.getvalue())
-
-    atomic_write(path, write)
-
-
-def load_tubelets(path: Path, key: str) -> VideoTubelets | None:
-    """The cached tubelets at ``path`` when its key is ``key``; None when absent, stale or unreadable."""
-    if not path.is_file():
-        return None
-    try:
-        with np.load(path, allow_pickle=False) as data:
-            header = json.loads(str(data["header"]))
-            if header.get("key") != key:
-                logger.info("%s: made by other weights or settings; recomputing", path)
-                return None
-            vt = VideoTubelets(header["video"], int(header["num_frames"]), tuple(header["size"]), int(header["k"]))
-            for name in VideoTubelets.ARRAYS:
-                setattr(vt, name, data[name])
-    except (OSError, ValueError, KeyError) as e:
-        logger.warning("%s: unreadable tubelet cache (%s); recomputing", path, e)
-        return None
-    return vt
 
 
 def _video_tubelets(
@@ -159,6 +94,7 @@ def _worker_init(
     batch: int,
     cache_dir: str | None,
     key: str,
+    data: dict[str, str],
 ) -> None:
     torch.set_num_threads(1)
     models = []
@@ -179,6 +115,7 @@ def _worker_init(
         batch=batch,
         cache_dir=Path(cache_dir) if cache_dir else None,
         key=key,
+        data=data,
     )
 
 
@@ -186,7 +123,7 @@ def _worker_run(video: str) -> VideoTubelets:
     w = _WORKER
     vt = _video_tubelets(w["predictor"], w["ann"], w["root"], video, w["batch"])
     if w["cache_dir"] is not None:
-        save_tubelets(_cache_path(w["cache_dir"], video), vt, w["key"])
+        save_tubelets(cache_path(w["cache_dir"], video), vt, w["key"], w["data"][video])
     return vt
 
 
@@ -203,22 +140,16 @@ def collect_tubelets(
     root = Path(frame_root)
     cache = Path(cache_dir) if cache_dir is not None else None
     key = cache_key(predictor) if cache is not None else ""
-    out: dict[str, VideoTubelets] = {}
-    todo = []
-    for v in videos:
-        cached = load_tubelets(_cache_path(cache, v), key) if cache is not None else None
-        if cached is not None:
-            out[v] = cached
-        else:
-            todo.append(v)
-    if cache is not None:
-        logger.info("tubelet cache %s: %d of %d videos already done", cache, len(out), len(videos))
+    # stamped before the frames are read: a file changed meanwhile leaves a stale stamp, never a wrong one
+    data = {v: video_data_key(predictor, ann, root, v) for v in videos} if cache is not None else {}
+    out = load_cached_tubelets(cache, key, data, videos) if cache is not None else {}
+    todo = [v for v in videos if v not in out]
     if workers > 0 and len(todo) > 1:
         # fork where the platform has it (as DataLoader workers; each worker runs one intra-op thread)
         methods = torch.multiprocessing.get_all_start_methods()
         ctx = torch.multiprocessing.get_context("fork" if "fork" in methods else "spawn")
         states: list[dict[str, torch.Tensor] | str] = [
-            _onnx_path(s.model) or {k: t.detach().cpu() for k, t in s.model.state_dict().items()}
+            onnx_path(s.model) or {k: t.detach().cpu() for k, t in s.model.state_dict().items()}
             for s in predictor.streams
         ]
         metas = [predictor.meta] + ([predictor.flow_meta or {}] if len(predictor.streams) > 1 else [])
@@ -235,6 +166,7 @@ def collect_tubelets(
             batch,
             str(cache) if cache is not None else None,
             key,
+            data,
         )
         with ProcessPoolExecutor(
             min(workers, len(todo)), mp_context=ctx, initializer=_worker_init, initargs=init
@@ -245,7 +177,7 @@ def collect_tubelets(
     for v in todo:
         out[v] = _video_tubelets(predictor, ann, root, v, batch)
         if cache is not None:
-            save_tubelets(_cache_path(cache, v), out[v], key)
+            save_tubelets(cache_path(cache, v), out[v], key, data[v])
     return out
 
 

@@ -35,7 +35,7 @@ from singleshot.data.action.datasets import IMAGENET_MEAN, IMAGENET_STD
 from singleshot.data.action.flow import FLOW_METHODS, flow_stack_indices
 from singleshot.data.input_spec import InputSpec, size_hw
 from singleshot.engine.branches import parallel_branches
-from singleshot.errors import ConfigError
+from singleshot.errors import ConfigError, WeightsError
 from singleshot.models import list_models
 from singleshot.models.act import FrameFeatures
 from singleshot.postprocess.tubelet import TubeletDetections, TubeletPostprocess, postprocess_tubelets
@@ -49,7 +49,8 @@ from singleshot.tasks.action.act_tubelets import (
     linking_candidates,
     tubelet_settings,
 )
-from singleshot.tasks.action.act_two_stream import flow_stack_of, motion_images, online_flow_inputs
+from singleshot.tasks.action.act_two_stream import flow_stack_of, fuse_streams, motion_images, online_flow_inputs
+from singleshot.tasks.action.act_weights import embedded_streams
 from singleshot.tasks.action.config import ActionConfig, ActOptions
 from singleshot.tasks.action.predictor import VideoPrediction, frame_dets_of, load_action_weights, trim_tubes
 
@@ -169,6 +170,9 @@ class ACTPredictor:
             self.streams.append(_Stream(flow_model, flow_meta or {}, self.device))
         #: flow images per frame of the motion stream (1 for diff; ACT's FLOW5: 5)
         self.flow_stack = flow_stack_of(flow_model, flow_meta) if self.motion == "flow" else 1
+        #: ``model`` is an exported two-stream graph (both inputs in, the fused outputs out; passed as
+        #: both streams, the motion stream's ``flow_meta`` giving its second input's convention)
+        self.fused = flow_model is not None and len(getattr(model, "input_names", ())) == 2
         self.fusion_weight = float((flow_meta or {}).get("fusion_weight", ACT_FUSION_WEIGHT))
         if not 0.0 <= self.fusion_weight <= 1.0:
             raise ConfigError(f"the motion stream's fusion_weight must lie in [0, 1], got {self.fusion_weight}")
@@ -232,12 +236,7 @@ class ACTPredictor:
     def _fuse(self, outs: Sequence[dict[str, Tensor]]) -> dict[str, Tensor]:
         """One output of the streams' raw outputs: ACT's late fusion, (weighted) mean class
         probabilities and the boxes of the RGB stream."""
-        if len(outs) == 1:
-            return outs[0]
-        out, motion = outs
-        w = self.fusion_weight
-        probs = (1.0 - w) * out["conf"].float().softmax(-1) + w * motion["conf"].float().softmax(-1)
-        return {"loc": out["loc"], "conf": probs.clamp_(min=1e-12).log()}
+        return outs[0] if len(outs) == 1 else fuse_streams(outs[0], outs[1], self.fusion_weight)
 
     def _finish(
         self, out: dict[str, Tensor], starts: Sequence[int], orig_size: tuple[int, int]
@@ -257,6 +256,8 @@ class ACTPredictor:
         """Prepared windows Tensor[B, K, C, h, w] uint8 starting at ``starts`` -> (detections, candidates)
         per window; every window's K frames go through the trunk (``feature_cache=false``)."""
         xs = self.normalise(windows)
+        if self.fused:
+            return self._finish(self.model(*xs), starts, orig_size)
         outs = self._branches([partial(s.model, x) for s, x in zip(self.streams, xs)])
         return self._finish(self._fuse(outs), starts, orig_size)
 
@@ -464,27 +465,46 @@ class WindowFeatures:
         return result
 
 
-def flow_stream(meta: dict[str, Any], cfg: ActOptions) -> tuple[nn.Module, dict[str, Any]] | None:
-    """The motion stream named by ``flow_weights`` (else by the RGB weights' metadata, beside them)."""
-    name = str(cfg.flow_weights or meta.get("flow_weights", "") or "")
-    if not name or name.lower() == "none":
-        return None
-    path = Path(name)
-    if not cfg.flow_weights and cfg.weights:
-        path = Path(cfg.weights).parent / name
-    model, fmeta = load_action_weights(path)
-    weight = float(cfg.motion_weight)
-    if weight != ACT_FUSION_WEIGHT:  # an explicit motion_weight= wins over the metadata's
-        fmeta = dict(fmeta, fusion_weight=weight)
-    return model, fmeta
+def flow_stream(
+    model: nn.Module, meta: dict[str, Any], cfg: ActOptions
+) -> tuple[nn.Module, tuple[nn.Module, dict[str, Any]] | None]:
+    """``(RGB stream, (motion stream, its metadata) or None)`` of ``weights=``'s model: the streams of a
+    two-stream file (or of its exported graph, fused inside: :func:`~singleshot.tasks.action.act_weights.embedded_streams`),
+    else the file ``flow_weights=`` names, else the one the RGB weights' metadata names beside them
+    (the older two-file layout); ``flow_weights=none``: the RGB stream alone. An explicit
+    ``motion_weight=`` (other than ACT's 0.5) replaces the fusion weight."""
+    rgb, flow = embedded_streams(model, meta, cfg.weights)
+    name, weight = str(cfg.flow_weights or ""), float(cfg.motion_weight)
+    if flow is not None and flow[0] is model:  # an exported graph of both streams, fused inside
+        baked = float(flow[1]["fusion_weight"])
+        if name or weight not in (ACT_FUSION_WEIGHT, baked):
+            raise ConfigError(
+                f"{cfg.weights}: an exported two-stream graph, its streams fused inside with motion weight "
+                f"{baked:g}; flow_weights= and motion_weight= need the two-stream .safetensors"
+            )
+        return rgb, flow
+    if name.lower() == "none":
+        return rgb, None
+    if name or (flow is None and meta.get("flow_weights")):
+        path = Path(name) if name else Path(cfg.weights).parent / str(meta["flow_weights"])
+        if not name and not path.is_file():
+            raise WeightsError(
+                f"{cfg.weights}: two-stream weights of the older two-file layout; their motion stream {path} "
+                "is not beside them. Copy it there, or pass flow_weights=none for the RGB stream alone"
+            )
+        other, other_meta = load_action_weights(path)
+        flow = embedded_streams(other, other_meta, path)[1] or (other, other_meta)
+    if flow is not None and weight != ACT_FUSION_WEIGHT:  # an explicit motion_weight= wins
+        flow = (flow[0], dict(flow[1], fusion_weight=weight))
+    return rgb, flow
 
 
 def act_predictor(model: nn.Module, meta: dict[str, Any], cfg: ActionConfig) -> ACTPredictor:
     """The ACT member's predictor factory (:mod:`singleshot.tasks.action.members`): ``model`` with the
-    thresholds and linking of ``meta`` under ``cfg``'s, and the motion stream, if any."""
-    flow = flow_stream(meta, cfg)
+    thresholds and linking of ``meta`` under ``cfg``'s, and the motion stream, if any (:func:`flow_stream`)."""
+    rgb, flow = flow_stream(model, meta, cfg)
     predictor = ACTPredictor(
-        model,
+        rgb,
         meta,
         tubelet_settings(meta, cfg),
         cfg.linking or str(meta.get("linking", "act")),

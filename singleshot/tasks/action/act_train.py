@@ -8,9 +8,10 @@ augmentation for all K frames) -> the engine (:func:`~singleshot.tasks.common.fi
 biases at twice their group's rate without weight decay; with Adam one rate. Evaluation after an
 epoch: :func:`~singleshot.tasks.action.act_evaluate.evaluate_act` (frame-mAP from the pooled
 tubelets, video-mAP from ACT's linking), without a cache. ``modality=rgb+diff|rgb+flow`` trains the
-two streams of :mod:`singleshot.tasks.action.act_two_stream` side by side and writes
-``best.safetensors`` (RGB) and ``best_flow.safetensors`` (motion; with flow, ``flow_stack`` images
-per frame, ACT's FLOW5 by default). :func:`act_training` is the
+two streams of :mod:`singleshot.tasks.action.act_two_stream` side by side and writes both in one
+``best.safetensors`` (:mod:`singleshot.tasks.action.act_weights`: ``rgb.``/``flow.`` tensors, the
+motion stream's metadata and the fusion weight inside; with flow, ``flow_stack`` images per frame,
+ACT's FLOW5 by default). :func:`act_training` is the
 ``training`` of the ACT record in :mod:`singleshot.tasks.action.members`.
 
 ACT's own recipe (vkalogeiton/caffe, branch act-detector, ``models/ACT-detector/<dataset>/solver_RGB.prototxt``
@@ -23,7 +24,6 @@ ImageNet. ``configs/act_ucf24.yaml`` holds it.
 from __future__ import annotations
 
 import logging
-import warnings
 from collections.abc import Callable
 from typing import Any
 
@@ -40,6 +40,7 @@ from singleshot.engine.weights import load_weights
 from singleshot.errors import ConfigError
 from singleshot.losses.tubelet import TubeletLoss
 from singleshot.metrics.action_score import ACTION_METRIC_KEYS
+from singleshot.metrics.mismatch import with_warnings
 from singleshot.models import create_model
 from singleshot.models.aux_heads import deployable
 from singleshot.structures import TubeletTarget
@@ -53,12 +54,14 @@ from singleshot.tasks.action.act_two_stream import (
     flow_arch_kwargs,
     two_stream_augment,
 )
+from singleshot.tasks.action.act_weights import finetune_act, read_finetune_weights, two_stream_meta
 from singleshot.tasks.action.check import checked_data
 from singleshot.tasks.action.config import ActionConfig, ActOptions
+from singleshot.tasks.action.data import training_videos
 from singleshot.tasks.action.distill import act_kd_term, build_training
 from singleshot.tasks.action.flow import read_flow_info
 from singleshot.tasks.action.predictor import branch_threads, training_input_spec
-from singleshot.tasks.common import BestEvaluation, TrainingPlan, start_from_weights
+from singleshot.tasks.common import BestEvaluation, TrainingPlan
 
 logger = logging.getLogger(__name__)
 
@@ -137,17 +140,19 @@ def act_training(cfg: ActionConfig) -> Callable[[str, int], TrainingPlan]:
         ann, root, skipped = checked_data(cfg)  # the dataset check first (check=, bad=)
         classes = list(ann.classes)
         model: nn.Module = create_model(cfg.arch, len(classes), **kwargs)
-        if cfg.weights:  # fine-tuning the (RGB) stream from a whole trained ACT detector
-            start_from_weights(model, cfg.weights, "action", cfg.arch)
+        # fine-tuning from a whole trained ACT detector: its RGB stream here, a two-stream file's motion stream below
+        tuned = read_finetune_weights(cfg.weights) if cfg.weights else None
+        if tuned is not None:
+            finetune_act(model, tuned[0]["rgb"], cfg.weights, tuned[1], cfg.arch)
         # the input convention: the pretrained file's (ImageNet without one), resized with cfg.antialias
         spec = training_input_spec(cfg, load_fitting(model, cfg.pretrained) if cfg.pretrained else None)
-        train_videos = ann.train_videos or sorted(ann.videos)
-        if not ann.train_videos:
-            warnings.warn(f"{ann.source}: no training split; training on every video", stacklevel=2)
+        train_videos, overlap = training_videos(ann)
         if motion:
             model = TwoStreamACT(
                 model, create_model(cfg.arch, len(classes), **flow_kwargs), parallel=branch_threads(cfg, world)
             )
+            if tuned is not None and "flow" in tuned[0]:
+                finetune_act(model.flow, tuned[0]["flow"], f"{cfg.weights} (motion stream)", tuned[1], cfg.arch)
             transform = two_stream_augment(
                 cfg.imgsz,
                 cfg.K,
@@ -203,8 +208,7 @@ def act_training(cfg: ActionConfig) -> Callable[[str, int], TrainingPlan]:
         flow_meta = dict(meta, modality=motion, fusion_weight=float(cfg.motion_weight), arch_kwargs=flow_kwargs)
         if motion == "flow":  # FLOW5 stacks, and how the flow images were made (for predict on raw videos)
             flow_meta.update(flow_stack=flow_stack, flow_images=read_flow_info(cfg.flow))
-        if motion:
-            meta = dict(meta, flow_weights="best_flow.safetensors")
+        saved = two_stream_meta(meta, flow_meta) if motion else meta  # one file holds both streams
         streams = [model.rgb, model.flow] if motion else [model]
 
         def evaluate_full(m: nn.Module) -> dict[str, Any]:
@@ -225,13 +229,6 @@ def act_training(cfg: ActionConfig) -> Callable[[str, int], TrainingPlan]:
 
         evaluate = BestEvaluation(evaluate_full, "frame_map", ACTION_METRIC_KEYS)
 
-        def files() -> dict[str, tuple[nn.Module, dict[str, Any]]]:
-            """``best.safetensors`` (the RGB stream) and, with a motion stream, ``best_flow.safetensors``."""
-            out = {"best.safetensors": (streams[0], meta)}
-            if motion:
-                out["best_flow.safetensors"] = (streams[1], flow_meta)
-            return out
-
         if motion and cfg.teacher:
             raise ConfigError(
                 "teacher=: the two-stream ACT does not take a teacher; train each stream's teacher "
@@ -250,12 +247,11 @@ def act_training(cfg: ActionConfig) -> Callable[[str, int], TrainingPlan]:
             collate_act,
             evaluate,
             "frame_map",
-            meta,
+            saved,
             train_model=train_model,
             param_groups=groups,
             metric_keys=ACTION_METRIC_KEYS,
-            files=files,
-            report=evaluate.report,
+            report=with_warnings(evaluate.report, [overlap]),
             skipped=skipped,
         )
 

@@ -69,6 +69,7 @@ __all__ = [
     "TwoStreamTubeletDataset",
     "TwoStreamACT",
     "TwoStreamLoss",
+    "fuse_streams",
     "two_stream_augment",
 ]
 
@@ -282,6 +283,16 @@ class TwoStreamACT(nn.Module):
         else:
             a, b = rgb(), flow()
         return {"loc": a["loc"], "conf": a["conf"], "flow_loc": b["loc"], "flow_conf": b["conf"]}
+
+
+def fuse_streams(rgb: dict[str, Tensor], motion: dict[str, Tensor], weight: float) -> dict[str, Tensor]:
+    """ACT's late fusion of the two streams' raw outputs (``loc`` [B, P, 4K], ``conf`` [B, P, C + 1]
+    logits): ``{"loc": the RGB stream's, "conf": log((1 - w) softmax(rgb) + w softmax(motion))}``,
+    the probabilities floored at 1e-12; ``weight`` = w, the motion stream's share (ACT: 0.5). The
+    predictor's fusion and the exported two-stream graph's, so that both give the same numbers."""
+    w = float(weight)
+    probs = (1.0 - w) * rgb["conf"].float().softmax(-1) + w * motion["conf"].float().softmax(-1)
+    return {"loc": rgb["loc"], "conf": probs.clamp(min=1e-12).log()}
 
 
 class TwoStreamLoss:

@@ -132,7 +132,7 @@ class ActOptions(ActionOptions):
     )
     flow_method: str = "dis"  # demo modality=rgb+flow: the flow computed for the demo videos, dis | tvl1
     flow_weights: str = (
-        ""  # val/predict: the motion stream's weights ("": the one named by weights' metadata; none: RGB only)
+        ""  # val/predict: the motion stream's weights ("": the one inside or named by weights; none: RGB only)
     )
     max_zoom: float = 4.0  # clip augmentation: largest zoom-out (expand) ratio, 1 = none
     photometric: bool = True  # clip augmentation: photometric distortion (same for the K frames)

@@ -10,6 +10,7 @@ datasets are :mod:`singleshot.data.action.datasets`' (and the two-stream one of
 from __future__ import annotations
 
 import logging
+import warnings
 from collections.abc import Callable, Collection, Sequence
 from pathlib import Path
 
@@ -20,13 +21,22 @@ from singleshot.data.action import synthetic
 from singleshot.data.action.frames import read_clip_frames
 from singleshot.data.action.readers import load_action_annotations
 from singleshot.errors import ConfigError, DataError
+from singleshot.metrics.frame_ap import evaluation_videos
+from singleshot.metrics.mismatch import same_items
 from singleshot.structures import ActionAnnotations
 from singleshot.tasks.action.config import ActionOptions
 from singleshot.tasks.common import ensure_dataset, require
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["VideoFrames", "demo_dataset_key", "ensure_demo_dataset", "load_data", "train_keyframes"]
+__all__ = [
+    "VideoFrames",
+    "demo_dataset_key",
+    "ensure_demo_dataset",
+    "load_data",
+    "train_keyframes",
+    "training_videos",
+]
 
 
 def load_data(cfg: ActionOptions, skip: Collection[str] = ()) -> tuple[ActionAnnotations, Path]:
@@ -60,6 +70,18 @@ class VideoFrames(Dataset):
         va = self.ann.videos[self.videos[i]]
         frames = read_clip_frames(self.root, va.video, range(1, va.num_frames + 1))
         return i, self.prepare(frames), (int(frames.shape[-2]), int(frames.shape[-1]))
+
+
+def training_videos(ann: ActionAnnotations) -> tuple[list[str], str | None]:
+    """The videos training reads (the training split, else every video, warned about) and the
+    warning (logged once, before training; None: none) when the evaluated videos (the test split,
+    else every video) are training videos too: the metrics then measure fit. Nothing is held out in
+    their stead."""
+    videos = ann.train_videos or sorted(ann.videos)
+    if not ann.train_videos:
+        warnings.warn(f"{ann.source}: no training split; training on every video", stacklevel=3)
+    hint = "give the annotations train/test split lists (split_list=, split=)"
+    return videos, same_items(videos, evaluation_videos(ann), "videos", hint=hint)
 
 
 def train_keyframes(ann: ActionAnnotations, videos: Sequence[str], step: int = 1) -> dict[str, list[int]]:

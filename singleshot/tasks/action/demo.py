@@ -28,6 +28,7 @@ from singleshot.tasks.action.members import member_config
 from singleshot.tasks.action.predict import predict_source
 from singleshot.tasks.action.train import train_member
 from singleshot.tasks.common import ensure_dataset, run_demo
+from singleshot.tasks.generated_data import dataset_marker
 
 logger = logging.getLogger(__name__)
 
@@ -49,14 +50,16 @@ def write_demo_data(cfg: ActionConfig) -> None:
 
 def ensure_demo_flow(root: Path, data_key: str, method: str, workers: int) -> Path:
     """``root/flow-<method>``: the flow images of the demo videos under ``root/rgb-images`` (``action
-    flow``), computed once per generated dataset ``data_key`` (a folder of another key is removed first)."""
+    flow``), computed once per generated dataset ``data_key`` and written again (the folder removed
+    first) when that dataset was written again since (its marker changed) or a flow file changed."""
 
     def write(folder: Path) -> None:
         if folder.exists():
             shutil.rmtree(folder)
         compute_flow(root / "rgb-images", folder, method, workers)
 
-    return ensure_dataset(root / f"flow-{method}", f"{data_key}-{method}", write)
+    data_marker = dataset_marker(root, data_key)
+    return ensure_dataset(root / f"flow-{method}", f"{data_key}-{method}", write, reads=[data_marker])
 
 
 def show_test_video(cfg: ActionConfig, result: dict[str, Any]) -> dict[str, Any]:

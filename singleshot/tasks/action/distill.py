@@ -22,7 +22,8 @@ Terms added to the task loss (:class:`~singleshot.losses.distill.DistillLoss`):
 Each member's training (:mod:`~singleshot.tasks.action.yowo_train`,
 :mod:`~singleshot.tasks.action.act_train`) names its input length (``clip_len`` or ``K``) and its
 term (:func:`yowo_kd_term`, :func:`act_kd_term`). The saved weights hold the student only. The
-two-stream ACT (``modality=diff|flow``) does not take a teacher.
+two-stream ACT (``modality=diff|flow``) does not take a teacher; a two-stream ACT's weights teach
+with their RGB stream.
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ from singleshot.errors import ConfigError
 from singleshot.losses.distill import DistillLoss, RegionLogits, SoftLabelKD, StudentWithTeacher, TeacherObjectnessMask
 from singleshot.models import model_from_meta
 from singleshot.models.registry import check_weights_task
+from singleshot.tasks.action.act_weights import rgb_stream
 from singleshot.tasks.action.config import ActionConfig, YowoOptions
 from singleshot.tasks.action.predictor import family_of
 
@@ -78,7 +80,7 @@ def load_teacher(
 ) -> tuple[nn.Module, dict[str, Any]]:
     """The teacher of an action ``.safetensors`` in eval mode, checked against the student's batch
     (``length``: the name and value of the student's input length, ``("clip_len", T)`` or ``("K", K)``)."""
-    state, meta = read_model_weights(path)
+    state, meta = rgb_stream(*read_model_weights(path), path)  # a two-stream ACT teaches with its RGB stream
     check_weights_task(meta, "action", f"teacher={path}")
     family = family_of(meta)
     if family != cfg.model:

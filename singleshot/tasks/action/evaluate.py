@@ -12,15 +12,16 @@ from __future__ import annotations
 
 import json
 import logging
-import warnings
 from pathlib import Path
 from typing import Any
 
 from torch import nn
 
+from singleshot.atomic import write_text
 from singleshot.errors import ConfigError, WeightsError
 from singleshot.metrics.action_files import write_frame_detections, write_tubes
 from singleshot.metrics.action_score import score_action
+from singleshot.metrics.mismatch import class_name_differences
 from singleshot.postprocess.tube_link_viterbi import link_viterbi
 from singleshot.structures import ActionAnnotations
 from singleshot.tasks.action.check import checked_data
@@ -88,17 +89,17 @@ def apply_val_settings(cfg: ActionConfig, meta: dict[str, Any], given: set[str])
         cfg.protocol = member_of_meta(meta).protocol
 
 
-def check_classes(predictor: ActionPredictor, ann: ActionAnnotations, weights: str) -> None:
-    """Fail when the model and the data have different class counts; warn when only the names differ."""
+def check_classes(predictor: ActionPredictor, ann: ActionAnnotations, weights: str) -> str | None:
+    """Fail when the model and the data have different class counts; when only the names differ,
+    warn naming the differing pairs and both lists (labels are matched by index) and return the
+    warning (None: the names agree)."""
     names = list(predictor.class_names)
     if len(names) != len(ann.classes):
         raise WeightsError(
-            f"{weights}: the model has {len(names)} classes, the data {ann.source!r} has {len(ann.classes)}"
+            f"{weights}: the model has {len(names)} classes ({', '.join(names)}), the data {ann.source!r} "
+            f"has {len(ann.classes)} ({', '.join(ann.classes)})"
         )
-    if names != list(ann.classes):
-        warnings.warn(
-            f"{weights}: class names differ from those of {ann.source!r}; labels are matched by index", stacklevel=2
-        )
+    return class_name_differences(names, list(ann.classes), weights, repr(ann.source), by="index")
 
 
 # ---------------------------------------------------------------- modes
@@ -136,14 +137,16 @@ def val(args: dict[str, str]) -> dict:
     apply_val_settings(cfg, meta, explicit_keys(args))
     predictor = member.predictor(model, meta, cfg)
     ann, root, skipped = checked_data(cfg)  # the dataset check first (check=, bad=)
-    check_classes(predictor, ann, cfg.weights)
+    differences = check_classes(predictor, ann, cfg.weights)
     metrics, dets, tubes = member.evaluate(predictor, ann, root, cfg)
+    if differences:
+        metrics["warnings"] = [differences]
     out = run_dir(cfg, "val")
     if skipped:  # bad=skip: the videos the dataset check left out
         write_skipped(out, skipped)
     write_frame_detections(out / "frames.json", dets)
     write_tubes(out / "tubes.json", tubes)
-    (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
+    write_text(out / "metrics.json", json.dumps(metrics, indent=2))
     if cfg.plots:
         write_action_pictures(out, ann, root, dets, metrics, cfg.protocol, cfg.match_iou, cfg.show_conf)
     return dict(metrics, trim=cfg.trim, save_dir=str(out))

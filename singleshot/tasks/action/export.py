@@ -8,7 +8,11 @@ Graphs (batch axis dynamic, every other axis fixed at export):
   :class:`~singleshot.models.yowo.YOWO`;
 - ACT: input ``frames`` float32 [B, K, 3, S, S] (the K frames of a tubelet in temporal order),
   outputs ``loc`` [B, P, 4K] and ``conf`` [B, P, C + 1] of
-  :class:`~singleshot.models.act.ACTDetector` (fc6 with one dilation per stream included).
+  :class:`~singleshot.models.act.ACTDetector` (fc6 with one dilation per stream included);
+- two-stream ACT: one graph of inputs ``frames`` and ``motion`` [B, K, 3n, S, S] (the motion
+  stream's window: RGB differences, or n stacked flow images per frame) and outputs ``loc`` (the
+  RGB stream's) and ``conf`` (log of the fused class probabilities), as the predictor fuses them
+  (:mod:`singleshot.tasks.action.act_weights`); float only.
 
 The weights' metadata travels inside the file (``metadata_props["singleshot"]``), with ``family``
 and ``input_layout`` added, and the resize policy written explicitly (``resize``: bilinear,
@@ -60,6 +64,9 @@ from singleshot.models import model_from_meta
 from singleshot.models.act import ACTDetector
 from singleshot.models.aux_heads import deployable
 from singleshot.models.yowo import YOWO
+from singleshot.tasks.action.act_two_stream import TwoStreamACT
+from singleshot.tasks.action.act_weights import INPUT_NAMES as TWO_STREAM_INPUTS
+from singleshot.tasks.action.act_weights import check_exportable, export_two_stream, stream_shapes
 from singleshot.tasks.action.predictor import load_action_weights
 from singleshot.tasks.common import make_config, refuse_overwrite, require
 
@@ -98,8 +105,11 @@ def action_family(model: nn.Module) -> str:
 
 def input_shape(model: nn.Module, meta: dict[str, Any]) -> tuple[int, ...]:
     """One sample's input shape: YOWO (3, T, H, W) from ``clip_len`` / ``input_size`` of the metadata
-    (else the model's ``clip_len`` and 224); ACT (K, C, S, S) from the model (C = 15 for a FLOW5 stream)."""
+    (else the model's ``clip_len`` and 224); ACT (K, C, S, S) from the model (C = 15 for a FLOW5 stream;
+    a two-stream ACT: its RGB input, the motion input's in :func:`~singleshot.tasks.action.act_weights.stream_shapes`)."""
     model = deployable(model)
+    if isinstance(model, TwoStreamACT):
+        model = model.rgb
     if action_family(model) == "act":
         s = int(model.image_size)
         return (int(model.k), int(getattr(model, "in_channels", 3)), s, s)
@@ -126,7 +136,9 @@ def export_action_model(
     """Export a YOWO or ACT detector (its weights as they are) to ``path``.
 
     Args:
-        model: the detector, or a training wrapper around it (the deployable model is exported).
+        model: the detector, or a training wrapper around it (the deployable model is exported); a
+            two-stream ACT gives one graph of both streams, fused
+            (:func:`~singleshot.tasks.action.act_weights.export_two_stream`).
         meta: weights metadata, embedded in the file with ``task``, ``family``, ``input_layout``
             and ``input_shape`` (one sample) added.
         path: the ``.onnx`` file.
@@ -136,6 +148,8 @@ def export_action_model(
         ``path``.
     """
     model = deployable(model)
+    if isinstance(model, TwoStreamACT):
+        return export_two_stream(model, meta, path, opset=opset, dynamic_batch=dynamic_batch, dynamo=dynamo)
     family = action_family(model)
     shape = input_shape(model, meta)
     full = dict(meta, task="action", family=family, input_layout=_LAYOUTS[family], input_shape=list(shape))
@@ -270,7 +284,8 @@ def export_action(
         raise ConfigError(f"weights={weights}: already ONNX; export reads a .safetensors file")
     model, meta = load_action_weights(weights)
     model.eval()
-    family = action_family(model)
+    check_exportable(model, meta, weights, int8)
+    family = "act" if isinstance(model, TwoStreamACT) else action_family(model)
     out = Path(dst) if dst else weights.with_name(weights.stem + (".int8" if int8 else "") + ".onnx")
     refuse_overwrite({"dst": out}, {"weights": weights, "calib": calib, "frames": frames})
     # the resize policy the predictors read, written explicitly (weights without the key antialias)
@@ -301,6 +316,9 @@ def export_action(
         "seconds": round(time.perf_counter() - t0, 2),
         **extra,
     }
+    if isinstance(model, TwoStreamACT):  # the second input, the motion stream's window
+        motion = stream_shapes(model)[1]
+        result.update(input_names=list(TWO_STREAM_INPUTS), motion_input=[-1 if dynamic_batch else 1, *motion])
     logger.info("wrote %s (%s, %.1f s)", out, family, result["seconds"])
     return result
 

@@ -20,9 +20,14 @@ ACT's ``FlowBrox04`` folders), which ``action train model=act modality=rgb+flow 
   demo's 196 videos (6,256 frames at 160x120) take 33 s end to end (reading, flow, JPEG writing) in
   one process. Brox et al.'s flow (ACT's) has no CPU implementation in OpenCV.
 * Resumable: each video is written into ``<dst>/<Class>/.<video>.partial`` and renamed when done, so
-  a killed run leaves no half video; a video whose folder exists (with one image per source frame,
-  for a frames root) is skipped. ``<dst>/flow.json`` records the method and the encoding (training
-  copies it into the flow stream's metadata); a ``dst`` holding another method's flow is refused.
+  a killed run leaves no half video. Each video folder holds ``.source.json``, a stamp of what it was
+  computed from: the source's files (the video file, or the frame images) by path, size and
+  modification time (:func:`~singleshot.data.check.files_fingerprint`), the method and the JPEG
+  quality. A video whose stamp matches is skipped (and the log says so); one whose source changed (a
+  re-extracted video, another ``src`` with the same names) is computed again. A folder without a
+  stamp (an older singleshot's, or flow made elsewhere) is kept as it is, with a warning.
+  ``<dst>/flow.json`` records the method and the encoding (training copies it into the flow
+  stream's metadata); a ``dst`` holding another method's flow is refused.
 * ``workers=N`` (N > 1) computes N videos at a time in N spawned processes (one OpenCV thread each;
   each starts by importing the package, a few seconds); 0 or 1: in this process. A tqdm bar counts
   the videos. A video that fails (a corrupt file, a missing frame) is
@@ -49,15 +54,25 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
+from singleshot.atomic import write_text
 from singleshot.data.action.flow import FLOW_CENTRE, FLOW_METHODS, FLOW_SCALE, flow_estimator, video_flow_images
 from singleshot.data.action.frames import list_frame_files
 from singleshot.errors import ConfigError, DataError
 from singleshot.io.video import is_video, read_frames
+from singleshot.tasks.action.flow_stamps import SOURCE_STAMP, log_reuse, read_stamp, source_stamp
 from singleshot.tasks.common import make_config, require
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["FLOW_INFO", "FlowJob", "FlowOptions", "compute_flow", "find_flow_jobs", "flow_mode", "read_flow_info"]
+__all__ = [
+    "FLOW_INFO",
+    "FlowJob",
+    "FlowOptions",
+    "compute_flow",
+    "find_flow_jobs",
+    "flow_mode",
+    "read_flow_info",
+]
 
 #: The file in ``dst`` that records how its flow images were made.
 FLOW_INFO = "flow.json"
@@ -152,17 +167,24 @@ def find_flow_jobs(src: str | Path, video_name: str = "", skip: str | Path | Non
     return sorted(jobs, key=lambda j: j.name)
 
 
-def _done(job: FlowJob, dst: Path) -> bool:
-    """The video's flow folder exists (written whole, by rename) and, for a frame folder, holds one image per frame."""
+def _state(job: FlowJob, dst: Path, method: str, quality: int) -> str:
+    """``"done"`` (the folder's stamp matches), ``"stale"`` (its source, method or quality changed),
+    ``"unstamped"`` (a whole folder without a stamp: kept) or ``"todo"`` (no folder, or an incomplete one)."""
     out = dst / job.name
     if not out.is_dir():
-        return False
+        return "todo"
+    saved = read_stamp(out)
+    if saved is not None:
+        if saved[0] != source_stamp(job.source, method, quality):
+            return "stale"
+        return "done" if len(list_frame_files(out)) == saved[1] else "todo"
     expected = job.num_frames()
-    return len(list_frame_files(out)) == expected if expected is not None else bool(list_frame_files(out))
+    whole = len(list_frame_files(out)) == expected if expected is not None else bool(list_frame_files(out))
+    return "unstamped" if whole else "todo"
 
 
 def _write_job(job: FlowJob, dst: Path, method: str, quality: int) -> tuple[str, int, str]:
-    """Compute and write one video's flow images (temporary folder, renamed when complete).
+    """Compute and write one video's flow images and stamp (temporary folder, renamed when complete).
 
     Returns ``(name, frames written, error message or "")``: a failing video is reported, not raised,
     so that the other videos are still written.
@@ -172,11 +194,14 @@ def _write_job(job: FlowJob, dst: Path, method: str, quality: int) -> tuple[str,
     try:
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir(parents=True)
+        # stamped before the source is read: a file changed meanwhile leaves a stale stamp, never a wrong one
+        stamp = {"stamp": source_stamp(job.source, method, quality), "source": str(job.source), "method": method}
         count = 0
         for count, image in enumerate(video_flow_images(job.frames(), method, str(job.source)), start=1):
             Image.fromarray(image).save(tmp / f"{count:05d}.jpg", format="JPEG", quality=int(quality))
         if count == 0:
             raise DataError(f"{job.source}: no frames")
+        (tmp / SOURCE_STAMP).write_text(json.dumps(dict(stamp, quality=int(quality), frames=count)))
         if out.exists():
             shutil.rmtree(out)
         tmp.rename(out)
@@ -244,9 +269,10 @@ def compute_flow(
             f"pass method={info.get('method')} or another dst"
         )
     dst.mkdir(parents=True, exist_ok=True)
-    (dst / FLOW_INFO).write_text(json.dumps(_flow_info(method, quality), indent=2))
-    todo = [j for j in jobs if not _done(j, dst)]
-    logger.info("flow (%s) of %d videos into %s: %d already done", method, len(jobs), dst, len(jobs) - len(todo))
+    write_text(dst / FLOW_INFO, json.dumps(_flow_info(method, quality), indent=2))
+    states = {j.name: _state(j, dst, method, quality) for j in jobs}
+    todo = [j for j in jobs if states[j.name] in ("todo", "stale")]
+    log_reuse(method, dst, list(states.values()))
     from tqdm import tqdm
 
     t0 = time.perf_counter()

@@ -69,7 +69,11 @@ HELP: dict[str, tuple[str, str]] = {
     "modality": ("model", "ACT: rgb | rgb+diff | rgb+flow (a second, motion stream; scores fused at test time)"),
     "motion_weight": ("model", "ACT two streams: weight of the motion stream's class probabilities (ACT: 0.5)"),
     "flow_stack": ("model", "ACT rgb+flow: flow images per frame, t ... t+n-1 stacked (ACT's FLOW5: 5)"),
-    "flow_weights": ("model", "ACT: the motion stream's weights (empty: the one the weights name; none: RGB only)"),
+    "flow_weights": (
+        "model",
+        "ACT: the motion stream's weights (empty: the one inside two-stream weights, or the file they name; "
+        "none: RGB only)",
+    ),
     # training
     "augment": (
         "training",
@@ -121,9 +125,12 @@ HELP: dict[str, tuple[str, str]] = {
         "score: tubes, a JSON list of {video, label, score, frames, boxes} (default: linked from pred)",
     ),
     # prediction
-    "source": ("prediction", "a video file, a folder of frames, a stream URL or a camera index"),
+    "source": (
+        "prediction",
+        "a video file, a folder of frames, a folder of videos or frame folders, a stream URL or a camera index",
+    ),
     "timeout": ("prediction", "seconds a stream or camera may stay silent before it counts as stalled"),
-    "video_name": ("prediction", "the video's name in the JSON files (default: the source's stem)"),
+    "video_name": ("prediction", "the video's name in the JSON files (default: the source's stem; one video only)"),
     "show_conf": ("prediction", "frame score threshold of the tube boxes drawn"),
     # conversion
     "from_": ("conversion", "yowo (checkpoint) | kinetics (3D backbone) | darknet (.weights) | caffe (ACT) | csv"),

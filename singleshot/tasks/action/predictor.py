@@ -39,6 +39,7 @@ from singleshot.postprocess.tube_link_act import ACTLinkParams, link_act, moc_li
 from singleshot.postprocess.tube_link_viterbi import link_viterbi
 from singleshot.postprocess.yowo import yowo_postprocess
 from singleshot.structures import Detections, FrameDets, Tube
+from singleshot.tasks.action.act_weights import is_two_stream, two_stream_model, with_flow_beside
 from singleshot.tasks.action.config import ActionConfig, ActionOptions, YowoOptions
 
 logger = logging.getLogger(__name__)
@@ -125,12 +126,16 @@ def family_of(meta: dict[str, Any]) -> str:
 
 def load_action_weights(path: str | Path) -> tuple[nn.Module, dict[str, Any]]:
     """``(model holding the tensors of the action .safetensors at path, its metadata)``; the model is
-    rebuilt from the metadata (:func:`~singleshot.models.model_from_meta`) and loaded strictly.
+    rebuilt from the metadata (:func:`~singleshot.models.model_from_meta`) and loaded strictly. Two-stream
+    ACT weights (one file, or the older two files) give a
+    :class:`~singleshot.tasks.action.act_two_stream.TwoStreamACT` (:mod:`~singleshot.tasks.action.act_weights`).
 
     Raises:
         WeightsError: naming the file: not an action model's, or tensors that do not fit.
     """
-    state, meta = read_model_weights(path)
+    state, meta = with_flow_beside(*read_model_weights(path), path)
+    if is_two_stream(meta):
+        return two_stream_model(state, meta, path), meta
     return load_state_into(
         model_from_meta(meta, task="action", source=path), state, path, meta.get("architecture")
     ), meta

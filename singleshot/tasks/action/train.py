@@ -4,9 +4,10 @@ engine.
 The member's ``training`` (:func:`~singleshot.tasks.action.yowo_train.yowo_training`,
 :func:`~singleshot.tasks.action.act_train.act_training`) plans the run as a
 :class:`~singleshot.tasks.common.TrainingPlan`; :func:`~singleshot.tasks.common.fit` runs it and
-writes ``last.pt``/``best.pt``, ``best.safetensors`` (two-stream ACT: ``best_flow.safetensors`` too),
-``results.csv``/``results.png`` under ``project/name``. Under ``torchrun`` ``batch`` is the global
-batch; only the first process writes weights and returns the result.
+writes ``last.pt``/``best.pt``, ``best.safetensors`` (a two-stream ACT's holds both streams:
+:mod:`~singleshot.tasks.action.act_weights`), ``results.csv``/``results.png`` under ``project/name``.
+Under ``torchrun`` ``batch`` is the global batch; only the first process writes weights and returns
+the result.
 """
 
 from __future__ import annotations

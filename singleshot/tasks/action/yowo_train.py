@@ -11,7 +11,6 @@ through the engine); evaluation = frame-mAP + video-mAP over every frame of the 
 from __future__ import annotations
 
 import logging
-import warnings
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -29,12 +28,13 @@ from singleshot.engine.weights import load_weights
 from singleshot.errors import ConfigError
 from singleshot.losses.region import RegionLoss
 from singleshot.metrics.action_score import ACTION_METRIC_KEYS
+from singleshot.metrics.mismatch import with_warnings
 from singleshot.models import create_model
 from singleshot.models.aux_heads import deployable
 from singleshot.structures import ActionAnnotations, TubeletTarget
 from singleshot.tasks.action.check import checked_data
 from singleshot.tasks.action.config import ActionConfig, YowoOptions
-from singleshot.tasks.action.data import train_keyframes
+from singleshot.tasks.action.data import train_keyframes, training_videos
 from singleshot.tasks.action.distill import build_training, yowo_kd_term
 from singleshot.tasks.action.predictor import (
     action_meta,
@@ -160,9 +160,7 @@ def yowo_training(cfg: ActionConfig) -> Callable[[str, int], TrainingPlan]:
         model.parallel = branch_threads(cfg, world)  # type: ignore[assignment]  (a runtime attribute of YOWO)
         if str(device).startswith("cpu"):  # oneDNN's 3D convolutions and pooling are several times faster channels-last
             model.set_channels_last_3d(True)  # type: ignore[operator]
-        train_videos = ann.train_videos or sorted(ann.videos)
-        if not ann.train_videos:
-            warnings.warn(f"{ann.source}: no training split; training on every video", stacklevel=2)
+        train_videos, overlap = training_videos(ann)
         transform = (
             YowoClipAugment(cfg.imgsz, cfg.jitter, cfg.hue, cfg.saturation, cfg.exposure, antialias=spec.antialias)
             if cfg.augment
@@ -201,7 +199,7 @@ def yowo_training(cfg: ActionConfig) -> Callable[[str, int], TrainingPlan]:
             meta,
             train_model=train_model,
             metric_keys=ACTION_METRIC_KEYS,
-            report=evaluate.report,
+            report=with_warnings(evaluate.report, [overlap]),
             skipped=skipped,
         )
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import os
 from collections.abc import Collection, Sequence
 from pathlib import Path
 from typing import Any
@@ -34,6 +35,7 @@ __all__ = [
     "check_split",
     "class_names_for",
     "collate_raw",
+    "image_files",
     "list_images",
     "screened_dataset",
     "split_for",
@@ -175,6 +177,15 @@ def screened_dataset(
     if bad and len(dataset) == 0:
         raise DataError(f"{cfg.data}: bad=skip leaves no images in the '{split}' split:\n{report.table()}")
     return dataset, [f for f in report.faults if f.item in bad]
+
+
+def image_files(dataset: Dataset) -> list[str] | None:
+    """The absolute image paths of a VOC, COCO or YOLO dataset, in its order (None for a dataset
+    without ``image_path``); compares a training and a validation set without reading an image."""
+    path_of = getattr(dataset, "image_path", None)
+    if path_of is None:
+        return None
+    return [os.path.abspath(path_of(i)) for i in range(len(dataset))]  # type: ignore[arg-type]
 
 
 def collate_raw(batch: Sequence[tuple[Tensor, BoxTarget]]) -> tuple[list[Tensor], list[BoxTarget]]:

@@ -10,6 +10,7 @@ and scores it (``metric=voc07``, ``voc12`` or ``coco``). ``voc07`` takes its rec
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 from pathlib import Path
@@ -17,8 +18,10 @@ from typing import Any
 
 from torch.utils.data import DataLoader, Dataset
 
+from singleshot.atomic import write_text
 from singleshot.errors import ConfigError
 from singleshot.metrics.box_diagnostics import BoxDiagnostics
+from singleshot.metrics.mismatch import class_name_differences
 from singleshot.tasks.common import explicit_keys, make_config, require, run_dir, settings_from_training
 from singleshot.tasks.detect.config import DetectConfig
 from singleshot.tasks.detect.data import class_names_for, collate_raw, screened_dataset, split_for
@@ -31,7 +34,7 @@ logger = logging.getLogger(__name__)
 #: The evaluation settings ``val`` takes from the training run of its weights unless they are given.
 VAL_SETTINGS = ("val_set", "years", "val_years", "metric", "plus_one", "voc07_thresholds")
 
-__all__ = ["evaluate_dataset", "load_predictor", "score", "val"]
+__all__ = ["class_differences", "evaluate_dataset", "load_predictor", "score", "val"]
 
 
 def load_predictor(cfg: DetectConfig) -> DetectPredictor:
@@ -80,6 +83,16 @@ def evaluate_dataset(
     return metrics
 
 
+def class_differences(cfg: DetectConfig, predictor: DetectPredictor) -> str | None:
+    """The warning (logged) when the evaluation split of ``cfg.data`` has classes the weights lack,
+    naming them and both lists, else None. Labels are matched by name, so a permutation or a subset
+    of the weights' classes is no difference; weights without class names are not compared."""
+    if not predictor.class_names:
+        return None
+    data_names = class_names_for(dataclasses.replace(cfg, classes=()), role="val")
+    return class_name_differences(predictor.class_names, data_names, cfg.weights, cfg.data, by="name")
+
+
 # ---------------------------------------------------------------- modes
 def score(args: dict[str, str]) -> dict:
     """Metrics of prediction files against ground truth (no model)."""
@@ -113,16 +126,21 @@ def val(args: dict[str, str]) -> dict:
     """Evaluate a weights file on a dataset split.
 
     The split and metric settings of its training run apply unless given (``val`` of a run's weights
-    prints the run's numbers)."""
+    prints the run's numbers). Data classes the weights lack are named first (:func:`class_differences`;
+    the dataset check then stops at, or with ``bad=skip`` leaves out, their images) and listed under
+    ``warnings``."""
     cfg = make_config(DetectConfig, args)
     predictor = load_predictor(cfg)
     settings_from_training(cfg, predictor.meta, VAL_SETTINGS, explicit_keys(args))
     classes = predictor.class_names or class_names_for(cfg, role="val")
+    differences = class_differences(cfg, predictor)
     dataset, _ = screened_dataset(cfg, "val", classes)
     diagnostics = BoxDiagnostics(len(classes), conf=cfg.show_conf) if cfg.plots else None
     metrics = evaluate_dataset(predictor, dataset, cfg, cfg.metric, classes, diagnostics)
+    if differences:
+        metrics["warnings"] = [differences]
     out = run_dir(cfg, "val")
-    (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
+    write_text(out / "metrics.json", json.dumps(metrics, indent=2))
     if diagnostics is not None:
         write_detect_pictures(out, classes, cfg.metric, metrics, diagnostics, dataset)
     return dict(metrics, save_dir=str(out))

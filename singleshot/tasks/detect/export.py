@@ -39,6 +39,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from singleshot.atomic import write_bytes
 from singleshot.config import build_config
 from singleshot.data.input_spec import InputSpec
 from singleshot.errors import ConfigError, WeightsError
@@ -190,7 +191,7 @@ def export_detector(cfg: DetectConfig, opts: ExportOptions) -> dict[str, Any]:
             set_onnx_metadata(proto, dict(full_meta, onnx=onnx_meta))
             onnx.checker.check_model(proto, full_check=True)
             dst.parent.mkdir(parents=True, exist_ok=True)
-            onnx.save(proto, str(dst))
+            write_bytes(dst, proto.SerializeToString())
     logger.info("wrote %s in %.1f s", dst, time.perf_counter() - t0)
     result: dict[str, Any] = {
         "dst": str(dst),

@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 
+from singleshot.atomic import write_text
 from singleshot.io.draw import GT_COLOR, PRED_COLOR, draw_boxes, enlarge, write_image
 from singleshot.io.eval_plots import plot_ap_bars, plot_confusion_matrix, plot_pr_curves
 from singleshot.metrics._common import target_boxes_original
@@ -91,7 +92,7 @@ def write_detect_pictures(
         "conf": diagnostics.matrix_conf,
         "iou": diagnostics.matrix_iou,
     }
-    (out / "confusion_matrix.json").write_text(_matrix_json(counts, diagnostics.matrix.tolist()))
+    write_text(out / "confusion_matrix.json", _matrix_json(counts, diagnostics.matrix.tolist()))
     written = ["PR_curve.png", "AP_per_class.png", "confusion_matrix.png", "confusion_matrix.json"]
     for old in (out / "worst").glob("*.jpg"):  # a reused run folder: the last run's pictures
         old.unlink()

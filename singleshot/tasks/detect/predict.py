@@ -11,6 +11,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from singleshot.atomic import save_image, write_text
 from singleshot.data.image_io import read_image_rgb
 from singleshot.errors import DataError
 from singleshot.io.draw import draw_detections
@@ -24,6 +25,7 @@ from singleshot.tasks.detect.config import DetectConfig
 from singleshot.tasks.detect.data import list_images
 from singleshot.tasks.detect.evaluate import load_predictor
 from singleshot.tasks.detect.predictor import DetectPredictor
+from singleshot.tasks.predict_files import SkippedInputs, unique_ids
 
 logger = logging.getLogger(__name__)
 
@@ -39,6 +41,11 @@ def predict_source(
     (COCO results format, ``image_id`` = file stem, or frame number of a video), of a video also
     ``predictions.jsonl``, appended as the frames are processed.
 
+    In a folder, files sharing a stem (``x.jpg``, ``x.png``) get distinct ids (``x``, ``x_1``, said
+    in the log) and an unreadable image is skipped, listed in ``skipped.txt`` and counted as
+    ``skipped_inputs`` in the result; a folder of unreadable images, or one unreadable image given
+    by name, is a :class:`~singleshot.errors.DataError`.
+
     A stream that breaks or stalls ends with everything so far written and closed, then a
     :class:`~singleshot.errors.DataError` saying why.
     """
@@ -47,27 +54,49 @@ def predict_source(
     kind = source_kind(text)
     if kind in ("url", "camera") or (kind == "file" and is_video(Path(text))):
         return _predict_stream(predictor, FrameStream(text, timeout=timeout), out_dir, show_conf, batch)
+    return _predict_images(predictor, Path(text), out_dir, show_conf, batch)
+
+
+def _predict_images(predictor: DetectPredictor, source: Path, out_dir: Path, show_conf: float, batch: int) -> dict:
+    """An image or a folder of images: ``<id>.jpg`` pictures and ``predictions.json``. In a folder,
+    ids are the file stems made unique (:func:`~singleshot.tasks.predict_files.unique_ids`) and an
+    unreadable image is skipped and listed (:class:`~singleshot.tasks.predict_files.SkippedInputs`)."""
     names = predictor.class_names
+    files = list_images(source)
+    folder = source.is_dir()
+    ids = unique_ids(files) if folder else [p.stem for p in files]
+    skipped = SkippedInputs(source, "image")
     all_dets: list[Detections] = []
     outputs = []
-    for paths in chunks(list_images(Path(text)), max(1, min(batch, 16))):
-        images = [read_image_rgb(p) for p in paths]
-        dets = predictor(images, [p.stem for p in paths])
-        for p, img, d in zip(paths, images, dets):
+    for chunk in chunks(list(zip(files, ids)), max(1, min(batch, 16))):
+        images, kept = [], []
+        for path, image_id in chunk:
+            try:
+                images.append(read_image_rgb(path))
+            except DataError as exc:
+                if not folder:
+                    raise
+                skipped.add(path, exc, image_id)
+                continue
+            kept.append(image_id)
+        dets = predictor(images, kept)
+        for image_id, img, d in zip(kept, images, dets):
             drawn = draw_detections(img.permute(1, 2, 0).numpy(), d, names, show_conf)
-            target = out_dir / f"{p.stem}.jpg"
-            Image.fromarray(drawn).save(target, quality=92)
+            target = out_dir / f"{image_id}.jpg"
+            save_image(Image.fromarray(drawn), target, quality=92)
             outputs.append(str(target))
         all_dets.extend(dets)
+    skipped.require_some(len(all_dets))
     results = detections_to_coco_results(all_dets, predictor.category_ids)
-    (out_dir / "predictions.json").write_text(json.dumps(results))
+    write_text(out_dir / "predictions.json", json.dumps(results))
     logger.info("wrote %d annotated file(s) and %s", len(outputs), out_dir / "predictions.json")
-    return {
+    result = {
         "images": len(all_dets),
         "detections": len(results),
         "out": str(out_dir),
         "predictions": str(out_dir / "predictions.json"),
     }
+    return skipped.report(out_dir, result)
 
 
 def _predict_stream(

@@ -6,7 +6,9 @@ training split with the SSD augmentation (``augment=false``: flips only), the mu
 (wrapped by :func:`singleshot.tasks.detect.distill.build_training` for ``teacher=`` / ``aux=true``),
 batches moved to the device and normalised with the run's input convention
 (:class:`NormalizeToDevice`), and evaluation on the ``val_set`` split (``map`` for ``metric=coco``,
-else ``map50``, selects the best weights). ``best.safetensors`` holds the plain student with
+else ``map50``, selects the best weights). Validation images that are training images too (one COCO
+json without ``gt=``, ``val_set`` = ``train_set``) are warned about before training and listed
+under the result's ``warnings``; nothing is held out in their stead. ``best.safetensors`` holds the plain student with
 :func:`model_meta` metadata.
 
 The input convention (:func:`input_spec_for`): ``input_norm=auto`` (default) takes the one of the
@@ -24,16 +26,18 @@ from pathlib import Path
 
 import torch
 from torch import Tensor, nn
+from torch.utils.data import Dataset
 
 from singleshot.config import config_to_dict
 from singleshot.data.collate import collate_detection
 from singleshot.data.input_spec import InputSpec
 from singleshot.losses.multibox import MultiBoxLoss
+from singleshot.metrics.mismatch import same_items, with_warnings
 from singleshot.models.aux_heads import deployable
 from singleshot.structures import BoxTarget
 from singleshot.tasks.common import ToDevice, TrainingPlan, fit, make_config, metric_floats, start_from_weights
 from singleshot.tasks.detect.config import DetectConfig
-from singleshot.tasks.detect.data import class_names_for, screened_dataset
+from singleshot.tasks.detect.data import class_names_for, image_files, screened_dataset
 from singleshot.tasks.detect.distill import build_training
 from singleshot.tasks.detect.evaluate import evaluate_dataset
 from singleshot.tasks.detect.predictor import (
@@ -107,6 +111,7 @@ def training_plan(cfg: DetectConfig, device: str) -> TrainingPlan:
         build_train_transform(size, spec.rgb_mean(), strong=cfg.augment, antialias=spec.antialias),
     )
     val_set, val_skipped = screened_dataset(cfg, "val", classes)
+    overlap = _overlap(cfg, train_set, val_set)
     meta = model_meta(model, cfg.model, kwargs, classes, spec, train_config=config_to_dict(cfg))
     settings = postprocess_settings(cfg)
 
@@ -126,8 +131,22 @@ def training_plan(cfg: DetectConfig, device: str) -> TrainingPlan:
         meta=meta,
         prepare_batch=NormalizeToDevice(spec),
         train_model=train_model,
+        report=with_warnings(None, [overlap]),  # the result lists the overlap warning
         skipped=list(dict.fromkeys([*skipped, *val_skipped])),  # one COCO file may serve both
     )
+
+
+def _overlap(cfg: DetectConfig, train_set: Dataset, val_set: Dataset) -> str | None:
+    """The warning (logged once, before training) when the validation images are training images too
+    (a single COCO json serves both splits unless ``gt=`` names another; ``val_set`` = ``train_set``)."""
+    train_files, val_files = image_files(train_set), image_files(val_set)
+    if train_files is None or val_files is None:
+        return None
+    from singleshot.data.detect_formats import detect_format
+
+    one_json = detect_format(cfg.data) == "coco" and not cfg.gt
+    hint = "name a validation COCO json with gt=" if one_json else "name another split with val_set="
+    return same_items(train_files, val_files, "images", hint=hint)
 
 
 def train_detector(cfg: DetectConfig) -> dict | None:

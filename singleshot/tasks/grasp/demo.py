@@ -11,6 +11,7 @@ from typing import Any
 
 from PIL import Image
 
+from singleshot.atomic import save_image
 from singleshot.data.grasp.dataset import load_sample
 from singleshot.data.grasp.synthetic import generate_grasp_dataset
 from singleshot.tasks.common import demo_threads, ensure_dataset, make_config, run_demo
@@ -120,5 +121,5 @@ def draw_test_grasps(cfg: GraspConfig, weights: str, out: Path, count: int = 8) 
         images = [load_sample(s, depth=True, rgb=True) for s in test[:count]]
     for img, pred in zip(images, predictor(images)):
         canvas = draw_grasps(img.rgb, pred, 3, scale=max(1, 480 // max(img.size)))  # type: ignore[arg-type]
-        Image.fromarray(canvas).save(out / f"{img.image_id}_grasps.png")
+        save_image(Image.fromarray(canvas), out / f"{img.image_id}_grasps.png")
     return out

@@ -12,17 +12,18 @@ from __future__ import annotations
 
 import json
 import logging
-import warnings
 from pathlib import Path
 
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from singleshot.atomic import write_text
 from singleshot.data.collate import collate_detection
 from singleshot.data.grasp.dataset import GraspDataset, load_sample
 from singleshot.errors import ConfigError
 from singleshot.metrics.grasp import GraspEvaluator
 from singleshot.metrics.grasp_files import read_grasp_predictions, write_grasp_predictions
+from singleshot.metrics.mismatch import prediction_mismatches
 from singleshot.models import model_from_meta
 from singleshot.structures import Grasps
 from singleshot.tasks.common import (
@@ -135,31 +136,27 @@ def _view_cfg(cfg: GraspConfig, predictor: GraspPredictor) -> GraspConfig:
 # ---------------------------------------------------------------- modes
 def score(args: dict[str, str]) -> dict:
     """Success rate of a prediction file (``pred=``) against a Cornell / Jacquard root (``gt=``),
-    over the test side of ``split`` (``split=all``: every image). Test images without predictions fail.
+    over the test side of ``split`` (``split=all``: every image). Test images without predictions fail;
+    they and the predicted images outside the test side are counted (``missing``, ``ignored``) and
+    named in a warning and in ``mismatches`` (:func:`~singleshot.metrics.mismatch.prediction_mismatches`).
     Everything is compared in the original pixels, so ``crop``/``size`` play no part here."""
     cfg = make_config(GraspConfig, args)
     require(cfg, "gt", "pred")
     _, test, split = split_of(cfg, find_samples(cfg, cfg.gt))
     preds = read_grasp_predictions(cfg.pred)
-    targets, chosen, missing = [], [], []
+    targets, chosen = [], []
     for s in test:
         g = torch.from_numpy(load_sample(s, depth=False, rgb=False).grasps)
         targets.append(Grasps(grasps=g, scores=torch.ones(len(g)), image_id=s.image_id))
-        if s.image_id not in preds:
-            missing.append(s.image_id)
         chosen.append(preds.get(s.image_id, Grasps(image_id=s.image_id)))
-    if missing:
-        warnings.warn(
-            f"{cfg.pred}: no prediction for {len(missing)} of {len(test)} test images "
-            f"(e.g. {missing[0]}); they count as failures",
-            stacklevel=2,
-        )
-    extra = len(set(preds) - {s.image_id for s in test})
-    if extra:
-        logger.info("%s: %d predicted images are not in the test split and were ignored", cfg.pred, extra)
+    mismatches = prediction_mismatches(
+        [s.image_id for s in test], preds, cfg.pred, "images", outside="ignored (not in the test split)"
+    )
     evaluator = make_evaluator(cfg, split)
     evaluator.process(chosen, targets)
-    return dict(evaluator.compute(), missing=len(missing), ignored=extra)
+    missing = mismatches.get("gt_without_predictions", {}).get("count", 0)
+    ignored = mismatches.get("predictions_not_in_gt", {}).get("count", 0)
+    return dict(evaluator.compute(), missing=missing, ignored=ignored, mismatches=mismatches)
 
 
 def val(args: dict[str, str]) -> dict:
@@ -179,7 +176,7 @@ def val(args: dict[str, str]) -> dict:
     if skipped:
         write_skipped(out, skipped)
     write_grasp_predictions(out / "predictions.json", preds)
-    (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
+    write_text(out / "metrics.json", json.dumps(metrics, indent=2))
     if cfg.plots:
         write_grasp_pictures(out, evaluator, test, preds, metrics)
     return dict(metrics, predictions=str(out / "predictions.json"), save_dir=str(out))

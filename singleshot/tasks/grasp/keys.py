@@ -75,7 +75,7 @@ HELP: dict[str, tuple[str, str]] = {
     ),
     # prediction
     "source": ("prediction", "a depth TIFF (an RGB image for rgb models) or a folder"),
-    "rgb": ("prediction", "the RGB image (or folder) that goes with source"),
+    "rgb": ("prediction", "the RGB image that goes with one depth image, or a folder of them paired by name"),
     "format": ("prediction", "json | jacquard (also jacquard_output.txt)"),
     # conversion
     "from_": ("conversion", "pcd (Cornell point clouds -> d.tiff) | ggcnn (a dougsm/ggcnn state dict)"),

@@ -20,17 +20,19 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw
 
+from singleshot.atomic import save_image
 from singleshot.data.grasp.depth import read_depth_tiff, repair_depth
 from singleshot.data.grasp.records import GraspImage
 from singleshot.data.grasp.rects import grasps_to_corners
 from singleshot.data.image_io import read_image_rgb
-from singleshot.errors import DataError
+from singleshot.errors import ConfigError, DataError
 from singleshot.metrics.grasp_files import write_grasp_predictions, write_jacquard_output
 from singleshot.structures import Grasps
 from singleshot.tasks.common import chunks, make_config, require, run_folder
 from singleshot.tasks.grasp.config import GraspConfig
 from singleshot.tasks.grasp.evaluate import load_predictor
 from singleshot.tasks.grasp.predictor import GraspPredictor
+from singleshot.tasks.predict_files import SkippedInputs, unique_ids
 
 logger = logging.getLogger(__name__)
 
@@ -159,7 +161,9 @@ def _rgb_partner(depth_path: Path, rgb: Path | None) -> Path | None:
     return None
 
 
-def _load_input(path: Path, kind: str, rgb: Path | None) -> GraspImage:
+def _load_input(path: Path, kind: str, rgb: Path | None, image_id: str) -> GraspImage:
+    """The grasp image ``image_id`` of the file ``path`` (a depth image, with its RGB partner when
+    one is found; an RGB image for ``kind="rgb"``)."""
     depth = rgb_arr = None
     if kind == "rgb":
         rgb_arr = read_image_rgb(path).permute(1, 2, 0).numpy()
@@ -177,12 +181,34 @@ def _load_input(path: Path, kind: str, rgb: Path | None) -> GraspImage:
     arr = depth if depth is not None else rgb_arr
     assert arr is not None
     return GraspImage(
-        image_id_of(path),
+        image_id,
         depth,
         rgb_arr,
         np.zeros((0, 5), dtype=np.float32),
         size=(int(arr.shape[0]), int(arr.shape[1])),
     )
+
+
+def _check_rgb(rgb: Path | None, source: Path, files: list[Path], kind: str) -> None:
+    """Refuse an ``rgb=`` that cannot be paired: a path that does not exist, or one RGB file given
+    for several depth images (it would be drawn, and read, as every one's RGB image).
+
+    Raises:
+        DataError: ``rgb`` does not exist.
+        ConfigError: ``rgb`` is one file and ``files`` (the depth images of ``source``) are several;
+            naming both.
+    """
+    if rgb is None:
+        return
+    if not rgb.exists():
+        raise DataError(
+            f"rgb={rgb}: not found (an RGB image, or a folder of them paired with the depth images by name)"
+        )
+    if rgb.is_file() and kind != "rgb" and len(files) > 1:
+        raise ConfigError(
+            f"rgb={rgb} is one image but source={source} holds {len(files)} depth images; give one depth "
+            "image as source=, or a folder as rgb= (its images are paired with the depth images by name)"
+        )
 
 
 def predict_source(
@@ -200,21 +226,42 @@ def predict_source(
     Writes ``<id>_grasps.png`` per image (on its RGB image when one is found, else on the colourised
     depth), ``predictions.json`` and, with ``fmt="jacquard"``, ``jacquard_output.txt`` under ``out_dir``.
     Images are viewed with the ``center`` crop (no labels at prediction time).
+
+    In a folder, files with the same id (``a/x.tiff``, ``b/x.tiff``) get distinct ones (``x``,
+    ``x_1``, said in the log), and an unreadable image (or its unreadable or mismatched RGB partner)
+    is skipped, listed in ``skipped.txt`` and counted as ``skipped_inputs`` in the result; a folder
+    where nothing could be read, or one unreadable file given by name, is a
+    :class:`~singleshot.errors.DataError`. ``rgb=`` a file pairs with one depth image only (see
+    :func:`_check_rgb`); ``rgb=`` a folder pairs by name.
     """
     if fmt not in ("json", "jacquard"):
         raise DataError(f"format: expected 'json' or 'jacquard', got {fmt!r}")
     files = _list_inputs(source, predictor.input, depth_kind)
+    _check_rgb(rgb, source, files, predictor.input)
+    folder = source.is_dir()
+    ids = [image_id_of(p) for p in files]
+    what = "RGB image" if predictor.input == "rgb" else "depth image"
+    ids = unique_ids(files, ids, what) if folder else ids
+    skipped = SkippedInputs(source, what)
     out_dir.mkdir(parents=True, exist_ok=True)
     preds: list[Grasps] = []
     pictures: list[str] = []
-    for paths in chunks(files, max(1, batch)):
-        images = [_load_input(p, predictor.input, rgb) for p in paths]
+    for chunk in chunks(list(zip(files, ids)), max(1, batch)):
+        images = []
+        for path, image_id in chunk:
+            try:
+                images.append(_load_input(path, predictor.input, rgb, image_id))
+            except DataError as exc:
+                if not folder:
+                    raise
+                skipped.add(path, exc, image_id)
         for img, pred in zip(images, predictor(images)):  # no labels: gt_center falls back to center
             canvas = img.rgb if img.rgb is not None else colourise_depth(img.depth)  # type: ignore[arg-type]
             target = out_dir / f"{img.image_id}_grasps.png"
-            Image.fromarray(draw_grasps(canvas, pred, show)).save(target)
+            save_image(Image.fromarray(draw_grasps(canvas, pred, show)), target)
             pictures.append(str(target))
             preds.append(pred)
+    skipped.require_some(len(preds))
     write_grasp_predictions(out_dir / "predictions.json", preds)
     result = {
         "images": len(preds),
@@ -226,7 +273,7 @@ def predict_source(
         write_jacquard_output(out_dir / "jacquard_output.txt", preds)
         result["jacquard_output"] = str(out_dir / "jacquard_output.txt")
     logger.info("wrote %d picture(s) and %s", len(pictures), out_dir / "predictions.json")
-    return result
+    return skipped.report(out_dir, result)
 
 
 # ---------------------------------------------------------------- mode

@@ -4,7 +4,9 @@ Training: :class:`~singleshot.data.grasp.dataset.GraspDataset` views (augmented 
 the model's four maps → :class:`~singleshot.losses.grasp.GraspLoss`, which renders the target maps
 of the whole batch with :func:`~singleshot.losses.grasp.render_grasp_maps` (centre third, cos 2θ,
 sin 2θ, width / 150). Evaluation after each ``eval_every`` epochs: top-1 grasp success rate on the
-held-out views (:class:`~singleshot.metrics.grasp.GraspEvaluator`, metric key ``success_rate``).
+held-out views (:class:`~singleshot.metrics.grasp.GraspEvaluator`, metric key ``success_rate``);
+with ``split=all`` they are the training views, which a warning before training and the result's
+``warnings`` say.
 With ``teacher=``, the student is trained beside a frozen teacher (:mod:`singleshot.tasks.grasp.distill`).
 With ``pretrained=`` (PSP nets only), the trunk starts from a local torchvision ImageNet ResNet state
 dict (:func:`~singleshot.models.psp_grasp.load_imagenet_trunk`), recorded as ``pretrained`` (file
@@ -25,6 +27,7 @@ from singleshot.data.collate import collate_detection
 from singleshot.errors import ConfigError
 from singleshot.losses.grasp import GraspLoss
 from singleshot.metrics.grasp import wilson_interval
+from singleshot.metrics.mismatch import same_items, with_warnings
 from singleshot.models.aux_heads import deployable
 from singleshot.models.psp_grasp import PSPGrasp, load_imagenet_trunk, strip_aux
 from singleshot.tasks.common import TrainingPlan, fit, make_config, metric_floats, start_from_weights
@@ -76,6 +79,12 @@ def _plan(cfg: GraspConfig, device: str) -> TrainingPlan:
     if cfg.weights:  # fine-tuning from a whole trained grasp net (aux-head tensors dropped when absent here)
         start_from_weights(model, cfg.weights, "grasp", cfg.model)
     train_samples, test_samples, split, skipped = screened_split(cfg, cfg.data)
+    overlap = same_items(
+        [s.image_id for s in train_samples],
+        [s.image_id for s in test_samples],
+        "images",
+        hint="hold images out with split=image, object, reference or kfold",
+    )
     train_set = make_dataset(cfg, train_samples, train=True)
     val_set = make_dataset(cfg, test_samples, train=False)
     meta = model_meta(cfg, train_config=config_to_dict(cfg), split=split, **extra)
@@ -108,7 +117,7 @@ def _plan(cfg: GraspConfig, device: str) -> TrainingPlan:
         meta=meta,
         train_model=train_model,
         files=lambda: {"best.safetensors": (strip_aux(model.state_dict()), meta)},
-        report=report,
+        report=with_warnings(report, [overlap]),  # the result lists the overlap warning
         skipped=skipped,
     )
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -89,3 +90,20 @@ def test_malformed_lines_name_the_line(tmp_path: Path) -> None:
         read_pcd_depth(p, (2, 2))
     with pytest.raises(DataError, match="no Cornell point cloud"):
         convert_cornell_pcd(tmp_path / "empty_dir_that_does_not_exist")
+
+
+def test_a_depth_image_older_than_its_cloud_is_written_again(tmp_path: Path) -> None:
+    """The depth images are derived from the clouds: one is kept only while it is newer than its
+    cloud (a cloud replaced since gives a new depth image, not the old one)."""
+    for n in (100, 101):
+        _write_cloud(tmp_path / f"pcd{n:04d}.txt", [(0.0, 0.0, 650.0, i) for i in range(12)])
+    assert len(convert_cornell_pcd(tmp_path, shape=(3, 4))) == 2
+    cloud = tmp_path / "pcd0101.txt"
+    _write_cloud(cloud, [(0.0, 0.0, 800.0, i) for i in range(12)])  # the cloud replaced
+    tiff = tmp_path / "pcd0101d.tiff"
+    old = tiff.stat().st_mtime_ns - 10_000_000_000  # the depth image made 10 s ago, the cloud replaced 9 s ago
+    os.utime(tiff, ns=(old, old))
+    os.utime(cloud, ns=(old + 1_000_000_000, old + 1_000_000_000))
+    assert [p.name for p in convert_cornell_pcd(tmp_path, shape=(3, 4))] == ["pcd0101d.tiff"]
+    np.testing.assert_allclose(read_depth_tiff(tiff), 0.8, rtol=1e-6)
+    assert convert_cornell_pcd(tmp_path, shape=(3, 4)) == []

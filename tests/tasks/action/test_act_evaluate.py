@@ -173,7 +173,7 @@ def test_cache_resumes_an_interrupted_evaluation(data: tuple[Path, object], tmp_
     # other weights: the stamp differs, the files are not reused
     with torch.no_grad():
         next(predictor.model.parameters()).add_(0.01)
-    assert load_tubelets(cache / f"{videos[0]}.npz", "another key") is None
+    assert load_tubelets(cache / f"{videos[0]}.npz", "another key", "any data") is None
     seen.clear()
     evaluate_act(predictor, ann, root, cfg, videos, cache_dir=cache)
     assert sum(seen) == _frames(ann, videos)

@@ -248,7 +248,7 @@ def test_demo_smoke(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
         assert key in got, key
     assert Path(got["annotated_video"]).is_file() and (Path(got["out"]) / "results.png").is_file()
     assert np.isfinite(got["frame_map"]) and got["epochs"] == 1
-    assert (Path(got["out"]) / "best_flow.safetensors").is_file()  # the demo's RGB-difference stream
+    assert "two_stream" in load_weights(Path(got["out"]) / "best.safetensors")[1]  # the demo's RGB-difference stream
 
 
 def test_train_act_with_a_teacher(

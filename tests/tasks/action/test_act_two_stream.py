@@ -1,7 +1,7 @@
 """Two-stream ACT: the RGB-difference images against a NumPy formula, the training windows' motion
 half, the flow flip, ACT's late fusion (mean class probabilities, RGB boxes), the online stream
-with its one-frame look-ahead, and ``action train modality=rgb+diff`` -> two weights files that
-``action val`` picks up together."""
+with its one-frame look-ahead, and ``action train modality=rgb+diff`` -> one weights file of both
+streams that ``action val`` fuses."""
 
 from __future__ import annotations
 
@@ -27,6 +27,7 @@ from singleshot.postprocess.tubelet import TubeletPostprocess
 from singleshot.tasks.action.act_predictor import ACTPredictor
 from singleshot.tasks.action.act_tubelets import CandidateSettings
 from singleshot.tasks.action.act_two_stream import FlowFlip, TwoStreamACT, TwoStreamTubeletDataset, motion_images
+from singleshot.tasks.action.act_weights import stream_metas
 from singleshot.tasks.action.flow import compute_flow
 
 K = 3
@@ -166,9 +167,9 @@ def test_train_two_streams_then_val_uses_both(
     ]
     assert main(args) == 0
     run = tmp_path / "run"
-    _, meta = load_weights(run / "best.safetensors")
-    _, flow_meta = load_weights(run / "best_flow.safetensors")
-    assert meta["flow_weights"] == "best_flow.safetensors" and flow_meta["modality"] == "diff"
+    _, meta = load_weights(run / "best.safetensors")  # both streams in one file
+    flow_meta = stream_metas(meta)[1]
+    assert flow_meta["modality"] == "diff" and not (run / "best_flow.safetensors").exists()
     assert flow_meta["fusion_weight"] == 0.75  # val and predict fuse as training's evaluation did
     trained = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     val = [

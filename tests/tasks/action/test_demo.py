@@ -17,6 +17,7 @@ from singleshot.errors import ConfigError
 from singleshot.io.video import read_frames
 from singleshot.models.yowo import JHMDB21_ANCHORS, UCF24_ANCHORS
 from singleshot.structures import ActionAnnotations, Tube, VideoAnnotation
+from singleshot.tasks.action.act_weights import stream_metas
 from singleshot.tasks.action.config import ActionConfig
 from singleshot.tasks.action.data import ensure_demo_dataset
 from singleshot.tasks.action.predictor import build_action_model
@@ -167,7 +168,7 @@ def test_act_demo_with_flow5_at_toy_scale(tmp_path: Path, capsys: pytest.Capture
     flow = tmp_path / "demo_data" / "flow-dis"
     assert len(list(flow.glob("*/*/00001.jpg"))) == 6 and len(list(flow.glob(".complete-*"))) == 1
     run = tmp_path / "demo_act"
-    _, flow_meta = load_weights(run / "best_flow.safetensors")
+    flow_meta = stream_metas(load_weights(run / "best.safetensors")[1])[1]
     assert flow_meta["modality"] == "flow" and flow_meta["flow_stack"] == 5
     assert flow_meta["arch_kwargs"]["in_channels"] == 15 and flow_meta["flow_images"]["method"] == "dis"
     assert 12 <= len(list(read_frames(Path(got["annotated_video"])))) <= 14

@@ -15,12 +15,16 @@ pytest.importorskip("onnxruntime")
 import onnx  # noqa: E402
 
 from singleshot.engine.weights import save_weights  # noqa: E402
+from singleshot.errors import ConfigError  # noqa: E402
 from singleshot.export.onnx_runtime import OnnxModel  # noqa: E402
 from singleshot.models import create_model  # noqa: E402
 from singleshot.models.act import ACTDetector  # noqa: E402
 from singleshot.models.l2norm import L2Norm  # noqa: E402
 from singleshot.models.stream_conv import StreamDilatedConv2d  # noqa: E402
 from singleshot.ops.priors import PriorSpec  # noqa: E402
+from singleshot.tasks.action.act_predictor import ACTPredictor  # noqa: E402
+from singleshot.tasks.action.act_two_stream import TwoStreamACT, fuse_streams  # noqa: E402
+from singleshot.tasks.action.act_weights import stream_metas, two_stream_meta  # noqa: E402
 from singleshot.tasks.action.export import (  # noqa: E402
     calibration_batches,
     export_action,
@@ -276,3 +280,54 @@ def test_yowo_predictor_takes_the_export(yowo: nn.Module, tmp_path: Path, assert
     got = onnx_pred.detect_video(onnx_pred.prepare(frames), (48, 64), batch=4)
     assert len(ref) == 6 and sum(len(d) for d in ref) > 0
     assert_same_detections(got, ref)
+
+
+def _two_stream_weights(tmp_path: Path, modality: str, n: int) -> tuple[TwoStreamACT, Path]:
+    """A two-stream ACT (motion stream of ``n`` flow images per frame, 3n channels) saved as one file."""
+    torch.manual_seed(0)
+    flow_kw = dict(ACT_KW, in_channels=3 * n) if n > 1 else ACT_KW
+    model = TwoStreamACT(
+        _randomise_bn(create_model("act_tiny", 3, **ACT_KW)), _randomise_bn(create_model("act_tiny", 3, **flow_kw))
+    ).eval()
+    flow_meta = dict(_act_meta(), modality=modality, fusion_weight=0.75, arch_kwargs=flow_kw, flow_stack=n)
+    weights = tmp_path / "two.safetensors"
+    save_weights(weights, model, two_stream_meta(_act_meta(), flow_meta))
+    return model, weights
+
+
+@pytest.mark.parametrize("modality, n", [("diff", 1), ("flow", 5)])
+def test_two_stream_act_exports_one_graph_of_the_fused_outputs(tmp_path: Path, modality: str, n: int) -> None:
+    """Both streams and ACT's late fusion in one graph: onnxruntime equals PyTorch's fused outputs
+    (the RGB stream's boxes, log of the 0.25 / 0.75 mixed class probabilities)."""
+    model, weights = _two_stream_weights(tmp_path, modality, n)
+    result = export_action(weights)
+    assert result["input"] == [-1, 3, 3, 64, 64] and result["motion_input"] == [-1, 3, 3 * n, 64, 64]
+    onnx_model, meta = load_onnx_action_model(result["dst"], threads=1)
+    assert onnx_model.input_names == ["frames", "motion"] and onnx_model.output_names == ["loc", "conf"]
+    assert set(_batch_axis(Path(result["dst"]))) == {"batch"} and meta["two_stream"]["fusion_weight"] == 0.75
+    assert torch.equal(onnx_model.priors, model.rgb.priors) and onnx_model.k == 3
+    for b in (1, 2):
+        frames, motion = torch.randn(b, 3, 3, 64, 64), torch.randn(b, 3, 3 * n, 64, 64)
+        with torch.no_grad():
+            ref = fuse_streams(model.rgb(frames), model.flow(motion), 0.75)
+        _assert_close(onnx_model(frames, motion), ref)
+    with pytest.raises(ConfigError, match="int8 export of a two-stream ACT"):
+        export_action(weights, tmp_path / "q.onnx", int8=True)
+
+
+def test_the_two_stream_graph_stands_in_for_both_streams_in_the_predictor(
+    tmp_path: Path, assert_same_detections
+) -> None:
+    model, weights = _two_stream_weights(tmp_path, "diff", 1)
+    onnx_model, meta = load_onnx_action_model(export_action(weights)["dst"], threads=1)
+    flow_meta = stream_metas(meta)[1]
+    ref = ACTPredictor(model.rgb, meta, flow_model=model.flow, flow_meta=flow_meta)
+    got = ACTPredictor(onnx_model, meta, flow_model=onnx_model, flow_meta=flow_meta)
+    assert got.fused and not ref.fused and got.fusion_weight == ref.fusion_weight == 0.75
+    g = torch.Generator().manual_seed(2)
+    windows = torch.randint(0, 256, (2, 3, 6, 64, 64), dtype=torch.uint8, generator=g)  # [B, K, 3 + 3, S, S]
+    exp_dets, _ = ref.detect_windows(windows, [1, 2], (48, 64))
+    got_dets, _ = got.detect_windows(windows, [1, 2], (48, 64))
+    flat = lambda ds: [_Flat(d.boxes.flatten(1), d.scores, d.labels) for d in ds]  # noqa: E731
+    assert sum(len(d) for d in exp_dets) > 0
+    assert_same_detections(flat(got_dets), flat(exp_dets))

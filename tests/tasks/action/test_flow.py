@@ -1,10 +1,13 @@
 """``singleshot action flow``: a generated video file and a generated frames root -> ACT flow images in
 the frames layout; resuming skips finished videos (and a killed run's partial folder is redone);
-a corrupt video is named while the others are still written."""
+a corrupt video is named while the others are still written; a video is skipped only while its
+source files are unchanged (another src with the same names, or a changed frame, is recomputed)."""
 
 from __future__ import annotations
 
 import json
+import logging
+import os
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +21,7 @@ from singleshot.data.action.synthetic import generate_action_dataset
 from singleshot.errors import ConfigError, DataError
 from singleshot.io.video import VideoWriter
 from singleshot.tasks.action.flow import FLOW_INFO, compute_flow, find_flow_jobs
+from singleshot.tasks.action.flow_stamps import SOURCE_STAMP
 
 
 def _last_json(capsys: pytest.CaptureFixture[str]) -> dict:
@@ -97,3 +101,44 @@ def test_a_corrupt_video_is_named_and_the_others_are_written(tmp_path: Path) -> 
     broken.write_bytes(b"\x00" * 64)
     with pytest.raises(DataError, match=r"broken\.mp4: cannot open as a video"):
         compute_flow(broken, tmp_path / "flow2")
+
+
+def test_flow_is_keyed_by_its_source_files(frames_root: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """Another ``src`` with the same video names, into the same ``dst``, is computed afresh (not
+    "already done"); a changed frame recomputes its video only; reuse is logged with its grounds."""
+    other = tmp_path / "other"
+    generate_action_dataset(other, 2, 1, size=(48, 64), num_frames=(12, 13), seed=7)
+    dst = tmp_path / "flow"
+    compute_flow(frames_root, dst)
+    videos = sorted(p.parent.relative_to(dst).as_posix() for p in dst.rglob("00001.jpg"))
+    first = {v: (dst / v / "00001.jpg").read_bytes() for v in videos}
+    assert sorted(p.parent.relative_to(other / "rgb-images").as_posix() for p in other.rglob("00001.jpg")) == videos
+    second = compute_flow(other, dst)
+    assert (second["written"], second["skipped"]) == (3, 0)
+    assert all((dst / v / "00001.jpg").read_bytes() != first[v] for v in videos)
+    fresh = compute_flow(other, tmp_path / "fresh")["frames"]
+    assert second["frames"] == fresh
+    # one frame of one source video changes: that video only is recomputed
+    frame = other / "rgb-images" / videos[1] / "00003.jpg"
+    Image.fromarray(255 - np.asarray(Image.open(frame).convert("RGB"))).save(frame)
+    os.utime(frame, ns=(frame.stat().st_atime_ns, frame.stat().st_mtime_ns + 2_000_000_000))
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="singleshot.tasks.action.flow_stamps"):
+        third = compute_flow(other, dst)
+    assert (third["written"], third["skipped"]) == (1, 2)
+    assert "2 reused (source files, method and quality unchanged" in caplog.text and "1 recomputed" in caplog.text
+    # another JPEG quality is another result: recomputed
+    assert compute_flow(other, dst, quality=80)["written"] == 3
+
+
+def test_a_flow_folder_without_a_stamp_is_kept_with_a_warning(
+    frames_root: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    dst = tmp_path / "flow"
+    compute_flow(frames_root, dst)
+    for stamp in dst.rglob(SOURCE_STAMP):  # as an older singleshot (or another tool) left them
+        stamp.unlink()
+    with caplog.at_level(logging.INFO, logger="singleshot.tasks.action.flow_stamps"):
+        again = compute_flow(frames_root, dst)
+    assert (again["written"], again["skipped"]) == (0, 3)
+    assert f"3 video folders under {dst} carry no {SOURCE_STAMP}" in caplog.text

@@ -240,3 +240,42 @@ def test_a_stalled_stream_ends_with_everything_so_far_written(
     assert all(json.loads(line)["frame"] <= len(frames) for line in lines)
     assert len(read_frame_detections(out / "live_frames.json")) == len(lines)
     read_tubes(out / "live_tubes.json")  # valid
+
+
+def test_predict_folder_of_videos_names_them_apart_and_skips_an_undecodable_one(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A folder of videos and frame folders: the frame folder ``a/`` and the video ``a.mp4`` are
+    named ``a`` and ``a_1`` (their files apart); an undecodable video is skipped, its empty files
+    removed, listed in skipped.txt, exit status 3; ``video_name=`` is refused there; a folder whose
+    every video is undecodable is an error (2)."""
+    weights = _weights(tmp_path / "w.safetensors")
+    videos = tmp_path / "videos"
+    (videos / "a").mkdir(parents=True)
+    frames = _frames(6)
+    for i, f in enumerate(frames, start=1):
+        Image.fromarray(f).save(videos / "a" / f"{i:05d}.png")
+    with VideoWriter(videos / "a.mp4", 25.0, 80, 64) as writer:
+        for f in frames:
+            writer.write(f)
+    (videos / "broken.mp4").write_bytes(b"\x00\x00\x00\x18ftypmp42 not a video")
+    args = ["action", "predict", f"weights={weights}", f"project={tmp_path / 'runs'}", "batch=4"]
+    assert main([*args, f"source={videos}"]) == 3
+    got = _last_json(capsys)
+    out = Path(got["out"])
+    assert got["videos"] == 2 and got["frames"] == 12 and got["skipped_inputs"] == 1
+    assert sorted(got["per_video"]) == ["a", "a_1"] and got["detections"] > 0
+    for name in ("a", "a_1"):
+        assert set(read_frame_detections(out / f"{name}_frames.json").videos) == {name}
+        assert (out / f"{name}.mp4").is_file() and (out / f"{name}_tubes.json").is_file()
+    assert not list(out.glob("broken*"))
+    assert "broken.mp4" in (out / "skipped.txt").read_text()
+
+    assert main([*args, f"source={videos}", "video_name=X", "name=named"]) == 2
+    assert "video_name=X names one video" in capsys.readouterr().err
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    (bad / "b.mp4").write_bytes(b"garbage")
+    assert main([*args, f"source={bad}", "name=bad"]) == 2
+    assert f"{bad}: none of its 1 video file(s) could be read" in capsys.readouterr().err
+    assert not (tmp_path / "runs" / "bad").exists() and not (tmp_path / "runs" / "named").exists()

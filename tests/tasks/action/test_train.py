@@ -88,6 +88,54 @@ def test_val_files_score_back_to_the_same_metrics(
     )
 
 
+def _warned(caplog: pytest.LogCaptureFixture, part: str) -> list[str]:
+    return [r.getMessage() for r in caplog.records if r.levelname == "WARNING" and part in r.getMessage()]
+
+
+def test_val_names_the_class_names_that_differ_from_the_datas(
+    trained: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture
+) -> None:
+    """Labels are matched by index: the differing pairs and both lists are named, in a warning and the result."""
+    from singleshot.data.action.readers_act import write_act_pickle
+    from singleshot.structures import ActionAnnotations
+
+    root, run = trained
+    ann = load_action_annotations(root / SYNTH_PICKLE)
+    swapped = ActionAnnotations(
+        ["Bounce", "Pulse", "Spin", "Slide"], ann.videos, train_videos=ann.train_videos, test_videos=ann.test_videos
+    )
+    write_act_pickle(swapped, tmp_path / "Swapped-GT.pkl")
+    weights = run / "best.safetensors"
+    args = ["action", "val", f"weights={weights}", f"data={tmp_path / 'Swapped-GT.pkl'}", f"frames={root}"]
+    capsys.readouterr()
+    assert main([*args, f"project={tmp_path}", "workers=0", "plots=false"]) == 0
+    got = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    (text,) = _warned(caplog, "class names differ")
+    assert "at 2 of 4 labels (matched by index): 2: 'Slide' (weights) vs 'Spin' (data), 3: 'Spin' (weights)" in text
+    assert "the weights' classes: Bounce, Pulse, Slide, Spin; the data's: Bounce, Pulse, Spin, Slide" in text
+    assert got["warnings"] == [text]
+
+
+def test_training_without_split_lists_says_validation_reads_the_training_videos(
+    trained: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture
+) -> None:
+    from singleshot.data.action.readers_act import write_act_pickle
+    from singleshot.structures import ActionAnnotations
+
+    root, _ = trained
+    ann = load_action_annotations(root / SYNTH_PICKLE)
+    write_act_pickle(ActionAnnotations(ann.classes, ann.videos), tmp_path / "NoSplit-GT.pkl")
+    args = ["action", "train", f"data={tmp_path / 'NoSplit-GT.pkl'}", f"frames={root}", *TINY, "epochs=1"]
+    capsys.readouterr()
+    assert main([*args, "max_steps=1", "plot_every=0", f"project={tmp_path}"]) == 0
+    got = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    (text,) = _warned(caplog, "as training")
+    assert text.startswith(
+        "validation reads the same 6 videos as training: the metrics measure fit, not generalisation"
+    )
+    assert got["warnings"] == [text]
+
+
 def test_frozen_2d_backbone_keeps_the_pretrained_tensors(trained: tuple[Path, Path], tmp_path: Path) -> None:
     root, run = trained
     pre, _ = load_weights(run / "best.safetensors")

@@ -162,3 +162,57 @@ def test_train_rejects_unknown_voc07_thresholds_before_training(
     assert main(args) == 2
     assert "voc07_thresholds='arrange'" in capsys.readouterr().err
     assert not (tmp_path / "runs").exists()
+
+
+# --- val names the data's classes the weights lack ------------------------------------------------
+
+
+def _shapes_weights(path: Path) -> Path:
+    from singleshot.data.shapes import SHAPES_CLASSES
+    from singleshot.engine.weights import save_weights
+    from singleshot.models import create_model
+    from singleshot.tasks.detect.predictor import model_meta
+
+    torch.manual_seed(0)
+    model = create_model("ssd_tiny", len(SHAPES_CLASSES), image_size=64)
+    save_weights(path, model, model_meta(model, "ssd_tiny", {"image_size": 64}, list(SHAPES_CLASSES)))
+    return path
+
+
+def _class_warnings(caplog: pytest.LogCaptureFixture) -> list[str]:
+    return [r.getMessage() for r in caplog.records if r.levelname == "WARNING" and "weights lack" in r.getMessage()]
+
+
+def test_val_of_shapes_weights_on_coco_names_both_class_lists(
+    shared_data: Callable[..., Path], tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """COCO's ``person`` is no class of the shapes weights: said in one line before the check stops."""
+    weights = _shapes_weights(tmp_path / "shapes.safetensors")
+    gt = shared_data("coco", "test_coco.json")
+    args = ["detect", "val", f"weights={weights}", f"data={gt}", "workers=0", "plots=false", f"project={tmp_path}"]
+    assert main(args) != 0
+    (text,) = _class_warnings(caplog)
+    assert "has 1 class the weights lack: 'person'" in text
+    assert "the weights' classes: circle, square, triangle, cross, ring; the data's: person" in text
+
+
+def test_val_lists_the_class_difference_in_its_result(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    import re
+
+    from singleshot.data.shapes import write_shapes_dataset
+    from singleshot.tasks.detect.evaluate import val
+
+    weights = _shapes_weights(tmp_path / "shapes.safetensors")
+    root = write_shapes_dataset(tmp_path / "voc", n_train=2, n_val=3, size=64, seed=3)
+    xml = root / "VOC2007" / "Annotations" / "000005.xml"  # a validation image
+    xml.write_text(re.sub(r"<name>\w+</name>", "<name>zebra</name>", xml.read_text(), count=1))
+    args = {"weights": str(weights), "data": str(root), "val_set": "val", "bad": "skip", "workers": "0"}
+    got = val({**args, "plots": "false", "project": str(tmp_path / "runs")})
+    (text,) = _class_warnings(caplog)
+    assert "has 1 class the weights lack: 'zebra'" in text and got["warnings"] == [text]
+    assert json.loads((Path(got["save_dir"]) / "metrics.json").read_text())["warnings"] == [text]
+    # the same data without the stranger: nothing to say
+    xml.write_text(xml.read_text().replace("<name>zebra</name>", "<name>circle</name>"))
+    caplog.clear()
+    assert "warnings" not in val({**args, "plots": "false", "project": str(tmp_path / "runs2")})
+    assert not _class_warnings(caplog)

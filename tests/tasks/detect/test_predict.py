@@ -103,3 +103,46 @@ def test_predict_val_and_train_number_their_folders_and_take_name(
     assert main([*train, "name=mine"]) == 0 and _last_json(capsys)["out"] == str(project / "mine2")
     assert main(train) == 0 and _last_json(capsys)["out"] == str(project / "train")
     assert not (project / "train").exists() and not (project / "mine2").exists()  # a dry run writes nothing
+
+
+def _image(path: Path, seed: int) -> None:
+    import numpy as np
+    from PIL import Image
+
+    Image.fromarray(np.random.default_rng(seed).integers(0, 255, (48, 64, 3), dtype=np.uint8)).save(path)
+
+
+def test_predict_folder_ids_unique_and_unreadable_images_skipped_and_listed(
+    tmp_path: Path, slim_weights: Path, capsys: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture
+) -> None:
+    """``x.jpg`` and ``x.png`` get ids ``x`` and ``x_1`` (two pictures, said in the log); a corrupt
+    image is skipped, listed in skipped.txt, and the exit status is 3; a folder of corrupt images is
+    an error (2) that leaves no run folder; one corrupt image given by name is an error naming it."""
+    folder = tmp_path / "images"
+    folder.mkdir()
+    _image(folder / "x.jpg", 0)
+    _image(folder / "x.png", 1)
+    _image(folder / "y.jpg", 2)
+    (folder / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")
+    args = ["detect", "predict", f"weights={slim_weights}", f"project={tmp_path / 'runs'}", "conf=0", "batch=2"]
+    assert main([*args, f"source={folder}"]) == 3
+    got = _last_json(capsys)
+    out = Path(got["out"])
+    assert got["images"] == 3 and got["skipped_inputs"] == 1
+    assert sorted(p.name for p in out.glob("*.jpg")) == ["x.jpg", "x_1.jpg", "y.jpg"]
+    ids = {r["image_id"] for r in json.loads((out / "predictions.json").read_text())}
+    assert ids == {"x", "x_1", "y"}  # conf=0: every image has detections
+    assert "share the id 'x'" in caplog.text and f"x_1 ({folder / 'x.png'})" in caplog.text
+    listed = (out / "skipped.txt").read_text()
+    assert got["skipped_list"] == str(out / "skipped.txt") and "broken.jpg" in listed and "x.png" not in listed
+
+    bad = tmp_path / "all_bad"
+    bad.mkdir()
+    for name in ("a.jpg", "b.png"):
+        (bad / name).write_bytes(b"garbage")
+    assert main([*args, f"source={bad}", "name=bad"]) == 2
+    err = capsys.readouterr().err
+    assert f"{bad}: none of its 2 image file(s) could be read" in err and "a.jpg" in err
+    assert not (tmp_path / "runs" / "bad").exists()
+    assert main([*args, f"source={folder / 'broken.jpg'}", "name=one"]) == 2
+    assert f"{folder / 'broken.jpg'}: cannot decode image" in capsys.readouterr().err

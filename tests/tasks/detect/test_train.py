@@ -46,3 +46,36 @@ def test_priors_apply_to_ssd300_and_ssd512_only() -> None:
         build_detector("ssd_tiny", 3, 128, "coco")
     with pytest.raises(ConfigError, match="unknown priors"):
         build_detector("ssd300", 3, 0, "kitti")
+
+
+# --- a validation split that is the training split is named ------------------------------------
+
+
+def _overlap_warnings(caplog: pytest.LogCaptureFixture) -> list[str]:
+    return [r.getMessage() for r in caplog.records if r.levelname == "WARNING" and "as training" in r.getMessage()]
+
+
+@pytest.mark.usefixtures("one_thread")
+def test_training_on_one_coco_json_says_validation_reads_the_training_images(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture
+) -> None:
+    import json
+
+    from singleshot.cli import main
+    from singleshot.data.shapes import write_shapes_dataset
+    from singleshot.tasks.detect.convert import convert
+
+    voc = write_shapes_dataset(tmp_path / "voc", n_train=4, n_val=2, size=64, seed=2)
+    coco = Path(convert({"from": "voc", "to": "coco", "src": str(voc), "dst": str(tmp_path / "coco")})["data"])
+    common = ["model=ssd_tiny", "imgsz=64", "batch=2", "workers=0", "augment=false", "warmup=0", "plot_every=0"]
+    one_json = [f"data={coco / 'annotations' / 'instances_train.json'}", f"images={coco / 'images' / 'train'}"]
+    argv = ["detect", "train", *one_json, *common, "epochs=1", "max_steps=1", f"project={tmp_path / 'runs'}"]
+    assert main(argv) == 0, capsys.readouterr().err
+    got = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    (text,) = _overlap_warnings(caplog)
+    assert text.startswith("validation reads the same 4 images as training: the metrics measure fit")
+    assert "gt=" in text and got["warnings"] == [text]
+    # the COCO folder's own train / val files: nothing to say (a dry run builds the same plan)
+    caplog.clear()
+    assert main(["detect", "train", f"data={coco}", *common, "dry_run=true"]) == 0, capsys.readouterr().err
+    assert not _overlap_warnings(caplog)

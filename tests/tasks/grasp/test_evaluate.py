@@ -55,6 +55,13 @@ def test_score_cornell_top1_missing_and_interval(
     assert got["n"] == 3 and got["n_success"] == 1 and got["success_rate"] == pytest.approx(1 / 3)
     assert got["ci95"] == pytest.approx(list(_wilson(1, 3)), abs=1e-9)
     assert got["missing"] == 1 and got["iou"] == "polygon" and "all 3 images" in got["split"]
+    # the image without predictions is named, in the result and in a warning
+    assert got["mismatches"] == {"gt_without_predictions": {"count": 1, "first": ["pcd0102"]}}
+    assert any(
+        "1 of the 3 evaluated ground-truth images have no predictions (first: 'pcd0102')" in r.getMessage()
+        for r in caplog.records
+        if r.levelname == "WARNING"
+    )
     # swap the qualities of pcd0101: now its top-1 is the label and it succeeds; raster IoU agrees
     preds[1]["grasps"] = [g1 + [0.8], turned + [0.3]]
     pred.write_text(json.dumps(preds))
@@ -74,6 +81,7 @@ def test_score_uses_the_test_side_of_the_split(
     assert main(["grasp", "score", f"gt={root}", f"pred={pred}", "split=reference", "test_fraction=0.3"]) == 0
     got = _last_json(capsys)
     assert got["n"] == 1 and got["success_rate"] == 1.0 and got["ignored"] == 2 and "reference" in got["split"]
+    assert got["mismatches"] == {"predictions_not_in_gt": {"count": 2, "first": ["pcd0100", "pcd0101"]}}
     # 3-fold cross-validation: one image per fold
     assert main(["grasp", "score", f"gt={root}", f"pred={pred}", "split=kfold", "k=3", "fold=2"]) == 0
     got = _last_json(capsys)

@@ -256,3 +256,69 @@ def test_predict_and_val_number_their_folders_and_take_name(tmp_path: Path, caps
     train = ["grasp", "train", f"data={data}", "size=48", "test_fraction=0.5", "batch=2", "workers=0"]
     assert main([*train, f"project={project}", "name=check", "dry_run=true"]) == 0
     assert _last_json(capsys)["out"] == str(project / "check2") and not (project / "check2").exists()
+
+
+def test_predict_folder_ids_unique_and_unreadable_depth_skipped_and_listed(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The same Cornell file in two sub-folders gives ids ``pcd0100`` and ``pcd0100_1`` (two
+    pictures, two records); a corrupt depth TIFF is skipped, listed in skipped.txt, exit status 3; a
+    folder of corrupt files is an error (2); one corrupt file given by name is an error naming it."""
+    data = tmp_path / "cornell"
+    generate_grasp_dataset(data, 2, seed=3, size=(48, 64))
+    (data / "02").mkdir()
+    for name in ("pcd0100d.tiff", "pcd0100r.png"):
+        (data / "02" / name).write_bytes((data / "01" / name).read_bytes())
+    (data / "01" / "pcd0199d.tiff").write_bytes(b"II*\x00 truncated")
+    w, _ = _weights(tmp_path / "w.safetensors", size=48)
+    args = ["grasp", "predict", f"weights={w}", f"project={tmp_path / 'runs'}", "threshold=-1", "batch=2"]
+    assert main([*args, f"source={data}", "format=jacquard"]) == 3
+    got = _last_json(capsys)
+    out = Path(got["out"])
+    assert got["images"] == 3 and got["skipped_inputs"] == 1
+    assert sorted(r["image"] for r in json.loads(Path(got["predictions"]).read_text())) == [
+        "pcd0100",
+        "pcd0100_1",
+        "pcd0101",
+    ]
+    assert sorted(p.name for p in out.glob("*.png")) == [
+        "pcd0100_1_grasps.png",
+        "pcd0100_grasps.png",
+        "pcd0101_grasps.png",
+    ]
+    assert "pcd0199d.tiff" in (out / "skipped.txt").read_text()
+
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    (bad / "a.tiff").write_bytes(b"garbage")
+    (bad / "b.npy").write_bytes(b"garbage")
+    assert main([*args, f"source={bad}", "name=bad"]) == 2
+    assert f"{bad}: none of its 2 depth image file(s) could be read" in capsys.readouterr().err
+    assert not (tmp_path / "runs" / "bad").exists()
+    assert main([*args, f"source={bad / 'a.tiff'}", "name=one"]) == 2
+    assert str(bad / "a.tiff") in capsys.readouterr().err
+
+
+def test_predict_rgb_file_pairs_with_one_depth_image_only(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """``rgb=<file>`` with a folder of several depth images is refused naming both (it would be every
+    image's RGB); with a folder of one depth image it is that image's; ``rgb=<folder>`` pairs by name."""
+    data = tmp_path / "cornell"
+    generate_grasp_dataset(data, 2, seed=3, size=(48, 64))
+    w, _ = _weights(tmp_path / "w.safetensors", size=48)
+    args = ["grasp", "predict", f"weights={w}", f"project={tmp_path / 'runs'}", "threshold=-1"]
+    photo = tmp_path / "photo.png"
+    Image.fromarray(np.full((48, 64, 3), 200, np.uint8)).save(photo)
+    assert main([*args, f"source={data / '01'}", f"rgb={photo}"]) == 2
+    err = capsys.readouterr().err
+    assert f"rgb={photo} is one image but source={data / '01'} holds 2 depth images" in err
+    assert not (tmp_path / "runs" / "predict").exists()
+    one = tmp_path / "one"
+    one.mkdir()
+    (one / "pcd0100d.tiff").write_bytes((data / "01" / "pcd0100d.tiff").read_bytes())
+    assert main([*args, f"source={one}", f"rgb={photo}"]) == 0
+    with Image.open(Path(_last_json(capsys)["out"]) / "pcd0100_grasps.png") as im:
+        assert np.asarray(im)[0, 0].tolist() == [200, 200, 200]  # drawn on the photo given
+    assert main([*args, f"source={one}", f"rgb={data / '01'}"]) == 0  # pcd0100r.png found by name
+    assert _last_json(capsys)["images"] == 1
+    assert main([*args, f"source={one}", f"rgb={tmp_path / 'nope.png'}"]) == 2
+    assert "nope.png: not found" in capsys.readouterr().err

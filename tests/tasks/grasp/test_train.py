@@ -258,3 +258,19 @@ def test_train_with_a_teacher_adds_the_map_distillation_term(
     save_weights(rgb, ggcnn(3), model_meta(GraspConfig(input="rgb", size=36)))
     assert main([*args[: -len(TINY) - 2], f"teacher={rgb}", *TINY]) != 0
     assert "trained on 'rgb' input" in capsys.readouterr().err
+
+
+def test_split_all_says_validation_reads_the_training_images(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture
+) -> None:
+    data = tmp_path / "data"
+    generate_grasp_dataset(data, 4, seed=0, size=(48, 64))
+    args = ["grasp", "train", "model=ggcnn", f"data={data}", "epochs=1", f"project={tmp_path}", *TINY]
+    assert main([*args, "split=all", "plot_every=0"]) == 0
+    got = _last_json(capsys)
+    texts = [r.getMessage() for r in caplog.records if r.levelname == "WARNING" and "as training" in r.getMessage()]
+    assert texts == [
+        "validation reads the same 4 images as training: the metrics measure fit, not generalisation; "
+        "hold images out with split=image, object, reference or kfold"
+    ]
+    assert got["warnings"] == texts and "all 4 images" in got["split"]
