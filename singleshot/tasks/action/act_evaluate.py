@@ -16,10 +16,11 @@ files (paths, sizes, modification times) and annotated frame count; a later call
 equal loads the file instead of running the model, so an interrupted evaluation resumes with the
 videos it had not finished. Other weights, another dataset or a changed video are recomputed.
 
-Workers: ``workers=N`` spreads the videos over N processes (forked where the platform allows, as
-DataLoader workers are, else spawned; one intra-op thread each; the model rebuilt once per process
-from its tensors); ``workers=0`` runs in this process. Both give the same
-tubelets, hence the same metrics.
+Workers: ``workers=N`` (N >= 2) spreads the videos over N processes (forked where the platform
+allows, as DataLoader workers are, else spawned; one intra-op thread each; the model rebuilt once
+per process from its tensors); ``workers=0`` and ``workers=1`` run in this process, with all its
+intra-op threads (one worker process would do the same work alone while this one waits, slower by
+its start and its single thread). All give the same tubelets, hence the same metrics.
 """
 
 from __future__ import annotations
@@ -144,7 +145,7 @@ def collect_tubelets(
     data = {v: video_data_key(predictor, ann, root, v) for v in videos} if cache is not None else {}
     out = load_cached_tubelets(cache, key, data, videos) if cache is not None else {}
     todo = [v for v in videos if v not in out]
-    if workers > 0 and len(todo) > 1:
+    if workers > 1 and len(todo) > 1:
         # fork where the platform has it (as DataLoader workers; each worker runs one intra-op thread)
         methods = torch.multiprocessing.get_all_start_methods()
         ctx = torch.multiprocessing.get_context("fork" if "fork" in methods else "spawn")

@@ -197,6 +197,26 @@ def test_worker_processes_give_the_same_results(data: tuple[Path, object], tmp_p
     )
 
 
+def test_one_worker_runs_in_this_process(
+    data: tuple[Path, object], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """workers=1 (the key's help: "0 or 1: in this process") starts no process pool: one worker
+    would do the work alone while this process waits."""
+    from singleshot.tasks.action import act_evaluate
+
+    def no_pool(*args: object, **kwargs: object) -> None:
+        raise AssertionError("a process pool was started for workers=1")
+
+    monkeypatch.setattr(act_evaluate, "ProcessPoolExecutor", no_pool)
+    root, ann = data
+    predictor = _predictor(seed=1)
+    cfg = ActionConfig(batch=4, protocol="act")
+    m1, d1, _ = evaluate_act(predictor, ann, root, cfg, workers=1)
+    m0, d0, _ = evaluate_act(predictor, ann, root, cfg, workers=0)
+    np.testing.assert_array_equal(d1.score, d0.score)
+    assert m1["frame_map"] == m0["frame_map"]
+
+
 def test_trim_cuts_act_tubes_to_their_confident_frames(data: tuple[Path, object]) -> None:
     root, ann = data
     predictor = _predictor(seed=1)
