@@ -259,7 +259,7 @@ def test_run_files_follow_the_umask(tmp_path: Path, mask: int) -> None:
 
 def test_only_the_first_process_picks_the_training_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Another rank creates nothing and takes the folder rank 0 broadcast, or raises its error."""
-    import singleshot.tasks.common as common
+    import singleshot.tasks.fit as common
 
     (tmp_path / "train").mkdir()
     sent: list[Any] = []
@@ -316,7 +316,7 @@ def test_fit_is_deterministic_and_takes_groups_files_and_report(tmp_path: Path) 
 
 
 def test_fit_checks_the_global_batch(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import singleshot.tasks.common as common
+    import singleshot.tasks.fit as common
 
     monkeypatch.setattr(common, "get_world_size", lambda: 3)
     monkeypatch.setattr(common, "init_distributed", lambda device: device)
@@ -484,16 +484,17 @@ from pathlib import Path
 import torch
 from torch import nn
 import singleshot.tasks.common as common
+import singleshot.tasks.fit as fit_module
 from singleshot.engine.train_config import EngineOptions
 
 project = Path(sys.argv[1])
-real = common.train_config_for
+real = fit_module.train_config_for
 
 def recording(cfg, batches, out_dir, device):
     (project.parent / f"rank{os.environ['RANK']}.txt").write_text(str(out_dir))
     return real(cfg, batches, out_dir, device)
 
-common.train_config_for = recording
+fit_module.train_config_for = recording
 
 class Net(nn.Module):
     def __init__(self):
