@@ -27,7 +27,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TypeVar
 
-from singleshot.engine.checkpoint import atomic_write
+from singleshot.atomic import atomic_write
 
 logger = logging.getLogger(__name__)
 

@@ -3,7 +3,8 @@ mixed precision, EMA, distributed helpers, logs."""
 
 from __future__ import annotations
 
-from singleshot.engine.checkpoint import atomic_write, load_checkpoint, save_checkpoint
+from singleshot.atomic import atomic_write
+from singleshot.engine.checkpoint import load_checkpoint, save_checkpoint
 from singleshot.engine.distributed import init_distributed, is_distributed, is_main_process
 from singleshot.engine.ema import ModelEMA, inference_state_dict
 from singleshot.engine.sampler import ResumableSampler, SeededDataset, build_train_loader

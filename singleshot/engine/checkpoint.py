@@ -19,8 +19,8 @@ evaluation, dict of floats) and ``format_version`` (int).
 Writes go through :func:`singleshot.atomic.atomic_write` (``durable``): a temporary file in the
 destination folder, flushed and ``fsync``-ed, renamed over the destination with ``os.replace`` and
 the folder ``fsync``-ed, so a process killed at any moment (or a power cut) leaves either the
-previous file or the new one, never a truncated file. ``atomic_write`` and ``current_umask`` are
-re-exported here.
+previous file or the new one, never a truncated file; a full disk is reported in one line
+(:func:`~singleshot.engine.write_errors.write_explained`).
 """
 
 from __future__ import annotations
@@ -33,16 +33,13 @@ from typing import Any
 
 import torch
 
-from singleshot.atomic import atomic_write, current_umask
 from singleshot.engine.damaged_files import unreadable_file
-from singleshot.engine.write_errors import write_error
+from singleshot.engine.write_errors import write_explained
 from singleshot.errors import WeightsError
 
 logger = logging.getLogger(__name__)
 
 __all__ = [
-    "atomic_write",
-    "current_umask",
     "save_checkpoint",
     "load_checkpoint",
     "unpickling_reason",
@@ -76,14 +73,7 @@ def save_checkpoint(path: str | Path, state: dict[str, Any]) -> None:
     """
     state = dict(state)
     state.setdefault("format_version", CHECKPOINT_FORMAT_VERSION)
-    existed = Path(path).is_file()
-    try:
-        atomic_write(path, lambda f: torch.save(state, f))
-    except (OSError, RuntimeError) as exc:  # a full disk: one line naming the file (engine.write_errors)
-        error = write_error(path, exc, existed)
-        if error is None:
-            raise
-        raise error from exc
+    write_explained(path, lambda f: torch.save(state, f))  # a full disk: one line naming the file
     logger.debug("saved checkpoint %s", path)
 
 

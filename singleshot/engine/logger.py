@@ -25,7 +25,7 @@ from typing import Any
 
 import yaml
 
-from singleshot.engine.checkpoint import atomic_write
+from singleshot.atomic import atomic_write
 
 logger = logging.getLogger(__name__)
 

@@ -12,7 +12,7 @@ import logging
 import math
 from pathlib import Path
 
-from singleshot.engine.checkpoint import atomic_write
+from singleshot.atomic import atomic_write
 from singleshot.engine.logger import CSVLog
 
 logger = logging.getLogger(__name__)

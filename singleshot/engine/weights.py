@@ -25,9 +25,9 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import save as safetensors_save
 from torch import Tensor, nn
 
-from singleshot.engine.checkpoint import atomic_write, load_checkpoint, unpickling_reason
+from singleshot.engine.checkpoint import load_checkpoint, unpickling_reason
 from singleshot.engine.damaged_files import unreadable_file
-from singleshot.engine.write_errors import write_error
+from singleshot.engine.write_errors import write_explained
 from singleshot.errors import WeightsError
 
 logger = logging.getLogger(__name__)
@@ -102,14 +102,7 @@ def save_weights(path: str | Path, model: nn.Module | Mapping[str, Tensor], meta
             f"{len(tensors)} tensors: {shown}"
         )
     data = safetensors_save(tensors, metadata={"format": "pt", META_KEY: meta_json})
-    existed = path.is_file()
-    try:
-        atomic_write(path, lambda f: f.write(data))
-    except OSError as exc:  # a full disk: one line naming the file (engine.write_errors)
-        error = write_error(path, exc, existed)
-        if error is None:
-            raise
-        raise error from exc
+    write_explained(path, lambda f: f.write(data))  # a full disk: one line naming the file
     logger.debug("saved weights %s (%d tensors)", path, len(state))
 
 

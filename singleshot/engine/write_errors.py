@@ -4,18 +4,21 @@ the file and the cause, instead of ``OSError`` or torch's ``[enforce fail at inl
 ``torch.save`` into a file whose ``write`` fails with ``ENOSPC`` raises either that ``OSError`` or
 a ``RuntimeError`` of its zip writer (``unexpected pos N vs M``) whose ``__context__`` is the
 ``OSError``; :func:`write_error` looks through that chain. The writes themselves are atomic
-(:func:`~singleshot.engine.checkpoint.atomic_write`), so the file that was there before (the
+(:func:`~singleshot.atomic.atomic_write`), so the file that was there before (the
 previous ``last.pt``) is still whole; the message says so.
 """
 
 from __future__ import annotations
 
 import errno
+from collections.abc import Callable
 from pathlib import Path
+from typing import IO, Any
 
+from singleshot.atomic import atomic_write
 from singleshot.errors import TrainingError
 
-__all__ = ["write_error"]
+__all__ = ["write_error", "write_explained"]
 
 _REASONS = {
     errno.ENOSPC: "disk full (No space left on device)",
@@ -60,3 +63,17 @@ def write_error(path: str | Path, exc: BaseException, existed: bool) -> Training
     kept = f"the previous {path.name} is kept unchanged" if existed else "no partial file was left"
     advice = "; free some space, then resume=true continues the run" if path.suffix == ".pt" else ""
     return TrainingError(f"{path}: not written: {reason}; {kept}{advice}")
+
+
+def write_explained(path: str | Path, write: Callable[[IO[bytes]], Any]) -> None:
+    """:func:`~singleshot.atomic.atomic_write` (durable) of ``path``; a write that fails for a
+    reason :func:`write_error` knows (a full disk) is raised as its one-line :class:`TrainingError`,
+    any other error as it is."""
+    existed = Path(path).is_file()
+    try:
+        atomic_write(path, write)
+    except (OSError, RuntimeError) as exc:
+        error = write_error(path, exc, existed)
+        if error is None:
+            raise
+        raise error from exc

@@ -62,6 +62,25 @@ def greedy_match(iou: np.ndarray, thresh: float, strict: bool = False) -> tuple[
     return np.asarray(rows, dtype=np.int64), np.asarray(cols, dtype=np.int64)
 
 
+def _image_arrays(
+    det_boxes: np.ndarray,
+    det_labels: np.ndarray,
+    gt_boxes: np.ndarray,
+    gt_labels: np.ndarray,
+    gt_difficult: np.ndarray | None,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """One image's detections and boxes as float64 [D, 4], int64 [D], float64 [G, 4], int64 [G] and
+    bool [G] difficult flags (all False when None)."""
+    diff = np.zeros(len(np.asarray(gt_labels).reshape(-1)), bool) if gt_difficult is None else gt_difficult
+    return (
+        np.asarray(det_boxes, dtype=np.float64).reshape(-1, 4),
+        np.asarray(det_labels, dtype=np.int64).reshape(-1),
+        np.asarray(gt_boxes, dtype=np.float64).reshape(-1, 4),
+        np.asarray(gt_labels, dtype=np.int64).reshape(-1),
+        np.asarray(diff, bool).reshape(-1),
+    )
+
+
 def update_confusion(
     matrix: np.ndarray,
     det_boxes: np.ndarray,
@@ -80,11 +99,9 @@ def update_confusion(
         gt_difficult: bool [G] (None: none difficult).
     """
     bg = matrix.shape[0] - 1
-    det_boxes = np.asarray(det_boxes, dtype=np.float64).reshape(-1, 4)
-    gt_boxes = np.asarray(gt_boxes, dtype=np.float64).reshape(-1, 4)
-    det_labels = np.asarray(det_labels, dtype=np.int64).reshape(-1)
-    gt_labels = np.asarray(gt_labels, dtype=np.int64).reshape(-1)
-    diff = np.zeros(gt_labels.shape[0], bool) if gt_difficult is None else np.asarray(gt_difficult, bool).reshape(-1)
+    det_boxes, det_labels, gt_boxes, gt_labels, diff = _image_arrays(
+        det_boxes, det_labels, gt_boxes, gt_labels, gt_difficult
+    )
     iou = box_iou_np(det_boxes[:, None, :], gt_boxes[None, :, :]) if len(det_boxes) and len(gt_boxes) else None
     di, gi = greedy_match(iou, iou_thresh, strict=True) if iou is not None else (np.zeros(0, np.int64),) * 2
     counted = ~diff[gi]
@@ -115,11 +132,9 @@ def image_counts(
     """(true positives, false positives, missed boxes) of one image's detections (already above the
     confidence threshold) matched one to one to boxes of their own class at IoU >= ``iou_thresh``.
     A detection matched to a difficult box, and a difficult box, count nowhere."""
-    det_boxes = np.asarray(det_boxes, dtype=np.float64).reshape(-1, 4)
-    gt_boxes = np.asarray(gt_boxes, dtype=np.float64).reshape(-1, 4)
-    det_labels = np.asarray(det_labels, dtype=np.int64).reshape(-1)
-    gt_labels = np.asarray(gt_labels, dtype=np.int64).reshape(-1)
-    diff = np.zeros(gt_labels.shape[0], bool) if gt_difficult is None else np.asarray(gt_difficult, bool).reshape(-1)
+    det_boxes, det_labels, gt_boxes, gt_labels, diff = _image_arrays(
+        det_boxes, det_labels, gt_boxes, gt_labels, gt_difficult
+    )
     if len(det_boxes) and len(gt_boxes):
         iou = box_iou_np(det_boxes[:, None, :], gt_boxes[None, :, :])
         iou = np.where(det_labels[:, None] == gt_labels[None, :], iou, -1.0)

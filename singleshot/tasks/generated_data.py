@@ -24,8 +24,8 @@ import os
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
+from singleshot.atomic import atomic_write
 from singleshot.data.check import files_fingerprint
-from singleshot.engine.checkpoint import atomic_write
 from singleshot.io.folders import require_folder_path
 
 logger = logging.getLogger(__name__)

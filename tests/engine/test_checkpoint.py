@@ -14,8 +14,9 @@ import numpy as np
 import pytest
 import torch
 
-from singleshot.engine import checkpoint
-from singleshot.engine.checkpoint import atomic_write, current_umask, load_checkpoint, save_checkpoint
+from singleshot import atomic
+from singleshot.atomic import atomic_write, current_umask
+from singleshot.engine.checkpoint import load_checkpoint, save_checkpoint
 from singleshot.engine.seed import get_rng_state, set_rng_state
 from singleshot.engine.weights import save_weights
 from singleshot.errors import WeightsError
@@ -158,7 +159,7 @@ def test_umask_without_proc_is_read_and_put_back(monkeypatch: pytest.MonkeyPatch
     def no_proc(*args: object, **kwargs: object) -> None:
         raise OSError("no /proc here")
 
-    monkeypatch.setattr(checkpoint, "open", no_proc, raising=False)
+    monkeypatch.setattr(atomic, "open", no_proc, raising=False)
     with umask(0o027):
         assert current_umask() == 0o027
         assert current_umask() == 0o027  # the fallback restored the mask it read

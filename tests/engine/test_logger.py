@@ -18,16 +18,22 @@ class FakeClock:
         return self.now
 
 
+@pytest.fixture
+def clock(monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> FakeClock:
+    """A clock the test advances by hand, read by the progress lines (and their log captured)."""
+    fake = FakeClock()
+    monkeypatch.setattr(logger_module.time, "perf_counter", fake)
+    caplog.set_level(logging.INFO, logger=logger_module.__name__)
+    return fake
+
+
 def _lines(caplog: pytest.LogCaptureFixture) -> list[str]:
     return [r.getMessage() for r in caplog.records if r.name == logger_module.__name__]
 
 
 def test_first_iteration_then_every_30_seconds_even_with_a_large_log_every(
-    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+    clock: FakeClock, caplog: pytest.LogCaptureFixture
 ) -> None:
-    clock = FakeClock()
-    monkeypatch.setattr(logger_module.time, "perf_counter", clock)
-    caplog.set_level(logging.INFO, logger=logger_module.__name__)
     progress = Progress(log_every=1000, use_bar=False)
     progress.start(1, 3, 100)
     for _ in range(10):  # 10 micro-batches of 12 s each: lines at it 1, then once 30 s have passed
@@ -39,11 +45,8 @@ def test_first_iteration_then_every_30_seconds_even_with_a_large_log_every(
 
 
 def test_log_every_still_counts_and_a_quiet_fast_epoch_logs_only_its_first_batch(
-    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+    clock: FakeClock, caplog: pytest.LogCaptureFixture
 ) -> None:
-    clock = FakeClock()
-    monkeypatch.setattr(logger_module.time, "perf_counter", clock)
-    caplog.set_level(logging.INFO, logger=logger_module.__name__)
     progress = Progress(log_every=5, use_bar=False)
     progress.start(2, 2, 12, initial=3)  # resumed after 3 batches: the first new one is it 4
     for _ in range(9):

@@ -10,14 +10,12 @@ test videos of ``data`` (YOWO: :func:`~singleshot.tasks.action.yowo_evaluate.eva
 
 from __future__ import annotations
 
-import json
 import logging
 from pathlib import Path
 from typing import Any
 
 from torch import nn
 
-from singleshot.atomic import write_text
 from singleshot.errors import ConfigError, WeightsError
 from singleshot.metrics.action_files import write_frame_detections, write_tubes
 from singleshot.metrics.action_score import score_action
@@ -30,7 +28,15 @@ from singleshot.tasks.action.export import load_onnx_action_model
 from singleshot.tasks.action.members import member_of_meta
 from singleshot.tasks.action.pictures import write_action_pictures
 from singleshot.tasks.action.predictor import ActionPredictor, load_action_weights
-from singleshot.tasks.common import explicit_keys, make_config, require, run_dir, settings_from_training, write_skipped
+from singleshot.tasks.common import (
+    explicit_keys,
+    make_config,
+    require,
+    run_dir,
+    settings_from_training,
+    write_metrics_json,
+    write_skipped,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -146,7 +152,7 @@ def val(args: dict[str, str]) -> dict:
         write_skipped(out, skipped)
     write_frame_detections(out / "frames.json", dets)
     write_tubes(out / "tubes.json", tubes)
-    write_text(out / "metrics.json", json.dumps(metrics, indent=2))
+    write_metrics_json(out, metrics)
     if cfg.plots:
         write_action_pictures(out, ann, root, dets, metrics, cfg.protocol, cfg.match_iou, cfg.show_conf)
     return dict(metrics, trim=cfg.trim, save_dir=str(out))

@@ -29,9 +29,9 @@ from typing import Any
 
 import numpy as np
 
+from singleshot.atomic import atomic_write
 from singleshot.data.action.frames import list_frame_files
 from singleshot.data.check import files_fingerprint
-from singleshot.engine.checkpoint import atomic_write
 from singleshot.export.onnx_runtime import OnnxModel
 from singleshot.structures import ActionAnnotations
 from singleshot.tasks.action.act_predictor import ACTPredictor

@@ -21,7 +21,12 @@ from typing import Any
 from torch import Tensor
 from torch.utils.data import Dataset
 
+from singleshot.data import detect_check
 from singleshot.data.check import CheckReport, Fault
+from singleshot.data.coco import COCODetection, coco_category_names
+from singleshot.data.detect_formats import coco_folder_splits, default_split, detect_format
+from singleshot.data.voc import VOCDetection, voc_class_names
+from singleshot.data.yolo import YOLODetection, load_yolo_yaml
 from singleshot.errors import DataError
 from singleshot.structures import BoxTarget
 from singleshot.tasks.common import require, screen_dataset
@@ -49,19 +54,20 @@ def _years(cfg: DetectConfig, role: str) -> tuple[str, ...]:
     return tuple(cfg.val_years or cfg.years) if role == "val" else tuple(cfg.years)
 
 
+def _split_years(cfg: DetectConfig, split: str) -> tuple[str, ...]:
+    """The VOC years of ``split``: the evaluation years when it is the evaluation split."""
+    return _years(cfg, "val" if split == split_for(cfg, "val") else "train")
+
+
 def split_for(cfg: DetectConfig, role: str, data: str | None = None) -> str:
     """The split ``role`` (``train`` or ``val``) reads: ``train_set``/``val_set`` when given, else
     the default of ``data`` (default ``cfg.data``)'s format."""
-    from singleshot.data.detect_formats import default_split
-
     given = cfg.train_set if role == "train" else cfg.val_set
     return given or default_split(data or cfg.data, role, _years(cfg, role))
 
 
 def _coco_files(cfg: DetectConfig, split: str) -> tuple[Path, Path]:
     """(annotation file, image folder) of a COCO ``split``."""
-    from singleshot.data.detect_formats import coco_folder_splits, detect_format
-
     path = Path(cfg.data)
     if detect_format(path) == "coco-folder":
         splits = coco_folder_splits(path)
@@ -81,23 +87,15 @@ def class_names_for(cfg: DetectConfig, data: str | None = None, role: str = "tra
     ``cfg.data`` (``score`` reads ``gt=``)."""
     if cfg.classes:
         return list(cfg.classes)
-    from singleshot.data.detect_formats import detect_format
-
     root = data or cfg.data
     if not root:
         require(cfg, "data")
     fmt = detect_format(root)
     if fmt in ("coco", "coco-folder"):
-        from singleshot.data.coco import coco_category_names
-
         sub = dataclasses.replace(cfg, data=root)
         return coco_category_names(_coco_files(sub, split_for(sub, role))[0])
     if fmt == "yolo":
-        from singleshot.data.yolo import load_yolo_yaml
-
         return list(load_yolo_yaml(root).names)
-    from singleshot.data.voc import voc_class_names
-
     split = split_for(cfg, role, root)
     names = voc_class_names(root, split, _years(cfg, role))
     splits, extra, val_split = split, [], split
@@ -124,24 +122,20 @@ def build_dataset(
     """The ``split`` of ``cfg.data`` (``""``: the training split) with labels indexing ``classes``;
     the image ids in ``exclude`` are left out."""
     require(cfg, "data")
-    from singleshot.data.detect_formats import detect_format
-
     split = split or split_for(cfg, "train")
     fmt = detect_format(cfg.data)
     if fmt in ("coco", "coco-folder"):
-        from singleshot.data.coco import COCODetection
-
         ann, images = _coco_files(cfg, split)
         return COCODetection(images, ann, transforms=transforms, class_names=classes, exclude=exclude)
     if fmt == "yolo":
-        from singleshot.data.yolo import YOLODetection
-
         return YOLODetection(cfg.data, split, class_names=classes, transforms=transforms, exclude=exclude)
-    from singleshot.data.voc import VOCDetection
-
-    years = _years(cfg, "val" if split == split_for(cfg, "val") else "train")
     return VOCDetection(
-        cfg.data, image_set=split, years=years, class_names=classes, transforms=transforms, exclude=exclude
+        cfg.data,
+        image_set=split,
+        years=_split_years(cfg, split),
+        class_names=classes,
+        transforms=transforms,
+        exclude=exclude,
     )
 
 
@@ -149,17 +143,13 @@ def check_split(cfg: DetectConfig, split: str, classes: Sequence[str] | None) ->
     """The dataset check of ``split`` of ``cfg.data`` (see :mod:`singleshot.data.detect_check`);
     names outside ``classes`` are faults."""
     require(cfg, "data")
-    from singleshot.data import detect_check
-    from singleshot.data.detect_formats import detect_format
-
     fmt = detect_format(cfg.data)
     if fmt in ("coco", "coco-folder"):
         ann, images = _coco_files(cfg, split)
         return detect_check.check_coco(images, ann, classes, cfg.workers)
     if fmt == "yolo":
         return detect_check.check_yolo(cfg.data, split, classes, cfg.workers)
-    years = _years(cfg, "val" if split == split_for(cfg, "val") else "train")
-    return detect_check.check_voc(cfg.data, split, years, classes, cfg.workers)
+    return detect_check.check_voc(cfg.data, split, _split_years(cfg, split), classes, cfg.workers)
 
 
 def screened_dataset(

@@ -11,18 +11,23 @@ and scores it (``metric=voc07``, ``voc12`` or ``coco``). ``voc07`` takes its rec
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
 from pathlib import Path
 from typing import Any
 
 from torch.utils.data import DataLoader, Dataset
 
-from singleshot.atomic import write_text
 from singleshot.errors import ConfigError
 from singleshot.metrics.box_diagnostics import BoxDiagnostics
 from singleshot.metrics.mismatch import class_name_differences
-from singleshot.tasks.common import explicit_keys, make_config, require, run_dir, settings_from_training
+from singleshot.tasks.common import (
+    explicit_keys,
+    make_config,
+    require,
+    run_dir,
+    settings_from_training,
+    write_metrics_json,
+)
 from singleshot.tasks.detect.config import DetectConfig
 from singleshot.tasks.detect.data import class_names_for, collate_raw, screened_dataset, split_for
 from singleshot.tasks.detect.export import load_onnx_predictor
@@ -140,7 +145,7 @@ def val(args: dict[str, str]) -> dict:
     if differences:
         metrics["warnings"] = [differences]
     out = run_dir(cfg, "val")
-    write_text(out / "metrics.json", json.dumps(metrics, indent=2))
+    write_metrics_json(out, metrics)
     if diagnostics is not None:
         write_detect_pictures(out, classes, cfg.metric, metrics, diagnostics, dataset)
     return dict(metrics, save_dir=str(out))

@@ -30,6 +30,7 @@ from torch.utils.data import Dataset
 
 from singleshot.config import config_to_dict
 from singleshot.data.collate import collate_detection
+from singleshot.data.detect_formats import detect_format
 from singleshot.data.input_spec import InputSpec
 from singleshot.losses.multibox import MultiBoxLoss
 from singleshot.metrics.mismatch import same_items, with_warnings
@@ -142,8 +143,6 @@ def _overlap(cfg: DetectConfig, train_set: Dataset, val_set: Dataset) -> str | N
     train_files, val_files = image_files(train_set), image_files(val_set)
     if train_files is None or val_files is None:
         return None
-    from singleshot.data.detect_formats import detect_format
-
     one_json = detect_format(cfg.data) == "coco" and not cfg.gt
     hint = "name a validation COCO json with gt=" if one_json else "name another split with val_set="
     return same_items(train_files, val_files, "images", hint=hint)

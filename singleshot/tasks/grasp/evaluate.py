@@ -10,14 +10,12 @@ the same rate with ``iou=polygon`` (the raster IoU depends on the pixel grid it 
 
 from __future__ import annotations
 
-import json
 import logging
 from pathlib import Path
 
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from singleshot.atomic import write_text
 from singleshot.data.collate import collate_detection
 from singleshot.data.grasp.dataset import GraspDataset, load_sample
 from singleshot.errors import ConfigError
@@ -32,6 +30,7 @@ from singleshot.tasks.common import (
     require,
     run_dir,
     settings_from_training,
+    write_metrics_json,
     write_skipped,
 )
 from singleshot.tasks.grasp.check import screened_split
@@ -176,7 +175,7 @@ def val(args: dict[str, str]) -> dict:
     if skipped:
         write_skipped(out, skipped)
     write_grasp_predictions(out / "predictions.json", preds)
-    write_text(out / "metrics.json", json.dumps(metrics, indent=2))
+    write_metrics_json(out, metrics)
     if cfg.plots:
         write_grasp_pictures(out, evaluator, test, preds, metrics)
     return dict(metrics, predictions=str(out / "predictions.json"), save_dir=str(out))

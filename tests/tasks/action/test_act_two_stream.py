@@ -143,11 +143,10 @@ def test_online_stream_with_look_ahead_equals_the_whole_video(data: tuple[Path, 
     np.testing.assert_allclose(online.cand_boxes, whole.cand_boxes, rtol=1e-4, atol=1e-3)
 
 
-def test_train_two_streams_then_val_uses_both(
-    data: tuple[Path, object], tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
-    root, _ = data
-    args = [
+def two_stream_train_args(root: Path, project: Path, *extra: str) -> list[str]:
+    """The command line of a one-epoch tiny two-stream ACT (RGB + RGB difference, motion weight 0.75)
+    on the data at ``root``, into ``project/run``; ``extra`` keys added."""
+    return [
         "action",
         "train",
         "model=act",
@@ -160,12 +159,18 @@ def test_train_two_streams_then_val_uses_both(
         "epochs=1",
         "modality=rgb+diff",
         "motion_weight=0.75",
-        "conf=0.2",
+        *extra,
         f"data={root}",
-        f"project={tmp_path}",
+        f"project={project}",
         "name=run",
     ]
-    assert main(args) == 0
+
+
+def test_train_two_streams_then_val_uses_both(
+    data: tuple[Path, object], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    root, _ = data
+    assert main(two_stream_train_args(root, tmp_path, "conf=0.2")) == 0
     run = tmp_path / "run"
     _, meta = load_weights(run / "best.safetensors")  # both streams in one file
     flow_meta = stream_metas(meta)[1]

@@ -19,7 +19,8 @@ from singleshot.errors import WeightsError
 from singleshot.models.act import act_tiny
 from singleshot.tasks.action.act_weights import read_finetune_weights, rgb_stream, stream_metas
 
-K = 3
+from .test_act_two_stream import K, two_stream_train_args
+
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
@@ -31,23 +32,7 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     tmp = tmp_path_factory.mktemp("act_weights")
     root = tmp / "data"
     generate_action_dataset(root, 3, 2, size=(48, 64), num_frames=(12, 14), seed=1)
-    args = [
-        "action",
-        "train",
-        "model=act",
-        "arch=act_tiny",
-        "act_width=0.25",
-        f"K={K}",
-        "imgsz=64",
-        "batch=8",
-        "workers=0",
-        "epochs=1",
-        "modality=rgb+diff",
-        "motion_weight=0.75",
-        f"data={root}",
-        f"project={tmp}",
-        "name=run",
-    ]
+    args = two_stream_train_args(root, tmp)
     try:
         assert main(args) == 0
     finally:
